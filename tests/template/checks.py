@@ -1,0 +1,496 @@
+"""Properties the deployment must keep, as functions over a parsed template.
+
+Each check raises AssertionError when the template breaks the property. test_template.py
+runs them on template.yaml; test_checks_fail.py runs them on broken copies of it, to show
+that every check can fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+
+FUNCTION = "ConnectIdentitySyncFunction"
+SOURCE_QUEUE = "SourceQueue"
+
+# SPEC section 3: one queue variable per failure class.
+DLQ_VARIABLES = (
+    "DLQ_URL_MALFORMED_EVENT",
+    "DLQ_URL_VALIDATION_ERROR",
+    "DLQ_URL_POLICY_VIOLATION",
+    "DLQ_URL_INVALID_REQUEST",
+    "DLQ_URL_INVALID_PARAMETER",
+    "DLQ_URL_RESOURCE_NOT_FOUND",
+    "DLQ_URL_THROTTLING",
+    "DLQ_URL_INTERNAL_SERVICE",
+    "DLQ_URL_UNKNOWN",
+)
+
+CONNECT_ACTIONS = {
+    "connect:DescribeInstance",
+    "connect:DescribeUser",
+    "connect:UpdateUserIdentityInfo",
+    "connect:SearchUsers",
+}
+
+# Default Amazon Connect quotas, requests per second, account-wide (SPEC section 2.4).
+CONNECT_QUOTA_RPS = {
+    "CONNECT_RPS_UPDATE": 2,  # UpdateUserIdentityInfo
+    "CONNECT_RPS_DESCRIBE": 10,  # DescribeUser
+    "CONNECT_RPS_SEARCH": 2,  # SearchUsers
+}
+
+INSTANCE_ARN = "arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/${ConnectInstanceId}"
+AGENT_ARN = INSTANCE_ARN + "/agent/*"
+
+# Which instance ARNs each Connect action may be granted on.
+CONNECT_SCOPE = {
+    "connect:DescribeInstance": {INSTANCE_ARN},
+    "connect:SearchUsers": {INSTANCE_ARN, AGENT_ARN},
+    "connect:DescribeUser": {AGENT_ARN},
+    "connect:UpdateUserIdentityInfo": {AGENT_ARN},
+}
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_template(path: Path = TEMPLATE) -> dict:
+    """template.yaml as plain dicts and lists; short tags (!Ref, !Sub, ...) become the
+    long forms ({"Ref": ...}, {"Fn::Sub": ...}), as CloudFormation reads them."""
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(path))))
+
+
+def transform_template(template: dict) -> dict:
+    """The CloudFormation template SAM deploys: what AWS::Serverless-2016-10-31 expands
+    the template into, including the roles and policies SAM generates itself."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    fragment = copy.deepcopy(template)
+    for res in fragment.get("Resources", {}).values():
+        if res.get("Type") == "AWS::Serverless::Function":
+            # sam build/package replace the local CodeUri with an S3 location.
+            res.setdefault("Properties", {})["CodeUri"] = "s3://bucket/bootstrap.zip"
+    return transform(fragment, {}, NoManagedPolicies())
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def resources(t: dict, type_: str | None = None) -> dict:
+    return {k: v for k, v in t.get("Resources", {}).items() if type_ is None or v.get("Type") == type_}
+
+
+def props(t: dict, logical_id: str) -> dict:
+    return t["Resources"][logical_id].get("Properties", {})
+
+
+def as_list(x: Any) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def resolve(t: dict, node: Any) -> Any:
+    """The value of a node with parameters at their defaults; other intrinsics unchanged."""
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        param = t.get("Parameters", {}).get(node["Ref"])
+        if param is not None:
+            return param.get("Default")
+    return node
+
+
+def as_int(t: dict, node: Any) -> int:
+    value = resolve(t, node)
+    assert value is not None, f"{node!r} has no value (a parameter without a default?)"
+    return int(value)
+
+
+def ref_target(node: Any) -> str | None:
+    """Logical id a {"Ref": X} or {"Fn::GetAtt": [X, "Arn"]} points to."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            return node["Ref"]
+        if set(node) == {"Fn::GetAtt"}:
+            target = node["Fn::GetAtt"]
+            if isinstance(target, str):
+                target = target.split(".", 1)
+            return target[0]
+    return None
+
+
+def function_env(t: dict) -> dict:
+    return props(t, FUNCTION).get("Environment", {}).get("Variables", {})
+
+
+def function_timeout(t: dict) -> int:
+    p = props(t, FUNCTION)
+    timeout = p.get("Timeout", t.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    return as_int(t, timeout)
+
+
+def sqs_event(t: dict) -> dict:
+    events = [e for e in props(t, FUNCTION).get("Events", {}).values() if e.get("Type") == "SQS"]
+    assert len(events) == 1, f"expected one SQS event source, found {len(events)}"
+    return events[0].get("Properties", {})
+
+
+def queues(t: dict) -> dict:
+    return resources(t, "AWS::SQS::Queue")
+
+
+def redrive_target(t: dict) -> str:
+    policy = props(t, SOURCE_QUEUE).get("RedrivePolicy")
+    assert policy, "the source queue has no redrive policy"
+    target = ref_target(policy.get("deadLetterTargetArn"))
+    assert target in queues(t), f"redrive target {target!r} is not a queue of this template"
+    return target
+
+
+def class_dlqs(t: dict) -> dict[str, str]:
+    """DLQ_URL_* variable -> logical id of the queue it names."""
+    env = function_env(t)
+    return {var: ref_target(env[var]) for var in DLQ_VARIABLES if var in env}
+
+
+def dead_letter_queues(t: dict) -> set[str]:
+    return set(class_dlqs(t).values()) | {redrive_target(t)}
+
+
+def policy_documents(t: dict) -> Iterator[tuple[str, dict]]:
+    """(where, policy document) for every identity and queue policy in the template."""
+    for lid, res in resources(t).items():
+        p = res.get("Properties", {})
+        typ = res.get("Type")
+        if typ == "AWS::IAM::Role":
+            for pol in p.get("Policies", []):
+                yield f"{lid}/{pol.get('PolicyName')}", pol["PolicyDocument"]
+        elif typ in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield lid, p["PolicyDocument"]
+        elif typ == "AWS::SQS::QueuePolicy":
+            yield lid, p["PolicyDocument"]
+        elif typ == "AWS::Serverless::Function":
+            for i, pol in enumerate(as_list(p.get("Policies", []))):
+                if isinstance(pol, dict) and "Statement" in pol:
+                    yield f"{lid}/Policies[{i}]", pol
+
+
+def statements(t: dict, effect: str | None = "Allow") -> Iterator[tuple[str, dict]]:
+    for where, doc in policy_documents(t):
+        for st in as_list(doc.get("Statement", [])):
+            if effect is None or st.get("Effect") == effect:
+                yield where, st
+
+
+def role_statements(t: dict, role: str) -> list[dict]:
+    return [st for where, st in statements(t) if where.split("/")[0] == role]
+
+
+def function_role(t: dict) -> str:
+    role = ref_target(props(t, FUNCTION).get("Role"))
+    assert role in resources(t, "AWS::IAM::Role"), "the function does not use a role defined in this template"
+    return role
+
+
+def actions(st: dict) -> list[str]:
+    return [a for a in as_list(st.get("Action", [])) if isinstance(a, str)]
+
+
+def is_wildcard_action(action: str) -> bool:
+    return "*" in action or "?" in action
+
+
+def sub_string(node: Any) -> Any:
+    if isinstance(node, dict) and "Fn::Sub" in node:
+        sub = node["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return node
+
+
+# ----------------------------------------------------------------------------- checks: IAM
+
+
+def check_no_wildcard_action_for_connect_or_sqs(t: dict) -> None:
+    for where, st in statements(t):
+        assert "NotAction" not in st, f"{where}: NotAction allows everything else"
+        for a in actions(st):
+            if a == "*" or a.lower().startswith(("connect:", "sqs:")):
+                assert not is_wildcard_action(a), f"{where} {st.get('Sid')}: wildcard action {a!r}"
+
+
+def check_no_connect_or_sqs_statement_on_every_resource(t: dict) -> None:
+    for where, st in statements(t):
+        if not any(a == "*" or a.lower().startswith(("connect:", "sqs:")) for a in actions(st)):
+            continue
+        assert "NotResource" not in st, f"{where} {st.get('Sid')}: NotResource"
+        for r in as_list(st.get("Resource")):
+            r = sub_string(r)
+            assert r != "*", f"{where} {st.get('Sid')}: Resource \"*\""
+            if isinstance(r, str):
+                assert not r.endswith((":*", ":instance/*")), f"{where} {st.get('Sid')}: resource {r!r} covers every instance or queue"
+
+
+def check_connect_actions_are_exactly_the_four_used(t: dict) -> None:
+    granted = {a for _, st in statements(t) for a in actions(st) if a.lower().startswith("connect:")}
+    assert granted == CONNECT_ACTIONS, f"Connect actions granted {sorted(granted)}, expected {sorted(CONNECT_ACTIONS)}"
+
+
+def check_connect_actions_only_on_the_configured_instance(t: dict) -> None:
+    seen = set()
+    for where, st in statements(t):
+        for a in actions(st):
+            if not a.lower().startswith("connect:"):
+                continue
+            res = {sub_string(r) for r in as_list(st.get("Resource"))}
+            allowed = CONNECT_SCOPE.get(a, set())
+            assert res <= allowed, f"{where} {st.get('Sid')}: {a} on {sorted(map(str, res))}, allowed only {sorted(allowed)}"
+            seen.add(a)
+    assert seen == CONNECT_ACTIONS, f"Connect actions seen {sorted(seen)}"
+
+
+def check_send_message_only_on_dead_letter_queues(t: dict) -> None:
+    role = function_role(t)
+    dlqs = set(class_dlqs(t).values())
+    granted = set()
+    for st in role_statements(t, role):
+        if any(a.lower() == "sqs:sendmessage" for a in actions(st)):
+            for r in as_list(st.get("Resource")):
+                target = ref_target(r)
+                assert target in dlqs, f"sqs:SendMessage granted on {r!r}, which is not a per-class dead-letter queue"
+                granted.add(target)
+    assert granted == dlqs, f"sqs:SendMessage missing on {sorted(dlqs - granted)}"
+
+
+def check_polling_only_on_the_source_queue(t: dict) -> None:
+    role = function_role(t)
+    poll = {"sqs:receivemessage", "sqs:deletemessage", "sqs:getqueueattributes"}
+    found = set()
+    for st in role_statements(t, role):
+        acts = {a.lower() for a in actions(st)}
+        if acts & poll:
+            targets = {ref_target(r) for r in as_list(st.get("Resource"))}
+            assert targets == {SOURCE_QUEUE}, f"queue polling granted on {sorted(map(str, targets))}"
+            found |= acts & poll
+    assert found == poll, f"the function cannot poll its source queue: missing {sorted(poll - found)}"
+
+
+def check_role_statements_only_allow_what_the_function_uses(t: dict) -> None:
+    role = function_role(t)
+    used = CONNECT_ACTIONS | {
+        "sqs:SendMessage",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for st in role_statements(t, role):
+        for a in actions(st):
+            assert a in used, f"the function role allows {a!r}, which the function does not use"
+    assert not props(t, role).get("ManagedPolicyArns"), "managed policies on the function role"
+
+
+def check_deployed_role_has_no_managed_policy(transformed: dict) -> None:
+    """After the SAM transform: SAM attaches nothing (AWSLambdaSQSQueueExecutionRole and
+    AWSLambdaBasicExecutionRole both apply to Resource "*")."""
+    fn = [v for v in resources(transformed, "AWS::Lambda::Function").values()]
+    assert len(fn) == 1
+    role = ref_target(fn[0]["Properties"]["Role"])
+    for lid, res in resources(transformed, "AWS::IAM::Role").items():
+        arns = res["Properties"].get("ManagedPolicyArns", [])
+        assert not arns, f"{lid} carries managed policies {arns}"
+    assert role in resources(transformed, "AWS::IAM::Role"), "the deployed function does not use the template's role"
+
+
+# ----------------------------------------------------------------------------- checks: queues
+
+
+def check_every_queue_is_encrypted(t: dict) -> None:
+    assert queues(t), "no queues"
+    for lid, q in queues(t).items():
+        p = q.get("Properties", {})
+        assert p.get("SqsManagedSseEnabled") is True or p.get("KmsMasterKeyId"), f"{lid} is not encrypted at rest"
+        assert p.get("SqsManagedSseEnabled") is not False or p.get("KmsMasterKeyId"), f"{lid} turns encryption off"
+
+
+def check_dead_letter_queues_keep_messages_fourteen_days(t: dict) -> None:
+    for lid in dead_letter_queues(t):
+        days = as_int(t, props(t, lid).get("MessageRetentionPeriod", 345600)) / 86400
+        assert days == 14, f"{lid} keeps messages {days} days, not 14"
+
+
+def check_queues_outlive_the_stack(t: dict) -> None:
+    for lid, q in queues(t).items():
+        assert q.get("DeletionPolicy") == "Retain", f"{lid} would be deleted with its messages"
+        assert q.get("UpdateReplacePolicy") == "Retain", f"{lid} would be replaced without its messages"
+
+
+def check_visibility_timeout_is_six_function_timeouts(t: dict) -> None:
+    vt = as_int(t, props(t, SOURCE_QUEUE).get("VisibilityTimeout", 30))
+    assert vt >= 6 * function_timeout(t), f"visibility timeout {vt}s < 6 x function timeout {function_timeout(t)}s"
+
+
+def check_redrive_comes_after_the_function_gives_up(t: dict) -> None:
+    redrive = props(t, SOURCE_QUEUE)["RedrivePolicy"]
+    max_receive = as_int(t, redrive["maxReceiveCount"])
+    fn_max = as_int(t, function_env(t).get("MAX_RECEIVE_COUNT", 3))
+    assert max_receive > fn_max, f"SQS redrives at {max_receive} receives, the function at {fn_max}"
+    # Room for records handed back for the deadline, FIFO order or a failed dead-letter send.
+    assert max_receive - fn_max >= 2, f"margin {max_receive - fn_max} between maxReceiveCount and MAX_RECEIVE_COUNT"
+    assert redrive_target(t) not in class_dlqs(t).values(), "the redrive target is also a per-class queue"
+
+
+def check_every_failure_class_has_its_own_queue(t: dict) -> None:
+    env = function_env(t)
+    missing = [v for v in DLQ_VARIABLES if v not in env]
+    assert not missing, f"unset: {missing}"
+    targets = class_dlqs(t)
+    for var, lid in targets.items():
+        assert lid in queues(t), f"{var} does not name a queue of this template ({env[var]!r})"
+        assert lid != SOURCE_QUEUE, f"{var} names the source queue"
+    assert len(set(targets.values())) == len(DLQ_VARIABLES), "two classes share a queue"
+
+
+def check_every_dead_letter_queue_has_an_alarm(t: dict) -> None:
+    alarmed = {}
+    for lid, a in resources(t, "AWS::CloudWatch::Alarm").items():
+        p = a["Properties"]
+        if p.get("Namespace") != "AWS/SQS" or p.get("MetricName") != "ApproximateNumberOfMessagesVisible":
+            continue
+        for d in p.get("Dimensions", []):
+            if d.get("Name") == "QueueName":
+                alarmed[ref_target(d.get("Value"))] = p
+    for q in sorted(dead_letter_queues(t)):
+        assert q in alarmed, f"no alarm on dead-letter queue {q}"
+        p = alarmed[q]
+        assert p.get("ComparisonOperator") == "GreaterThanThreshold" and float(p.get("Threshold")) == 0, (
+            f"the alarm on {q} does not fire on the first message"
+        )
+        assert p.get("TreatMissingData", "missing") in ("notBreaching", "missing")
+        assert "AlarmActions" in p, f"the alarm on {q} notifies no one, even with AlarmTopicArn set"
+
+
+# ----------------------------------------------------------------------------- checks: function
+
+
+def check_function_build(t: dict) -> None:
+    fn = t["Resources"][FUNCTION]
+    p = fn["Properties"]
+    assert t.get("Transform") == "AWS::Serverless-2016-10-31" or "AWS::Serverless-2016-10-31" in as_list(t.get("Transform"))
+    assert p.get("Runtime") == "provided.al2023"
+    assert p.get("Architectures") == ["arm64"]
+    assert p.get("Handler") == "bootstrap"
+    assert p.get("CodeUri") == "."
+    assert fn.get("Metadata", {}).get("BuildMethod") == "rust-cargolambda"
+    assert fn["Metadata"].get("BuildProperties", {}).get("Binary") == "connect-identity-sync"
+
+
+def check_event_source_reports_failures_and_bounds_concurrency(t: dict) -> None:
+    ev = sqs_event(t)
+    assert ref_target(ev.get("Queue")) == SOURCE_QUEUE
+    assert "ReportBatchItemFailures" in ev.get("FunctionResponseTypes", []), "a failed record would fail the whole batch"
+    mc = ev.get("ScalingConfig", {}).get("MaximumConcurrency")
+    assert mc is not None, "no MaximumConcurrency: nothing bounds how many containers share Connect's quota"
+    assert 2 <= as_int(t, mc) <= 1000
+    assert 1 <= as_int(t, ev.get("BatchSize", 10)) <= 10
+
+
+def check_connect_quota_is_shared_not_exceeded(t: dict) -> None:
+    env = function_env(t)
+    mc = as_int(t, sqs_event(t)["ScalingConfig"]["MaximumConcurrency"])
+    for var, quota in CONNECT_QUOTA_RPS.items():
+        assert var in env, f"{var} unset: each container would use the whole quota"
+        rps = as_int(t, env[var])
+        assert rps >= 1
+        assert mc * rps <= quota, f"{mc} containers x {var}={rps} = {mc * rps} rps > quota {quota}"
+
+
+def check_a_batch_fits_in_the_timeout(t: dict) -> None:
+    ev = sqs_event(t)
+    batch = as_int(t, ev.get("BatchSize", 10))
+    rps = as_int(t, function_env(t)["CONNECT_RPS_UPDATE"])
+    # One update per record at the container's update rate, with half the timeout spare.
+    assert batch / rps <= function_timeout(t) / 2, f"{batch} updates at {rps}/s do not fit in {function_timeout(t)}s"
+
+
+def check_defaults_refuse(t: dict) -> None:
+    env = function_env(t)
+    params = t.get("Parameters", {})
+    assert ref_target(env.get("DEFAULT_INSTANCE_ID")) == "ConnectInstanceId"
+    assert ref_target(env.get("ALLOWED_INSTANCE_IDS")) == "ConnectInstanceId", "ALLOWED_INSTANCE_IDS must be the one instance the role covers"
+    assert "Default" not in params["ConnectInstanceId"], "the instance must be chosen, not defaulted"
+    assert re.fullmatch(params["ConnectInstanceId"]["AllowedPattern"], "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")
+    for bad in ("*", "", "arn:aws:connect:us-east-1:123456789012:instance/*"):
+        assert not re.fullmatch(params["ConnectInstanceId"]["AllowedPattern"], bad), f"instance id {bad!r} accepted"
+    assert ref_target(env.get("EMAIL_DOMAIN_ALLOWLIST")) == "EmailDomainAllowlist"
+    assert params["EmailDomainAllowlist"].get("Default", "") == "", "Email changes must be refused until domains are listed"
+    assert ref_target(env.get("PROTECTED_SECURITY_PROFILE_IDS")) == "ProtectedSecurityProfileIds"
+    trusted = env.get("TRUSTED_SOURCES")
+    assert isinstance(trusted, dict) and "Fn::If" in trusted, "TRUSTED_SOURCES must fall back to the rule's source"
+    assert {ref_target(x) for x in trusted["Fn::If"][1:]} == {"TrustedSources", "EventSource"}
+
+
+def check_logs_are_json_in_an_explicit_group(t: dict) -> None:
+    p = props(t, FUNCTION)
+    env = function_env(t)
+    assert env.get("AWS_LAMBDA_LOG_FORMAT") == "JSON"
+    lc = p.get("LoggingConfig", {})
+    assert lc.get("LogFormat") == "JSON"
+    group = ref_target(lc.get("LogGroup"))
+    assert group in resources(t, "AWS::Logs::LogGroup"), "the function does not log to the template's log group"
+    assert props(t, group).get("RetentionInDays") is not None, "logs kept forever"
+
+
+# ----------------------------------------------------------------------------- checks: EventBridge
+
+
+def check_rule_filters_and_targets_the_source_queue(t: dict) -> None:
+    rules = resources(t, "AWS::Events::Rule")
+    assert len(rules) == 1
+    (lid, rule), = rules.items()
+    p = rule["Properties"]
+    assert ref_target(p.get("EventBusName")) == "EventBusName"
+    pattern = p["EventPattern"]
+    assert [ref_target(x) for x in pattern.get("source", [])] == ["EventSource"]
+    assert [ref_target(x) for x in pattern.get("detail-type", [])] == ["EventDetailType"]
+    targets = [ref_target(x["Arn"]) for x in p["Targets"]]
+    assert targets == [SOURCE_QUEUE], f"rule targets {targets}"
+
+
+def check_only_the_rule_may_send_to_the_source_queue(t: dict) -> None:
+    rule = next(iter(resources(t, "AWS::Events::Rule")))
+    found = False
+    for lid, qp in resources(t, "AWS::SQS::QueuePolicy").items():
+        p = qp["Properties"]
+        if SOURCE_QUEUE not in {ref_target(q) for q in p["Queues"]}:
+            continue
+        for st in as_list(p["PolicyDocument"]["Statement"]):
+            if st.get("Effect") != "Allow":
+                continue
+            assert st.get("Principal") == {"Service": "events.amazonaws.com"}, f"{lid}: {st.get('Principal')!r} may use the queue"
+            assert actions(st) == ["sqs:SendMessage"]
+            cond = st.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn")
+            assert ref_target(cond) == rule, f"{lid}: not limited to the rule {rule}"
+            found = True
+    assert found, "no queue policy lets the rule deliver to the source queue"
+
+
+def check_outputs(t: dict) -> None:
+    outputs = t.get("Outputs", {})
+    values = {ref_target(o.get("Value")) for o in outputs.values()}
+    assert FUNCTION in values, "no function ARN output"
+    for q in queues(t):
+        assert q in values, f"no output for queue {q}"

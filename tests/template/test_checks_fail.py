@@ -1,0 +1,209 @@
+"""Every check in checks.py fails on a template broken the way it guards against.
+
+A check that passes on anything proves nothing: each case below breaks one property of a
+copy of template.yaml and expects its check to raise.
+"""
+
+import pytest
+
+import checks
+from checks import AGENT_ARN, FUNCTION, INSTANCE_ARN, SOURCE_QUEUE
+
+
+def fn(t):
+    return t["Resources"][FUNCTION]["Properties"]
+
+
+def env(t):
+    return fn(t)["Environment"]["Variables"]
+
+
+def role(t):
+    return t["Resources"][checks.function_role(t)]["Properties"]
+
+
+def stmt(t, sid):
+    for pol in role(t)["Policies"]:
+        for st in pol["PolicyDocument"]["Statement"]:
+            if st.get("Sid") == sid:
+                return st
+    raise KeyError(sid)
+
+
+def param(t, name):
+    return t["Parameters"][name]
+
+
+def ev(t):
+    return fn(t)["Events"]["IdentityChanges"]["Properties"]
+
+
+def qprops(t, lid):
+    return t["Resources"][lid]["Properties"]
+
+
+def alarm_on(t, queue):
+    for lid, a in checks.resources(t, "AWS::CloudWatch::Alarm").items():
+        if checks.ref_target(a["Properties"]["Dimensions"][0]["Value"]) == queue:
+            return lid
+    raise KeyError(queue)
+
+
+def source_queue_policy(t):
+    for res in checks.resources(t, "AWS::SQS::QueuePolicy").values():
+        if checks.ref_target(res["Properties"]["Queues"][0]) == SOURCE_QUEUE:
+            return res["Properties"]["PolicyDocument"]["Statement"][0]
+    raise KeyError("source queue policy")
+
+
+def rule(t):
+    return next(iter(checks.resources(t, "AWS::Events::Rule").values()))["Properties"]
+
+
+def setitem(d, k, v):
+    d[k] = v
+
+
+CASES = [
+    # IAM
+    ("connect:* on users", checks.check_no_wildcard_action_for_connect_or_sqs,
+     lambda t: setitem(stmt(t, "ReadAndUpdateUserIdentity"), "Action", "connect:*")),
+    ("connect:Update* on users", checks.check_no_wildcard_action_for_connect_or_sqs,
+     lambda t: setitem(stmt(t, "ReadAndUpdateUserIdentity"), "Action", ["connect:Update*"])),
+    ("sqs:* on dead-letter queues", checks.check_no_wildcard_action_for_connect_or_sqs,
+     lambda t: setitem(stmt(t, "DeadLetterByClass"), "Action", "sqs:*")),
+    ("* action", checks.check_no_wildcard_action_for_connect_or_sqs,
+     lambda t: setitem(stmt(t, "PollSourceQueue"), "Action", "*")),
+    ("NotAction", checks.check_no_wildcard_action_for_connect_or_sqs,
+     lambda t: setitem(stmt(t, "PollSourceQueue"), "NotAction", "iam:*")),
+    ("Resource * for Connect", checks.check_no_connect_or_sqs_statement_on_every_resource,
+     lambda t: setitem(stmt(t, "ReadConfiguredInstance"), "Resource", "*")),
+    ("Resource * for SQS", checks.check_no_connect_or_sqs_statement_on_every_resource,
+     lambda t: setitem(stmt(t, "DeadLetterByClass"), "Resource", ["*"])),
+    ("every queue of the account", checks.check_no_connect_or_sqs_statement_on_every_resource,
+     lambda t: setitem(stmt(t, "PollSourceQueue"), "Resource", {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:*"})),
+    ("NotResource", checks.check_no_connect_or_sqs_statement_on_every_resource,
+     lambda t: setitem(stmt(t, "DeadLetterByClass"), "NotResource", "arn:aws:sqs:us-east-1:123456789012:x")),
+    ("an extra Connect action", checks.check_connect_actions_are_exactly_the_four_used,
+     lambda t: stmt(t, "ReadAndUpdateUserIdentity")["Action"].append("connect:UpdateUserSecurityProfiles")),
+    ("SearchUsers missing", checks.check_connect_actions_are_exactly_the_four_used,
+     lambda t: setitem(stmt(t, "FindUsersByUsername"), "Action", "connect:DescribeUser")),
+    ("users of every instance", checks.check_connect_actions_only_on_the_configured_instance,
+     lambda t: setitem(stmt(t, "ReadAndUpdateUserIdentity"), "Resource",
+                       {"Fn::Sub": "arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*/agent/*"})),
+    ("update granted on the instance itself", checks.check_connect_actions_only_on_the_configured_instance,
+     lambda t: setitem(stmt(t, "ReadAndUpdateUserIdentity"), "Resource", [{"Fn::Sub": INSTANCE_ARN}, {"Fn::Sub": AGENT_ARN}])),
+    ("DescribeInstance on another instance", checks.check_connect_actions_only_on_the_configured_instance,
+     lambda t: setitem(stmt(t, "ReadConfiguredInstance"), "Resource",
+                       "arn:aws:connect:us-east-1:123456789012:instance/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")),
+    ("SendMessage on the source queue", checks.check_send_message_only_on_dead_letter_queues,
+     lambda t: stmt(t, "DeadLetterByClass")["Resource"].append({"Fn::GetAtt": [SOURCE_QUEUE, "Arn"]})),
+    ("SendMessage missing on a class queue", checks.check_send_message_only_on_dead_letter_queues,
+     lambda t: stmt(t, "DeadLetterByClass")["Resource"].pop()),
+    ("polling a dead-letter queue", checks.check_polling_only_on_the_source_queue,
+     lambda t: setitem(stmt(t, "PollSourceQueue"), "Resource", [{"Fn::GetAtt": [SOURCE_QUEUE, "Arn"]},
+                                                                 {"Fn::GetAtt": ["ThrottlingDeadLetterQueue", "Arn"]}])),
+    ("cannot delete polled records", checks.check_polling_only_on_the_source_queue,
+     lambda t: stmt(t, "PollSourceQueue")["Action"].remove("sqs:DeleteMessage")),
+    ("an unused action", checks.check_role_statements_only_allow_what_the_function_uses,
+     lambda t: stmt(t, "PollSourceQueue")["Action"].append("sqs:PurgeQueue")),
+    ("a managed policy", checks.check_role_statements_only_allow_what_the_function_uses,
+     lambda t: setitem(role(t), "ManagedPolicyArns", ["arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"])),
+    # Queues
+    ("a queue without encryption", checks.check_every_queue_is_encrypted,
+     lambda t: qprops(t, "UnknownErrorDeadLetterQueue").pop("SqsManagedSseEnabled")),
+    ("encryption turned off", checks.check_every_queue_is_encrypted,
+     lambda t: setitem(qprops(t, SOURCE_QUEUE), "SqsManagedSseEnabled", False)),
+    ("a class queue keeping 4 days", checks.check_dead_letter_queues_keep_messages_fourteen_days,
+     lambda t: setitem(qprops(t, "PolicyViolationDeadLetterQueue"), "MessageRetentionPeriod", 345600)),
+    ("the catch-all queue at the default retention", checks.check_dead_letter_queues_keep_messages_fourteen_days,
+     lambda t: qprops(t, checks.redrive_target(t)).pop("MessageRetentionPeriod")),
+    ("a queue deleted with the stack", checks.check_queues_outlive_the_stack,
+     lambda t: t["Resources"]["ValidationErrorDeadLetterQueue"].pop("DeletionPolicy")),
+    ("visibility timeout of 2 function timeouts", checks.check_visibility_timeout_is_six_function_timeouts,
+     lambda t: setitem(qprops(t, SOURCE_QUEUE), "VisibilityTimeout", 60)),
+    ("a longer function timeout", checks.check_visibility_timeout_is_six_function_timeouts,
+     lambda t: setitem(t["Globals"]["Function"], "Timeout", 60)),
+    ("SQS redrives before the function gives up", checks.check_redrive_comes_after_the_function_gives_up,
+     lambda t: setitem(qprops(t, SOURCE_QUEUE)["RedrivePolicy"], "maxReceiveCount", 3)),
+    ("no margin for handed-back records", checks.check_redrive_comes_after_the_function_gives_up,
+     lambda t: setitem(env(t), "MAX_RECEIVE_COUNT", "5")),
+    ("a class without its variable", checks.check_every_failure_class_has_its_own_queue,
+     lambda t: env(t).pop("DLQ_URL_THROTTLING")),
+    ("two classes sharing a queue", checks.check_every_failure_class_has_its_own_queue,
+     lambda t: setitem(env(t), "DLQ_URL_UNKNOWN", {"Ref": "ThrottlingDeadLetterQueue"})),
+    ("a class dead-lettered into the source queue", checks.check_every_failure_class_has_its_own_queue,
+     lambda t: setitem(env(t), "DLQ_URL_UNKNOWN", {"Ref": SOURCE_QUEUE})),
+    ("a class queue without alarm", checks.check_every_dead_letter_queue_has_an_alarm,
+     lambda t: t["Resources"].pop(alarm_on(t, "InternalServiceDeadLetterQueue"))),
+    ("the catch-all queue without alarm", checks.check_every_dead_letter_queue_has_an_alarm,
+     lambda t: t["Resources"].pop(alarm_on(t, checks.redrive_target(t)))),
+    ("an alarm that waits for two messages", checks.check_every_dead_letter_queue_has_an_alarm,
+     lambda t: setitem(t["Resources"][alarm_on(t, "MalformedEventDeadLetterQueue")]["Properties"], "Threshold", 1)),
+    ("an alarm that notifies no one", checks.check_every_dead_letter_queue_has_an_alarm,
+     lambda t: t["Resources"][alarm_on(t, "UnknownErrorDeadLetterQueue")]["Properties"].pop("AlarmActions")),
+    # Function and event source
+    ("built for x86_64", checks.check_function_build,
+     lambda t: setitem(fn(t), "Architectures", ["x86_64"])),
+    ("not built with cargo-lambda", checks.check_function_build,
+     lambda t: setitem(t["Resources"][FUNCTION]["Metadata"], "BuildMethod", "makefile")),
+    ("another binary", checks.check_function_build,
+     lambda t: setitem(t["Resources"][FUNCTION]["Metadata"]["BuildProperties"], "Binary", "connect-emulator")),
+    ("whole batches fail together", checks.check_event_source_reports_failures_and_bounds_concurrency,
+     lambda t: ev(t).pop("FunctionResponseTypes")),
+    ("unbounded concurrency", checks.check_event_source_reports_failures_and_bounds_concurrency,
+     lambda t: ev(t).pop("ScalingConfig")),
+    ("4 containers at 1 update/s", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: setitem(param(t, "MaximumConcurrency"), "Default", 4)),
+    ("the whole DescribeUser quota per container", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: setitem(param(t, "ConnectRpsDescribe"), "Default", 10)),
+    ("no per-container search rate", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: env(t).pop("CONNECT_RPS_SEARCH")),
+    ("a batch too long for the timeout", checks.check_a_batch_fits_in_the_timeout,
+     lambda t: setitem(t["Globals"]["Function"], "Timeout", 15)),
+    ("every instance allowed", checks.check_defaults_refuse,
+     lambda t: setitem(env(t), "ALLOWED_INSTANCE_IDS", "*")),
+    ("every email domain allowed by default", checks.check_defaults_refuse,
+     lambda t: setitem(param(t, "EmailDomainAllowlist"), "Default", "*")),
+    ("a default instance", checks.check_defaults_refuse,
+     lambda t: setitem(param(t, "ConnectInstanceId"), "Default", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")),
+    ("instance id accepting anything", checks.check_defaults_refuse,
+     lambda t: setitem(param(t, "ConnectInstanceId"), "AllowedPattern", ".*")),
+    ("any source trusted when the parameter is empty", checks.check_defaults_refuse,
+     lambda t: setitem(env(t), "TRUSTED_SOURCES", {"Ref": "TrustedSources"})),
+    ("text logs", checks.check_logs_are_json_in_an_explicit_group,
+     lambda t: setitem(env(t), "AWS_LAMBDA_LOG_FORMAT", "Text")),
+    ("logs kept forever", checks.check_logs_are_json_in_an_explicit_group,
+     lambda t: t["Resources"]["FunctionLogGroup"]["Properties"].pop("RetentionInDays")),
+    # EventBridge and outputs
+    ("a rule matching every detail-type", checks.check_rule_filters_and_targets_the_source_queue,
+     lambda t: rule(t)["EventPattern"].pop("detail-type")),
+    ("a rule targeting a dead-letter queue", checks.check_rule_filters_and_targets_the_source_queue,
+     lambda t: setitem(rule(t)["Targets"][0], "Arn", {"Fn::GetAtt": ["UnknownErrorDeadLetterQueue", "Arn"]})),
+    ("any rule may send to the source queue", checks.check_only_the_rule_may_send_to_the_source_queue,
+     lambda t: source_queue_policy(t).pop("Condition")),
+    ("anyone may send to the source queue", checks.check_only_the_rule_may_send_to_the_source_queue,
+     lambda t: setitem(source_queue_policy(t), "Principal", "*")),
+    ("a queue URL missing from the outputs", checks.check_outputs,
+     lambda t: t["Outputs"].pop("ThrottlingDeadLetterQueueUrl")),
+]
+
+
+@pytest.mark.parametrize("case,check,breaks", CASES, ids=[c[0] for c in CASES])
+def test_check_fails_on_a_template_with(case, check, breaks, template):
+    check(template)  # holds on the real template
+    breaks(template)
+    with pytest.raises(AssertionError):
+        check(template)
+
+
+def test_checks_of_the_deployed_template_fail_when_sam_generates_the_role(template):
+    fn(template).pop("Role")  # SAM then makes a role with AWS managed policies on "*"
+    with pytest.raises(AssertionError):
+        checks.check_deployed_role_has_no_managed_policy(checks.transform_template(template))
+
+
+def test_every_check_has_a_case_that_makes_it_fail():
+    covered = {c[1].__name__ for c in CASES} | {"check_deployed_role_has_no_managed_policy"}
+    defined = {n for n in dir(checks) if n.startswith("check_")}
+    assert defined <= covered, f"checks no case breaks: {sorted(defined - covered)}"

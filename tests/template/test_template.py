@@ -1,0 +1,116 @@
+"""template.yaml keeps the deployment least-privileged, refusing by default, and loses nothing."""
+
+import checks
+
+
+# IAM ---------------------------------------------------------------------------------
+
+
+def test_no_statement_grants_a_wildcard_connect_or_sqs_action(template):
+    checks.check_no_wildcard_action_for_connect_or_sqs(template)
+
+
+def test_no_connect_or_sqs_statement_applies_to_every_resource(template):
+    checks.check_no_connect_or_sqs_statement_on_every_resource(template)
+
+
+def test_after_the_sam_transform_no_statement_grants_a_wildcard_or_every_resource(transformed):
+    checks.check_no_wildcard_action_for_connect_or_sqs(transformed)
+    checks.check_no_connect_or_sqs_statement_on_every_resource(transformed)
+
+
+def test_sam_attaches_no_managed_policy_with_unscoped_queue_or_log_access(transformed):
+    checks.check_deployed_role_has_no_managed_policy(transformed)
+
+
+def test_function_may_call_exactly_the_four_connect_actions_it_uses(template):
+    checks.check_connect_actions_are_exactly_the_four_used(template)
+
+
+def test_connect_actions_are_scoped_to_the_configured_instance_and_its_agents(template):
+    checks.check_connect_actions_only_on_the_configured_instance(template)
+
+
+def test_function_may_send_only_to_the_per_class_dead_letter_queues(template):
+    checks.check_send_message_only_on_dead_letter_queues(template)
+
+
+def test_function_may_poll_only_its_source_queue(template):
+    checks.check_polling_only_on_the_source_queue(template)
+
+
+def test_function_role_allows_nothing_the_function_does_not_use(template):
+    checks.check_role_statements_only_allow_what_the_function_uses(template)
+
+
+# Queues --------------------------------------------------------------------------------
+
+
+def test_every_queue_is_encrypted_at_rest(template):
+    checks.check_every_queue_is_encrypted(template)
+
+
+def test_dead_letter_queues_keep_messages_fourteen_days(template):
+    checks.check_dead_letter_queues_keep_messages_fourteen_days(template)
+
+
+def test_queues_and_their_messages_survive_stack_deletion(template):
+    checks.check_queues_outlive_the_stack(template)
+
+
+def test_source_queue_hides_a_received_record_for_six_function_timeouts(template):
+    checks.check_visibility_timeout_is_six_function_timeouts(template)
+
+
+def test_sqs_redrives_a_record_only_after_the_function_has_given_up_on_it(template):
+    checks.check_redrive_comes_after_the_function_gives_up(template)
+
+
+def test_every_failure_class_has_its_own_dead_letter_queue(template):
+    checks.check_every_failure_class_has_its_own_queue(template)
+
+
+def test_every_dead_letter_queue_raises_an_alarm_on_its_first_message(template):
+    checks.check_every_dead_letter_queue_has_an_alarm(template)
+
+
+# Function and event source ---------------------------------------------------------------
+
+
+def test_function_is_built_by_cargo_lambda_for_arm64_on_provided_al2023(template):
+    checks.check_function_build(template)
+
+
+def test_event_source_reports_batch_item_failures_and_bounds_concurrency(template):
+    checks.check_event_source_reports_failures_and_bounds_concurrency(template)
+
+
+def test_containers_together_stay_within_connects_account_quota(template):
+    checks.check_connect_quota_is_shared_not_exceeded(template)
+
+
+def test_a_full_batch_of_updates_fits_in_the_function_timeout(template):
+    checks.check_a_batch_fits_in_the_timeout(template)
+
+
+def test_defaults_refuse_other_instances_and_every_email_change(template):
+    checks.check_defaults_refuse(template)
+
+
+def test_function_logs_json_to_its_own_group_with_retention(template):
+    checks.check_logs_are_json_in_an_explicit_group(template)
+
+
+# EventBridge and outputs -----------------------------------------------------------------
+
+
+def test_eventbridge_rule_filters_on_source_and_detail_type_into_the_source_queue(template):
+    checks.check_rule_filters_and_targets_the_source_queue(template)
+
+
+def test_only_the_identity_change_rule_may_send_to_the_source_queue(template):
+    checks.check_only_the_rule_may_send_to_the_source_queue(template)
+
+
+def test_outputs_give_every_queue_url_and_the_function_arn(template):
+    checks.check_outputs(template)
