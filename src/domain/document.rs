@@ -1,0 +1,306 @@
+//! A change document as received (values not yet checked) and its admission: the
+//! checks of SPEC §2.3 steps 1–3, in that order, none of which needs a call.
+
+use chrono::{DateTime, Utc};
+
+use super::change::{ChangeRequest, FieldChange, IdentityChange};
+use super::error::Failure;
+use super::identity::{E164, EmailAddress, Field, InstanceId, PersonName, PhoneRegion, UserRef};
+use super::policy::Policy;
+
+/// One field of a received document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RawField {
+    #[default]
+    Keep,
+    /// `null`.
+    Clear,
+    /// A string; one that is empty after trimming clears the field.
+    Set(String),
+}
+
+/// The identity fields of a received document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawIdentity {
+    pub first_name: RawField,
+    pub last_name: RawField,
+    pub email: RawField,
+    pub secondary_email: RawField,
+    pub mobile: RawField,
+}
+
+/// How a document names its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawUser {
+    /// A user id or a user ARN.
+    UserId(String),
+    Username(String),
+}
+
+/// A change document whose shape is right but whose values are unchecked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeDocument {
+    pub instance: Option<String>,
+    pub user: RawUser,
+    pub identity: RawIdentity,
+    pub event_id: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The EventBridge `source` when the document came in an EventBridge event.
+    pub source: Option<String>,
+}
+
+impl ChangeDocument {
+    /// The instance and user ids the document names, as far as they can be read,
+    /// for dead-letter attributes and log fields.
+    pub fn known_ids(
+        &self,
+        default_instance: Option<&InstanceId>,
+    ) -> (Option<String>, Option<String>) {
+        let user = match &self.user {
+            RawUser::UserId(raw) => UserRef::parse_user_id(raw).ok(),
+            RawUser::Username(_) => None,
+        };
+        let instance = self
+            .instance
+            .as_deref()
+            .and_then(|i| InstanceId::parse(i).ok())
+            .or_else(|| match &user {
+                Some(UserRef::Arn { instance, .. }) => Some(instance.clone()),
+                _ => None,
+            })
+            .or_else(|| default_instance.cloned());
+        let user_id = match user {
+            Some(UserRef::Id(id) | UserRef::Arn { user: id, .. }) => Some(id.to_string()),
+            _ => None,
+        };
+        (instance.map(|i| i.to_string()), user_id)
+    }
+}
+
+/// What admission needs: the rules and the defaults from the configuration.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub policy: Policy,
+    pub default_instance: Option<InstanceId>,
+    pub phone_region: Option<PhoneRegion>,
+}
+
+impl Admission {
+    /// Admits a document: `MalformedEvent`, then `PolicyViolation`, then
+    /// `ValidationError`, the first that applies deciding the class.
+    ///
+    /// # Errors
+    /// The failure of the first check that refuses the document.
+    pub fn admit(&self, doc: ChangeDocument) -> Result<ChangeRequest, Failure> {
+        // 1. Shape: who and where.
+        let user = match &doc.user {
+            RawUser::UserId(raw) => UserRef::parse_user_id(raw)?,
+            RawUser::Username(raw) => UserRef::username(raw)?,
+        };
+        let named_instance = doc.instance.as_deref().map(InstanceId::parse).transpose()?;
+        let arn_instance = match &user {
+            UserRef::Arn { instance, .. } => Some(instance.clone()),
+            _ => None,
+        };
+        let instance = named_instance
+            .clone()
+            .or_else(|| arn_instance.clone())
+            .or_else(|| self.default_instance.clone())
+            .ok_or_else(|| {
+                Failure::malformed(
+                    "no InstanceId in the document and DEFAULT_INSTANCE_ID is not set",
+                )
+            })?;
+
+        // 2. Policy.
+        self.policy.check_source(doc.source.as_deref())?;
+        self.policy.check_instance(&instance)?;
+        if let Some(arn_instance) = &arn_instance {
+            self.policy.check_instance(arn_instance)?;
+        }
+
+        // 3. Values.
+        if let Some(arn_instance) = &arn_instance
+            && *arn_instance != instance
+        {
+            return Err(Failure::validation(
+                "the user ARN belongs to another instance than InstanceId",
+            ));
+        }
+        let change = self.validate_identity(&doc.identity)?;
+        Ok(ChangeRequest {
+            instance,
+            user,
+            change,
+            event_id: doc.event_id,
+            occurred_at: doc.occurred_at,
+        })
+    }
+
+    fn validate_identity(&self, raw: &RawIdentity) -> Result<IdentityChange, Failure> {
+        let name = |field, raw: &RawField, max| read(raw, |s| PersonName::parse(field, s, max));
+        Ok(IdentityChange {
+            first_name: name(
+                Field::FirstName,
+                &raw.first_name,
+                PersonName::FIRST_NAME_MAX,
+            )?,
+            last_name: name(Field::LastName, &raw.last_name, PersonName::LAST_NAME_MAX)?,
+            email: read(&raw.email, |s| EmailAddress::parse(Field::Email, s))?,
+            secondary_email: read(&raw.secondary_email, |s| {
+                EmailAddress::parse(Field::SecondaryEmail, s)
+            })?,
+            mobile: read(&raw.mobile, |s| E164::parse(s, self.phone_region))?,
+        })
+    }
+}
+
+fn read<T>(
+    raw: &RawField,
+    parse: impl FnOnce(&str) -> Result<Option<T>, Failure>,
+) -> Result<FieldChange<T>, Failure> {
+    Ok(match raw {
+        RawField::Keep => FieldChange::Keep,
+        RawField::Clear => FieldChange::Clear,
+        RawField::Set(s) => FieldChange::from_option(parse(s)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::error::ErrorClass;
+    use crate::domain::policy::EmailDomains;
+
+    const I1: &str = "11111111-2222-3333-4444-555555555555";
+    const I2: &str = "99999999-2222-3333-4444-555555555555";
+
+    fn admission() -> Admission {
+        Admission {
+            policy: Policy {
+                allowed_instances: [
+                    InstanceId::parse(I1).unwrap(),
+                    InstanceId::parse(I2).unwrap(),
+                ]
+                .into(),
+                email_domains: EmailDomains::Any,
+                protected_profiles: Default::default(),
+                trusted_sources: Some(["com.okta".into()].into()),
+            },
+            default_instance: Some(InstanceId::parse(I1).unwrap()),
+            phone_region: Some("US".parse().unwrap()),
+        }
+    }
+
+    fn doc(user: &str) -> ChangeDocument {
+        ChangeDocument {
+            instance: None,
+            user: RawUser::UserId(user.into()),
+            identity: RawIdentity::default(),
+            event_id: None,
+            occurred_at: None,
+            source: None,
+        }
+    }
+
+    fn user_arn(instance: &str) -> String {
+        format!("arn:aws:connect:us-east-1:123456789012:instance/{instance}/agent/u-1")
+    }
+
+    #[test]
+    fn a_document_without_instance_uses_the_default_instance() {
+        let req = admission().admit(doc("u-1")).unwrap();
+        assert_eq!(req.instance.as_str(), I1);
+    }
+
+    #[test]
+    fn a_document_without_any_instance_is_malformed() {
+        let mut a = admission();
+        a.default_instance = None;
+        assert_eq!(
+            a.admit(doc("u-1")).unwrap_err().class,
+            ErrorClass::MalformedEvent
+        );
+    }
+
+    #[test]
+    fn a_user_arn_names_the_instance_when_instance_id_is_absent() {
+        let req = admission().admit(doc(&user_arn(I2))).unwrap();
+        assert_eq!(req.instance.as_str(), I2);
+    }
+
+    #[test]
+    fn an_instance_outside_the_allowlist_is_a_policy_violation_even_with_bad_values() {
+        let mut d = doc("u-1");
+        d.instance = Some("00000000-0000-0000-0000-000000000000".into());
+        d.identity.email = RawField::Set("not an email".into());
+        assert_eq!(
+            admission().admit(d).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
+    }
+
+    #[test]
+    fn a_user_arn_of_a_disallowed_instance_is_a_policy_violation() {
+        let mut d = doc(&user_arn("00000000-0000-0000-0000-000000000000"));
+        d.instance = Some(I1.into());
+        assert_eq!(
+            admission().admit(d).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
+    }
+
+    #[test]
+    fn a_user_arn_of_another_allowed_instance_than_instance_id_is_a_validation_error() {
+        let mut d = doc(&user_arn(I2));
+        d.instance = Some(I1.into());
+        assert_eq!(
+            admission().admit(d).unwrap_err().class,
+            ErrorClass::ValidationError
+        );
+    }
+
+    #[test]
+    fn an_untrusted_source_is_refused_before_values_are_read() {
+        let mut d = doc("u-1");
+        d.source = Some("com.evil".into());
+        d.identity.mobile = RawField::Set("garbage".into());
+        assert_eq!(
+            admission().admit(d).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
+    }
+
+    #[test]
+    fn a_blank_string_clears_and_null_clears() {
+        let mut d = doc("u-1");
+        d.identity.mobile = RawField::Set("   ".into());
+        d.identity.secondary_email = RawField::Clear;
+        let req = admission().admit(d).unwrap();
+        assert_eq!(req.change.mobile, FieldChange::Clear);
+        assert_eq!(req.change.secondary_email, FieldChange::Clear);
+        assert_eq!(req.change.first_name, FieldChange::Keep);
+    }
+
+    #[test]
+    fn a_bad_field_value_is_a_validation_error() {
+        let mut d = doc("u-1");
+        d.identity.mobile = RawField::Set("12".into());
+        assert_eq!(
+            admission().admit(d).unwrap_err().class,
+            ErrorClass::ValidationError
+        );
+    }
+
+    #[test]
+    fn known_ids_come_from_the_document_its_arn_or_the_default() {
+        let d = doc(&user_arn(I2));
+        assert_eq!(d.known_ids(None), (Some(I2.into()), Some("u-1".into())));
+        let d = ChangeDocument {
+            user: RawUser::Username("jdoe".into()),
+            ..doc("x")
+        };
+        let default = InstanceId::parse(I1).unwrap();
+        assert_eq!(d.known_ids(Some(&default)), (Some(I1.into()), None));
+    }
+}

@@ -1,0 +1,152 @@
+//! Failure classes (SPEC §3): what went wrong, whether trying again can help, and which
+//! dead-letter queue variable names the queue for it.
+
+use std::fmt;
+
+/// The class a failed record is dead-lettered under. Its name is the `ErrorClass`
+/// message attribute and the `errorClass` in an EventBridge reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorClass {
+    MalformedEvent,
+    ValidationError,
+    PolicyViolation,
+    InvalidRequestException,
+    InvalidParameterException,
+    ResourceNotFoundException,
+    ThrottlingException,
+    InternalServiceException,
+    UnknownError,
+}
+
+impl ErrorClass {
+    /// Every class, in the order of the SPEC's table.
+    pub const ALL: [ErrorClass; 9] = [
+        ErrorClass::MalformedEvent,
+        ErrorClass::ValidationError,
+        ErrorClass::PolicyViolation,
+        ErrorClass::InvalidRequestException,
+        ErrorClass::InvalidParameterException,
+        ErrorClass::ResourceNotFoundException,
+        ErrorClass::ThrottlingException,
+        ErrorClass::InternalServiceException,
+        ErrorClass::UnknownError,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::MalformedEvent => "MalformedEvent",
+            ErrorClass::ValidationError => "ValidationError",
+            ErrorClass::PolicyViolation => "PolicyViolation",
+            ErrorClass::InvalidRequestException => "InvalidRequestException",
+            ErrorClass::InvalidParameterException => "InvalidParameterException",
+            ErrorClass::ResourceNotFoundException => "ResourceNotFoundException",
+            ErrorClass::ThrottlingException => "ThrottlingException",
+            ErrorClass::InternalServiceException => "InternalServiceException",
+            ErrorClass::UnknownError => "UnknownError",
+        }
+    }
+
+    /// Whether a later attempt may succeed where this one failed.
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::ThrottlingException
+                | ErrorClass::InternalServiceException
+                | ErrorClass::UnknownError
+        )
+    }
+
+    /// The environment variable naming this class's dead-letter queue.
+    pub const fn queue_variable(self) -> &'static str {
+        match self {
+            ErrorClass::MalformedEvent => "DLQ_URL_MALFORMED_EVENT",
+            ErrorClass::ValidationError => "DLQ_URL_VALIDATION_ERROR",
+            ErrorClass::PolicyViolation => "DLQ_URL_POLICY_VIOLATION",
+            ErrorClass::InvalidRequestException => "DLQ_URL_INVALID_REQUEST",
+            ErrorClass::InvalidParameterException => "DLQ_URL_INVALID_PARAMETER",
+            ErrorClass::ResourceNotFoundException => "DLQ_URL_RESOURCE_NOT_FOUND",
+            ErrorClass::ThrottlingException => "DLQ_URL_THROTTLING",
+            ErrorClass::InternalServiceException => "DLQ_URL_INTERNAL_SERVICE",
+            ErrorClass::UnknownError => "DLQ_URL_UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one record could not be applied: its class and a message that never holds
+/// personal data (it becomes the `ErrorMessage` attribute and a log field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class}: {message}")]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Failure {
+            class,
+            message: message.into(),
+        }
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::MalformedEvent, message)
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::ValidationError, message)
+    }
+
+    pub fn policy(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::PolicyViolation, message)
+    }
+
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::UnknownError, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_throttling_internal_and_unknown_errors_are_retryable() {
+        let retryable: Vec<_> = ErrorClass::ALL
+            .into_iter()
+            .filter(|c| c.is_retryable())
+            .collect();
+        assert_eq!(
+            retryable,
+            vec![
+                ErrorClass::ThrottlingException,
+                ErrorClass::InternalServiceException,
+                ErrorClass::UnknownError
+            ]
+        );
+    }
+
+    #[test]
+    fn every_class_has_its_own_queue_variable() {
+        let mut vars: Vec<_> = ErrorClass::ALL.iter().map(|c| c.queue_variable()).collect();
+        vars.sort();
+        vars.dedup();
+        assert_eq!(vars.len(), ErrorClass::ALL.len());
+        assert!(vars.iter().all(|v| v.starts_with("DLQ_URL_")));
+    }
+
+    #[test]
+    fn a_class_prints_as_its_attribute_value() {
+        assert_eq!(
+            ErrorClass::ResourceNotFoundException.to_string(),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(ErrorClass::MalformedEvent.as_str(), "MalformedEvent");
+    }
+}

@@ -1,0 +1,109 @@
+//! Narrow ports to the two outside systems: the Connect directory and the dead-letter
+//! sink. Adapters implement them; the pipeline only sees these.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use super::change::IdentityInfo;
+use super::error::{ErrorClass, Failure};
+use super::identity::{InstanceId, UserId};
+use super::instance::{IdentityManagement, UpdatePlan};
+use super::record::SourceKind;
+
+/// A user as `DescribeUser` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub info: IdentityInfo,
+    pub security_profile_ids: Vec<String>,
+}
+
+/// A failed call: its class (SPEC §3), a message without personal data, and how many
+/// attempts the SDK made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    pub failure: Failure,
+    pub attempts: u32,
+}
+
+impl CallFailure {
+    pub fn new(class: ErrorClass, message: impl Into<String>, attempts: u32) -> Self {
+        CallFailure {
+            failure: Failure::new(class, message),
+            attempts,
+        }
+    }
+}
+
+/// Amazon Connect, as far as this function uses it.
+pub trait Directory: Send + Sync {
+    /// `DescribeInstance`, cached for the life of the container.
+    ///
+    /// # Errors
+    /// Connect's own errors, classified: `InvalidRequestException`,
+    /// `InvalidParameterException`, `ResourceNotFoundException`,
+    /// `ThrottlingException`, `InternalServiceException`; anything else `UnknownError`.
+    fn identity_management(
+        &self,
+        instance: &InstanceId,
+    ) -> impl Future<Output = Result<IdentityManagement, CallFailure>> + Send;
+
+    /// `SearchUsers` on `Username`, cached for the life of the container.
+    ///
+    /// # Errors
+    /// As for `identity_management`; `ResourceNotFoundException` when no user has
+    /// that username.
+    fn find_user(
+        &self,
+        instance: &InstanceId,
+        username: &str,
+    ) -> impl Future<Output = Result<UserId, CallFailure>> + Send;
+
+    /// `DescribeUser`.
+    ///
+    /// # Errors
+    /// As for `identity_management`.
+    fn describe_user(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+    ) -> impl Future<Output = Result<UserRecord, CallFailure>> + Send;
+
+    /// `UpdateUserIdentityInfo` with the complete identity of `plan`.
+    ///
+    /// # Errors
+    /// As for `identity_management`.
+    fn update_identity(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        plan: &UpdatePlan,
+    ) -> impl Future<Output = Result<(), CallFailure>> + Send;
+}
+
+/// A message for the dead-letter queue of `class` (SPEC §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub class: ErrorClass,
+    pub message: String,
+    pub source: SourceKind,
+    pub source_id: String,
+    pub failed_at: DateTime<Utc>,
+    pub event_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub user_id: Option<String>,
+    pub attempts: u32,
+    pub body: String,
+    /// The FIFO message group of the record, for a FIFO dead-letter queue.
+    pub group: Option<String>,
+}
+
+/// Where records that cannot be applied go.
+pub trait DeadLetterSink: Send + Sync {
+    /// Sends `letter` to the queue of its class.
+    ///
+    /// # Errors
+    /// A message without personal data when the queue did not take the message; the
+    /// record must then not be acknowledged.
+    fn send(&self, letter: &DeadLetter) -> impl Future<Output = Result<(), String>> + Send;
+}

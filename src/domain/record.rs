@@ -1,0 +1,90 @@
+//! One received record, whatever carried it, and how it ended.
+
+use super::document::ChangeDocument;
+use super::error::{ErrorClass, Failure};
+
+/// What delivered the record (the `SourceType` attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Sqs,
+    EventBridge,
+}
+
+impl SourceKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Sqs => "sqs",
+            SourceKind::EventBridge => "eventbridge",
+        }
+    }
+}
+
+/// One record of an invocation, read far enough to know where it came from.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: SourceKind,
+    /// SQS `messageId` or EventBridge event `id` (the `SourceId` attribute).
+    pub source_id: String,
+    /// SQS `ApproximateReceiveCount`; 1 for a direct EventBridge event.
+    pub receive_count: u32,
+    /// The `MessageGroupId` of a record from a FIFO queue.
+    pub group: Option<String>,
+    /// What a dead-letter message carries: the SQS body byte for byte, or the whole
+    /// EventBridge event.
+    pub body: String,
+    /// The change document, or why the body is not one.
+    pub document: Result<ChangeDocument, Failure>,
+}
+
+/// How a record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// The change was applied with one `UpdateUserIdentityInfo` call.
+    Updated,
+    /// The user already was as the change asks; no update call was made.
+    Unchanged,
+    /// Sent to the dead-letter queue of its class.
+    DeadLettered(ErrorClass),
+    /// Handed back for redelivery (SQS `batchItemFailures`).
+    HandedBack(HandBack),
+    /// A direct EventBridge event that could not be dead-lettered either: the
+    /// invocation fails so Lambda's own retry and on-failure destination take over.
+    NotAcknowledged(ErrorClass),
+}
+
+/// Why a record was handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandBack {
+    /// A retryable failure below `MAX_RECEIVE_COUNT`.
+    Retry(ErrorClass),
+    /// The invocation deadline came before the work could be done.
+    Deadline,
+    /// An earlier record of its FIFO message group must be delivered again.
+    GroupOrder,
+    /// Its dead-letter message could not be sent.
+    DeadLetterFailed(ErrorClass),
+}
+
+impl Disposition {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Disposition::Updated => "updated",
+            Disposition::Unchanged => "unchanged",
+            Disposition::DeadLettered(_) => "dead_lettered",
+            Disposition::HandedBack(_) => "handed_back",
+            Disposition::NotAcknowledged(_) => "not_acknowledged",
+        }
+    }
+
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            Disposition::DeadLettered(c)
+            | Disposition::NotAcknowledged(c)
+            | Disposition::HandedBack(HandBack::Retry(c) | HandBack::DeadLetterFailed(c)) => {
+                Some(*c)
+            }
+            Disposition::HandedBack(HandBack::Deadline) => Some(ErrorClass::UnknownError),
+            Disposition::Updated | Disposition::Unchanged | Disposition::HandedBack(_) => None,
+        }
+    }
+}

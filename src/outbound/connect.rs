@@ -1,0 +1,346 @@
+//! Amazon Connect behind the `Directory` port: the SDK calls, their errors mapped to
+//! failure classes variant by variant, and the container-lifetime caches.
+
+use std::cell::Cell;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use aws_sdk_connect::Client;
+use aws_sdk_connect::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_connect::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_connect::error::{BoxError, SdkError};
+use aws_sdk_connect::operation::describe_instance::DescribeInstanceError;
+use aws_sdk_connect::operation::describe_user::DescribeUserError;
+use aws_sdk_connect::operation::search_users::SearchUsersError;
+use aws_sdk_connect::operation::update_user_identity_info::UpdateUserIdentityInfoError;
+use aws_sdk_connect::types::{
+    StringComparisonType, StringCondition, UserIdentityInfo, UserSearchCriteria,
+};
+use lru::LruCache;
+
+use crate::domain::change::IdentityInfo;
+use crate::domain::error::ErrorClass;
+use crate::domain::identity::{InstanceId, UserId};
+use crate::domain::instance::{IdentityManagement, UpdatePlan};
+use crate::domain::ports::{CallFailure, Directory, UserRecord};
+
+tokio::task_local! {
+    /// Attempts the SDK made for the call running in this task.
+    static ATTEMPTS: Cell<u32>;
+}
+
+/// Counts the SDK's attempts per call, so a dead letter can say how many were made.
+#[derive(Debug)]
+pub struct AttemptCounter;
+
+impl Intercept for AttemptCounter {
+    fn name(&self) -> &'static str {
+        "AttemptCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let _ = ATTEMPTS.try_with(|a| a.set(a.get() + 1));
+        Ok(())
+    }
+}
+
+/// Runs one SDK call, counting its attempts and classifying its error.
+async fn counted<T, E, R>(
+    operation: &'static str,
+    call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    classify: fn(&E) -> ErrorClass,
+) -> Result<T, CallFailure> {
+    ATTEMPTS
+        .scope(Cell::new(0), async {
+            let result = call.await;
+            let attempts = ATTEMPTS.with(Cell::get).max(1);
+            result.map_err(|e| classify_sdk_error(operation, &e, classify, attempts))
+        })
+        .await
+}
+
+/// Maps an SDK error to its class without ever turning it into a string first; the
+/// message names the operation and the class, never what the service echoed back
+/// (which may hold the values sent).
+fn classify_sdk_error<E, R>(
+    operation: &'static str,
+    err: &SdkError<E, R>,
+    classify: fn(&E) -> ErrorClass,
+    attempts: u32,
+) -> CallFailure {
+    let (class, what) = match err {
+        SdkError::ServiceError(service) => {
+            let class = classify(service.err());
+            (class, class.as_str())
+        }
+        SdkError::TimeoutError(_) => (ErrorClass::UnknownError, "a timeout"),
+        SdkError::DispatchFailure(_) => (ErrorClass::UnknownError, "a connection failure"),
+        SdkError::ResponseError(_) => (ErrorClass::UnknownError, "an unreadable response"),
+        SdkError::ConstructionFailure(_) => (
+            ErrorClass::UnknownError,
+            "a request that could not be built",
+        ),
+        // `SdkError` is non-exhaustive: a kind added later is not one we know.
+        _ => (ErrorClass::UnknownError, "an unknown SDK error"),
+    };
+    let message = if class == ErrorClass::UnknownError && matches!(err, SdkError::ServiceError(_)) {
+        format!("Connect {operation} failed with an error this function does not model")
+    } else {
+        format!("Connect {operation} failed with {what}")
+    };
+    CallFailure::new(class, message, attempts)
+}
+
+fn describe_instance_class(e: &DescribeInstanceError) -> ErrorClass {
+    match e {
+        DescribeInstanceError::InvalidRequestException(_) => ErrorClass::InvalidRequestException,
+        DescribeInstanceError::ResourceNotFoundException(_) => {
+            ErrorClass::ResourceNotFoundException
+        }
+        DescribeInstanceError::InternalServiceException(_) => ErrorClass::InternalServiceException,
+        // `Unhandled` and variants added in later SDK versions: not modelled here.
+        _ => unmodelled(e.meta().code()),
+    }
+}
+
+fn describe_user_class(e: &DescribeUserError) -> ErrorClass {
+    match e {
+        DescribeUserError::InvalidRequestException(_) => ErrorClass::InvalidRequestException,
+        DescribeUserError::InvalidParameterException(_) => ErrorClass::InvalidParameterException,
+        DescribeUserError::ResourceNotFoundException(_) => ErrorClass::ResourceNotFoundException,
+        DescribeUserError::ThrottlingException(_) => ErrorClass::ThrottlingException,
+        DescribeUserError::InternalServiceException(_) => ErrorClass::InternalServiceException,
+        // `Unhandled` and variants added in later SDK versions: not modelled here.
+        _ => unmodelled(e.meta().code()),
+    }
+}
+
+fn search_users_class(e: &SearchUsersError) -> ErrorClass {
+    match e {
+        SearchUsersError::InvalidRequestException(_) => ErrorClass::InvalidRequestException,
+        SearchUsersError::InvalidParameterException(_) => ErrorClass::InvalidParameterException,
+        SearchUsersError::ResourceNotFoundException(_) => ErrorClass::ResourceNotFoundException,
+        SearchUsersError::ThrottlingException(_) => ErrorClass::ThrottlingException,
+        SearchUsersError::InternalServiceException(_) => ErrorClass::InternalServiceException,
+        // `Unhandled` and variants added in later SDK versions: not modelled here.
+        _ => unmodelled(e.meta().code()),
+    }
+}
+
+fn update_class(e: &UpdateUserIdentityInfoError) -> ErrorClass {
+    match e {
+        UpdateUserIdentityInfoError::InvalidRequestException(_) => {
+            ErrorClass::InvalidRequestException
+        }
+        UpdateUserIdentityInfoError::InvalidParameterException(_) => {
+            ErrorClass::InvalidParameterException
+        }
+        UpdateUserIdentityInfoError::ResourceNotFoundException(_) => {
+            ErrorClass::ResourceNotFoundException
+        }
+        UpdateUserIdentityInfoError::ThrottlingException(_) => ErrorClass::ThrottlingException,
+        UpdateUserIdentityInfoError::InternalServiceException(_) => {
+            ErrorClass::InternalServiceException
+        }
+        // `Unhandled` and variants added in later SDK versions: not modelled here.
+        _ => unmodelled(e.meta().code()),
+    }
+}
+
+/// An error an operation does not model. A throttle that reaches us unmodelled is
+/// still a throttle; anything else is `UnknownError`.
+fn unmodelled(code: Option<&str>) -> ErrorClass {
+    match code {
+        Some("ThrottlingException" | "TooManyRequestsException" | "LimitExceededException") => {
+            ErrorClass::ThrottlingException
+        }
+        _ => ErrorClass::UnknownError,
+    }
+}
+
+/// The Connect directory over the SDK.
+pub struct ConnectDirectory {
+    client: Client,
+    instances: Mutex<LruCache<InstanceId, IdentityManagement>>,
+    usernames: Mutex<LruCache<(InstanceId, String), UserId>>,
+}
+
+impl ConnectDirectory {
+    /// Instances cached at most; a deployment serves one or a few.
+    const INSTANCE_CACHE: NonZeroUsize = NonZeroUsize::new(16).expect("non-zero");
+    /// Usernames cached at most (a few hundred KiB at the most).
+    const USERNAME_CACHE: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+
+    pub fn new(client: Client) -> Self {
+        ConnectDirectory {
+            client,
+            instances: Mutex::new(LruCache::new(Self::INSTANCE_CACHE)),
+            usernames: Mutex::new(LruCache::new(Self::USERNAME_CACHE)),
+        }
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl Directory for ConnectDirectory {
+    async fn identity_management(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<IdentityManagement, CallFailure> {
+        if let Some(hit) = self.instances.lock().expect("cache lock").get(instance) {
+            return Ok(hit.clone());
+        }
+        let out = counted(
+            "DescribeInstance",
+            self.client
+                .describe_instance()
+                .instance_id(instance.as_str())
+                .send(),
+            describe_instance_class,
+        )
+        .await?;
+        let kind = out
+            .instance()
+            .and_then(|i| i.identity_management_type())
+            .map_or_else(
+                || IdentityManagement::Other(String::new()),
+                |t| IdentityManagement::from_wire(t.as_str()),
+            );
+        self.instances
+            .lock()
+            .expect("cache lock")
+            .put(instance.clone(), kind.clone());
+        Ok(kind)
+    }
+
+    async fn find_user(
+        &self,
+        instance: &InstanceId,
+        username: &str,
+    ) -> Result<UserId, CallFailure> {
+        let key = (instance.clone(), username.to_owned());
+        if let Some(hit) = self.usernames.lock().expect("cache lock").get(&key) {
+            return Ok(hit.clone());
+        }
+        let criteria = UserSearchCriteria::builder()
+            .string_condition(
+                StringCondition::builder()
+                    .field_name("Username")
+                    .value(username)
+                    .comparison_type(StringComparisonType::Exact)
+                    .build(),
+            )
+            .build();
+        let out = counted(
+            "SearchUsers",
+            self.client
+                .search_users()
+                .instance_id(instance.as_str())
+                .search_criteria(criteria)
+                .max_results(10)
+                .send(),
+            search_users_class,
+        )
+        .await?;
+        let users = out.users();
+        let found = users
+            .iter()
+            .find(|u| u.username() == Some(username))
+            .or_else(|| {
+                users.iter().find(|u| {
+                    u.username()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(username))
+                })
+            })
+            .and_then(|u| u.id())
+            .and_then(|id| UserId::parse(id).ok())
+            .ok_or_else(|| {
+                CallFailure::new(
+                    ErrorClass::ResourceNotFoundException,
+                    "Connect SearchUsers found no user with that Username",
+                    1,
+                )
+            })?;
+        self.usernames
+            .lock()
+            .expect("cache lock")
+            .put(key, found.clone());
+        Ok(found)
+    }
+
+    async fn describe_user(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+    ) -> Result<UserRecord, CallFailure> {
+        let out = counted(
+            "DescribeUser",
+            self.client
+                .describe_user()
+                .instance_id(instance.as_str())
+                .user_id(user.as_str())
+                .send(),
+            describe_user_class,
+        )
+        .await?;
+        let Some(found) = out.user() else {
+            return Err(CallFailure::new(
+                ErrorClass::UnknownError,
+                "Connect DescribeUser returned no user",
+                1,
+            ));
+        };
+        let info = found.identity_info();
+        Ok(UserRecord {
+            info: IdentityInfo {
+                first_name: non_empty(info.and_then(|i| i.first_name())),
+                last_name: non_empty(info.and_then(|i| i.last_name())),
+                email: non_empty(info.and_then(|i| i.email())),
+                secondary_email: non_empty(info.and_then(|i| i.secondary_email())),
+                mobile: non_empty(info.and_then(|i| i.mobile())),
+            },
+            security_profile_ids: found.security_profile_ids().to_vec(),
+        })
+    }
+
+    async fn update_identity(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        plan: &UpdatePlan,
+    ) -> Result<(), CallFailure> {
+        let info = &plan.info;
+        let identity = UserIdentityInfo::builder()
+            .set_first_name(info.first_name.clone())
+            .set_last_name(info.last_name.clone())
+            .set_email(if plan.send_email {
+                info.email.clone()
+            } else {
+                None
+            })
+            .set_secondary_email(info.secondary_email.clone())
+            .set_mobile(info.mobile.clone())
+            .build();
+        counted(
+            "UpdateUserIdentityInfo",
+            self.client
+                .update_user_identity_info()
+                .instance_id(instance.as_str())
+                .user_id(user.as_str())
+                .identity_info(identity)
+                .send(),
+            update_class,
+        )
+        .await?;
+        Ok(())
+    }
+}
