@@ -258,6 +258,24 @@ impl EmulatorHandle {
         self.store.clear_journal();
     }
 
+    /// Waits until `operation` has been called at least `count` times (answered or not) or
+    /// `timeout` passes, and returns its calls so far. For tests whose client runs elsewhere.
+    pub async fn wait_for_calls(
+        &self,
+        operation: Operation,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<JournalEntry> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let calls = self.calls(operation);
+            if calls.len() >= count || tokio::time::Instant::now() >= deadline {
+                return calls;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A user's current state (`instance` may be an id or ARN).
     pub fn user(&self, instance: &str, user_id: &str) -> Option<User> {
         self.store.user(instance, user_id)

@@ -874,6 +874,10 @@ async fn the_journal_records_calls_in_order_with_their_bodies() {
         json!({"IdentityInfo": {"FirstName": "Jane", "LastName": "Doe"}})
     );
     assert!(journal[0].at <= journal[1].at);
+    let waited = emulator
+        .wait_for_calls(Operation::UpdateUserIdentityInfo, 1, Duration::from_secs(1))
+        .await;
+    assert_eq!(waited.len(), 1);
     emulator.clear_journal();
     assert!(emulator.journal().is_empty());
 }
