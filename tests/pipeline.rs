@@ -1,0 +1,695 @@
+//! The pipeline over in-memory ports: grouping, ordering, coalescing, FIFO order,
+//! deadline, retries and dead-lettering, record by record.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use connect_identity_sync::domain::change::IdentityInfo;
+use connect_identity_sync::domain::document::Admission;
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::identity::{InstanceId, UserId};
+use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
+use connect_identity_sync::domain::policy::{EmailDomains, Policy};
+use connect_identity_sync::domain::ports::{
+    CallFailure, DeadLetter, DeadLetterSink, Directory, UserRecord,
+};
+use connect_identity_sync::domain::record::{Disposition, HandBack, Record};
+use connect_identity_sync::inbound::{Invocation, read_invocation};
+use connect_identity_sync::pipeline::{Pipeline, RateLimits, Settings};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
+
+#[derive(Default)]
+struct FakeConnect {
+    kind: Mutex<Option<IdentityManagement>>,
+    users: Mutex<HashMap<String, (String, UserRecord)>>,
+    /// Scripted failures: (operation, user id) → classes to fail with, in order.
+    faults: Mutex<HashMap<(&'static str, String), Vec<ErrorClass>>>,
+    latency: Mutex<Duration>,
+    panic_on: Mutex<Option<String>>,
+    calls: Mutex<Vec<(&'static str, String)>>,
+    updates: Mutex<Vec<(String, UpdatePlan)>>,
+}
+
+impl FakeConnect {
+    fn with_users(users: &[(&str, &str, IdentityInfo, &[&str])]) -> Self {
+        let fake = FakeConnect::default();
+        for (id, username, info, profiles) in users {
+            fake.users.lock().unwrap().insert(
+                (*id).to_owned(),
+                (
+                    (*username).to_owned(),
+                    UserRecord {
+                        info: info.clone(),
+                        security_profile_ids: profiles.iter().map(|p| (*p).to_owned()).collect(),
+                    },
+                ),
+            );
+        }
+        fake
+    }
+
+    fn fail(&self, op: &'static str, user: &str, classes: &[ErrorClass]) {
+        self.faults
+            .lock()
+            .unwrap()
+            .insert((op, user.to_owned()), classes.to_vec());
+    }
+
+    fn count(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .count()
+    }
+
+    async fn enter(&self, op: &'static str, user: &str) -> Result<(), CallFailure> {
+        self.calls.lock().unwrap().push((op, user.to_owned()));
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if self.panic_on.lock().unwrap().as_deref() == Some(user) {
+            panic!("scripted panic");
+        }
+        let mut faults = self.faults.lock().unwrap();
+        if let Some(list) = faults.get_mut(&(op, user.to_owned()))
+            && !list.is_empty()
+        {
+            let class = list.remove(0);
+            return Err(CallFailure::new(
+                class,
+                format!("Connect {op} failed with {class}"),
+                3,
+            ));
+        }
+        Ok(())
+    }
+
+    fn user(&self, id: &str) -> IdentityInfo {
+        self.users.lock().unwrap()[id].1.info.clone()
+    }
+}
+
+impl Directory for &FakeConnect {
+    async fn identity_management(
+        &self,
+        _instance: &InstanceId,
+    ) -> Result<IdentityManagement, CallFailure> {
+        self.enter("DescribeInstance", "").await?;
+        Ok(self
+            .kind
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(IdentityManagement::ConnectManaged))
+    }
+
+    async fn find_user(
+        &self,
+        _instance: &InstanceId,
+        username: &str,
+    ) -> Result<UserId, CallFailure> {
+        self.enter("SearchUsers", username).await?;
+        let users = self.users.lock().unwrap();
+        users
+            .iter()
+            .find(|(_, (name, _))| name == username)
+            .map(|(id, _)| UserId::parse(id).unwrap())
+            .ok_or_else(|| {
+                CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
+            })
+    }
+
+    async fn describe_user(
+        &self,
+        _instance: &InstanceId,
+        user: &UserId,
+    ) -> Result<UserRecord, CallFailure> {
+        self.enter("DescribeUser", user.as_str()).await?;
+        self.users
+            .lock()
+            .unwrap()
+            .get(user.as_str())
+            .map(|(_, r)| r.clone())
+            .ok_or_else(|| {
+                CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
+            })
+    }
+
+    async fn update_identity(
+        &self,
+        _instance: &InstanceId,
+        user: &UserId,
+        plan: &UpdatePlan,
+    ) -> Result<(), CallFailure> {
+        self.enter("UpdateUserIdentityInfo", user.as_str()).await?;
+        self.updates
+            .lock()
+            .unwrap()
+            .push((user.to_string(), plan.clone()));
+        if let Some((_, record)) = self.users.lock().unwrap().get_mut(user.as_str()) {
+            let mut info = plan.info.clone();
+            if !plan.send_email {
+                info.email = record.info.email.clone();
+            }
+            record.info = info;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeQueues {
+    letters: Mutex<Vec<DeadLetter>>,
+    down: Mutex<bool>,
+}
+
+impl DeadLetterSink for &FakeQueues {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
+        if *self.down.lock().unwrap() {
+            return Err("queue unavailable".into());
+        }
+        self.letters.lock().unwrap().push(letter.clone());
+        Ok(())
+    }
+}
+
+fn info(first: &str, last: &str, email: &str) -> IdentityInfo {
+    IdentityInfo {
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        email: Some(email.into()),
+        secondary_email: None,
+        mobile: None,
+    }
+}
+
+fn admission(domains: EmailDomains) -> Admission {
+    Admission {
+        policy: Policy {
+            allowed_instances: [InstanceId::parse(INSTANCE).unwrap()].into(),
+            email_domains: domains,
+            protected_profiles: ["sp-admin".to_owned()].into(),
+            trusted_sources: None,
+        },
+        default_instance: Some(InstanceId::parse(INSTANCE).unwrap()),
+        phone_region: Some("US".parse().unwrap()),
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        max_receive_count: 3,
+        concurrency: 4,
+        deadline_margin: Duration::from_millis(100),
+        call_budget: Duration::from_millis(200),
+    }
+}
+
+fn pipeline<'a>(
+    connect: &'a FakeConnect,
+    queues: &'a FakeQueues,
+) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
+    Pipeline::new(
+        connect,
+        queues,
+        admission(EmailDomains::parse(Some("example.com")).unwrap()),
+        settings(),
+        RateLimits::new(1000.0, 1000.0, 1000.0),
+    )
+}
+
+fn sqs_record(id: &str, body: &Value, receive_count: u32, group: Option<&str>) -> Value {
+    let mut attributes = json!({"ApproximateReceiveCount": receive_count.to_string(), "SentTimestamp": "1764403200000"});
+    if let Some(g) = group {
+        attributes["MessageGroupId"] = json!(g);
+    }
+    let queue = if group.is_some() {
+        "changes.fifo"
+    } else {
+        "changes"
+    };
+    json!({
+        "messageId": id, "receiptHandle": "rh", "body": body.to_string(), "attributes": attributes,
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"), "awsRegion": "us-east-1"
+    })
+}
+
+fn change(user: &str, fields: Value, at: &str) -> Value {
+    json!({"UserId": user, "IdentityInfo": fields, "OccurredAt": at})
+}
+
+fn records(payload: &Value) -> (Vec<Record>, bool) {
+    match read_invocation(payload).unwrap() {
+        Invocation::Sqs { records, fifo } => (records, fifo),
+        Invocation::EventBridge(r) => (vec![*r], false),
+    }
+}
+
+fn in_seconds(s: u64) -> Instant {
+    Instant::now() + Duration::from_secs(s)
+}
+
+#[tokio::test]
+async fn out_of_order_changes_to_one_user_are_coalesced_into_one_update_in_occurred_at_order() {
+    let connect =
+        FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let payload = json!({"Records": [
+        sqs_record("m-late", &change("u-1", json!({"FirstName": "Janine"}), "2026-11-29T10:00:02Z"), 1, None),
+        sqs_record("m-early", &change("u-1", json!({"FirstName": "Janet", "LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+
+    assert_eq!(d, vec![Disposition::Updated, Disposition::Updated]);
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    assert_eq!(connect.count("DescribeUser"), 1);
+    let user = connect.user("u-1");
+    assert_eq!(
+        user.first_name.as_deref(),
+        Some("Janine"),
+        "the later change wins"
+    );
+    assert_eq!(
+        user.last_name.as_deref(),
+        Some("Smith"),
+        "the earlier change's other field survives"
+    );
+    assert_eq!(user.email.as_deref(), Some("jane@example.com"));
+}
+
+#[tokio::test]
+async fn a_redelivered_duplicate_costs_no_update_call() {
+    let connect =
+        FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let payload = json!({"Records": [sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:00Z"), 1, None)]});
+    let (recs, fifo) = records(&payload);
+    let p = pipeline(&connect, &queues);
+    assert_eq!(
+        p.run(&recs, fifo, in_seconds(5)).await,
+        vec![Disposition::Updated]
+    );
+    assert_eq!(
+        p.run(&recs, fifo, in_seconds(5)).await,
+        vec![Disposition::Unchanged]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+}
+
+#[tokio::test]
+async fn a_change_that_names_no_field_makes_no_call_at_all() {
+    let connect =
+        FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let payload = json!({"Records": [sqs_record("m-1", &json!({"UserId": "u-1", "IdentityInfo": {}}), 1, None)]});
+    let (recs, fifo) = records(&payload);
+    assert_eq!(
+        pipeline(&connect, &queues)
+            .run(&recs, fifo, in_seconds(5))
+            .await,
+        vec![Disposition::Unchanged]
+    );
+    assert!(connect.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn each_record_ends_on_its_own_in_a_mixed_batch() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[]),
+        (
+            "u-2",
+            "admin",
+            info("Ada", "Admin", "ada@example.com"),
+            &["sp-admin"],
+        ),
+    ]);
+    let queues = FakeQueues::default();
+    let payload = json!({"Records": [
+        sqs_record("m-ok", &change("u-1", json!({"Mobile": "(415) 555-0123"}), "2026-11-29T10:00:00Z"), 1, None),
+        {"messageId": "m-bad", "body": "{oops", "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:changes"},
+        sqs_record("m-mobile", &change("u-1", json!({"Mobile": "12"}), "2026-11-29T10:00:00Z"), 1, None),
+        sqs_record("m-ghost", &json!({"Username": "nobody", "IdentityInfo": {"FirstName": "X"}}), 1, None),
+        sqs_record("m-protected", &change("u-2", json!({"FirstName": "Eve"}), "2026-11-29T10:00:00Z"), 1, None),
+        sqs_record("m-email", &change("u-1", json!({"Email": "jane@evil.test"}), "2026-11-29T10:00:00Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        d[0],
+        Disposition::DeadLettered(ErrorClass::PolicyViolation),
+        "coalesced with m-email, which is refused"
+    );
+    assert_eq!(d[1], Disposition::DeadLettered(ErrorClass::MalformedEvent));
+    assert_eq!(d[2], Disposition::DeadLettered(ErrorClass::ValidationError));
+    assert_eq!(
+        d[3],
+        Disposition::DeadLettered(ErrorClass::ResourceNotFoundException)
+    );
+    assert_eq!(d[4], Disposition::DeadLettered(ErrorClass::PolicyViolation));
+    assert_eq!(d[5], Disposition::DeadLettered(ErrorClass::PolicyViolation));
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+    let letters = queues.letters.lock().unwrap();
+    let bad = letters.iter().find(|l| l.source_id == "m-bad").unwrap();
+    assert_eq!(bad.body, "{oops");
+    assert_eq!(bad.attempts, 1);
+    let ghost = letters.iter().find(|l| l.source_id == "m-ghost").unwrap();
+    assert_eq!(ghost.instance_id.as_deref(), Some(INSTANCE));
+    assert_eq!(ghost.event_id.as_deref(), Some("m-ghost"));
+    let protected = letters
+        .iter()
+        .find(|l| l.source_id == "m-protected")
+        .unwrap();
+    assert_eq!(protected.user_id.as_deref(), Some("u-2"));
+}
+
+#[tokio::test]
+async fn changes_to_different_users_do_not_share_an_outcome() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+    ]);
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::InvalidParameterException],
+    );
+    let queues = FakeQueues::default();
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"), 1, None),
+        sqs_record("m-2", &change("u-2", json!({"LastName": "Dos"}), "2026-11-29T10:00:00Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::DeadLettered(ErrorClass::InvalidParameterException),
+            Disposition::Updated
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_handed_back_below_max_receive_count_and_dead_lettered_at_it() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::ThrottlingException; 2],
+    );
+    let queues = FakeQueues::default();
+    let p = pipeline(&connect, &queues);
+    let body = change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z");
+    let (recs, _) = records(&json!({"Records": [sqs_record("m-1", &body, 2, None)]}));
+    assert_eq!(
+        p.run(&recs, false, in_seconds(5)).await,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::ThrottlingException
+        ))]
+    );
+    let (recs, _) = records(&json!({"Records": [sqs_record("m-1", &body, 3, None)]}));
+    assert_eq!(
+        p.run(&recs, false, in_seconds(5)).await,
+        vec![Disposition::DeadLettered(ErrorClass::ThrottlingException)]
+    );
+    assert_eq!(
+        queues.letters.lock().unwrap()[0].attempts,
+        3,
+        "SQS attempts are the receive count"
+    );
+}
+
+#[tokio::test]
+async fn a_direct_eventbridge_event_is_dead_lettered_after_the_sdk_retries() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    connect.fail(
+        "DescribeUser",
+        "u-1",
+        &[ErrorClass::InternalServiceException],
+    );
+    let queues = FakeQueues::default();
+    let event = json!({"version": "0", "id": "ev-9", "detail-type": "UserChanged", "source": "hr",
+        "account": "1", "time": "2026-11-29T10:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "Uno"}}});
+    let (recs, _) = records(&event);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, in_seconds(5))
+        .await;
+    assert_eq!(
+        d,
+        vec![Disposition::DeadLettered(
+            ErrorClass::InternalServiceException
+        )]
+    );
+    let letter = queues.letters.lock().unwrap()[0].clone();
+    assert_eq!(
+        letter.attempts, 3,
+        "EventBridge attempts are the SDK's attempts"
+    );
+    assert_eq!(letter.source_id, "ev-9");
+    assert_eq!(serde_json::from_str::<Value>(&letter.body).unwrap(), event);
+}
+
+#[tokio::test]
+async fn a_failed_dead_letter_send_keeps_the_record_for_redelivery() {
+    let connect = FakeConnect::default();
+    let queues = FakeQueues::default();
+    *queues.down.lock().unwrap() = true;
+    let (recs, _) =
+        records(&json!({"Records": [sqs_record("m-1", &json!("not a document"), 1, None)]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, in_seconds(5))
+        .await;
+    assert_eq!(
+        d,
+        vec![Disposition::HandedBack(HandBack::DeadLetterFailed(
+            ErrorClass::MalformedEvent
+        ))]
+    );
+
+    let event = json!({"id": "ev-1", "detail-type": "x", "source": "s", "detail": 5});
+    let (recs, _) = records(&event);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, in_seconds(5))
+        .await;
+    assert_eq!(
+        d,
+        vec![Disposition::NotAcknowledged(ErrorClass::MalformedEvent)]
+    );
+}
+
+#[tokio::test]
+async fn in_a_fifo_batch_a_failing_group_hands_back_its_later_records_while_other_groups_go_on() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
+    ]);
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::ThrottlingException],
+    );
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let payload = json!({"Records": [
+        sqs_record("g1-1", &change("u-1", json!({"LastName": "Uno"}), at), 1, Some("g1")),
+        sqs_record("g2-1", &change("u-2", json!({"LastName": "Dos"}), at), 1, Some("g2")),
+        sqs_record("g1-2", &change("u-3", json!({"LastName": "Tres"}), at), 1, Some("g1")),
+        sqs_record("g2-2", &change("u-3", json!({"FirstName": "Cee"}), at), 1, Some("g2")),
+        sqs_record("g1-3", &json!("malformed"), 1, Some("g1")),
+    ]});
+    let (recs, fifo) = records(&payload);
+    assert!(fifo);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        d[0],
+        Disposition::HandedBack(HandBack::Retry(ErrorClass::ThrottlingException))
+    );
+    assert_eq!(d[1], Disposition::Updated);
+    assert_eq!(d[2], Disposition::HandedBack(HandBack::GroupOrder));
+    assert_eq!(d[3], Disposition::Updated);
+    assert_eq!(
+        d[4],
+        Disposition::HandedBack(HandBack::GroupOrder),
+        "not even dead-lettered out of order"
+    );
+    assert!(queues.letters.lock().unwrap().is_empty());
+    assert_eq!(connect.user("u-3").first_name.as_deref(), Some("Cee"));
+    assert_eq!(
+        connect.user("u-3").last_name.as_deref(),
+        Some("Three"),
+        "g1-2 was not applied"
+    );
+}
+
+#[tokio::test]
+async fn slow_calls_meet_the_deadline_with_every_record_applied_or_handed_back() {
+    let users: Vec<(String, IdentityInfo)> = (0..12)
+        .map(|i| (format!("u-{i}"), info("A", "B", "a@example.com")))
+        .collect();
+    let connect = FakeConnect::with_users(
+        &users
+            .iter()
+            .map(|(id, i)| (id.as_str(), "x", i.clone(), &[][..]))
+            .collect::<Vec<_>>(),
+    );
+    *connect.latency.lock().unwrap() = Duration::from_millis(150);
+    let queues = FakeQueues::default();
+    let recs: Vec<Value> = (0..12)
+        .map(|i| {
+            sqs_record(
+                &format!("m-{i}"),
+                &change(
+                    &format!("u-{i}"),
+                    json!({"LastName": "C"}),
+                    "2026-11-29T10:00:00Z",
+                ),
+                1,
+                None,
+            )
+        })
+        .collect();
+    let (recs, fifo) = records(&json!({ "Records": recs }));
+    let deadline = Instant::now() + Duration::from_millis(1200);
+    let d = pipeline(&connect, &queues).run(&recs, fifo, deadline).await;
+    assert!(
+        Instant::now() < deadline,
+        "the reply comes before the deadline"
+    );
+    let applied = d.iter().filter(|d| **d == Disposition::Updated).count();
+    let back = d
+        .iter()
+        .filter(|d| **d == Disposition::HandedBack(HandBack::Deadline))
+        .count();
+    assert_eq!(applied + back, 12, "{d:?}");
+    assert!(applied > 0 && back > 0, "{d:?}");
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_direct_event_past_the_deadline_is_dead_lettered_as_unknown_error() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let event = json!({"id": "ev-1", "detail-type": "x", "source": "s", "time": "2026-11-29T10:00:00Z",
+        "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "Uno"}}});
+    let (recs, _) = records(&event);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, Instant::now() + Duration::from_millis(150))
+        .await;
+    assert_eq!(d, vec![Disposition::DeadLettered(ErrorClass::UnknownError)]);
+    assert!(
+        connect.calls.lock().unwrap().is_empty(),
+        "no call started that could not finish"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_while_applying_fails_only_that_users_records() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+    ]);
+    *connect.panic_on.lock().unwrap() = Some("u-1".into());
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Uno"}), at), 3, None),
+        sqs_record("m-2", &change("u-2", json!({"LastName": "Dos"}), at), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::DeadLettered(ErrorClass::UnknownError),
+            Disposition::Updated
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_username_is_resolved_once_per_invocation_and_changes_to_it_coalesce() {
+    let connect =
+        FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &json!({"Username": "jdoe", "IdentityInfo": {"FirstName": "J"}}), 1, None),
+        sqs_record("m-2", &json!({"Username": "jdoe", "IdentityInfo": {"Mobile": "+14155550123"}}), 1, None),
+        sqs_record("m-3", &change("u-1", json!({"SecondaryEmail": "j@example.org"}), "2026-11-29T10:00:00Z"), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(d, vec![Disposition::Updated; 3]);
+    assert_eq!(connect.count("SearchUsers"), 1);
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    let u = connect.user("u-1");
+    assert_eq!(u.first_name.as_deref(), Some("J"));
+    assert_eq!(u.mobile.as_deref(), Some("+14155550123"));
+    assert_eq!(u.secondary_email.as_deref(), Some("j@example.org"));
+}
+
+#[tokio::test]
+async fn a_saml_instance_never_sends_email_and_refuses_to_change_it() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    *connect.kind.lock().unwrap() = Some(IdentityManagement::Saml);
+    let queues = FakeQueues::default();
+    let p = pipeline(&connect, &queues);
+    let (recs, _) = records(
+        &json!({"Records": [sqs_record("m-1", &change("u-1", json!({"Mobile": "+14155550123"}), "2026-11-29T10:00:00Z"), 1, None)]}),
+    );
+    assert_eq!(
+        p.run(&recs, false, in_seconds(5)).await,
+        vec![Disposition::Updated]
+    );
+    assert!(!connect.updates.lock().unwrap()[0].1.send_email);
+    let (recs, _) = records(
+        &json!({"Records": [sqs_record("m-2", &change("u-1", json!({"Email": "new@example.com"}), "2026-11-29T10:00:00Z"), 1, None)]}),
+    );
+    assert_eq!(
+        p.run(&recs, false, in_seconds(5)).await,
+        vec![Disposition::DeadLettered(ErrorClass::ValidationError)]
+    );
+}
+
+#[tokio::test]
+async fn a_fully_updated_user_receives_the_complete_merged_identity() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let (recs, _) = records(
+        &json!({"Records": [sqs_record("m-1", &change("u-1", json!({"Mobile": "+442079460958"}), "2026-11-29T10:00:00Z"), 1, None)]}),
+    );
+    pipeline(&connect, &queues)
+        .run(&recs, false, in_seconds(5))
+        .await;
+    let sent = connect.updates.lock().unwrap()[0].1.info.clone();
+    assert_eq!(
+        sent,
+        IdentityInfo {
+            first_name: Some("A".into()),
+            last_name: Some("One".into()),
+            email: Some("a@example.com".into()),
+            secondary_email: None,
+            mobile: Some("+442079460958".into()),
+        }
+    );
+}
