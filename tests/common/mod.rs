@@ -1,0 +1,258 @@
+//! In-memory ports and payload builders shared by the library-level tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use connect_identity_sync::domain::change::IdentityInfo;
+use connect_identity_sync::domain::document::Admission;
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::identity::{InstanceId, UserId};
+use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
+use connect_identity_sync::domain::policy::{EmailDomains, Policy};
+use connect_identity_sync::domain::ports::{
+    CallFailure, DeadLetter, DeadLetterSink, Directory, UserRecord,
+};
+use connect_identity_sync::domain::record::Record;
+use connect_identity_sync::inbound::{Invocation, read_invocation};
+use connect_identity_sync::pipeline::{Pipeline, RateLimits, Settings};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+pub const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
+
+#[derive(Default)]
+pub struct FakeConnect {
+    pub kind: Mutex<Option<IdentityManagement>>,
+    pub users: Mutex<HashMap<String, (String, UserRecord)>>,
+    /// Scripted failures: (operation, user id) → classes to fail with, in order.
+    pub faults: Mutex<HashMap<(&'static str, String), Vec<ErrorClass>>>,
+    pub latency: Mutex<Duration>,
+    pub panic_on: Mutex<Option<String>>,
+    pub calls: Mutex<Vec<(&'static str, String)>>,
+    pub updates: Mutex<Vec<(String, UpdatePlan)>>,
+}
+
+impl FakeConnect {
+    pub fn with_users(users: &[(&str, &str, IdentityInfo, &[&str])]) -> Self {
+        let fake = FakeConnect::default();
+        for (id, username, info, profiles) in users {
+            fake.users.lock().unwrap().insert(
+                (*id).to_owned(),
+                (
+                    (*username).to_owned(),
+                    UserRecord {
+                        info: info.clone(),
+                        security_profile_ids: profiles.iter().map(|p| (*p).to_owned()).collect(),
+                    },
+                ),
+            );
+        }
+        fake
+    }
+
+    pub fn fail(&self, op: &'static str, user: &str, classes: &[ErrorClass]) {
+        self.faults
+            .lock()
+            .unwrap()
+            .insert((op, user.to_owned()), classes.to_vec());
+    }
+
+    pub fn count(&self, op: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .count()
+    }
+
+    async fn enter(&self, op: &'static str, user: &str) -> Result<(), CallFailure> {
+        self.calls.lock().unwrap().push((op, user.to_owned()));
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if self.panic_on.lock().unwrap().as_deref() == Some(user) {
+            panic!("scripted panic");
+        }
+        let mut faults = self.faults.lock().unwrap();
+        if let Some(list) = faults.get_mut(&(op, user.to_owned()))
+            && !list.is_empty()
+        {
+            let class = list.remove(0);
+            return Err(CallFailure::new(
+                class,
+                format!("Connect {op} failed with {class}"),
+                3,
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn user(&self, id: &str) -> IdentityInfo {
+        self.users.lock().unwrap()[id].1.info.clone()
+    }
+}
+
+impl Directory for &FakeConnect {
+    async fn identity_management(
+        &self,
+        _instance: &InstanceId,
+    ) -> Result<IdentityManagement, CallFailure> {
+        self.enter("DescribeInstance", "").await?;
+        Ok(self
+            .kind
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(IdentityManagement::ConnectManaged))
+    }
+
+    async fn find_user(
+        &self,
+        _instance: &InstanceId,
+        username: &str,
+    ) -> Result<UserId, CallFailure> {
+        self.enter("SearchUsers", username).await?;
+        let users = self.users.lock().unwrap();
+        users
+            .iter()
+            .find(|(_, (name, _))| name == username)
+            .map(|(id, _)| UserId::parse(id).unwrap())
+            .ok_or_else(|| {
+                CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
+            })
+    }
+
+    async fn describe_user(
+        &self,
+        _instance: &InstanceId,
+        user: &UserId,
+    ) -> Result<UserRecord, CallFailure> {
+        self.enter("DescribeUser", user.as_str()).await?;
+        self.users
+            .lock()
+            .unwrap()
+            .get(user.as_str())
+            .map(|(_, r)| r.clone())
+            .ok_or_else(|| {
+                CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
+            })
+    }
+
+    async fn update_identity(
+        &self,
+        _instance: &InstanceId,
+        user: &UserId,
+        plan: &UpdatePlan,
+    ) -> Result<(), CallFailure> {
+        self.enter("UpdateUserIdentityInfo", user.as_str()).await?;
+        self.updates
+            .lock()
+            .unwrap()
+            .push((user.to_string(), plan.clone()));
+        if let Some((_, record)) = self.users.lock().unwrap().get_mut(user.as_str()) {
+            let mut info = plan.info.clone();
+            if !plan.send_email {
+                info.email = record.info.email.clone();
+            }
+            record.info = info;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct FakeQueues {
+    pub letters: Mutex<Vec<DeadLetter>>,
+    pub down: Mutex<bool>,
+}
+
+impl DeadLetterSink for &FakeQueues {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
+        if *self.down.lock().unwrap() {
+            return Err("queue unavailable".into());
+        }
+        self.letters.lock().unwrap().push(letter.clone());
+        Ok(())
+    }
+}
+
+pub fn info(first: &str, last: &str, email: &str) -> IdentityInfo {
+    IdentityInfo {
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        email: Some(email.into()),
+        secondary_email: None,
+        mobile: None,
+    }
+}
+
+pub fn admission(domains: EmailDomains) -> Admission {
+    Admission {
+        policy: Policy {
+            allowed_instances: [InstanceId::parse(INSTANCE).unwrap()].into(),
+            email_domains: domains,
+            protected_profiles: ["sp-admin".to_owned()].into(),
+            trusted_sources: None,
+        },
+        default_instance: Some(InstanceId::parse(INSTANCE).unwrap()),
+        phone_region: Some("US".parse().unwrap()),
+    }
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        max_receive_count: 3,
+        concurrency: 4,
+        deadline_margin: Duration::from_millis(100),
+        call_budget: Duration::from_millis(200),
+    }
+}
+
+pub fn pipeline<'a>(
+    connect: &'a FakeConnect,
+    queues: &'a FakeQueues,
+) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
+    Pipeline::new(
+        connect,
+        queues,
+        admission(EmailDomains::parse(Some("example.com")).unwrap()),
+        settings(),
+        RateLimits::new(1000.0, 1000.0, 1000.0),
+    )
+}
+
+pub fn sqs_record(id: &str, body: &Value, receive_count: u32, group: Option<&str>) -> Value {
+    let mut attributes = json!({"ApproximateReceiveCount": receive_count.to_string(), "SentTimestamp": "1764403200000"});
+    if let Some(g) = group {
+        attributes["MessageGroupId"] = json!(g);
+    }
+    let queue = if group.is_some() {
+        "changes.fifo"
+    } else {
+        "changes"
+    };
+    json!({
+        "messageId": id, "receiptHandle": "rh", "body": body.to_string(), "attributes": attributes,
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"), "awsRegion": "us-east-1"
+    })
+}
+
+pub fn change(user: &str, fields: Value, at: &str) -> Value {
+    json!({"UserId": user, "IdentityInfo": fields, "OccurredAt": at})
+}
+
+pub fn records(payload: &Value) -> (Vec<Record>, bool) {
+    match read_invocation(payload).unwrap() {
+        Invocation::Sqs { records, fifo } => (records, fifo),
+        Invocation::EventBridge(r) => (vec![*r], false),
+    }
+}
+
+pub fn in_seconds(s: u64) -> Instant {
+    Instant::now() + Duration::from_secs(s)
+}

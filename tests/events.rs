@@ -1,0 +1,227 @@
+//! The sample events in `events/` through the handler, with the replies of SPEC §4.
+
+mod common;
+
+use common::*;
+use connect_identity_sync::domain::change::IdentityInfo;
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::handler::{InvocationError, handle};
+use serde_json::{Value, json};
+
+fn sample(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn person(first: &str, last: &str, email: &str, mobile: Option<&str>) -> IdentityInfo {
+    IdentityInfo {
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        email: Some(email.into()),
+        secondary_email: None,
+        mobile: mobile.map(Into::into),
+    }
+}
+
+/// The demo contact centre, as far as the samples touch it.
+fn contact_centre() -> FakeConnect {
+    let mut asmith = person(
+        "Alex",
+        "Smith",
+        "alex.smith@example.com",
+        Some("+14155550124"),
+    );
+    asmith.secondary_email = Some("a.smith@example.com".into());
+    FakeConnect::with_users(&[
+        (
+            "u-jdoe",
+            "jdoe",
+            person("Jane", "Doe", "jane.doe@example.com", Some("+14155550123")),
+            &["sp-agent"],
+        ),
+        ("u-asmith", "asmith", asmith, &["sp-agent"]),
+        (
+            "u-mgarcia",
+            "mgarcia",
+            person(
+                "María José",
+                "García López",
+                "maria.garcia@example.com",
+                Some("+34910000123"),
+            ),
+            &["sp-agent"],
+        ),
+        (
+            "u-kobrien",
+            "kobrien",
+            person("Kieran", "O'Brien", "kieran.obrien@example.com", None),
+            &["sp-agent"],
+        ),
+        (
+            "u-protected",
+            "padmin",
+            person("Priya", "Natarajan", "priya.natarajan@example.com", None),
+            &["sp-admin"],
+        ),
+    ])
+}
+
+async fn run(name: &str) -> (FakeConnect, FakeQueues, Result<Value, InvocationError>) {
+    let connect = contact_centre();
+    let queues = FakeQueues::default();
+    let reply = handle(&pipeline(&connect, &queues), &sample(name), in_seconds(10)).await;
+    (connect, queues, reply)
+}
+
+#[tokio::test]
+async fn a_full_eventbridge_update_sets_every_field() {
+    let (connect, _, reply) = run("eventbridge-full-update.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "updated"}));
+    let u = connect.user("u-jdoe");
+    assert_eq!(u.last_name.as_deref(), Some("Doe-Carter"));
+    assert_eq!(u.email.as_deref(), Some("jane.carter@example.com"));
+    assert_eq!(
+        u.secondary_email.as_deref(),
+        Some("jane.personal@example.com")
+    );
+    assert_eq!(u.mobile.as_deref(), Some("+14155550100"));
+}
+
+#[tokio::test]
+async fn a_partial_eventbridge_update_keeps_the_fields_it_does_not_name() {
+    let (connect, _, reply) = run("eventbridge-partial-update.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "updated"}));
+    let u = connect.user("u-asmith");
+    assert_eq!(
+        u.mobile.as_deref(),
+        Some("+14155550177"),
+        "national number read in US"
+    );
+    assert_eq!(u.secondary_email, None, "null clears");
+    assert_eq!(u.first_name.as_deref(), Some("Alex"));
+    assert_eq!(u.email.as_deref(), Some("alex.smith@example.com"));
+}
+
+#[tokio::test]
+async fn a_change_to_a_protected_user_is_dead_lettered_as_a_policy_violation() {
+    let (connect, queues, reply) = run("eventbridge-protected-user.json").await;
+    assert_eq!(
+        reply.unwrap(),
+        json!({"outcome": "dead_lettered", "errorClass": "PolicyViolation"})
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+    let letters = queues.letters.lock().unwrap();
+    assert_eq!(letters[0].user_id.as_deref(), Some("u-protected"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&letters[0].body).unwrap(),
+        sample("eventbridge-protected-user.json")
+    );
+}
+
+#[tokio::test]
+async fn a_scim_user_resource_updates_by_username() {
+    let (connect, _, reply) = run("eventbridge-scim-user.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "updated"}));
+    let u = connect.user("u-mgarcia");
+    assert_eq!(u.last_name.as_deref(), Some("García-López"));
+    assert_eq!(u.mobile.as_deref(), Some("+34910000124"));
+}
+
+#[tokio::test]
+async fn a_mixed_sqs_batch_ends_record_by_record() {
+    let (connect, queues, reply) = run("sqs-mixed-batch.json").await;
+    assert_eq!(reply.unwrap(), json!({"batchItemFailures": []}));
+    assert_eq!(
+        connect.user("u-kobrien").last_name.as_deref(),
+        Some("O'Brien-Walsh")
+    );
+    assert_eq!(
+        connect.count("UpdateUserIdentityInfo"),
+        1,
+        "the EventBridge-in-SQS change is a no-op"
+    );
+    let letters = queues.letters.lock().unwrap();
+    let class_of = |id: &str| letters.iter().find(|l| l.source_id == id).map(|l| l.class);
+    assert_eq!(class_of("0f8a1c52-1111-4d7e-8a55-000000000001"), None);
+    assert_eq!(
+        class_of("0f8a1c52-2222-4d7e-8a55-000000000002"),
+        Some(ErrorClass::MalformedEvent)
+    );
+    assert_eq!(
+        class_of("0f8a1c52-3333-4d7e-8a55-000000000003"),
+        Some(ErrorClass::ValidationError)
+    );
+    assert_eq!(
+        class_of("0f8a1c52-4444-4d7e-8a55-000000000004"),
+        Some(ErrorClass::ResourceNotFoundException)
+    );
+    assert_eq!(class_of("0f8a1c52-5555-4d7e-8a55-000000000005"), None);
+    assert_eq!(letters.len(), 3);
+    let original = sample("sqs-mixed-batch.json");
+    let malformed = letters
+        .iter()
+        .find(|l| l.class == ErrorClass::MalformedEvent)
+        .unwrap();
+    assert_eq!(
+        malformed.body,
+        original["Records"][1]["body"].as_str().unwrap(),
+        "byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn a_retryable_sqs_failure_is_reported_in_batch_item_failures() {
+    let connect = contact_centre();
+    connect.fail(
+        "DescribeUser",
+        "u-kobrien",
+        &[connect_identity_sync::domain::error::ErrorClass::ThrottlingException],
+    );
+    let queues = FakeQueues::default();
+    let reply = handle(
+        &pipeline(&connect, &queues),
+        &sample("sqs-mixed-batch.json"),
+        in_seconds(10),
+    )
+    .await;
+    assert_eq!(
+        reply.unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "0f8a1c52-1111-4d7e-8a55-000000000001"}]})
+    );
+}
+
+#[tokio::test]
+async fn any_other_payload_gets_a_malformed_event_error_and_nothing_is_dead_lettered() {
+    let connect = contact_centre();
+    let queues = FakeQueues::default();
+    let p = pipeline(&connect, &queues);
+    for payload in [
+        json!(null),
+        json!({"hello": "world"}),
+        json!({"Records": [{"eventSource": "aws:s3"}]}),
+    ] {
+        let err = handle(&p, &payload, in_seconds(10)).await.unwrap_err();
+        assert_eq!(err.error_type(), "MalformedEvent", "{payload}");
+        let diagnostic = lambda_runtime::Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "MalformedEvent");
+    }
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_direct_event_that_cannot_be_dead_lettered_fails_the_invocation() {
+    let connect = contact_centre();
+    let queues = FakeQueues::default();
+    *queues.down.lock().unwrap() = true;
+    let err = handle(
+        &pipeline(&connect, &queues),
+        &sample("eventbridge-protected-user.json"),
+        in_seconds(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        InvocationError::DeadLetterUnavailable(ErrorClass::PolicyViolation)
+    );
+}
