@@ -79,6 +79,12 @@ impl FunctionConfig {
         &self.binary
     }
 
+    /// The variables left out.
+    #[must_use]
+    pub fn removed(&self) -> &[String] {
+        &self.removed
+    }
+
     /// The variables set on top of the defaults.
     #[must_use]
     pub fn vars(&self) -> &BTreeMap<String, String> {

@@ -5,10 +5,12 @@
 //! together with the Connect emulator ([`Stack`]).
 
 pub mod esm;
+pub mod fixtures;
 pub mod function;
 pub mod moto;
 pub mod runtime_api;
 pub mod sqs;
+pub mod stack;
 
 use std::path::PathBuf;
 
@@ -17,6 +19,9 @@ pub use function::{Function, FunctionConfig};
 pub use moto::Moto;
 pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
+pub use stack::{Stack, StackConfig};
+
+pub use connect_emulator;
 
 /// What can go wrong in the harness itself (not in the function under test).
 #[derive(Debug, thiserror::Error)]

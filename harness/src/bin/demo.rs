@@ -1,0 +1,539 @@
+//! `make demo`: the real function binary against a local Amazon Connect (the
+//! emulator, seeded with a demo contact centre) and a local SQS (moto). Every
+//! `events/*.json` goes through the Lambda Runtime API — EventBridge events as
+//! direct invocations, SQS events through a real queue and the event source
+//! mapping — and the demo prints one row per event or record, then what each
+//! dead-letter queue holds. It stops everything it started.
+//!
+//! ```text
+//! demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use harness::connect_emulator::Operation;
+use harness::{
+    Attribute, Invocation, Message, Outgoing, Stack, StackConfig, kebab, workspace_root,
+};
+use serde_json::Value;
+
+struct Args {
+    function: PathBuf,
+    seed: PathBuf,
+    events: PathBuf,
+    env: Vec<(String, String)>,
+    logs: bool,
+}
+
+fn usage() -> &'static str {
+    "usage: demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = workspace_root();
+    let mut args = Args {
+        function: root.join("target/release/connect-identity-sync"),
+        seed: root.join("demo/contact-centre.json"),
+        events: root.join("events"),
+        env: Vec::new(),
+        logs: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{}", usage()))
+        };
+        match arg.as_str() {
+            "--function" => args.function = PathBuf::from(value()?),
+            "--seed" => args.seed = PathBuf::from(value()?),
+            "--events" => args.events = PathBuf::from(value()?),
+            "--env" => {
+                let kv = value()?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--env takes KEY=VALUE, got {kv}"))?;
+                args.env.push((k.to_owned(), v.to_owned()));
+            }
+            "--logs" => args.logs = true,
+            "-h" | "--help" => return Err(usage().to_owned()),
+            other => return Err(format!("unknown argument {other}\n{}", usage())),
+        }
+    }
+    Ok(args)
+}
+
+/// One line of the results table.
+struct Row {
+    file: String,
+    record: String,
+    outcome: String,
+    class: String,
+    queue: String,
+}
+
+fn row(file: &str, record: &str, outcome: &str, class: &str, queue: &str) -> Row {
+    Row {
+        file: file.to_owned(),
+        record: record.to_owned(),
+        outcome: outcome.to_owned(),
+        class: class.to_owned(),
+        queue: queue.to_owned(),
+    }
+}
+
+fn print_table(header: [&str; 5], rows: &[[String; 5]]) {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(cell);
+            if i < 4 {
+                out.push_str(&" ".repeat(w.saturating_sub(cell.chars().count())));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    line(widths.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
+    for r in rows {
+        line(r.each_ref().map(String::as_str));
+    }
+}
+
+/// Instances of the seed, the first being the default.
+fn seed_instances(seed: &Value) -> Vec<String> {
+    seed.get("instances")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i.get("id").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn demo_config(args: &Args, seed: &Value) -> StackConfig {
+    let instances = seed_instances(seed);
+    let mut config = StackConfig::new(&args.function)
+        .seed(seed.clone())
+        .visibility_timeout(1)
+        .source_max_receive_count(6)
+        .echo_logs(args.logs)
+        .env("EMAIL_DOMAIN_ALLOWLIST", "example.com")
+        .env("PROTECTED_SECURITY_PROFILE_IDS", "sp-admin")
+        .env(
+            "TRUSTED_SOURCES",
+            "com.example.idp,com.example.scim,com.example.hr",
+        )
+        .env("DEFAULT_PHONE_REGION", "US")
+        .env("MAX_RECEIVE_COUNT", "3")
+        .env("AWS_LAMBDA_LOG_LEVEL", "info");
+    if let Some(first) = instances.first() {
+        config = config
+            .env("DEFAULT_INSTANCE_ID", first)
+            .env("ALLOWED_INSTANCE_IDS", instances.join(","));
+    }
+    // Settings of the demo contact centre, if it comes with any.
+    let extra = args.seed.with_file_name("function.env");
+    if let Ok(text) = std::fs::read_to_string(extra) {
+        for line in text.lines().map(str::trim) {
+            if let Some((k, v)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+                config = config.env(k.trim(), v.trim());
+            }
+        }
+    }
+    for (k, v) in &args.env {
+        config = config.env(k, v);
+    }
+    config
+}
+
+fn queue_name_of(stack: &Stack, class: &str) -> String {
+    stack
+        .dlqs
+        .get(class)
+        .map_or_else(|| format!("dlq-{}", kebab(class)), |q| q.name.clone())
+}
+
+async fn run_eventbridge(stack: &Stack, file: &str, event: &Value) -> Row {
+    let id = event.get("id").and_then(Value::as_str).unwrap_or("-");
+    match stack.invoke(event).await {
+        Ok(Invocation::Response(reply)) => {
+            let outcome = reply
+                .get("outcome")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
+            let class = reply
+                .get("errorClass")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let queue = if class.is_empty() {
+                String::new()
+            } else {
+                queue_name_of(stack, &class)
+            };
+            row(file, id, &outcome, &class, &queue)
+        }
+        Ok(Invocation::Error {
+            error_type,
+            error_message,
+            ..
+        }) => row(
+            file,
+            id,
+            &format!("invocation error: {error_message}"),
+            &error_type,
+            "(Lambda retries)",
+        ),
+        Err(e) => row(file, id, &format!("no reply: {e}"), "", ""),
+    }
+}
+
+/// The Connect user a record's body names, if it names one plainly.
+fn user_of(body: &str, stack: &Stack, instances: &[String]) -> Option<String> {
+    let doc: Value = serde_json::from_str(body).ok()?;
+    let doc = doc.get("detail").unwrap_or(&doc);
+    if let Some(id) = doc.get("UserId").and_then(Value::as_str) {
+        return Some(id.rsplit('/').next().unwrap_or(id).to_owned());
+    }
+    let username = doc
+        .get("Username")
+        .or_else(|| doc.get("userName"))
+        .and_then(Value::as_str)?;
+    instances.iter().find_map(|i| {
+        stack
+            .emulator
+            .users(i)?
+            .into_iter()
+            .find(|u| u.username == username)
+            .map(|u| u.id)
+    })
+}
+
+/// Dead letters taken off the queues so far, by class.
+type Collected = BTreeMap<String, Vec<Message>>;
+
+/// Moves what the dead-letter queues hold into `collected`; returns the new ones by `SourceId`.
+async fn collect(
+    stack: &Stack,
+    collected: &mut Collected,
+) -> Result<BTreeMap<String, String>, harness::HarnessError> {
+    let mut fresh = BTreeMap::new();
+    for (class, queue) in &stack.dlqs {
+        for m in stack.sqs.drain(&queue.url).await? {
+            fresh.insert(
+                m.attr("SourceId").unwrap_or_default().to_owned(),
+                class.clone(),
+            );
+            collected.entry(class.clone()).or_default().push(m);
+        }
+    }
+    Ok(fresh)
+}
+
+async fn run_sqs(
+    stack: &Stack,
+    file: &str,
+    event: &Value,
+    instances: &[String],
+    collected: &mut Collected,
+) -> Result<Vec<Row>, harness::HarnessError> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let fifo = records.iter().any(|r| {
+        r.get("eventSourceARN")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.ends_with(".fifo"))
+    });
+    let queue = if fifo {
+        &stack.fifo_source
+    } else {
+        &stack.source
+    };
+    // Send each record's body as a message; remember which record it was.
+    let mut sent: Vec<(String, String, String)> = Vec::new(); // (new id, original id, body)
+    for (i, r) in records.iter().enumerate() {
+        let original = r
+            .get("messageId")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("record {i}"), str::to_owned);
+        let body = r
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut message = Outgoing::new(body.clone());
+        if let Some(attrs) = r.get("messageAttributes").and_then(Value::as_object) {
+            for (name, a) in attrs {
+                let data_type = a
+                    .get("dataType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("String");
+                if let Some(v) = a.get("stringValue").and_then(Value::as_str) {
+                    let mut attr = Attribute::string(v);
+                    attr.data_type = data_type.to_owned();
+                    message = message.attribute(name, attr);
+                }
+            }
+        }
+        if fifo {
+            let group = r
+                .pointer("/attributes/MessageGroupId")
+                .and_then(Value::as_str)
+                .unwrap_or("demo");
+            message = message.fifo(group, format!("{original}-{i}"));
+        }
+        let id = stack.sqs.send(&queue.url, &message).await?;
+        sent.push((id, original, body));
+    }
+    let journal_before = stack.emulator.journal().len();
+    let mapping = if fifo {
+        stack.fifo_mapping()
+    } else {
+        stack.mapping()
+    };
+    let report = mapping.run(Duration::from_secs(60)).await?;
+    let journal: Vec<_> = stack
+        .emulator
+        .journal()
+        .into_iter()
+        .skip(journal_before)
+        .collect();
+    let letters = collect(stack, collected).await?;
+    let handed_back = report.handed_back();
+    let deleted = report.deleted();
+    let mut rows = Vec::new();
+    for (id, original, body) in &sent {
+        let retries = handed_back.get(id).map_or(0, Vec::len);
+        let note = if retries > 0 {
+            format!(" after {retries} redelivery(ies)")
+        } else {
+            String::new()
+        };
+        if let Some(class) = letters.get(id) {
+            rows.push(row(
+                file,
+                original,
+                &format!("dead_lettered{note}"),
+                class,
+                &queue_name_of(stack, class),
+            ));
+        } else if deleted.contains(id) {
+            let user = user_of(body, stack, instances);
+            let updated = journal.iter().any(|e| {
+                e.operation == "UpdateUserIdentityInfo"
+                    && e.status == 200
+                    && e.user_id.is_some()
+                    && e.user_id == user
+            });
+            let outcome = if updated { "updated" } else { "unchanged" };
+            rows.push(row(file, original, &format!("{outcome}{note}"), "", ""));
+        } else {
+            rows.push(row(
+                file,
+                original,
+                "still in the source queue",
+                "",
+                &queue.name,
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+async fn demo(args: Args) -> Result<(), String> {
+    if !args.function.is_file() {
+        return Err(format!(
+            "{} does not exist: build it first (cargo build --release)",
+            args.function.display()
+        ));
+    }
+    let seed: Value = serde_json::from_str(
+        &std::fs::read_to_string(&args.seed)
+            .map_err(|e| format!("cannot read {}: {e}", args.seed.display()))?,
+    )
+    .map_err(|e| format!("{} is not JSON: {e}", args.seed.display()))?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.events)
+        .map_err(|e| format!("cannot read {}: {e}", args.events.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+
+    println!(
+        "starting moto (SQS), the Connect emulator and {} …",
+        args.function.display()
+    );
+    let stack = demo_config(&args, &seed)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "  SQS {}   Connect {}   Runtime API {}\n",
+        stack.moto.endpoint(),
+        stack.emulator.endpoint_url(),
+        stack.runtime.endpoint()
+    );
+
+    let instances = seed_instances(&seed);
+    let mut collected = Collected::new();
+    let mut rows = Vec::new();
+    for path in &files {
+        let file = path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        match serde_json::from_slice::<Value>(&raw) {
+            Ok(event) if event.get("Records").is_some_and(Value::is_array) => {
+                let sqs_rows = run_sqs(&stack, &file, &event, &instances, &mut collected).await;
+                rows.extend(sqs_rows.map_err(|e| e.to_string())?);
+            }
+            Ok(event) if event.get("detail").is_some() => {
+                rows.push(run_eventbridge(&stack, &file, &event).await);
+                collect(&stack, &mut collected)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            _ => {
+                // Anything else goes in as it is: the function answers MalformedEvent.
+                let reply = stack.invoke_raw(&raw).await;
+                let (outcome, class) = match reply {
+                    Ok(Invocation::Error { error_type, .. }) => {
+                        ("invocation error".to_owned(), error_type)
+                    }
+                    Ok(Invocation::Response(v)) => (v.to_string(), String::new()),
+                    Err(e) => (format!("no reply: {e}"), String::new()),
+                };
+                rows.push(row(&file, "-", &outcome, &class, ""));
+            }
+        }
+        if !stack.function.is_running() {
+            return Err(format!(
+                "the function process ended:\n{}",
+                stack.function.logs()
+            ));
+        }
+    }
+
+    println!("Results");
+    let table: Vec<[String; 5]> = rows
+        .into_iter()
+        .map(|r| [r.file, r.record, r.outcome, r.class, r.queue])
+        .collect();
+    print_table(["FILE", "RECORD", "OUTCOME", "CLASS", "QUEUE"], &table);
+
+    println!("\nDead-letter queues");
+    collect(&stack, &mut collected)
+        .await
+        .map_err(|e| e.to_string())?;
+    for class in stack.dlqs.keys() {
+        let name = queue_name_of(&stack, class);
+        let messages = collected.get(class).map_or(&[][..], Vec::as_slice);
+        if messages.is_empty() {
+            println!("  {name:<34} empty");
+            continue;
+        }
+        println!("  {name:<34} {} message(s)", messages.len());
+        for m in messages {
+            let attr = |n: &str| m.attr(n).unwrap_or("-").to_owned();
+            println!(
+                "    - {} {}  SourceId={}  EventId={}  InstanceId={}  UserId={}  Attempts={}  FailedAt={}",
+                attr("SourceType"),
+                attr("ErrorClass"),
+                attr("SourceId"),
+                attr("EventId"),
+                attr("InstanceId"),
+                attr("UserId"),
+                attr("Attempts"),
+                attr("FailedAt"),
+            );
+            println!("      ErrorMessage: {}", short(&attr("ErrorMessage"), 160));
+            println!("      body: {}", short(&m.body, 160));
+        }
+    }
+    let last_resort = stack
+        .sqs
+        .receive_all(&stack.source_dlq.url)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "  {:<34} {} message(s) (the source queue's own redrive target, the last resort)",
+        stack.source_dlq.name,
+        last_resort.len()
+    );
+
+    let journal = stack.emulator.journal();
+    let mut calls: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for e in &journal {
+        let entry = calls.entry(e.operation.clone()).or_default();
+        entry.0 += 1;
+        if e.status == 200 {
+            entry.1 += 1;
+        }
+    }
+    println!("\nConnect calls the function made");
+    for (op, (all, ok)) in &calls {
+        println!("  {op:<24} {all:>3} ({ok} succeeded)");
+    }
+    let updates = stack
+        .emulator
+        .calls(Operation::UpdateUserIdentityInfo)
+        .len();
+    println!("  UpdateUserIdentityInfo calls in all: {updates}");
+    println!("\nstopping moto, the emulator and the function");
+    drop(stack);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    tokio::select! {
+        result = demo(args) => match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the demo future stops moto and the function.
+            eprintln!("interrupted: stopping everything");
+            ExitCode::from(130)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! End to end over the built binary: configuration the function cannot run with
+//! stops it at start-up, with a Runtime API init error naming the variable and a
+//! non-zero exit; it never takes an invocation.
+
+use std::time::Duration;
+
+use harness::fixtures::{ALLOWED_DOMAIN, INSTANCE};
+use harness::{ERROR_CLASSES, Function, FunctionConfig, RuntimeApi};
+
+const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
+const QUEUE: &str = "http://127.0.0.1:9/123456789012/dlq";
+
+/// A configuration the function starts with.
+fn valid() -> FunctionConfig {
+    let mut config = FunctionConfig::new(BIN)
+        .env("DEFAULT_INSTANCE_ID", INSTANCE)
+        .env("EMAIL_DOMAIN_ALLOWLIST", ALLOWED_DOMAIN);
+    for (_, var) in ERROR_CLASSES {
+        config = config.env(var, QUEUE);
+    }
+    config
+}
+
+async fn refused(config: FunctionConfig, variable: &str) {
+    refused_naming_any(config, &[variable]).await;
+}
+
+/// Refused with a message that names one of `variables`.
+async fn refused_naming_any(config: FunctionConfig, variables: &[&str]) {
+    let variable = variables.join(" or ");
+    let variable = variable.as_str();
+    let names = |text: &str| variables.iter().any(|v| text.contains(v));
+    let runtime = RuntimeApi::start().await.unwrap();
+    let function = Function::start(
+        &config,
+        &runtime,
+        Some("http://127.0.0.1:9"),
+        Some("http://127.0.0.1:9"),
+    )
+    .expect("the binary starts");
+    let status = function
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("{variable}: the function kept running\n{}", function.logs()));
+    assert!(!status.success(), "{variable}: exit status {status}");
+    let init = runtime
+        .wait_init_error(Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|| panic!("{variable}: no init error reported\n{}", function.logs()));
+    assert!(
+        names(&init.error_message),
+        "{variable}: the init error does not name it: {init:?}"
+    );
+    assert_eq!(runtime.invocations_handed_out(), 0);
+    assert!(
+        names(&function.logs()),
+        "{variable}: the log does not name it:\n{}",
+        function.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_configuration_starts_and_serves() {
+    let runtime = RuntimeApi::start().await.unwrap();
+    let function = Function::start(
+        &valid(),
+        &runtime,
+        Some("http://127.0.0.1:9"),
+        Some("http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let reply = runtime
+        .invoke(b"not json".to_vec(), Duration::from_secs(10))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.error_type(), Some("MalformedEvent"));
+    assert!(runtime.init_errors().is_empty());
+    assert!(function.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_receive_count_that_is_not_a_number_stops_the_function() {
+    refused(
+        valid().env("MAX_RECEIVE_COUNT", "three"),
+        "MAX_RECEIVE_COUNT",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_without_a_queue_stops_the_function() {
+    refused(valid().without("DLQ_URL_THROTTLING"), "DLQ_URL_THROTTLING").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_dlq_url_covers_classes_without_their_own() {
+    let mut config = FunctionConfig::new(BIN)
+        .env("DEFAULT_INSTANCE_ID", INSTANCE)
+        .env("DLQ_URL", QUEUE);
+    config = config.env("DLQ_URL_THROTTLING", QUEUE);
+    let runtime = RuntimeApi::start().await.unwrap();
+    let function = Function::start(
+        &config,
+        &runtime,
+        Some("http://127.0.0.1:9"),
+        Some("http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let reply = runtime
+        .invoke(b"[]".to_vec(), Duration::from_secs(10))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.error_type(), Some("MalformedEvent"));
+    assert!(function.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_allowed_instance_stops_the_function() {
+    refused_naming_any(
+        valid()
+            .without("DEFAULT_INSTANCE_ID")
+            .without("ALLOWED_INSTANCE_IDS"),
+        &["ALLOWED_INSTANCE_IDS", "DEFAULT_INSTANCE_ID"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_phone_region_stops_the_function() {
+    refused(
+        valid().env("DEFAULT_PHONE_REGION", "Narnia"),
+        "DEFAULT_PHONE_REGION",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_rate_stops_the_function() {
+    refused(
+        valid().env("CONNECT_RPS_UPDATE", "-1"),
+        "CONNECT_RPS_UPDATE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_url_that_is_not_a_url_stops_the_function() {
+    refused(
+        valid().env("DLQ_URL_MALFORMED_EVENT", "my-queue"),
+        "DLQ_URL_MALFORMED_EVENT",
+    )
+    .await;
+}
