@@ -1146,3 +1146,40 @@ async fn an_update_leaves_out_the_fields_the_identity_does_not_have() {
     assert_eq!(info.secondary_email(), None);
     assert_eq!(info.mobile(), None);
 }
+
+#[tokio::test]
+async fn a_username_that_matches_only_by_case_is_not_found() {
+    // Another capitalisation may be another account; only the exact Username resolves.
+    let rule = mock!(Client::search_users).then_output(|| {
+        SearchUsersOutput::builder()
+            .users(summary(&USERNAME.to_uppercase(), OTHER_USER))
+            .build()
+    });
+    let failure = directory(&[&rule])
+        .find_user(&instance(), USERNAME)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.failure.class, ErrorClass::ResourceNotFoundException);
+}
+
+#[tokio::test]
+async fn an_instance_described_without_its_identity_management_type_fails_safe() {
+    let rule =
+        mock!(Client::describe_instance).then_output(|| DescribeInstanceOutput::builder().build());
+    let failure = directory(&[&rule])
+        .identity_management(&instance())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.failure.class, ErrorClass::UnknownError);
+}
+
+#[tokio::test]
+async fn a_limit_exceeded_error_is_not_taken_for_a_throttle() {
+    let rule = mock!(Client::describe_instance)
+        .then_http_response(|| http_error(429, "LimitExceededException"));
+    let failure = directory(&[&rule])
+        .identity_management(&instance())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.failure.class, ErrorClass::UnknownError);
+}

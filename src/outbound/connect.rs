@@ -152,13 +152,12 @@ fn update_class(e: &UpdateUserIdentityInfoError) -> ErrorClass {
     }
 }
 
-/// An error an operation does not model. A throttle that reaches us unmodelled is
-/// still a throttle; anything else is `UnknownError`.
+/// An error an operation does not model. A rate throttle that reaches us unmodelled
+/// (DescribeInstance models none) is still a throttle; anything else, including
+/// `LimitExceededException` (a resource quota, which no retry lifts), is `UnknownError`.
 fn unmodelled(code: Option<&str>) -> ErrorClass {
     match code {
-        Some("ThrottlingException" | "TooManyRequestsException" | "LimitExceededException") => {
-            ErrorClass::ThrottlingException
-        }
+        Some("ThrottlingException" | "TooManyRequestsException") => ErrorClass::ThrottlingException,
         _ => ErrorClass::UnknownError,
     }
 }
@@ -208,13 +207,19 @@ impl Directory for ConnectDirectory {
             describe_instance_class,
         )
         .await?;
+        // Without its identity-management type the instance's rules cannot be known:
+        // fail safe rather than apply none of them.
         let kind = out
             .instance()
             .and_then(|i| i.identity_management_type())
-            .map_or_else(
-                || IdentityManagement::Other(String::new()),
-                |t| IdentityManagement::from_wire(t.as_str()),
-            );
+            .map(|t| IdentityManagement::from_wire(t.as_str()))
+            .ok_or_else(|| {
+                CallFailure::new(
+                    ErrorClass::UnknownError,
+                    "Connect DescribeInstance returned no IdentityManagementType",
+                    1,
+                )
+            })?;
         self.instances
             .lock()
             .expect("cache lock")
@@ -251,16 +256,12 @@ impl Directory for ConnectDirectory {
             search_users_class,
         )
         .await?;
-        let users = out.users();
-        let found = users
+        // Only the exact Username: a near match is another account, and changing the
+        // wrong account's Email is the takeover this function must not enable.
+        let found = out
+            .users()
             .iter()
             .find(|u| u.username() == Some(username))
-            .or_else(|| {
-                users.iter().find(|u| {
-                    u.username()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(username))
-                })
-            })
             .and_then(|u| u.id())
             .and_then(|id| UserId::parse(id).ok())
             .ok_or_else(|| {
