@@ -1,0 +1,211 @@
+//! `bench-driver`: runs `connect-identity-sync` (a release build) against the Connect
+//! emulator and moto through an in-process Lambda Runtime API, and writes what it
+//! measured to `BENCHMARKS.md`. `scripts/bench.sh` builds everything and calls it;
+//! `make bench` calls that.
+//!
+//! ```text
+//! bench-driver report  --function BIN --noop BIN [--out BENCHMARKS.md] [--runs 20]
+//!                      [--records 1000] [--batch 10] [--quota-changes 400]
+//!                      [--criterion target/criterion] [--profiles bench/results/profiles.jsonl]
+//! bench-driver startup --function BIN --noop BIN --label TEXT --append FILE [--runs 20]
+//!                      [--opt-level L] [--jitter-entropy on|off]
+//! ```
+
+mod criterion;
+mod lab;
+mod procfs;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lab::Lab;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  bench-driver report --function BIN --noop BIN [--out FILE] [--runs N] [--records N] \
+         [--batch N] [--quota-changes N] [--criterion DIR] [--profiles FILE]\n  \
+         bench-driver startup --function BIN --noop BIN --label TEXT --append FILE [--runs N] \
+         [--opt-level L] [--jitter-entropy on|off]"
+    );
+    std::process::exit(2)
+}
+
+struct Args {
+    command: String,
+    options: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse() -> Self {
+        let mut raw = std::env::args().skip(1);
+        let Some(command) = raw.next() else { usage() };
+        let mut options = HashMap::new();
+        while let Some(key) = raw.next() {
+            let Some(name) = key.strip_prefix("--") else {
+                usage()
+            };
+            let Some(value) = raw.next() else { usage() };
+            options.insert(name.to_owned(), value);
+        }
+        Self { command, options }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        match self.options.get(key) {
+            Some(v) => PathBuf::from(v),
+            None => {
+                eprintln!("--{key} is required");
+                usage()
+            }
+        }
+    }
+
+    fn text(&self, key: &str, default: &str) -> String {
+        self.options
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn number(&self, key: &str, default: usize) -> usize {
+        match self.options.get(key) {
+            Some(v) => v.parse().unwrap_or_else(|_| usage()),
+            None => default,
+        }
+    }
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let result = match args.command.as_str() {
+        "report" => run_report(&args).await,
+        "startup" => run_startup(&args).await,
+        _ => usage(),
+    };
+    if let Err(e) = result {
+        eprintln!("bench-driver: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run_report(args: &Args) -> Result<(), String> {
+    let function = args.path("function");
+    let noop = args.path("noop");
+    let out = PathBuf::from(args.text("out", "BENCHMARKS.md"));
+    let runs = args.number("runs", 20).max(10);
+    let records = args.number("records", 1000);
+    let batch = args.number("batch", 10);
+    let quota_changes = args.number("quota-changes", 400);
+    let criterion_dir = PathBuf::from(args.text("criterion", "target/criterion"));
+    let profiles = PathBuf::from(args.text("profiles", "bench/results/profiles.jsonl"));
+
+    let lab = Lab::start().await?;
+    eprintln!("bench: start-up, {runs} runs of each binary");
+    let startup = scenarios::startup(&lab, &function, &noop, runs).await?;
+    eprintln!(
+        "  function: {:.1} ms to GET /next, {:.1} ms to the first reply; do-nothing: {:.1} ms, {:.1} ms",
+        startup.function.to_next_ms.median,
+        startup.function.to_reply_ms.median,
+        startup.noop.to_next_ms.median,
+        startup.noop.to_reply_ms.median
+    );
+    eprintln!("bench: {records} records in batches of {batch}");
+    let load = scenarios::load(&lab, &function, records, batch, true).await?;
+    let noop_load = scenarios::load(&lab, &noop, records, batch, false).await?;
+    eprintln!(
+        "  peak RSS {} KiB, {:.0} µs CPU per record",
+        load.peak_rss_kib,
+        load.cpu_us_per_record()
+    );
+    eprintln!("bench: {quota_changes} changes against a quota of 20 updates/s, burst 5");
+    let quota =
+        scenarios::quota(&lab, &function, quota_changes, 20.0, 5, "20", Some("100")).await?;
+    eprintln!(
+        "  {:.2} updates/s ({:.3} of the quota), {} throttled",
+        quota.rate,
+        quota.efficiency(),
+        quota.throttled
+    );
+    let quota_default_describe =
+        scenarios::quota(&lab, &function, quota_changes / 2, 20.0, 5, "20", None).await?;
+    eprintln!(
+        "  with CONNECT_RPS_DESCRIBE at its default: {:.2} updates/s",
+        quota_default_describe.rate
+    );
+    eprintln!("bench: duplicates and no-ops");
+    let duplicates = scenarios::duplicates(&lab, &function).await?;
+
+    let estimates = criterion::estimates(
+        &criterion_dir,
+        &[
+            "parse_validate_merge",
+            "read_invocation",
+            "admit",
+            "apply_to",
+        ],
+    );
+    let profile_rows = report::read_profiles(&profiles);
+    let results = report::Results {
+        function: &function,
+        noop: &noop,
+        function_size: file_size(&function),
+        noop_size: file_size(&noop),
+        startup: &startup,
+        load: &load,
+        noop_load: &noop_load,
+        quota: &quota,
+        quota_default_describe: &quota_default_describe,
+        duplicates: &duplicates,
+        estimates: &estimates,
+        profiles: &profile_rows,
+        profiles_path: &profiles,
+    };
+    let text = report::markdown(&results);
+    std::fs::write(&out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+async fn run_startup(args: &Args) -> Result<(), String> {
+    let function = args.path("function");
+    let noop = args.path("noop");
+    let append = args.path("append");
+    let runs = args.number("runs", 20).max(10);
+    let lab = Lab::start().await?;
+    let startup = scenarios::startup(&lab, &function, &noop, runs).await?;
+    let row = report::ProfileRow {
+        label: args.text("label", "release"),
+        opt_level: args.text("opt-level", "?"),
+        jitter_entropy: args.text("jitter-entropy", "?"),
+        function_size: file_size(&function),
+        noop_size: file_size(&noop),
+        startup,
+        measured: report::today(),
+        commit: report::commit(),
+    };
+    eprintln!(
+        "{}: {} bytes; {:.1} ms to GET /next, {:.1} ms to the first reply (do-nothing {:.1} ms)",
+        row.label,
+        row.function_size,
+        row.startup.function.to_next_ms.median,
+        row.startup.function.to_reply_ms.median,
+        row.startup.noop.to_next_ms.median
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&append)
+        .map_err(|e| format!("{}: {e}", append.display()))?;
+    let line = serde_json::to_string(&row).map_err(|e| e.to_string())?;
+    writeln!(file, "{line}").map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! What the kernel knows about a child process: peak resident set and CPU time.
+
+use std::time::Duration;
+
+/// Memory of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct Memory {
+    /// `VmHWM`: the peak resident set size, KiB.
+    pub peak_rss_kib: u64,
+    /// `VmRSS`: the resident set size now, KiB.
+    pub rss_kib: u64,
+}
+
+pub fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+    };
+    Some(Memory {
+        peak_rss_kib: field("VmHWM:")?,
+        rss_kib: field("VmRSS:")?,
+    })
+}
+
+/// User plus system CPU time of a process, all its threads (exited ones included),
+/// from `/proc/<pid>/stat`; clock-tick resolution.
+pub fn cpu_time(pid: u32, ticks_per_second: u64) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime), counted from 1 with pid and comm as 1 and 2.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks_per_second as f64,
+    ))
+}
+
+/// `getconf CLK_TCK`, 100 when it cannot be asked.
+pub fn ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}

@@ -1,0 +1,491 @@
+//! `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::criterion::Estimate;
+use crate::scenarios::{Load, Phase, Quota, Startup, StartupPair};
+
+/// One release-profile variant's start-up and size (`scripts/bench.sh profiles`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileRow {
+    pub label: String,
+    pub opt_level: String,
+    pub jitter_entropy: String,
+    pub function_size: u64,
+    pub noop_size: u64,
+    pub startup: StartupPair,
+    pub measured: String,
+    pub commit: String,
+}
+
+pub fn read_profiles(path: &Path) -> Vec<ProfileRow> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub struct Results<'a> {
+    pub function: &'a Path,
+    pub noop: &'a Path,
+    pub function_size: u64,
+    pub noop_size: u64,
+    pub startup: &'a StartupPair,
+    pub load: &'a Load,
+    pub noop_load: &'a Load,
+    pub quota: &'a Quota,
+    pub quota_default_describe: &'a Quota,
+    pub duplicates: &'a [Phase],
+    pub estimates: &'a [Estimate],
+    pub profiles: &'a [ProfileRow],
+    pub profiles_path: &'a Path,
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+pub fn today() -> String {
+    output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "?".into())
+}
+
+pub fn commit() -> String {
+    output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn release_profile() -> String {
+    let toml = std::fs::read_to_string("Cargo.toml").unwrap_or_default();
+    let mut out = String::new();
+    let mut inside = false;
+    for line in toml.lines() {
+        if line.starts_with('[') {
+            inside = line.trim() == "[profile.release]";
+        }
+        if inside && !line.trim().is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+fn time_ns(ns: f64) -> String {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else if ns >= 1_000.0 {
+        format!("{:.2} µs", ns / 1_000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn startup_row(out: &mut String, name: &str, s: &Startup) {
+    let _ = writeln!(
+        out,
+        "| {name} | {:.1} | {:.1} – {:.1} (p90 {:.1}) | {:.1} | {:.1} – {:.1} (p90 {:.1}) | {:.1} |",
+        s.to_next_ms.median,
+        s.to_next_ms.min,
+        s.to_next_ms.max,
+        s.to_next_ms.p90,
+        s.to_reply_ms.median,
+        s.to_reply_ms.min,
+        s.to_reply_ms.max,
+        s.to_reply_ms.p90,
+        s.peak_rss_kib.median / 1024.0,
+    );
+}
+
+#[allow(clippy::too_many_lines)]
+pub fn markdown(r: &Results<'_>) -> String {
+    let mut o = String::new();
+    let s = r.startup;
+    let next_ratio = s.function.to_next_ms.median / s.noop.to_next_ms.median.max(f64::MIN_POSITIVE);
+    let reply_ratio =
+        s.function.to_reply_ms.median / s.noop.to_reply_ms.median.max(f64::MIN_POSITIVE);
+    let peak_mib = r.load.peak_rss_kib as f64 / 1024.0;
+    let dup_updates: usize = r
+        .duplicates
+        .iter()
+        .filter(|p| p.must_be_zero)
+        .map(|p| p.update_calls)
+        .sum();
+    let dup_changes: usize = r
+        .duplicates
+        .iter()
+        .filter(|p| p.must_be_zero)
+        .map(|p| p.changes)
+        .sum();
+    let jitter = match std::env::var("AWS_LC_SYS_NO_JITTER_ENTROPY").as_deref() {
+        Ok("1") => "off (`AWS_LC_SYS_NO_JITTER_ENTROPY=1`)",
+        _ => "on (aws-lc-sys default)",
+    };
+
+    let _ = writeln!(o, "# Benchmarks\n");
+    let _ = writeln!(
+        o,
+        "Written by `make bench` (`scripts/bench.sh` → `bench-driver`); every figure below comes from \
+         the last run. Do not edit by hand: run `make bench` again.\n"
+    );
+    let _ = writeln!(
+        o,
+        "- Measured: {} at commit `{}`\n- Machine: {} cores, {}; Linux {}\n- Toolchain: {}\n- Binaries: `{}`, `{}` (release profile below; CPU jitter entropy {jitter})\n",
+        today(),
+        commit(),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        cpu_model(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        output("rustc", &["-V"]).unwrap_or_default(),
+        r.function.display(),
+        r.noop.display(),
+    );
+    let _ = writeln!(o, "```toml\n{}```\n", release_profile());
+
+    let _ = writeln!(o, "## Summary against the targets of issue 6\n");
+    let _ = writeln!(o, "| figure | measured | target | |\n|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| start-up to first `GET /next` (median) | {:.1} ms = {next_ratio:.2}× the do-nothing binary ({:.1} ms) | ≤ 2× | {} |",
+        s.function.to_next_ms.median,
+        s.noop.to_next_ms.median,
+        verdict(next_ratio <= 2.0)
+    );
+    let _ = writeln!(
+        o,
+        "| start-up to the first reply, one EventBridge change (median) | {:.1} ms = {reply_ratio:.2}× the do-nothing binary ({:.1} ms) | ≤ 2× | {} |",
+        s.function.to_reply_ms.median,
+        s.noop.to_reply_ms.median,
+        verdict(reply_ratio <= 2.0)
+    );
+    let _ = writeln!(
+        o,
+        "| peak RSS over {} records in batches of {} | {peak_mib:.1} MiB | ≤ 16 MiB | {} |",
+        r.load.records,
+        r.load.records / r.load.batches.max(1),
+        verdict(peak_mib <= 16.0)
+    );
+    let _ = writeln!(
+        o,
+        "| CPU time per record | {:.0} µs | — | |",
+        r.load.cpu_us_per_record()
+    );
+    let _ = writeln!(
+        o,
+        "| quota efficiency at 20 updates/s (burst 5) | {:.3} ({:.2} updates/s), {} throttled calls | ≥ 0.9, 0 throttled | {} |",
+        r.quota.efficiency(),
+        r.quota.rate,
+        r.quota.throttled,
+        verdict(r.quota.efficiency() >= 0.9 && r.quota.throttled == 0)
+    );
+    let _ = writeln!(
+        o,
+        "| update calls for duplicates and no-ops | {dup_updates} for {dup_changes} changes | 0 | {} |",
+        verdict(dup_updates == 0)
+    );
+    let _ = writeln!(
+        o,
+        "| release binary size | {:.2} MiB ({} bytes) | ≤ 8 MiB | {} |\n",
+        mib(r.function_size),
+        r.function_size,
+        verdict(mib(r.function_size) <= 8.0)
+    );
+
+    let _ = writeln!(o, "## 1. Start-up\n");
+    let _ = writeln!(
+        o,
+        "Each run starts a fresh process against a fresh in-process Lambda Runtime API \
+         (`harness::runtime_api`) with one invocation already queued, as Lambda does on a cold \
+         start. The clock starts just before the process is spawned; *to `GET /next`* stops when \
+         the Runtime API hands the invocation out (its counter is polled every 0.1 ms), *to the \
+         first reply* when the reply is posted. The invocation is one EventBridge change that \
+         needs `DescribeInstance`, `DescribeUser` and `UpdateUserIdentityInfo` on the emulator \
+         (loopback, no added latency); the do-nothing binary (`bench/noop-lambda`, same profile) \
+         answers `{{}}` to the same event. The binaries alternate, {} runs each after one unrecorded \
+         run each. Peak RSS is `VmHWM` once the reply is in.\n",
+        s.function.to_next_ms.runs
+    );
+    let _ = writeln!(
+        o,
+        "| binary | to `GET /next`, median ms | range ms | to first reply, median ms | range ms | peak RSS, MiB |\n|---|---|---|---|---|---|"
+    );
+    startup_row(&mut o, "connect-identity-sync", &s.function);
+    startup_row(&mut o, "noop-lambda", &s.noop);
+    for (name, st) in [
+        ("connect-identity-sync", &s.function),
+        ("noop-lambda", &s.noop),
+    ] {
+        if !st.unexpected.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n{name}: {} unexpected replies, e.g. `{}`",
+                st.unexpected.len(),
+                st.unexpected[0]
+            );
+        }
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## 2. Memory and CPU over {} records\n", r.load.records);
+    let _ = writeln!(
+        o,
+        "One process gets a one-change warm-up invocation, then {} SQS events of {} records each \
+         through the Runtime API, one after the other. Every record is a real change to a \
+         different user: half bare canonical documents, a quarter EventBridge events inside the \
+         SQS body, a quarter SCIM Users (resolved with `SearchUsers`); most carry a national \
+         mobile number. The emulator answers at once and enforces no quota; the function's \
+         limiters are set out of the way (`CONNECT_RPS_*=100000`). Peak RSS is `VmHWM` from \
+         `/proc/<pid>/status` after the last reply; CPU is user + system time of all threads \
+         from `/proc/<pid>/stat` across the batches only (clock-tick resolution). The \
+         do-nothing binary gets the same invocations.\n",
+        r.load.batches,
+        r.load.records / r.load.batches.max(1)
+    );
+    let _ = writeln!(
+        o,
+        "| binary | peak RSS | RSS at the end | start-up + warm-up CPU | CPU for the batches | CPU per record | wall time |\n|---|---|---|---|---|---|---|"
+    );
+    for (name, l) in [
+        ("connect-identity-sync", r.load),
+        ("noop-lambda", r.noop_load),
+    ] {
+        let _ = writeln!(
+            o,
+            "| {name} | {:.1} MiB | {:.1} MiB | {:.0} ms | {:.0} ms | {:.0} µs | {:.0} ms |",
+            l.peak_rss_kib as f64 / 1024.0,
+            l.rss_end_kib as f64 / 1024.0,
+            l.warm_up_cpu_ms,
+            l.cpu_ms,
+            l.cpu_us_per_record(),
+            l.wall_ms
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nConnect calls for the batches: {} `UpdateUserIdentityInfo`, {} `DescribeUser`, {} `SearchUsers`; \
+         {} records handed back; dead letters: {}.{}\n",
+        r.load.updates,
+        r.load.describe_user_calls,
+        r.load.search_users_calls,
+        r.load.handed_back,
+        dead(&r.load.dead_letters),
+        problems(&r.load.problems)
+    );
+
+    let _ = writeln!(o, "## 3. Throughput against Connect's quota\n");
+    let _ = writeln!(
+        o,
+        "The emulator enforces a token bucket on `UpdateUserIdentityInfo` (it starts full); the \
+         function runs with `CONNECT_RPS_UPDATE=20`. Changes to distinct users go in SQS events of \
+         10, one invocation after another. The rate is (accepted updates − 1) ÷ the time from the \
+         first to the last accepted update in the emulator journal (ms resolution); efficiency is \
+         that rate ÷ the quota. Throttled calls are journal entries answered \
+         `ThrottlingException`, any operation.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| quota | `CONNECT_RPS_UPDATE` | `CONNECT_RPS_DESCRIBE` | changes | accepted updates | updates/s | efficiency | throttled (updates) | wall time, first invoke → last reply | handed back | dead letters |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for q in [r.quota, r.quota_default_describe] {
+        let _ = writeln!(
+            o,
+            "| {} /s, burst {} | {} | {} | {} | {} | {:.2} | {:.3} | {} ({}) | {:.1} s | {} | {} |",
+            q.quota_rps,
+            q.quota_burst,
+            q.rps_update,
+            q.rps_describe,
+            q.changes,
+            q.updates,
+            q.rate,
+            q.efficiency(),
+            q.throttled,
+            q.throttled_updates,
+            q.wall_s,
+            q.handed_back,
+            dead(&q.dead_letters)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nEvery change needs one `DescribeUser` before its update, so the per-container \
+         `DescribeUser` limit must be at least the update limit for the update quota to be the \
+         binding one. Connect's default quotas (2 updates/s, 10 `DescribeUser`/s) keep that \
+         ratio; the first row scales both by 10, the second leaves `CONNECT_RPS_DESCRIBE` at its \
+         default of 10/s to show what happens when it is the tighter limit.\n"
+    );
+
+    let _ = writeln!(o, "## 4. Update calls for duplicates and no-ops\n");
+    let _ = writeln!(
+        o,
+        "One process, the emulator without quota; the phases run in this order and each is \
+         counted from the emulator journal on its own.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| phase | changes | `UpdateUserIdentityInfo` calls | per change | `DescribeUser` calls | `SearchUsers` calls | |\n|---|---|---|---|---|---|---|"
+    );
+    for p in r.duplicates {
+        let check = if p.must_be_zero {
+            verdict(p.update_calls == 0)
+        } else {
+            "reference"
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {:.2} | {} | {} | {check}{} |",
+            p.name,
+            p.changes,
+            p.update_calls,
+            p.updates_per_change(),
+            p.describe_user_calls,
+            p.search_users_calls,
+            problems(&p.problems)
+        );
+    }
+    let _ = writeln!(o);
+
+    let _ = writeln!(o, "## 5. Binary size\n");
+    let _ = writeln!(
+        o,
+        "| binary | bytes | MiB | gzip -9 |\n|---|---|---|---|\n| connect-identity-sync | {} | {:.2} | {} |\n| noop-lambda | {} | {:.2} | {} |\n",
+        r.function_size,
+        mib(r.function_size),
+        gzip_size(r.function),
+        r.noop_size,
+        mib(r.noop_size),
+        gzip_size(r.noop)
+    );
+
+    let _ = writeln!(o, "## 6. Parse → validate → merge per record (Criterion)\n");
+    if r.estimates.is_empty() {
+        let _ = writeln!(
+            o,
+            "No Criterion results found: run `cargo bench --bench pipeline` (part of `make bench`).\n"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "`benches/pipeline.rs`, bench profile (= release). `inbound::read_invocation` → \
+             `Admission::admit` → `IdentityChange::apply_to`, from the invocation's bytes to the \
+             merged identity; median with its 95 % confidence interval.\n"
+        );
+        let _ = writeln!(
+            o,
+            "| benchmark | median per iteration | 95 % CI | per record |\n|---|---|---|---|"
+        );
+        for e in r.estimates {
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} – {} | {} |",
+                e.id,
+                time_ns(e.median_ns),
+                time_ns(e.ci_ns.0),
+                time_ns(e.ci_ns.1),
+                time_ns(e.per_element_ns())
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o, "## 7. Release profile variants\n");
+    if r.profiles.is_empty() {
+        let _ = writeln!(
+            o,
+            "No variants measured yet: `scripts/bench.sh profiles` builds them and records them in `{}`.\n",
+            r.profiles_path.display()
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "From `{}`, written by `scripts/bench.sh profiles` (slow: one full LTO build per \
+             variant, each in its own target directory). Start-up as in section 1; each variant's \
+             do-nothing binary is built with the same settings.\n",
+            r.profiles_path.display()
+        );
+        let _ = writeln!(
+            o,
+            "| variant | opt-level | jitter entropy | function size | to `GET /next` | to first reply | peak RSS | do-nothing: size, to `GET /next`, to reply | measured |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for p in r.profiles {
+            let f = &p.startup.function;
+            let n = &p.startup.noop;
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.2} MiB | {:.1} ms | {:.1} ms | {:.1} MiB | {:.2} MiB, {:.1} ms, {:.1} ms | {} (`{}`) |",
+                p.label,
+                p.opt_level,
+                p.jitter_entropy,
+                mib(p.function_size),
+                f.to_next_ms.median,
+                f.to_reply_ms.median,
+                f.peak_rss_kib.median / 1024.0,
+                mib(p.noop_size),
+                n.to_next_ms.median,
+                n.to_reply_ms.median,
+                p.measured,
+                p.commit
+            );
+        }
+        let _ = writeln!(o);
+    }
+    o
+}
+
+fn dead(classes: &[String]) -> String {
+    if classes.is_empty() {
+        "none".into()
+    } else {
+        format!("{} ({})", classes.len(), classes.join(", "))
+    }
+}
+
+fn problems(list: &[String]) -> String {
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" Problems: {}", list.join("; "))
+    }
+}
+
+fn gzip_size(path: &Path) -> String {
+    let Some(path) = path.to_str() else {
+        return "?".into();
+    };
+    Command::new("sh")
+        .arg("-c")
+        .arg("gzip -9 -c \"$1\" | wc -c")
+        .arg("sh")
+        .arg(path)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or_else(|| "?".into(), |b| format!("{:.2} MiB", mib(b)))
+}
