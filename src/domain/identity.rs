@@ -177,13 +177,18 @@ impl E164 {
             return Ok(None);
         }
         let invalid = || Failure::validation("Mobile is not a valid E.164 phone number");
-        let international = text.starts_with('+') || text.starts_with("00");
+        // An RFC 3966 `tel:` URI (as SCIM providers send) is a number like any other.
+        let number_part = text
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("tel:"))
+            .map_or(text, |_| text[4..].trim_start());
+        let international = number_part.starts_with('+') || number_part.starts_with("00");
         if !international && region.is_none() {
             return Err(Failure::validation(
                 "Mobile is a national number and DEFAULT_PHONE_REGION is not set",
             ));
         }
-        let number = phonenumber::parse(region.map(|r| r.0), text).map_err(|_| invalid())?;
+        let number = phonenumber::parse(region.map(|r| r.0), number_part).map_err(|_| invalid())?;
         if !phonenumber::is_valid(&number) {
             return Err(invalid());
         }
@@ -444,6 +449,12 @@ mod tests {
     fn a_mobile_in_national_format_is_read_in_the_default_region() {
         let us: PhoneRegion = "us".parse().unwrap();
         let m = E164::parse("(415) 555-0123", Some(us)).unwrap().unwrap();
+        assert_eq!(m.as_str(), "+14155550123");
+    }
+
+    #[test]
+    fn a_tel_uri_is_read_as_the_number_it_holds() {
+        let m = E164::parse("tel:+1-415-555-0123", None).unwrap().unwrap();
         assert_eq!(m.as_str(), "+14155550123");
     }
 
