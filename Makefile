@@ -6,6 +6,7 @@
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
+#   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
 #
 # Needs only a Rust toolchain and Python 3 with pip; everything else is installed here.
 
@@ -66,5 +67,9 @@ clean-venv:
 	rm -rf $(VENV)
 
 # `make bench` lives below.
+
+.PHONY: bench
+bench: venv
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server scripts/bench.sh
 
 FORCE:

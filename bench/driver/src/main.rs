@@ -79,6 +79,18 @@ impl Args {
     }
 }
 
+/// The TLS front for the HTTPS start-up figures; without openssl or python3 those are
+/// left out.
+fn tls_front(lab: &Lab) -> Option<lab::TlsFront> {
+    match lab::TlsFront::start(&lab.connect_endpoint()) {
+        Ok(front) => Some(front),
+        Err(e) => {
+            eprintln!("bench: no HTTPS start-up figures: {e}");
+            None
+        }
+    }
+}
+
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
@@ -109,8 +121,9 @@ async fn run_report(args: &Args) -> Result<(), String> {
     let profiles = PathBuf::from(args.text("profiles", "bench/results/profiles.jsonl"));
 
     let lab = Lab::start().await?;
+    let tls = tls_front(&lab);
     eprintln!("bench: start-up, {runs} runs of each binary");
-    let startup = scenarios::startup(&lab, &function, &noop, runs).await?;
+    let startup = scenarios::startup(&lab, &function, &noop, runs, tls.as_ref()).await?;
     eprintln!(
         "  function: {:.1} ms to GET /next, {:.1} ms to the first reply; do-nothing: {:.1} ms, {:.1} ms",
         startup.function.to_next_ms.median,
@@ -181,7 +194,8 @@ async fn run_startup(args: &Args) -> Result<(), String> {
     let append = args.path("append");
     let runs = args.number("runs", 20).max(10);
     let lab = Lab::start().await?;
-    let startup = scenarios::startup(&lab, &function, &noop, runs).await?;
+    let tls = tls_front(&lab);
+    let startup = scenarios::startup(&lab, &function, &noop, runs, tls.as_ref()).await?;
     let row = report::ProfileRow {
         label: args.text("label", "release"),
         opt_level: args.text("opt-level", "?"),

@@ -185,6 +185,15 @@ pub fn markdown(r: &Results<'_>) -> String {
         s.noop.to_reply_ms.median,
         verdict(reply_ratio <= 2.0)
     );
+    if let Some(tls) = &s.function_tls {
+        let ratio = tls.to_reply_ms.median / s.noop.to_reply_ms.median.max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            o,
+            "| the same, Connect over HTTPS (median) | {:.1} ms = {ratio:.2}× the do-nothing binary | ≤ 2× | {} |",
+            tls.to_reply_ms.median,
+            verdict(ratio <= 2.0)
+        );
+    }
     let _ = writeln!(
         o,
         "| peak RSS over {} records in batches of {} | {peak_mib:.1} MiB | ≤ 16 MiB | {} |",
@@ -229,7 +238,11 @@ pub fn markdown(r: &Results<'_>) -> String {
          needs `DescribeInstance`, `DescribeUser` and `UpdateUserIdentityInfo` on the emulator \
          (loopback, no added latency); the do-nothing binary (`bench/noop-lambda`, same profile) \
          answers `{{}}` to the same event. The binaries alternate, {} runs each after one unrecorded \
-         run each. Peak RSS is `VmHWM` once the reply is in.\n",
+         run each. Peak RSS is `VmHWM` once the reply is in. In the HTTPS row the Connect \
+         endpoint is a TLS front (`scripts/tls-front.py`) before the same emulator and \
+         `SSL_CERT_FILE` holds the system's CA roots plus the bench CA, so start-up also loads \
+         the roots and makes one TLS handshake (the first use of aws-lc's random generator), as \
+         against the real Connect endpoint.\n",
         s.function.to_next_ms.runs
     );
     let _ = writeln!(
@@ -431,20 +444,24 @@ pub fn markdown(r: &Results<'_>) -> String {
         );
         let _ = writeln!(
             o,
-            "| variant | opt-level | jitter entropy | function size | to `GET /next` | to first reply | peak RSS | do-nothing: size, to `GET /next`, to reply | measured |\n|---|---|---|---|---|---|---|---|---|"
+            "| variant | opt-level | jitter entropy | function size | to `GET /next` | to first reply | to first reply over HTTPS | peak RSS | do-nothing: size, to `GET /next`, to reply | measured |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for p in r.profiles {
             let f = &p.startup.function;
             let n = &p.startup.noop;
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {:.2} MiB | {:.1} ms | {:.1} ms | {:.1} MiB | {:.2} MiB, {:.1} ms, {:.1} ms | {} (`{}`) |",
+                "| {} | {} | {} | {:.2} MiB | {:.1} ms | {:.1} ms | {} | {:.1} MiB | {:.2} MiB, {:.1} ms, {:.1} ms | {} (`{}`) |",
                 p.label,
                 p.opt_level,
                 p.jitter_entropy,
                 mib(p.function_size),
                 f.to_next_ms.median,
                 f.to_reply_ms.median,
+                p.startup.function_tls.as_ref().map_or_else(
+                    || "—".to_owned(),
+                    |t| format!("{:.1} ms", t.to_reply_ms.median)
+                ),
                 f.peak_rss_kib.median / 1024.0,
                 mib(p.noop_size),
                 n.to_next_ms.median,

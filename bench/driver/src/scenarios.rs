@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::lab::{
-    FUNCTION_TIMEOUT, Lab, SqsRecord, USERS, batch_item_failures, canonical, eventbridge, scim,
-    sqs_event,
+    FUNCTION_TIMEOUT, Lab, SqsRecord, TlsFront, USERS, batch_item_failures, canonical, eventbridge,
+    scim, sqs_event,
 };
 use crate::procfs;
 use crate::stats::Summary;
@@ -65,7 +65,11 @@ pub struct Startup {
 /// Start-up of the function and of the do-nothing binary, measured alternately.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StartupPair {
+    /// Connect over plain HTTP on loopback.
     pub function: Startup,
+    /// Connect over HTTPS (a TLS front, the system's CA roots): roots loaded, one handshake.
+    #[serde(default)]
+    pub function_tls: Option<Startup>,
     pub noop: Startup,
 }
 
@@ -160,30 +164,47 @@ fn summarise(samples: &[StartSample], expected: &Value) -> Startup {
     }
 }
 
-/// `runs` cold starts of each binary, alternating, after one unrecorded start of each
-/// (so both binaries are in the page cache).
+/// `runs` cold starts of each binary (and of the function over HTTPS when `tls` is
+/// given), alternating, after one unrecorded start of each (so the binaries are in
+/// the page cache).
 pub async fn startup(
     lab: &Lab,
     function: &Path,
     noop: &Path,
     runs: usize,
+    tls: Option<&TlsFront>,
 ) -> Result<StartupPair, String> {
     lab.reset();
     let function_config = lab.config(function, &[]);
+    let tls_config = tls.map(|t| {
+        lab.config(
+            function,
+            &[
+                ("AWS_ENDPOINT_URL_CONNECT", &t.endpoint),
+                ("SSL_CERT_FILE", &t.bundle.to_string_lossy()),
+            ],
+        )
+    });
     let noop_config = lab.config(noop, &[]);
-    let mut f = Vec::new();
-    let mut n = Vec::new();
+    let (mut f, mut t, mut n) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..=runs {
         let event = startup_event(run);
         let fs = start_once(lab, &function_config, &event).await?;
+        let ts = match &tls_config {
+            Some(config) => Some(start_once(lab, config, &startup_event(run + 1000)).await?),
+            None => None,
+        };
         let ns = start_once(lab, &noop_config, &event).await?;
         if run > 0 {
             f.push(fs);
+            t.extend(ts);
             n.push(ns);
         }
     }
+    let updated = json!({"outcome": "updated"});
     Ok(StartupPair {
-        function: summarise(&f, &json!({"outcome": "updated"})),
+        function: summarise(&f, &updated),
+        function_tls: tls_config.map(|_| summarise(&t, &updated)),
         noop: summarise(&n, &json!({})),
     })
 }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Measures connect-identity-sync and writes BENCHMARKS.md (`make bench`).
+#
+#   scripts/bench.sh            release builds of the function and of the do-nothing
+#                               lambda_runtime binary (bench/noop-lambda), the Criterion
+#                               bench (benches/pipeline.rs), then bench-driver: start-up,
+#                               memory and CPU over 1000 records, throughput against an
+#                               emulated quota, update calls for duplicates and no-ops,
+#                               binary size -> BENCHMARKS.md
+#   scripts/bench.sh profiles   first builds release-profile variants (opt-level s/z/3,
+#                               CPU jitter entropy on/off), each in its own target dir
+#                               under target/bench-profiles, and records their start-up
+#                               and size in bench/results/profiles.jsonl (slow: one full
+#                               LTO build per variant); then as above
+#
+# Needs moto_server (MOTO_SERVER, .venv/bin or PATH; `make venv`). Not part of
+# `make test` or CI: it takes minutes and wants a quiet machine.
+#
+# Environment: BENCH_RUNS (start-up runs per binary, default 20), BENCH_RECORDS (1000),
+# BENCH_QUOTA_CHANGES (400), BENCH_VARIANTS (for `profiles`, default "s-jitter s z 3").
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The release build's setting for aws-lc-sys (see BENCHMARKS.md and .cargo/config.toml):
+# no CPU jitter entropy; the OS (getrandom) and RDRAND seed the DRBG.
+export AWS_LC_SYS_NO_JITTER_ENTROPY="${AWS_LC_SYS_NO_JITTER_ENTROPY-1}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+runs="${BENCH_RUNS:-20}"
+records="${BENCH_RECORDS:-1000}"
+quota_changes="${BENCH_QUOTA_CHANGES:-400}"
+driver=target/debug/bench-driver
+
+step() { printf '\n== bench: %s\n' "$*" >&2; }
+
+step "bench driver"
+cargo build --locked -p bench-driver
+
+if [[ "${1:-}" == "profiles" ]]; then
+    results=bench/results/profiles.jsonl
+    : > "$results.new"
+    for variant in ${BENCH_VARIANTS:-s-jitter s z 3}; do
+        opt="${variant%-jitter}"
+        if [[ "$variant" == *-jitter ]]; then jitter=on; nje=0; else jitter=off; nje=1; fi
+        dir="target/bench-profiles/$variant"
+        step "variant opt-level=$opt, jitter entropy $jitter ($dir)"
+        AWS_LC_SYS_NO_JITTER_ENTROPY=$nje CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
+            cargo build --release --locked --target-dir "$dir" -p connect-identity-sync
+        AWS_LC_SYS_NO_JITTER_ENTROPY=$nje CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
+            cargo build --release --locked --target-dir "$dir" -p noop-lambda
+        "$driver" startup --runs "$runs" --append "$results.new" \
+            --label "opt-level=$opt, jitter $jitter" --opt-level "$opt" --jitter-entropy "$jitter" \
+            --function "$dir/release/connect-identity-sync" --noop "$dir/release/noop-lambda"
+    done
+    mv "$results.new" "$results"
+fi
+
+step "release builds (function and do-nothing binary)"
+cargo build --release --locked -p connect-identity-sync
+cargo build --release --locked -p noop-lambda
+
+step "Criterion: parse -> validate -> merge (benches/pipeline.rs)"
+# The bench profile inherits release; without LTO, and with the SDK crates (which the
+# measured path never reaches) unoptimised, it builds in minutes instead of a second
+# full LTO build with the dev-dependencies' features.
+cargo bench --locked --bench pipeline \
+    --config 'profile.bench.lto=false' --config 'profile.bench.codegen-units=16' \
+    --config 'profile.bench.package.aws-sdk-connect.opt-level=0' \
+    --config 'profile.bench.package.aws-sdk-sqs.opt-level=0' \
+    -- --warm-up-time 1 --measurement-time 3
+
+step "end to end"
+"$driver" report --runs "$runs" --records "$records" --quota-changes "$quota_changes" \
+    --function target/release/connect-identity-sync --noop target/release/noop-lambda \
+    --criterion target/criterion --profiles bench/results/profiles.jsonl --out BENCHMARKS.md
