@@ -37,8 +37,7 @@ step "bench driver"
 cargo build --locked -p bench-driver
 
 if [[ "${1:-}" == "profiles" ]]; then
-    results=bench/results/profiles.jsonl
-    : > "$results.new"
+    functions=() noops=() labels=() levels=() jitters=()
     for variant in ${BENCH_VARIANTS:-s-jitter s z 3}; do
         opt="${variant%-jitter}"
         if [[ "$variant" == *-jitter ]]; then jitter=on; nje=0; else jitter=off; nje=1; fi
@@ -48,10 +47,17 @@ if [[ "${1:-}" == "profiles" ]]; then
             cargo build --release --locked --target-dir "$dir" -p connect-identity-sync
         AWS_LC_SYS_NO_JITTER_ENTROPY=$nje CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
             cargo build --release --locked --target-dir "$dir" -p noop-lambda
-        "$driver" startup --runs "$runs" --append "$results.new" \
-            --label "opt-level=$opt, jitter $jitter" --opt-level "$opt" --jitter-entropy "$jitter" \
-            --function "$dir/release/connect-identity-sync" --noop "$dir/release/noop-lambda"
+        functions+=("$dir/release/connect-identity-sync") noops+=("$dir/release/noop-lambda")
+        labels+=("opt-level $opt / jitter $jitter") levels+=("$opt") jitters+=("$jitter")
     done
+    join() { local IFS=,; echo "$*"; }
+    step "start-up of the variants, interleaved"
+    results=bench/results/profiles.jsonl
+    : > "$results.new"
+    "$driver" startup --runs "$runs" --append "$results.new" \
+        --function "$(join "${functions[@]}")" --noop "$(join "${noops[@]}")" \
+        --label "$(join "${labels[@]}")" --opt-level "$(join "${levels[@]}")" \
+        --jitter-entropy "$(join "${jitters[@]}")"
     mv "$results.new" "$results"
 fi
 

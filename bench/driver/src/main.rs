@@ -189,37 +189,72 @@ async fn run_report(args: &Args) -> Result<(), String> {
 }
 
 async fn run_startup(args: &Args) -> Result<(), String> {
-    let function = args.path("function");
-    let noop = args.path("noop");
+    let list = |key: &str| -> Vec<String> {
+        args.text(key, "")
+            .split(',')
+            .map(str::to_owned)
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let functions = list("function");
+    let noops = list("noop");
+    if functions.is_empty() || functions.len() != noops.len() {
+        eprintln!("--function and --noop take the same number of comma-separated paths");
+        usage()
+    }
+    let labels = list("label");
+    let opt_levels = list("opt-level");
+    let jitter = list("jitter-entropy");
     let append = args.path("append");
     let runs = args.number("runs", 20).max(10);
+    let variants: Vec<(PathBuf, PathBuf)> = functions
+        .iter()
+        .zip(&noops)
+        .map(|(f, n)| (PathBuf::from(f), PathBuf::from(n)))
+        .collect();
     let lab = Lab::start().await?;
     let tls = tls_front(&lab);
-    let startup = scenarios::startup(&lab, &function, &noop, runs, tls.as_ref()).await?;
-    let row = report::ProfileRow {
-        label: args.text("label", "release"),
-        opt_level: args.text("opt-level", "?"),
-        jitter_entropy: args.text("jitter-entropy", "?"),
-        function_size: file_size(&function),
-        noop_size: file_size(&noop),
-        startup,
-        measured: report::today(),
-        commit: report::commit(),
-    };
-    eprintln!(
-        "{}: {} bytes; {:.1} ms to GET /next, {:.1} ms to the first reply (do-nothing {:.1} ms)",
-        row.label,
-        row.function_size,
-        row.startup.function.to_next_ms.median,
-        row.startup.function.to_reply_ms.median,
-        row.startup.noop.to_next_ms.median
-    );
+    let pairs = scenarios::startup_variants(&lab, &variants, runs, tls.as_ref()).await?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&append)
         .map_err(|e| format!("{}: {e}", append.display()))?;
-    let line = serde_json::to_string(&row).map_err(|e| e.to_string())?;
-    writeln!(file, "{line}").map_err(|e| e.to_string())?;
+    let nth = |v: &[String], i: usize| v.get(i).cloned().unwrap_or_else(|| "?".to_owned());
+    for (i, (startup, (function, noop))) in pairs.into_iter().zip(&variants).enumerate() {
+        let row = report::ProfileRow {
+            label: labels
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| function.display().to_string()),
+            opt_level: nth(&opt_levels, i),
+            jitter_entropy: nth(&jitter, i),
+            function_size: file_size(function),
+            noop_size: file_size(noop),
+            startup,
+            measured: report::today(),
+            commit: report::commit(),
+        };
+        let f = &row.startup.function;
+        eprintln!(
+            "{}: {} bytes; GET /next {:.1} ms; first reply {:.1} ms ({:.1} ms CPU){}; do-nothing {:.1} / {:.1} ms",
+            row.label,
+            row.function_size,
+            f.to_next_ms.median,
+            f.to_reply_ms.median,
+            f.cpu_to_reply_ms.median,
+            row.startup
+                .function_tls
+                .as_ref()
+                .map_or_else(String::new, |t| format!(
+                    "; over HTTPS {:.1} ms ({:.1} ms CPU)",
+                    t.to_reply_ms.median, t.cpu_to_reply_ms.median
+                )),
+            row.startup.noop.to_next_ms.median,
+            row.startup.noop.to_reply_ms.median,
+        );
+        let line = serde_json::to_string(&row).map_err(|e| e.to_string())?;
+        writeln!(file, "{line}").map_err(|e| e.to_string())?;
+    }
     Ok(())
 }

@@ -46,6 +46,20 @@ pub fn cpu_time(pid: u32, ticks_per_second: u64) -> Option<Duration> {
     ))
 }
 
+/// CPU time of a process's live threads, from `/proc/<pid>/task/*/schedstat`
+/// (nanosecond resolution; threads that already ended are not counted).
+pub fn thread_cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
 /// `getconf CLK_TCK`, 100 when it cannot be asked.
 pub fn ticks_per_second() -> u64 {
     std::process::Command::new("getconf")

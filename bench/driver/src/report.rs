@@ -109,7 +109,7 @@ fn time_ns(ns: f64) -> String {
 fn startup_row(out: &mut String, name: &str, s: &Startup) {
     let _ = writeln!(
         out,
-        "| {name} | {:.1} | {:.1} – {:.1} (p90 {:.1}) | {:.1} | {:.1} – {:.1} (p90 {:.1}) | {:.1} |",
+        "| {name} | {:.1} | {:.1} – {:.1} (p90 {:.1}) | {:.1} | {:.1} – {:.1} (p90 {:.1}) | {:.1} | {:.1} |",
         s.to_next_ms.median,
         s.to_next_ms.min,
         s.to_next_ms.max,
@@ -118,6 +118,7 @@ fn startup_row(out: &mut String, name: &str, s: &Startup) {
         s.to_reply_ms.min,
         s.to_reply_ms.max,
         s.to_reply_ms.p90,
+        s.cpu_to_reply_ms.median,
         s.peak_rss_kib.median / 1024.0,
     );
 }
@@ -238,7 +239,9 @@ pub fn markdown(r: &Results<'_>) -> String {
          needs `DescribeInstance`, `DescribeUser` and `UpdateUserIdentityInfo` on the emulator \
          (loopback, no added latency); the do-nothing binary (`bench/noop-lambda`, same profile) \
          answers `{{}}` to the same event. The binaries alternate, {} runs each after one unrecorded \
-         run each. Peak RSS is `VmHWM` once the reply is in. In the HTTPS row the Connect \
+         run each. CPU is the process's threads' run time (`/proc/<pid>/task/*/schedstat`) when the \
+         reply is in: unlike wall time it hardly moves with what else the machine runs. Peak RSS is \
+         `VmHWM` once the reply is in. In the HTTPS row the Connect \
          endpoint is a TLS front (`scripts/tls-front.py`) before the same emulator and \
          `SSL_CERT_FILE` holds the system's CA roots plus the bench CA, so start-up also loads \
          the roots and makes one TLS handshake (the first use of aws-lc's random generator), as \
@@ -247,7 +250,7 @@ pub fn markdown(r: &Results<'_>) -> String {
     );
     let _ = writeln!(
         o,
-        "| binary | to `GET /next`, median ms | range ms | to first reply, median ms | range ms | peak RSS, MiB |\n|---|---|---|---|---|---|"
+        "| binary | to `GET /next`, median ms | range ms | to first reply, median ms | range ms | CPU to first reply, median ms | peak RSS, MiB |\n|---|---|---|---|---|---|---|"
     );
     startup_row(&mut o, "connect-identity-sync", &s.function);
     startup_row(&mut o, "noop-lambda", &s.noop);
@@ -438,29 +441,34 @@ pub fn markdown(r: &Results<'_>) -> String {
         let _ = writeln!(
             o,
             "From `{}`, written by `scripts/bench.sh profiles` (slow: one full LTO build per \
-             variant, each in its own target directory). Start-up as in section 1; each variant's \
-             do-nothing binary is built with the same settings.\n",
+             variant, each in its own target directory). Start-up as in section 1, the variants \
+             interleaved run by run; each variant's do-nothing binary is built with the same \
+             settings.\n",
             r.profiles_path.display()
         );
         let _ = writeln!(
             o,
-            "| variant | opt-level | jitter entropy | function size | to `GET /next` | to first reply | to first reply over HTTPS | peak RSS | do-nothing: size, to `GET /next`, to reply | measured |\n|---|---|---|---|---|---|---|---|---|---|"
+            "| variant | opt-level | jitter entropy | function size | to `GET /next` | to first reply (CPU) | to first reply over HTTPS (CPU) | peak RSS | do-nothing: size, to `GET /next`, to reply | measured |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for p in r.profiles {
             let f = &p.startup.function;
             let n = &p.startup.noop;
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {:.2} MiB | {:.1} ms | {:.1} ms | {} | {:.1} MiB | {:.2} MiB, {:.1} ms, {:.1} ms | {} (`{}`) |",
+                "| {} | {} | {} | {:.2} MiB | {:.1} ms | {:.1} ms ({:.1} ms) | {} | {:.1} MiB | {:.2} MiB, {:.1} ms, {:.1} ms | {} (`{}`) |",
                 p.label,
                 p.opt_level,
                 p.jitter_entropy,
                 mib(p.function_size),
                 f.to_next_ms.median,
                 f.to_reply_ms.median,
+                f.cpu_to_reply_ms.median,
                 p.startup.function_tls.as_ref().map_or_else(
                     || "—".to_owned(),
-                    |t| format!("{:.1} ms", t.to_reply_ms.median)
+                    |t| format!(
+                        "{:.1} ms ({:.1} ms)",
+                        t.to_reply_ms.median, t.cpu_to_reply_ms.median
+                    )
                 ),
                 f.peak_rss_kib.median / 1024.0,
                 mib(p.noop_size),
@@ -472,8 +480,15 @@ pub fn markdown(r: &Results<'_>) -> String {
         }
         let _ = writeln!(o);
     }
+    if let Ok(notes) = std::fs::read_to_string(NOTES) {
+        let _ = writeln!(o, "{}", notes.trim_end());
+    }
     o
 }
+
+/// Hand-written choices and findings, appended as they are (their figures come from
+/// the tables above and from `bench/results/`).
+const NOTES: &str = "bench/notes.md";
 
 fn dead(classes: &[String]) -> String {
     if classes.is_empty() {

@@ -56,6 +56,9 @@ pub struct Startup {
     pub to_next_ms: Summary,
     /// Process start → the reply to the first invocation, ms.
     pub to_reply_ms: Summary,
+    /// CPU time of the process (all its threads) when the first reply is in, ms.
+    #[serde(default)]
+    pub cpu_to_reply_ms: Summary,
     /// Peak RSS once the first reply is in, KiB.
     pub peak_rss_kib: Summary,
     /// Replies that were not what the binary should answer.
@@ -76,13 +79,14 @@ pub struct StartupPair {
 struct StartSample {
     to_next: Duration,
     to_reply: Duration,
+    cpu: Duration,
     peak_rss_kib: u64,
     reply: Result<Value, String>,
 }
 
 /// The first invocation of a start-up run: one EventBridge change that needs an update.
 pub fn startup_event(run: usize) -> Value {
-    let user = 1 + run % 50;
+    let user = 1 + run % 200;
     eventbridge(
         &format!("5d1f2a3c-0000-4000-8000-{run:012}"),
         canonical(
@@ -121,6 +125,10 @@ async fn start_once(
     let function = start(lab, config, &runtime)?;
     let (result, replied_at) = reply.await.map_err(text)?;
     let memory = function.pid().and_then(procfs::memory).unwrap_or_default();
+    let cpu = function
+        .pid()
+        .and_then(procfs::thread_cpu_time)
+        .unwrap_or_default();
     let polled_at = watcher
         .join()
         .map_err(|_| "watcher panicked".to_owned())?
@@ -133,6 +141,7 @@ async fn start_once(
     Ok(StartSample {
         to_next: polled_at.saturating_duration_since(t0),
         to_reply: replied_at.saturating_duration_since(t0),
+        cpu,
         peak_rss_kib: memory.peak_rss_kib,
         reply,
     })
@@ -154,6 +163,7 @@ fn summarise(samples: &[StartSample], expected: &Value) -> Startup {
     Startup {
         to_next_ms: Summary::of(&samples.iter().map(|s| ms(s.to_next)).collect::<Vec<_>>()),
         to_reply_ms: Summary::of(&samples.iter().map(|s| ms(s.to_reply)).collect::<Vec<_>>()),
+        cpu_to_reply_ms: Summary::of(&samples.iter().map(|s| ms(s.cpu)).collect::<Vec<_>>()),
         peak_rss_kib: Summary::of(
             &samples
                 .iter()
@@ -174,39 +184,72 @@ pub async fn startup(
     runs: usize,
     tls: Option<&TlsFront>,
 ) -> Result<StartupPair, String> {
+    let variants = [(function.to_path_buf(), noop.to_path_buf())];
+    let mut pairs = startup_variants(lab, &variants, runs, tls).await?;
+    pairs.pop().ok_or_else(|| "no start-up figures".to_owned())
+}
+
+/// As [`startup`] for several (function, do-nothing) pairs, interleaved run by run so
+/// that whatever else the machine does weighs on all of them alike.
+pub async fn startup_variants(
+    lab: &Lab,
+    variants: &[(std::path::PathBuf, std::path::PathBuf)],
+    runs: usize,
+    tls: Option<&TlsFront>,
+) -> Result<Vec<StartupPair>, String> {
     lab.reset();
-    let function_config = lab.config(function, &[]);
-    let tls_config = tls.map(|t| {
-        lab.config(
-            function,
-            &[
-                ("AWS_ENDPOINT_URL_CONNECT", &t.endpoint),
-                ("SSL_CERT_FILE", &t.bundle.to_string_lossy()),
-            ],
-        )
-    });
-    let noop_config = lab.config(noop, &[]);
-    let (mut f, mut t, mut n) = (Vec::new(), Vec::new(), Vec::new());
+    struct Configs {
+        function: FunctionConfig,
+        tls: Option<FunctionConfig>,
+        noop: FunctionConfig,
+    }
+    let configs: Vec<Configs> = variants
+        .iter()
+        .map(|(function, noop)| Configs {
+            function: lab.config(function, &[]),
+            tls: tls.map(|t| {
+                lab.config(
+                    function,
+                    &[
+                        ("AWS_ENDPOINT_URL_CONNECT", &t.endpoint),
+                        ("SSL_CERT_FILE", &t.bundle.to_string_lossy()),
+                    ],
+                )
+            }),
+            noop: lab.config(noop, &[]),
+        })
+        .collect();
+    let mut samples: Vec<(Vec<StartSample>, Vec<StartSample>, Vec<StartSample>)> =
+        configs.iter().map(|_| Default::default()).collect();
+    let mut event_no = 0;
     for run in 0..=runs {
-        let event = startup_event(run);
-        let fs = start_once(lab, &function_config, &event).await?;
-        let ts = match &tls_config {
-            Some(config) => Some(start_once(lab, config, &startup_event(run + 1000)).await?),
-            None => None,
-        };
-        let ns = start_once(lab, &noop_config, &event).await?;
-        if run > 0 {
-            f.push(fs);
-            t.extend(ts);
-            n.push(ns);
+        for (config, (f, t, n)) in configs.iter().zip(samples.iter_mut()) {
+            event_no += 1;
+            let fs = start_once(lab, &config.function, &startup_event(event_no)).await?;
+            let ts = match &config.tls {
+                Some(tls) => {
+                    event_no += 1;
+                    Some(start_once(lab, tls, &startup_event(event_no)).await?)
+                }
+                None => None,
+            };
+            let ns = start_once(lab, &config.noop, &startup_event(event_no)).await?;
+            if run > 0 {
+                f.push(fs);
+                t.extend(ts);
+                n.push(ns);
+            }
         }
     }
     let updated = json!({"outcome": "updated"});
-    Ok(StartupPair {
-        function: summarise(&f, &updated),
-        function_tls: tls_config.map(|_| summarise(&t, &updated)),
-        noop: summarise(&n, &json!({})),
-    })
+    Ok(samples
+        .iter()
+        .map(|(f, t, n)| StartupPair {
+            function: summarise(f, &updated),
+            function_tls: tls.map(|_| summarise(t, &updated)),
+            noop: summarise(n, &json!({})),
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------
