@@ -159,7 +159,7 @@ def start(env_vars: dict) -> tuple[list[str], str]:
         {
             "EmailDomainAllowlist": "example.com,corp.example.com",
             "ProtectedSecurityProfileIds": "a1b2c3d4-0000-4000-8000-000000000001,a1b2c3d4-0000-4000-8000-000000000002",
-            "TrustedSources": "com.okta.identity,custom.identity-sync",
+            "TrustedSources": "com.okta.identity,com.example.idp",
             "DefaultPhoneRegion": "GB",
             "ConnectRpsUpdate": 2,
         },
