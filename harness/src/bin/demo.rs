@@ -251,6 +251,7 @@ async fn run_sqs(
     event: &Value,
     instances: &[String],
     collected: &mut Collected,
+    origins: &mut BTreeMap<String, String>,
 ) -> Result<Vec<Row>, harness::HarnessError> {
     let records = event
         .get("Records")
@@ -301,6 +302,7 @@ async fn run_sqs(
             message = message.fifo(group, format!("{original}-{i}"));
         }
         let id = stack.sqs.send(&queue.url, &message).await?;
+        origins.insert(id.clone(), format!("{file} record {original}"));
         sent.push((id, original, body));
     }
     let journal_before = stack.emulator.journal().len();
@@ -405,6 +407,8 @@ async fn demo(args: Args) -> Result<(), String> {
 
     let instances = seed_instances(&seed);
     let mut collected = Collected::new();
+    // SQS message id → the file and record it was sent for.
+    let mut origins = BTreeMap::new();
     let mut rows = Vec::new();
     for path in &files {
         let file = path
@@ -413,7 +417,15 @@ async fn demo(args: Args) -> Result<(), String> {
         let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         match serde_json::from_slice::<Value>(&raw) {
             Ok(event) if event.get("Records").is_some_and(Value::is_array) => {
-                let sqs_rows = run_sqs(&stack, &file, &event, &instances, &mut collected).await;
+                let sqs_rows = run_sqs(
+                    &stack,
+                    &file,
+                    &event,
+                    &instances,
+                    &mut collected,
+                    &mut origins,
+                )
+                .await;
                 rows.extend(sqs_rows.map_err(|e| e.to_string())?);
             }
             Ok(event) if event.get("detail").is_some() => {
@@ -475,6 +487,9 @@ async fn demo(args: Args) -> Result<(), String> {
                 attr("Attempts"),
                 attr("FailedAt"),
             );
+            if let Some(origin) = m.attr("SourceId").and_then(|id| origins.get(id)) {
+                println!("      sent for: {origin}");
+            }
             println!("      ErrorMessage: {}", short(&attr("ErrorMessage"), 160));
             println!("      body: {}", short(&m.body, 160));
         }
