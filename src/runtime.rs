@@ -24,8 +24,11 @@ pub async fn build(config: Config) -> App {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
 
+    // Standard retries: the per-operation limiters already pace calls to the quota. The
+    // adaptive mode's own client-side bucket, once throttled, makes each retry wait for
+    // up to about 10 s, which spends whole invocations waiting and misses deadlines.
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(3))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(std::time::Duration::from_secs(1))
