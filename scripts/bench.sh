@@ -17,7 +17,9 @@
 # `make test` or CI: it takes minutes and wants a quiet machine.
 #
 # Environment: BENCH_RUNS (start-up runs per binary, default 20), BENCH_RECORDS (1000),
-# BENCH_QUOTA_CHANGES (400), BENCH_VARIANTS (for `profiles`, default "s-jitter s z 3").
+# BENCH_QUOTA_CHANGES (400), BENCH_VARIANTS (for `profiles`, default "s-jitter s z 3"),
+# BENCH_ARM64=1 (also build the arm64 Lambda bootstrap with cargo-lambda from .venv; the
+# report shows the size of whichever bootstrap it finds).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -64,6 +66,11 @@ fi
 step "release builds (function and do-nothing binary)"
 cargo build --release --locked -p connect-identity-sync
 cargo build --release --locked -p noop-lambda
+
+if [[ "${BENCH_ARM64:-0}" == 1 ]]; then
+    step "arm64 Lambda bootstrap (cargo lambda build --release --arm64)"
+    PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --arm64 --bin connect-identity-sync
+fi
 
 step "Criterion: parse -> validate -> merge (benches/pipeline.rs)"
 # The bench profile inherits release; without LTO, and with the SDK crates (which the

@@ -222,11 +222,21 @@ pub fn markdown(r: &Results<'_>) -> String {
     );
     let _ = writeln!(
         o,
-        "| release binary size | {:.2} MiB ({} bytes) | ≤ 8 MiB | {} |\n",
+        "| release binary size, x86_64 (`cargo build --release`) | {:.2} MiB ({} bytes) | ≤ 8 MiB | {} |",
         mib(r.function_size),
         r.function_size,
         verdict(mib(r.function_size) <= 8.0)
     );
+    for (path, arch, bytes, built) in lambda_bootstraps().iter().take(1) {
+        let _ = writeln!(
+            o,
+            "| Lambda `bootstrap`, {arch} (`{}`, built {built}) | {:.2} MiB ({bytes} bytes) | ≤ 8 MiB | {} |",
+            path.display(),
+            mib(*bytes),
+            verdict(mib(*bytes) <= 8.0)
+        );
+    }
+    let _ = writeln!(o);
 
     let _ = writeln!(o, "## 1. Start-up\n");
     let _ = writeln!(
@@ -272,7 +282,8 @@ pub fn markdown(r: &Results<'_>) -> String {
     let _ = writeln!(o, "## 2. Memory and CPU over {} records\n", r.load.records);
     let _ = writeln!(
         o,
-        "One process gets a one-change warm-up invocation, then {} SQS events of {} records each \
+        "One process gets a one-change warm-up invocation (so what is built on first use, \
+         such as the phone number metadata, is not counted per record), then {} SQS events of {} records each \
          through the Runtime API, one after the other. Every record is a real change to a \
          different user: half bare canonical documents, a quarter EventBridge events inside the \
          SQS body, a quarter SCIM Users (resolved with `SearchUsers`); most carry a national \
@@ -399,6 +410,32 @@ pub fn markdown(r: &Results<'_>) -> String {
         gzip_size(r.noop)
     );
 
+    let arm64 = lambda_bootstraps();
+    if arm64.is_empty() {
+        let _ = writeln!(
+            o,
+            "No Lambda `bootstrap` found (`BENCH_ARM64=1 make bench` builds the arm64 one with \
+             `cargo lambda build --release --arm64`; `sam build` makes one too).\n"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "The deployed artifact is the arm64 `bootstrap` (`template.yaml`: `Architectures: [arm64]`), \
+             built by `cargo lambda build --release --arm64` with the same profile:\n\n\
+             | bootstrap | architecture | bytes | MiB | gzip -9 | built |\n|---|---|---|---|---|---|"
+        );
+        for (path, arch, bytes, built) in &arm64 {
+            let _ = writeln!(
+                o,
+                "| `{}` | {arch} | {bytes} | {:.2} | {} | {built} |",
+                path.display(),
+                mib(*bytes),
+                gzip_size(path)
+            );
+        }
+        let _ = writeln!(o);
+    }
+
     let _ = writeln!(o, "## 6. Parse → validate → merge per record (Criterion)\n");
     if r.estimates.is_empty() {
         let _ = writeln!(
@@ -489,6 +526,32 @@ pub fn markdown(r: &Results<'_>) -> String {
 /// Hand-written choices and findings, appended as they are (their figures come from
 /// the tables above and from `bench/results/`).
 const NOTES: &str = "bench/notes.md";
+
+/// Lambda `bootstrap`s left by `cargo lambda build` or `sam build`: path, ELF
+/// architecture, size, modification time.
+fn lambda_bootstraps() -> Vec<(std::path::PathBuf, &'static str, u64, String)> {
+    let mut candidates = vec![
+        std::path::PathBuf::from("target/lambda/connect-identity-sync/bootstrap"),
+        std::path::PathBuf::from("target/sam/build/ConnectIdentitySyncFunction/bootstrap"),
+    ];
+    if let Ok(dir) = std::env::var("SAM_CARGO_TARGET_DIR") {
+        candidates.push(Path::new(&dir).join("lambda/connect-identity-sync/bootstrap"));
+    }
+    candidates
+        .into_iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(&path).ok()?;
+            let arch = match bytes.get(18..20)? {
+                [0x3e, 0] => "x86_64",
+                [0xb7, 0] => "aarch64",
+                _ => "?",
+            };
+            let built = output("date", &["-u", "-r", path.to_str()?, "+%Y-%m-%d %H:%M UTC"])
+                .unwrap_or_default();
+            Some((path, arch, bytes.len() as u64, built))
+        })
+        .collect()
+}
 
 fn dead(classes: &[String]) -> String {
     if classes.is_empty() {
