@@ -7,8 +7,9 @@
 //! bench-driver report  --function BIN --noop BIN [--out BENCHMARKS.md] [--runs 20]
 //!                      [--records 1000] [--batch 10] [--quota-changes 400]
 //!                      [--criterion target/criterion] [--profiles bench/results/profiles.jsonl]
-//! bench-driver startup --function BIN --noop BIN --label TEXT --append FILE [--runs 20]
-//!                      [--opt-level L] [--jitter-entropy on|off]
+//! bench-driver startup --function BIN[,BIN…] --noop BIN[,BIN…] --append FILE
+//!                      [--label TEXT,…] [--runs 20] [--opt-level L,…] [--jitter-entropy on|off,…]
+//! bench-driver load    --function BIN [--records 1000] [--batch 10]
 //! ```
 
 mod criterion;
@@ -28,8 +29,9 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  bench-driver report --function BIN --noop BIN [--out FILE] [--runs N] [--records N] \
          [--batch N] [--quota-changes N] [--criterion DIR] [--profiles FILE]\n  \
-         bench-driver startup --function BIN --noop BIN --label TEXT --append FILE [--runs N] \
-         [--opt-level L] [--jitter-entropy on|off]"
+         bench-driver startup --function BIN[,BIN...] --noop BIN[,BIN...] --append FILE \
+         [--label TEXT,...] [--runs N] [--opt-level L,...] [--jitter-entropy on|off,...]\n  \
+         bench-driver load --function BIN [--records N] [--batch N]"
     );
     std::process::exit(2)
 }
@@ -101,6 +103,7 @@ async fn main() {
     let result = match args.command.as_str() {
         "report" => run_report(&args).await,
         "startup" => run_startup(&args).await,
+        "load" => run_load(&args).await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -185,6 +188,26 @@ async fn run_report(args: &Args) -> Result<(), String> {
     let text = report::markdown(&results);
     std::fs::write(&out, text).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+/// Only the memory and CPU run (for profiling the function under load).
+async fn run_load(args: &Args) -> Result<(), String> {
+    let function = args.path("function");
+    let lab = Lab::start().await?;
+    let load = scenarios::load(
+        &lab,
+        &function,
+        args.number("records", 1000),
+        args.number("batch", 10),
+        true,
+    )
+    .await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&load).map_err(|e| e.to_string())?
+    );
+    eprintln!("{:.0} µs CPU per record", load.cpu_us_per_record());
     Ok(())
 }
 
