@@ -31,6 +31,27 @@ pub fn memory(pid: u32) -> Option<Memory> {
     })
 }
 
+/// Resident memory now, split into anonymous (heap, stacks) and file-backed (the
+/// binary's and libraries' pages), KiB, from `/proc/<pid>/smaps_rollup`.
+pub fn resident_split(pid: u32) -> Option<(u64, u64)> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+    };
+    let rss = field("Rss:")?;
+    let anon = field("Anonymous:")?;
+    Some((anon, rss.saturating_sub(anon)))
+}
+
 /// User plus system CPU time of a process, all its threads (exited ones included),
 /// from `/proc/<pid>/stat`; clock-tick resolution.
 pub fn cpu_time(pid: u32, ticks_per_second: u64) -> Option<Duration> {

@@ -297,7 +297,7 @@ pub fn markdown(r: &Results<'_>) -> String {
     );
     let _ = writeln!(
         o,
-        "| binary | peak RSS | RSS at the end | start-up + warm-up CPU | CPU for the batches | CPU per record | wall time |\n|---|---|---|---|---|---|---|"
+        "| binary | peak RSS | RSS at the end (anonymous + file-backed) | start-up + warm-up CPU | CPU for the batches | CPU per record | wall time |\n|---|---|---|---|---|---|---|"
     );
     for (name, l) in [
         ("connect-identity-sync", r.load),
@@ -305,9 +305,11 @@ pub fn markdown(r: &Results<'_>) -> String {
     ] {
         let _ = writeln!(
             o,
-            "| {name} | {:.1} MiB | {:.1} MiB | {:.0} ms | {:.0} ms | {:.0} µs | {:.0} ms |",
+            "| {name} | {:.1} MiB | {:.1} MiB ({:.1} + {:.1}) | {:.0} ms | {:.0} ms | {:.0} µs | {:.0} ms |",
             l.peak_rss_kib as f64 / 1024.0,
             l.rss_end_kib as f64 / 1024.0,
+            l.anon_end_kib as f64 / 1024.0,
+            l.file_end_kib as f64 / 1024.0,
             l.warm_up_cpu_ms,
             l.cpu_ms,
             l.cpu_us_per_record(),

@@ -263,6 +263,11 @@ pub struct Load {
     pub peak_rss_kib: u64,
     /// `VmRSS` at the end.
     pub rss_end_kib: u64,
+    /// Of which anonymous memory (heap, stacks) and file-backed pages, KiB.
+    #[serde(default)]
+    pub anon_end_kib: u64,
+    #[serde(default)]
+    pub file_end_kib: u64,
     /// CPU used by start-up and the first (one-record) invocation, which loads what is
     /// loaded on first use (the phone number metadata among others).
     pub warm_up_cpu_ms: f64,
@@ -374,6 +379,7 @@ pub async fn load(
     let wall = t0.elapsed();
     let cpu1 = procfs::cpu_time(pid, ticks).ok_or("no /proc stat")?;
     let memory = procfs::memory(pid).ok_or("no /proc status")?;
+    let (anon_end_kib, file_end_kib) = procfs::resident_split(pid).unwrap_or_default();
     stop(function).await;
     let updates = lab
         .calls(Operation::UpdateUserIdentityInfo)
@@ -389,6 +395,8 @@ pub async fn load(
         batches: payloads.len(),
         peak_rss_kib: memory.peak_rss_kib,
         rss_end_kib: memory.rss_kib,
+        anon_end_kib,
+        file_end_kib,
         warm_up_cpu_ms: ms(cpu0),
         cpu_ms: ms(cpu1.saturating_sub(cpu0)),
         wall_ms: ms(wall),
