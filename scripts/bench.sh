@@ -63,10 +63,6 @@ if [[ "${1:-}" == "profiles" ]]; then
     mv "$results.new" "$results"
 fi
 
-step "release builds (function and do-nothing binary)"
-cargo build --release --locked -p connect-identity-sync
-cargo build --release --locked -p noop-lambda
-
 if [[ "${BENCH_ARM64:-0}" == 1 ]]; then
     step "arm64 Lambda bootstrap (cargo lambda build --release --arm64)"
     PATH="$PWD/.venv/bin:$PATH" cargo lambda build --release --arm64 --bin connect-identity-sync
@@ -82,7 +78,16 @@ cargo bench --locked --bench pipeline \
     --config 'profile.bench.package.aws-sdk-sqs.opt-level=0' \
     -- --warm-up-time 1 --measurement-time 3
 
+step "release builds (function and do-nothing binary)"
+# After the Criterion step: `cargo bench` also builds the package's binary, with the
+# bench profile, into target/release; this puts the release one back. The driver gets
+# copies, so nothing else can swap them under it.
+cargo build --release --locked -p connect-identity-sync
+cargo build --release --locked -p noop-lambda
+mkdir -p target/bench
+cp target/release/connect-identity-sync target/release/noop-lambda target/bench/
+
 step "end to end"
 "$driver" report --runs "$runs" --records "$records" --quota-changes "$quota_changes" \
-    --function target/release/connect-identity-sync --noop target/release/noop-lambda \
+    --function target/bench/connect-identity-sync --noop target/bench/noop-lambda \
     --criterion target/criterion --profiles bench/results/profiles.jsonl --out BENCHMARKS.md

@@ -195,6 +195,15 @@ pub fn markdown(r: &Results<'_>) -> String {
             verdict(ratio <= 2.0)
         );
     }
+    if let Some(m) = &s.function_no_mobile {
+        let ratio = m.to_reply_ms.median / s.noop.to_reply_ms.median.max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            o,
+            "| the same, a change without `Mobile` (no phone-number metadata to build; median) | {:.1} ms = {ratio:.2}× the do-nothing binary | ≤ 2× | {} |",
+            m.to_reply_ms.median,
+            verdict(ratio <= 2.0)
+        );
+    }
     let _ = writeln!(
         o,
         "| peak RSS over {} records in batches of {} | {peak_mib:.1} MiB | ≤ 16 MiB | {} |",
@@ -262,12 +271,30 @@ pub fn markdown(r: &Results<'_>) -> String {
         o,
         "| binary | to `GET /next`, median ms | range ms | to first reply, median ms | range ms | CPU to first reply, median ms | peak RSS, MiB |\n|---|---|---|---|---|---|---|"
     );
-    startup_row(&mut o, "connect-identity-sync", &s.function);
+    startup_row(
+        &mut o,
+        "connect-identity-sync, Connect over HTTP",
+        &s.function,
+    );
+    if let Some(tls) = &s.function_tls {
+        startup_row(&mut o, "connect-identity-sync, Connect over HTTPS", tls);
+    }
+    if let Some(m) = &s.function_no_mobile {
+        startup_row(
+            &mut o,
+            "connect-identity-sync, Connect over HTTP, change without `Mobile`",
+            m,
+        );
+    }
     startup_row(&mut o, "noop-lambda", &s.noop);
-    for (name, st) in [
+    let mut all = vec![
         ("connect-identity-sync", &s.function),
         ("noop-lambda", &s.noop),
-    ] {
+    ];
+    if let Some(tls) = &s.function_tls {
+        all.push(("connect-identity-sync over HTTPS", tls));
+    }
+    for (name, st) in all {
         if !st.unexpected.is_empty() {
             let _ = writeln!(
                 o,
@@ -447,7 +474,9 @@ pub fn markdown(r: &Results<'_>) -> String {
     } else {
         let _ = writeln!(
             o,
-            "`benches/pipeline.rs`, bench profile (= release). `inbound::read_invocation` → \
+            "`benches/pipeline.rs`, in the bench profile as `make bench` builds it (the release \
+             settings without LTO and with 16 codegen units, so a little slower than the \
+             release binary). `inbound::read_invocation` → \
              `Admission::admit` → `IdentityChange::apply_to`, from the invocation's bytes to the \
              merged identity; median with its 95 % confidence interval.\n"
         );

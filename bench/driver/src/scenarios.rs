@@ -73,6 +73,9 @@ pub struct StartupPair {
     /// Connect over HTTPS (a TLS front, the system's CA roots): roots loaded, one handshake.
     #[serde(default)]
     pub function_tls: Option<Startup>,
+    /// Connect over HTTP, the change without a `Mobile` (no phone-number metadata loaded).
+    #[serde(default)]
+    pub function_no_mobile: Option<Startup>,
     pub noop: Startup,
 }
 
@@ -93,6 +96,15 @@ pub fn startup_event(run: usize) -> Value {
             user,
             json!({"FirstName": format!("Start{run}"), "Mobile": "(415) 555-0100"}),
         ),
+    )
+}
+
+/// As [`startup_event`] without a `Mobile`.
+pub fn startup_event_without_mobile(run: usize) -> Value {
+    let user = 1 + run % 200;
+    eventbridge(
+        &format!("5d1f2a3c-0000-4000-8000-{run:012}"),
+        canonical(user, json!({"FirstName": format!("Start{run}")})),
     )
 }
 
@@ -221,9 +233,21 @@ pub async fn startup_variants(
         .collect();
     let mut samples: Vec<(Vec<StartSample>, Vec<StartSample>, Vec<StartSample>)> =
         configs.iter().map(|_| Default::default()).collect();
+    let mut without_mobile: Vec<Vec<StartSample>> = configs.iter().map(|_| Vec::new()).collect();
     let mut event_no = 0;
     for run in 0..=runs {
-        for (config, (f, t, n)) in configs.iter().zip(samples.iter_mut()) {
+        for ((config, (f, t, n)), m) in configs
+            .iter()
+            .zip(samples.iter_mut())
+            .zip(without_mobile.iter_mut())
+        {
+            event_no += 1;
+            let ms = start_once(
+                lab,
+                &config.function,
+                &startup_event_without_mobile(event_no),
+            )
+            .await?;
             event_no += 1;
             let fs = start_once(lab, &config.function, &startup_event(event_no)).await?;
             let ts = match &config.tls {
@@ -238,15 +262,18 @@ pub async fn startup_variants(
                 f.push(fs);
                 t.extend(ts);
                 n.push(ns);
+                m.push(ms);
             }
         }
     }
     let updated = json!({"outcome": "updated"});
     Ok(samples
         .iter()
-        .map(|(f, t, n)| StartupPair {
+        .zip(&without_mobile)
+        .map(|((f, t, n), m)| StartupPair {
             function: summarise(f, &updated),
             function_tls: tls.map(|_| summarise(t, &updated)),
+            function_no_mobile: Some(summarise(m, &updated)),
             noop: summarise(n, &json!({})),
         })
         .collect())
