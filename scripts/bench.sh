@@ -8,7 +8,7 @@
 #                               emulated quota, update calls for duplicates and no-ops,
 #                               binary size -> BENCHMARKS.md
 #   scripts/bench.sh profiles   first builds release-profile variants (opt-level s/z/3,
-#                               CPU jitter entropy on/off), each in its own target dir
+#                               CPU jitter entropy on/off, non-PIE), each in its own target dir
 #                               under target/bench-profiles, and records their start-up
 #                               and size in bench/results/profiles.jsonl (slow: one full
 #                               LTO build per variant); then as above
@@ -17,7 +17,8 @@
 # `make test` or CI: it takes minutes and wants a quiet machine.
 #
 # Environment: BENCH_RUNS (start-up runs per binary, default 20), BENCH_RECORDS (1000),
-# BENCH_QUOTA_CHANGES (400), BENCH_VARIANTS (for `profiles`, default "s-jitter s z 3"),
+# BENCH_QUOTA_CHANGES (400), BENCH_VARIANTS (for `profiles`: opt-level, then
+# -jitter for jitter entropy on, -static for non-PIE; default "s-jitter s z 3 z-static"),
 # BENCH_ARM64=1 (also build the arm64 Lambda bootstrap with cargo-lambda from .venv; the
 # report shows the size of whichever bootstrap it finds).
 set -euo pipefail
@@ -40,17 +41,24 @@ cargo build --locked -p bench-driver
 
 if [[ "${1:-}" == "profiles" ]]; then
     functions=() noops=() labels=() levels=() jitters=()
-    for variant in ${BENCH_VARIANTS:-s-jitter s z 3}; do
-        opt="${variant%-jitter}"
-        if [[ "$variant" == *-jitter ]]; then jitter=on; nje=0; else jitter=off; nje=1; fi
+    host="$(rustc -vV | sed -n 's/^host: //p')"
+    for variant in ${BENCH_VARIANTS:-s-jitter s z 3 z-static}; do
+        opt="${variant%%-*}"
+        if [[ "$variant" == *-jitter* ]]; then jitter=on; nje=0; else jitter=off; nje=1; fi
         dir="target/bench-profiles/$variant"
-        step "variant opt-level=$opt, jitter entropy $jitter ($dir)"
-        AWS_LC_SYS_NO_JITTER_ENTROPY=$nje CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
-            cargo build --release --locked --target-dir "$dir" -p connect-identity-sync
-        AWS_LC_SYS_NO_JITTER_ENTROPY=$nje CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
-            cargo build --release --locked --target-dir "$dir" -p noop-lambda
-        functions+=("$dir/release/connect-identity-sync") noops+=("$dir/release/noop-lambda")
-        labels+=("opt-level $opt / jitter $jitter") levels+=("$opt") jitters+=("$jitter")
+        flags=() rustflags="${RUSTFLAGS:-}" out="$dir/release" label="opt-level $opt / jitter $jitter"
+        if [[ "$variant" == *-static* ]]; then
+            # Non-PIE; with --target so build scripts and proc macros stay PIE.
+            flags=(--target "$host") rustflags="-C relocation-model=static" out="$dir/$host/release"
+            label="$label / non-PIE"
+        fi
+        step "variant $label ($dir)"
+        for package in connect-identity-sync noop-lambda; do
+            AWS_LC_SYS_NO_JITTER_ENTROPY=$nje CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" RUSTFLAGS="$rustflags" \
+                cargo build --release --locked --target-dir "$dir" "${flags[@]}" -p "$package"
+        done
+        functions+=("$out/connect-identity-sync") noops+=("$out/noop-lambda")
+        labels+=("$label") levels+=("$opt") jitters+=("$jitter")
     done
     join() { local IFS=,; echo "$*"; }
     step "start-up of the variants, interleaved"
