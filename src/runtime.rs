@@ -11,7 +11,7 @@ use lambda_runtime::{LambdaEvent, LambdaInvocation};
 use serde_json::Value;
 
 use crate::config::{Config, ConfigError};
-use crate::handler::{InvocationError, deadline_from_epoch_ms, handle};
+use crate::handler::{deadline_from_epoch_ms, handle};
 use crate::outbound::connect::{AttemptCounter, ConnectDirectory};
 use crate::outbound::dead_letter::SqsDeadLetters;
 use crate::pipeline::{Pipeline, RateLimits};
@@ -170,6 +170,3 @@ where
         Box::pin(self.0.call(invocation))
     }
 }
-
-// Keeps the handler's error type tied to the reply's `errorType`.
-const _: fn(InvocationError) -> lambda_runtime::Diagnostic = lambda_runtime::Diagnostic::from;
