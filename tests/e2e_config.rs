@@ -135,6 +135,15 @@ async fn an_unknown_phone_region_stops_the_function() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_letters_that_name_no_numbering_plan_stop_the_function() {
+    refused(
+        valid().env("DEFAULT_PHONE_REGION", "XX"),
+        "DEFAULT_PHONE_REGION",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negative_rate_stops_the_function() {
     refused(
         valid().env("CONNECT_RPS_UPDATE", "-1"),

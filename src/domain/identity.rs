@@ -148,20 +148,37 @@ pub struct E164(String);
 
 /// The region national numbers are read in (`DEFAULT_PHONE_REGION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PhoneRegion(phonenumber::country::Id);
+pub struct PhoneRegion(rlibphonenumber::enums::Region);
 
+/// Two ASCII letters; whether the number-plan metadata covers the region is
+/// [`PhoneRegion::has_number_plan`].
 impl FromStr for PhoneRegion {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        let code = s.trim().to_ascii_uppercase();
+        let code = s.trim();
         if code.len() != 2 {
             return Err(());
         }
-        phonenumber::country::Id::from_str(&code)
+        rlibphonenumber::enums::Region::from_str(code)
             .map(PhoneRegion)
             .map_err(|_| ())
     }
+}
+
+impl PhoneRegion {
+    /// Whether the number-plan metadata has a plan for this region (`XX` is two letters
+    /// but no region). The first call loads the metadata: see [`E164::load_metadata`].
+    pub fn has_number_plan(self) -> bool {
+        phone_numbers()
+            .get_country_code_for_region(self.0)
+            .is_some_and(|code| code != 0)
+    }
+}
+
+/// The number-plan metadata, decoded on first use.
+fn phone_numbers() -> &'static rlibphonenumber::PhoneNumberUtil {
+    &rlibphonenumber::PHONE_NUMBER_UTIL
 }
 
 impl E164 {
@@ -188,16 +205,25 @@ impl E164 {
                 "Mobile is a national number and DEFAULT_PHONE_REGION is not set",
             ));
         }
-        let number = phonenumber::parse(region.map(|r| r.0), number_part).map_err(|_| invalid())?;
-        if !phonenumber::is_valid(&number) {
+        let util = phone_numbers();
+        let number = util
+            .parse(number_part, region.map(|r| r.0))
+            .map_err(|_| invalid())?;
+        if !util.is_valid_number(&number) {
             return Err(invalid());
         }
-        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        let e164 = util.format(&number, rlibphonenumber::PhoneNumberFormat::E164);
         if is_e164(&e164) {
-            Ok(Some(E164(e164)))
+            Ok(Some(E164(e164.into_owned())))
         } else {
             Err(invalid())
         }
+    }
+
+    /// Decodes the number-plan metadata now (a few milliseconds of CPU) rather than in
+    /// the first record that carries a `Mobile`. Idempotent and thread-safe.
+    pub fn load_metadata() {
+        phone_numbers();
     }
 
     pub fn as_str(&self) -> &str {
@@ -475,9 +501,12 @@ mod tests {
 
     #[test]
     fn a_phone_region_is_an_iso_alpha_2_code() {
-        assert!("GB".parse::<PhoneRegion>().is_ok());
-        assert!("XX".parse::<PhoneRegion>().is_err());
-        assert!("USA".parse::<PhoneRegion>().is_err());
+        assert!("GB".parse::<PhoneRegion>().unwrap().has_number_plan());
+        assert!("gb".parse::<PhoneRegion>().unwrap().has_number_plan());
+        assert!(!"XX".parse::<PhoneRegion>().unwrap().has_number_plan());
+        for not_a_code in ["USA", "U", "1A", "", "001"] {
+            assert!(not_a_code.parse::<PhoneRegion>().is_err(), "{not_a_code}");
+        }
     }
 
     #[test]
