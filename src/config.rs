@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::domain::document::Admission;
 use crate::domain::error::ErrorClass;
-use crate::domain::identity::{E164, InstanceId, PhoneRegion};
+use crate::domain::identity::{InstanceId, PhoneRegion};
 use crate::domain::policy::{EmailDomains, Policy};
 use crate::pipeline::Settings;
 
@@ -38,23 +38,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The checks that need the phone-number metadata, which takes a few milliseconds
-    /// to load: start-up runs them beside the SDK's set-up (`runtime::build`), and they
-    /// leave the metadata loaded for the first `Mobile`.
-    ///
-    /// # Errors
-    /// `DEFAULT_PHONE_REGION` is two letters but no region with a number plan.
-    pub fn check_phone_metadata(region: Option<PhoneRegion>) -> Result<(), ConfigError> {
-        E164::load_metadata();
-        match region {
-            Some(region) if !region.has_number_plan() => Err(err(
-                "DEFAULT_PHONE_REGION",
-                "not a region with a telephone numbering plan",
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// # Errors
     /// The first variable that is missing where required or holds an invalid value.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -109,7 +92,7 @@ impl Config {
                 v.parse::<PhoneRegion>().map_err(|()| {
                     err(
                         "DEFAULT_PHONE_REGION",
-                        format!("'{v}' is not an ISO 3166 alpha-2 region code"),
+                        format!("'{v}' is not an ISO 3166 alpha-2 region code with a telephone numbering plan (e.g. US, GB)"),
                     )
                 })
             })

@@ -6,16 +6,13 @@ use connect_identity_sync::runtime;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     runtime::init_logging();
-    let app = match Config::from_env() {
-        Ok(config) => runtime::build(config).await,
-        Err(error) => Err(error),
-    };
-    match app {
-        Ok(app) => runtime::serve(app).await,
+    let config = match Config::from_env() {
+        Ok(config) => config,
         Err(error) => {
             tracing::error!(variable = %error.variable, "{error}");
             runtime::report_init_error(&error).await;
             std::process::exit(1);
         }
-    }
+    };
+    runtime::serve(runtime::build(config).await).await
 }

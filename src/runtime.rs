@@ -20,19 +20,9 @@ pub type App = Pipeline<ConnectDirectory, SqsDeadLetters>;
 
 /// Builds the function: SDK clients from the standard AWS configuration
 /// (`AWS_ENDPOINT_URL_*`, `AWS_REGION`, credentials), rate limits and caches.
-///
-/// # Errors
-/// A configuration error found only with the phone-number metadata
-/// ([`Config::check_phone_metadata`]).
-pub async fn build(config: Config) -> Result<App, ConfigError> {
+pub async fn build(config: Config) -> App {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
-
-    // The phone-number metadata loads on a thread of its own while the SDK is set up.
-    // Without a DEFAULT_PHONE_REGION there is nothing to wait for: the first Mobile
-    // waits for the load if it is not done yet.
-    let region = config.admission.phone_region;
-    let phone_metadata = std::thread::spawn(move || Config::check_phone_metadata(region));
 
     // Standard retries: the per-operation limiters already pace calls to the quota. The
     // adaptive mode's own client-side bucket, once throttled, makes each retry wait for
@@ -52,18 +42,13 @@ pub async fn build(config: Config) -> Result<App, ConfigError> {
         .build();
     let connect = aws_sdk_connect::Client::from_conf(connect_config);
     let sqs = aws_sdk_sqs::Client::new(&shared);
-    if region.is_some() {
-        phone_metadata
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    }
-    Ok(Pipeline::new(
+    Pipeline::new(
         ConnectDirectory::new(connect),
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
         config.admission,
         config.settings,
         RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
-    ))
+    )
 }
 
 /// Serves invocations until the Runtime API goes away.

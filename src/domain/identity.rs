@@ -150,35 +150,39 @@ pub struct E164(String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PhoneRegion(rlibphonenumber::enums::Region);
 
-/// Two ASCII letters; whether the number-plan metadata covers the region is
-/// [`PhoneRegion::has_number_plan`].
+/// The regions the phone-number metadata has a numbering plan for: ISO 3166 alpha-2
+/// codes, and `AC`, `TA` and `XK`. The metadata takes a few milliseconds of CPU to
+/// load, which the function leaves to its first `Mobile` rather than spend at
+/// start-up just to check `DEFAULT_PHONE_REGION`; a test keeps this list equal to the
+/// metadata's.
+const NUMBERING_PLAN_REGIONS: &str = "\
+    AC AD AE AF AG AI AL AM AO AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ \
+    BR BS BT BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO \
+    DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GT GU \
+    GW GY HK HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW \
+    KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT \
+    MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PR PS PT \
+    PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TA \
+    TC TD TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG US UY UZ VA VC VE VG VI VN VU WF WS XK \
+    YE YT ZA ZM ZW";
+
+/// A region code with a numbering plan, in either case (`us`, `GB`).
 impl FromStr for PhoneRegion {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        let code = s.trim();
-        if code.len() != 2 {
+        let code = s.trim().to_ascii_uppercase();
+        if code.len() != 2
+            || !NUMBERING_PLAN_REGIONS
+                .split_ascii_whitespace()
+                .any(|r| r == code)
+        {
             return Err(());
         }
-        rlibphonenumber::enums::Region::from_str(code)
+        rlibphonenumber::enums::Region::from_str(&code)
             .map(PhoneRegion)
             .map_err(|_| ())
     }
-}
-
-impl PhoneRegion {
-    /// Whether the number-plan metadata has a plan for this region (`XX` is two letters
-    /// but no region). The first call loads the metadata: see [`E164::load_metadata`].
-    pub fn has_number_plan(self) -> bool {
-        phone_numbers()
-            .get_country_code_for_region(self.0)
-            .is_some_and(|code| code != 0)
-    }
-}
-
-/// The number-plan metadata, decoded on first use.
-fn phone_numbers() -> &'static rlibphonenumber::PhoneNumberUtil {
-    &rlibphonenumber::PHONE_NUMBER_UTIL
 }
 
 impl E164 {
@@ -205,7 +209,7 @@ impl E164 {
                 "Mobile is a national number and DEFAULT_PHONE_REGION is not set",
             ));
         }
-        let util = phone_numbers();
+        let util = &*rlibphonenumber::PHONE_NUMBER_UTIL;
         let number = util
             .parse(number_part, region.map(|r| r.0))
             .map_err(|_| invalid())?;
@@ -218,12 +222,6 @@ impl E164 {
         } else {
             Err(invalid())
         }
-    }
-
-    /// Decodes the number-plan metadata now (a few milliseconds of CPU) rather than in
-    /// the first record that carries a `Mobile`. Idempotent and thread-safe.
-    pub fn load_metadata() {
-        phone_numbers();
     }
 
     pub fn as_str(&self) -> &str {
@@ -500,13 +498,23 @@ mod tests {
     }
 
     #[test]
-    fn a_phone_region_is_an_iso_alpha_2_code() {
-        assert!("GB".parse::<PhoneRegion>().unwrap().has_number_plan());
-        assert!("gb".parse::<PhoneRegion>().unwrap().has_number_plan());
-        assert!(!"XX".parse::<PhoneRegion>().unwrap().has_number_plan());
-        for not_a_code in ["USA", "U", "1A", "", "001"] {
-            assert!(not_a_code.parse::<PhoneRegion>().is_err(), "{not_a_code}");
+    fn a_phone_region_is_an_iso_alpha_2_code_with_a_numbering_plan() {
+        assert!("GB".parse::<PhoneRegion>().is_ok());
+        assert!(" us ".parse::<PhoneRegion>().is_ok());
+        for not_one in ["XX", "UK", "AQ", "USA", "U", "1A", "", "001"] {
+            assert!(not_one.parse::<PhoneRegion>().is_err(), "{not_one}");
         }
+    }
+
+    #[test]
+    fn the_numbering_plan_regions_are_those_of_the_phone_number_metadata() {
+        let mut metadata: Vec<String> = rlibphonenumber::PHONE_NUMBER_UTIL
+            .get_supported_regions()
+            .map(|r| r.to_string())
+            .collect();
+        metadata.sort();
+        let listed: Vec<&str> = NUMBERING_PLAN_REGIONS.split_ascii_whitespace().collect();
+        assert_eq!(listed, metadata);
     }
 
     #[test]
