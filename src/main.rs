@@ -3,7 +3,9 @@
 use connect_identity_sync::config::Config;
 use connect_identity_sync::runtime;
 
-#[tokio::main]
+// One invocation at a time per process, and one vCPU up to 1769 MB: a current-thread
+// runtime does the same work without starting a worker thread per core.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     runtime::init_logging();
     let config = match Config::from_env() {
