@@ -171,6 +171,19 @@ impl Config {
             "a whole number from 1 to 64",
         )?;
 
+        // The SDK's HTTPS client reads its CA roots from SSL_CERT_FILE when it is set
+        // (the template points it at the runtime image's bundle, which spares the scan
+        // of the certificate directory at start-up). A path that is not a file would
+        // leave it trusting no one and fail every call.
+        if let Some(path) = get("SSL_CERT_FILE")
+            && !std::path::Path::new(&path).is_file()
+        {
+            return Err(err(
+                "SSL_CERT_FILE",
+                "not a file: the HTTPS client would trust no certificate authority",
+            ));
+        }
+
         Ok(Config {
             admission: Admission {
                 policy: Policy {

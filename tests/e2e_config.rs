@@ -144,6 +144,15 @@ async fn two_letters_that_name_no_numbering_plan_stop_the_function() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_bundle_that_is_not_a_file_stops_the_function() {
+    refused(
+        valid().env("SSL_CERT_FILE", "/nonexistent/ca-bundle.crt"),
+        "SSL_CERT_FILE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negative_rate_stops_the_function() {
     refused(
         valid().env("CONNECT_RPS_UPDATE", "-1"),

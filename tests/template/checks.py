@@ -454,6 +454,17 @@ def check_logs_are_json_in_an_explicit_group(t: dict) -> None:
     assert props(t, group).get("RetentionInDays") is not None, "logs kept forever"
 
 
+AL2023_CA_BUNDLE = "/etc/pki/tls/certs/ca-bundle.crt"
+
+
+def check_ca_roots_come_from_the_images_bundle(t: dict) -> None:
+    p = props(t, FUNCTION)
+    assert p.get("Runtime") == "provided.al2023", "the bundle path below is provided.al2023's"
+    assert function_env(t).get("SSL_CERT_FILE") == AL2023_CA_BUNDLE, (
+        "without SSL_CERT_FILE the HTTPS client probes for a bundle and reads the certificate directory too"
+    )
+
+
 # ----------------------------------------------------------------------------- checks: EventBridge
 
 

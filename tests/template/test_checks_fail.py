@@ -175,6 +175,10 @@ CASES = [
      lambda t: setitem(env(t), "AWS_LAMBDA_LOG_FORMAT", "Text")),
     ("logs kept forever", checks.check_logs_are_json_in_an_explicit_group,
      lambda t: t["Resources"]["FunctionLogGroup"]["Properties"].pop("RetentionInDays")),
+    ("no CA bundle named", checks.check_ca_roots_come_from_the_images_bundle,
+     lambda t: env(t).pop("SSL_CERT_FILE")),
+    ("a bundle path of another image", checks.check_ca_roots_come_from_the_images_bundle,
+     lambda t: setitem(env(t), "SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")),
     # EventBridge and outputs
     ("a rule matching every detail-type", checks.check_rule_filters_and_targets_the_source_queue,
      lambda t: rule(t)["EventPattern"].pop("detail-type")),

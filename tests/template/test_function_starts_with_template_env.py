@@ -37,6 +37,13 @@ def binary() -> Path | None:
     return None
 
 
+def host_ca_bundle() -> str:
+    for path in (checks.AL2023_CA_BUNDLE, "/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/cert.pem"):
+        if Path(path).is_file():
+            return path
+    pytest.skip("no CA bundle on this host")
+
+
 def evaluate(t: dict, params: dict, node):
     """The value CloudFormation would give node, for the intrinsics the environment uses."""
     if isinstance(node, (str, int, float)):
@@ -123,6 +130,10 @@ def start(env_vars: dict) -> tuple[list[str], str]:
     if path is None:
         pytest.skip("no host build of connect-identity-sync (cargo build --bin connect-identity-sync)")
     api = RuntimeApi()
+    if env_vars.get("SSL_CERT_FILE") == checks.AL2023_CA_BUNDLE and not Path(checks.AL2023_CA_BUNDLE).is_file():
+        # The image's bundle is not on this build host; the function refuses a bundle
+        # path that is not a file, so stand in the host's own bundle.
+        env_vars = {**env_vars, "SSL_CERT_FILE": host_ca_bundle()}
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AWS_LAMBDA_RUNTIME_API": api.address,

@@ -101,6 +101,10 @@ def test_function_logs_json_to_its_own_group_with_retention(template):
     checks.check_logs_are_json_in_an_explicit_group(template)
 
 
+def test_function_reads_its_ca_roots_from_the_images_bundle(template):
+    checks.check_ca_roots_come_from_the_images_bundle(template)
+
+
 # EventBridge and outputs -----------------------------------------------------------------
 
 
