@@ -17,6 +17,9 @@ pub const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:identity-changes
 /// Users seeded: `u-0001` … (username `agent0001`, name `Agent 0001`).
 pub const USERS: usize = 1200;
 
+/// The CA bundle of this (Debian-family) machine.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Per-invocation function timeout (the deadline the Runtime API hands out).
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -51,9 +54,15 @@ impl Lab {
         })
     }
 
-    /// The function's configuration (SPEC §3/§5/§6) plus `extra`.
+    /// The function's configuration (SPEC §3/§5/§6) plus `extra`. `SSL_CERT_FILE` names
+    /// this machine's CA bundle, as `template.yaml` names the runtime image's: the SDK's
+    /// HTTPS client reads that one file at start-up.
     pub fn config(&self, binary: &Path, extra: &[(&str, &str)]) -> FunctionConfig {
-        let mut config = FunctionConfig::new(binary)
+        let mut config = FunctionConfig::new(binary);
+        if Path::new(SYSTEM_CA_BUNDLE).is_file() {
+            config = config.env("SSL_CERT_FILE", SYSTEM_CA_BUNDLE);
+        }
+        let mut config = config
             .env("DEFAULT_INSTANCE_ID", INSTANCE)
             .env("ALLOWED_INSTANCE_IDS", INSTANCE)
             .env("EMAIL_DOMAIN_ALLOWLIST", "example.com")
@@ -303,8 +312,7 @@ impl TlsFront {
             "-extfile",
             "leaf.ext",
         ])?;
-        let mut bundle =
-            std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        let mut bundle = std::fs::read_to_string(SYSTEM_CA_BUNDLE).unwrap_or_default();
         bundle.push_str(&std::fs::read_to_string(dir.join("ca.pem")).map_err(|e| e.to_string())?);
         let bundle_path = dir.join("bundle.pem");
         std::fs::write(&bundle_path, bundle).map_err(|e| e.to_string())?;
