@@ -78,14 +78,15 @@ fn release_profile() -> String {
     let mut inside = false;
     for line in toml.lines() {
         if line.starts_with('[') {
-            inside = line.trim() == "[profile.release]";
+            let header = line.trim();
+            inside = header == "[profile.release]" || header.starts_with("[profile.release.");
         }
-        if inside && !line.trim().is_empty() {
+        if inside {
             out.push_str(line);
             out.push('\n');
         }
     }
-    out
+    format!("{}\n", out.trim_end())
 }
 
 fn mib(bytes: u64) -> f64 {
