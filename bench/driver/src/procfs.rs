@@ -13,40 +13,25 @@ pub struct Memory {
 
 pub fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-    };
+    let field = |name: &str| kib_field(&status, name);
     Some(Memory {
         peak_rss_kib: field("VmHWM:")?,
         rss_kib: field("VmRSS:")?,
     })
 }
 
+/// The value of a `Name:   123 kB` line of a `/proc` file, KiB.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Resident memory now, split into anonymous (heap, stacks) and file-backed (the
 /// binary's and libraries' pages), KiB, from `/proc/<pid>/smaps_rollup`.
 pub fn resident_split(pid: u32) -> Option<(u64, u64)> {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-    };
+    let field = |name: &str| kib_field(&rollup, name);
     let rss = field("Rss:")?;
     let anon = field("Anonymous:")?;
     Some((anon, rss.saturating_sub(anon)))
