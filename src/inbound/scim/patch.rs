@@ -202,6 +202,9 @@ impl<'a> Operation<'a> {
         let Some(value) = value else {
             return Err(self.malformed(&format!("{} has no value", shown())));
         };
+        if target == Target::Resource {
+            return self.apply_object(identity, Some(value));
+        }
         if value.is_null() {
             clear(identity, target);
             return Ok(());
@@ -257,8 +260,7 @@ impl<'a> Operation<'a> {
                 let mobile = resource::read_mobile(Some(value)).map_err(nested)?;
                 set(identity, Target::Mobile, mobile);
             }
-            Target::Resource => self.apply_object(identity, Some(value))?,
-            Target::Ignored => {}
+            Target::Resource | Target::Ignored => {}
         }
         Ok(())
     }
@@ -884,12 +886,30 @@ mod tests {
             ),
             (json!({"op": "add", "value": "Jane"}), "not an object"),
             (
+                json!({"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User", "value": null}),
+                "not an object",
+            ),
+            (
                 json!({"op": "add", "value": {"name": {"givenName": true}}}),
                 "givenName",
             ),
         ] {
             assert_malformed(&patch(json!([operation])), names);
         }
+    }
+
+    #[test]
+    fn a_path_naming_the_core_schema_takes_an_object_of_attributes() {
+        let id = identity(json!([{"op": "replace",
+            "path": "urn:ietf:params:scim:schemas:core:2.0:User",
+            "value": {"name": {"familyName": "Doe"}, "active": false}}]));
+        assert_eq!(
+            id,
+            RawIdentity {
+                last_name: set("Doe"),
+                ..RawIdentity::default()
+            }
+        );
     }
 
     #[test]
