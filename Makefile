@@ -1,8 +1,8 @@
 # connect-identity-sync — one-command entry points.
 #
-#   make demo    build the release binary, start moto (SQS) and the Connect emulator,
-#                send every events/*.json through the real binary, print the outcomes
-#                and the dead-letter queues, stop everything
+#   make demo    build the function (the same debug build `make test` runs), start moto
+#                (SQS) and the Connect emulator, send every events/*.json through the real
+#                binary, print the outcomes and the dead-letter queues, stop everything
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
@@ -14,6 +14,13 @@ CARGO   ?= cargo
 PYTHON  ?= python3
 VENV    ?= .venv
 RELEASE := target/release/connect-identity-sync
+DEBUG   := target/debug/connect-identity-sync
+
+# The demo builds what `make test` builds, once, in the dev profile: `--workspace` and one
+# test target make cargo resolve features as `make test` does (dev-dependencies
+# included), so the two share every compiled crate and neither rebuilds after the other.
+# Release (fat LTO) stays for `make bench`, `make release` and `sam build`.
+DEMO_BUILD = $(CARGO) build --workspace --bin connect-identity-sync --bin demo --test harness_smoke
 
 # cargo-nextest runs each test in its own process (faster, isolated); plain cargo test
 # works too.
@@ -42,8 +49,9 @@ $(RELEASE): FORCE
 venv:
 	@VENV=$(VENV) PYTHON=$(PYTHON) scripts/ensure-venv
 
-demo: venv release
-	$(CARGO) run --quiet -p harness --bin demo -- --function $(RELEASE) --seed demo/contact-centre.json --events events
+demo: venv
+	$(DEMO_BUILD)
+	target/debug/demo --function $(DEBUG) --seed demo/contact-centre.json --events events
 
 test: venv
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(TEST_CMD)

@@ -35,7 +35,7 @@ fn usage() -> &'static str {
 fn parse_args() -> Result<Args, String> {
     let root = workspace_root();
     let mut args = Args {
-        function: root.join("target/release/connect-identity-sync"),
+        function: root.join("target/debug/connect-identity-sync"),
         seed: root.join("demo/contact-centre.json"),
         events: root.join("events"),
         env: Vec::new(),
@@ -373,7 +373,7 @@ fn short(text: &str, max: usize) -> String {
 async fn demo(args: Args) -> Result<(), String> {
     if !args.function.is_file() {
         return Err(format!(
-            "{} does not exist: build it first (cargo build --release)",
+            "{} does not exist: build it first (`make demo` does)",
             args.function.display()
         ));
     }
