@@ -257,3 +257,47 @@ async fn in_a_fifo_group_a_record_without_a_message_id_is_dead_lettered_not_held
     );
     assert_eq!(first_name(&stack, "u-cwu").as_deref(), Some("Chen"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_kb_control_character_event_id_still_reaches_its_dead_letter_queue() {
+    let stack = start(fixtures::stack(BIN, 0)).await;
+    let huge = format!("evt\u{1}\u{b}{}", "x".repeat(200_000));
+    let unreadable = json!({"EventId": huge, "UserId": 5}).to_string();
+    let invalid = json!({"EventId": huge, "InstanceId": INSTANCE, "UserId": "u-jdoe",
+                         "IdentityInfo": {"Mobile": "not a number"}})
+    .to_string();
+    let event = fixtures::sqs_event(
+        QUEUE,
+        &[
+            Record::new("m-unreadable", unreadable.clone()),
+            Record::new("m-invalid", invalid.clone()),
+        ],
+    );
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(
+        batch_item_failures(&reply),
+        Vec::<String>::new(),
+        "both were dead-lettered, none handed back for a refused send"
+    );
+    let malformed = malformed_letters(&stack).await;
+    let validation = stack
+        .sqs
+        .drain(&stack.dlq("ValidationError").url)
+        .await
+        .unwrap();
+    for (letters, body, id) in [
+        (&malformed, &unreadable, "m-unreadable"),
+        (&validation, &invalid, "m-invalid"),
+    ] {
+        assert_eq!(letters.len(), 1, "{id}: {letters:#?}");
+        let m = &letters[0];
+        assert_eq!(&m.body, body, "{id}: the body is whole");
+        assert_eq!(m.attr("SourceId"), Some(id));
+        let event_id = m.attr("EventId").expect("EventId, cut");
+        assert!(event_id.len() <= 512, "{id}: {} bytes", event_id.len());
+        assert!(
+            event_id.starts_with("evt\u{FFFD}\u{FFFD}xxx"),
+            "{id}: {event_id:?}"
+        );
+    }
+}
