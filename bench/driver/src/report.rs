@@ -318,7 +318,7 @@ pub fn markdown(r: &Results<'_>) -> String {
          different user: half bare canonical documents, a quarter EventBridge events inside the \
          SQS body, a quarter SCIM Users (resolved with `SearchUsers`); most carry a national \
          mobile number. The emulator answers at once and enforces no quota; the function's \
-         limiters are set out of the way (`CONNECT_RPS_*=100000`). Peak RSS is `VmHWM` from \
+         limiters are set out of the way (`CONNECT_RPS_*=1000`, the most the configuration accepts). Peak RSS is `VmHWM` from \
          `/proc/<pid>/status` after the last reply; CPU is user + system time of all threads \
          from `/proc/<pid>/stat` across the batches only (clock-tick resolution). The \
          do-nothing binary gets the same invocations.\n",

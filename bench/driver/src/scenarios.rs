@@ -353,9 +353,9 @@ pub async fn load(
     let config = lab.config(
         binary,
         &[
-            ("CONNECT_RPS_UPDATE", "100000"),
-            ("CONNECT_RPS_DESCRIBE", "100000"),
-            ("CONNECT_RPS_SEARCH", "100000"),
+            ("CONNECT_RPS_UPDATE", "1000"),
+            ("CONNECT_RPS_DESCRIBE", "1000"),
+            ("CONNECT_RPS_SEARCH", "1000"),
         ],
     );
     let payloads: Vec<Vec<u8>> = (0..records)
@@ -597,9 +597,9 @@ pub async fn duplicates(lab: &Lab, binary: &Path) -> Result<Vec<Phase>, String> 
     let config = lab.config(
         binary,
         &[
-            ("CONNECT_RPS_UPDATE", "100000"),
-            ("CONNECT_RPS_DESCRIBE", "100000"),
-            ("CONNECT_RPS_SEARCH", "100000"),
+            ("CONNECT_RPS_UPDATE", "1000"),
+            ("CONNECT_RPS_DESCRIBE", "1000"),
+            ("CONNECT_RPS_SEARCH", "1000"),
         ],
     );
     let runtime = RuntimeApi::start().await.map_err(text)?;
