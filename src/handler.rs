@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -74,7 +75,7 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
         }
         Invocation::Sqs { records, fifo } => {
             let dispositions = pipeline.run(&records, fifo, deadline).await;
-            let mut failures: Vec<Value> = Vec::new();
+            let mut reply = SqsBatchResponse::default();
             for (record, d) in records.iter().zip(&dispositions) {
                 if !matches!(
                     d,
@@ -94,10 +95,10 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
                         "a record without a messageId could not be dead-lettered and cannot be handed back on its own; it is dropped"
                     );
                 } else {
-                    failures.push(json!({ "itemIdentifier": record.source_id }));
+                    reply.add_failure(record.source_id.clone());
                 }
             }
-            Ok(json!({ "batchItemFailures": failures }))
+            Ok(json!(reply))
         }
     }
 }

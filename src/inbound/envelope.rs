@@ -1,10 +1,14 @@
-//! Envelope detection: an SQS event or a direct EventBridge event, told apart by shape.
-//! Each SQS record is read on its own, so one bad body never fails its neighbours.
+//! Envelope detection: an SQS event or a direct EventBridge event, told apart by shape and
+//! read into `aws_lambda_events`' types. Each SQS record is deserialised on its own, so one
+//! bad record never fails its neighbours.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Carrier, read_document, read_time};
+use super::{Carrier, read_document};
 use crate::domain::document::ChangeDocument;
 use crate::domain::error::Failure;
 use crate::domain::record::{Record, SourceKind};
@@ -29,18 +33,38 @@ pub fn read_invocation(payload: &Value) -> Result<Invocation, Failure> {
         let Value::Array(records) = records else {
             return Err(Failure::malformed("Records is not an array"));
         };
-        let from_sqs = |r: &Value| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs");
-        if !records.iter().all(from_sqs) {
+        // One record at a time: a record whose fields are not of the types Lambda sends
+        // is a malformed record, not a malformed batch.
+        let messages: Vec<(&Value, Option<SqsMessage>)> = records
+            .iter()
+            .map(|raw| (raw, SqsMessage::deserialize(raw).ok()))
+            .collect();
+        // A record that did not read as an SQS message is still told by its raw fields.
+        let raw_text =
+            |raw: &Value, key: &str| raw.get(key).and_then(Value::as_str).map(str::to_owned);
+        let from_sqs = |(raw, m): &(&Value, Option<SqsMessage>)| match m {
+            Some(m) => m.event_source.as_deref() == Some("aws:sqs"),
+            None => raw_text(raw, "eventSource").as_deref() == Some("aws:sqs"),
+        };
+        if !messages.iter().all(from_sqs) {
             return Err(Failure::malformed(
                 "Records holds a record whose eventSource is not aws:sqs",
             ));
         }
-        let fifo = records.iter().any(|r| {
-            r.get("eventSourceARN")
-                .and_then(Value::as_str)
-                .is_some_and(|arn| arn.ends_with(".fifo"))
+        let fifo = messages.iter().any(|(raw, m)| {
+            match m {
+                Some(m) => m.event_source_arn.clone(),
+                None => raw_text(raw, "eventSourceARN"),
+            }
+            .is_some_and(|arn| arn.ends_with(".fifo"))
         });
-        let records = records.iter().map(|r| sqs_record(r, fifo)).collect();
+        let records = messages
+            .into_iter()
+            .map(|(raw, m)| match m {
+                Some(message) => sqs_record(raw, message, fifo),
+                None => unreadable_sqs_record(raw, fifo),
+            })
+            .collect();
         return Ok(Invocation::Sqs { records, fifo });
     }
     if is_eventbridge(map) {
@@ -50,13 +74,16 @@ pub fn read_invocation(payload: &Value) -> Result<Invocation, Failure> {
             .filter(|s| !s.is_empty())
             .unwrap_or("(no event id)")
             .to_owned();
+        let document = EventBridgeEvent::<Value>::deserialize(payload)
+            .map_err(|_| unreadable_eventbridge())
+            .and_then(|event| eventbridge_document(event, Carrier::default()));
         return Ok(Invocation::EventBridge(Box::new(Record {
             kind: SourceKind::EventBridge,
             source_id: id,
             receive_count: 1,
             group: None,
             body: sqs_safe_json(payload),
-            document: eventbridge_document(map, Carrier::default()),
+            document,
             event_id_hint: event_id_hint(payload, None),
         })));
     }
@@ -69,33 +96,30 @@ fn is_eventbridge(map: &Map<String, Value>) -> bool {
     map.contains_key("detail-type") && map.contains_key("detail")
 }
 
+/// An EventBridge event whose envelope fields are missing or not of EventBridge's types.
+/// The message names no value: a value in the wrong place may be personal data.
+fn unreadable_eventbridge() -> Failure {
+    Failure::malformed(
+        "the EventBridge event's source, detail-type, time or resources are missing or not of EventBridge's types",
+    )
+}
+
 /// Reads the change document of an EventBridge event: its `id` and `time` are the
 /// defaults for `EventId` and `OccurredAt`, its `source` is checked against
 /// `TRUSTED_SOURCES`.
 fn eventbridge_document(
-    map: &Map<String, Value>,
+    event: EventBridgeEvent<Value>,
     outer: Carrier,
 ) -> Result<ChangeDocument, Failure> {
-    let text = |key: &str| match map.get(key) {
-        Some(Value::String(s)) => Ok(s.as_str()),
-        _ => Err(Failure::malformed(format!(
-            "the EventBridge event has no string {key}"
-        ))),
-    };
-    let id = text("id")?;
-    let source = text("source")?;
-    text("detail-type")?;
-    let time = match map.get("time") {
-        Some(Value::String(t)) => Some(read_time("time", t)?),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err(Failure::malformed("the EventBridge time is not a string")),
+    let Some(id) = event.id else {
+        return Err(Failure::malformed("the EventBridge event has no string id"));
     };
     let carrier = Carrier {
-        event_id: Some(id.to_owned()).or(outer.event_id),
-        occurred_at: time.or(outer.occurred_at),
-        source: Some(source.to_owned()),
+        event_id: Some(id).or(outer.event_id),
+        occurred_at: event.time.or(outer.occurred_at),
+        source: Some(event.source),
     };
-    read_document(&map["detail"], carrier)
+    read_document(&event.detail, carrier)
 }
 
 /// The whole event as JSON text that SQS takes as a message body: the noncharacters
@@ -132,17 +156,16 @@ fn event_id_hint(value: &Value, outer: Option<&str>) -> Option<String> {
         .or_else(|| outer.map(str::to_owned))
 }
 
-fn sqs_record(raw: &Value, fifo: bool) -> Record {
-    let message_id = raw
-        .get("messageId")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    let attribute = |key: &str| {
-        raw.get("attributes")
-            .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-    };
+/// One SQS message as Lambda sends it.
+fn sqs_record(raw: &Value, message: SqsMessage, fifo: bool) -> Record {
+    let SqsMessage {
+        message_id,
+        body,
+        attributes,
+        ..
+    } = message;
+    let message_id = message_id.filter(|s| !s.is_empty());
+    let attribute = |key: &str| attributes.get(key).map(String::as_str);
     let receive_count = attribute("ApproximateReceiveCount")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(1)
@@ -157,11 +180,8 @@ fn sqs_record(raw: &Value, fifo: bool) -> Record {
     let sent_at = attribute("SentTimestamp")
         .and_then(|ms| ms.parse::<i64>().ok())
         .and_then(DateTime::<Utc>::from_timestamp_millis);
-    let body = raw
-        .get("body")
-        .and_then(Value::as_str)
-        .filter(|b| !b.is_empty());
-    let parsed = body.map(serde_json::from_str::<Value>);
+    let body = body.filter(|b| !b.is_empty());
+    let parsed = body.as_deref().map(serde_json::from_str::<Value>);
     let event_id_hint = match &parsed {
         Some(Ok(value)) => event_id_hint(value, message_id.as_deref()),
         _ => message_id.clone(),
@@ -171,7 +191,7 @@ fn sqs_record(raw: &Value, fifo: bool) -> Record {
         (Some(_), None) => Err(Failure::malformed("the SQS record has no string body")),
         (Some(_), Some(Err(_))) => Err(Failure::malformed("the SQS body is not JSON")),
         (Some(id), Some(Ok(value))) => sqs_body_document(
-            &value,
+            value,
             Carrier {
                 event_id: Some(id.clone()),
                 occurred_at: sent_at,
@@ -186,21 +206,61 @@ fn sqs_record(raw: &Value, fifo: bool) -> Record {
         group,
         // SQS takes no empty message body: a record without one is dead-lettered as
         // the whole record, the only thing there is to keep.
-        body: body.map_or_else(|| sqs_safe_json(raw), str::to_owned),
+        body: body.unwrap_or_else(|| sqs_safe_json(raw)),
         document,
         event_id_hint,
     }
 }
 
+/// A record whose fields are not of the types Lambda sends (a `messageId`, `body` or
+/// attribute that is not a string, ...): malformed, known by its `messageId` when that
+/// is a string, with its body (or, without a string body, the whole record) kept for
+/// its dead letter.
+fn unreadable_sqs_record(raw: &Value, fifo: bool) -> Record {
+    fn text<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
+        v.and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    let attributes = raw.get("attributes");
+    let message_id = text(Some(raw), "messageId").map(str::to_owned);
+    let body = text(Some(raw), "body");
+    let group = if fifo && message_id.is_some() {
+        text(attributes, "MessageGroupId").map(str::to_owned)
+    } else {
+        None
+    };
+    let receive_count = text(attributes, "ApproximateReceiveCount")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let failure = match (&message_id, body) {
+        (None, _) => "the SQS record has no messageId",
+        (Some(_), None) => "the SQS record has no string body",
+        (Some(_), Some(_)) => "the SQS record's fields are not of the types Lambda sends",
+    };
+    Record {
+        kind: SourceKind::Sqs,
+        source_id: message_id.clone().unwrap_or_default(),
+        receive_count,
+        group,
+        body: body.map_or_else(|| sqs_safe_json(raw), str::to_owned),
+        document: Err(Failure::malformed(failure)),
+        event_id_hint: message_id,
+    }
+}
+
 /// An SQS body holds a whole EventBridge event (a rule targeting the queue) or a bare
 /// change document.
-fn sqs_body_document(value: &Value, carrier: Carrier) -> Result<ChangeDocument, Failure> {
-    match value {
+fn sqs_body_document(value: Value, carrier: Carrier) -> Result<ChangeDocument, Failure> {
+    match &value {
         Value::Object(map) if is_eventbridge(map) => {
             // The event's own id and time win over the message's.
-            eventbridge_document(map, carrier)
+            let event = serde_json::from_value::<EventBridgeEvent<Value>>(value)
+                .map_err(|_| unreadable_eventbridge())?;
+            eventbridge_document(event, carrier)
         }
-        _ => read_document(value, carrier),
+        _ => read_document(&value, carrier),
     }
 }
 
@@ -268,6 +328,37 @@ mod tests {
             1_764_403_200_000,
             "SentTimestamp is the default OccurredAt"
         );
+    }
+
+    #[test]
+    fn a_record_whose_fields_are_not_of_the_types_lambda_sends_fails_alone() {
+        let good = json!({"UserId": "u-1", "IdentityInfo": {"FirstName": "A"}}).to_string();
+        let mut odd = record("m-2", &good);
+        odd["attributes"]["ApproximateReceiveCount"] = json!(2);
+        let payload = sqs(vec![record("m-1", &good), odd, record("m-3", &good)]);
+        let Invocation::Sqs { records, .. } = read_invocation(&payload).unwrap() else {
+            panic!("expected SQS");
+        };
+        assert!(records[0].document.is_ok());
+        assert!(records[2].document.is_ok());
+        assert_eq!(
+            records[1].document.as_ref().unwrap_err().class,
+            ErrorClass::MalformedEvent
+        );
+        assert_eq!(records[1].source_id, "m-2", "still known by its messageId");
+        assert_eq!(records[1].body, good, "the body is kept byte for byte");
+    }
+
+    #[test]
+    fn an_eventbridge_event_with_an_unreadable_time_is_malformed_without_echoing_it() {
+        let mut event = eventbridge(json!({"UserId": "u-1", "IdentityInfo": {}}));
+        event["time"] = json!("jane.doe@example.com");
+        let Invocation::EventBridge(rec) = read_invocation(&event).unwrap() else {
+            panic!("expected EventBridge");
+        };
+        let failure = rec.document.unwrap_err();
+        assert_eq!(failure.class, ErrorClass::MalformedEvent);
+        assert!(!failure.message.contains("jane"), "{}", failure.message);
     }
 
     #[test]
