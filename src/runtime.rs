@@ -22,6 +22,7 @@ pub type App = Pipeline<ConnectDirectory, SqsDeadLetters>;
 /// (`AWS_ENDPOINT_URL_*`, `AWS_REGION`, credentials), rate limits and caches.
 pub async fn build(config: Config) -> App {
     use aws_config::retry::RetryConfig;
+    use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
     use aws_config::timeout::TimeoutConfig;
 
     // Standard retries: the per-operation limiters already pace calls to the quota. The
@@ -35,6 +36,9 @@ pub async fn build(config: Config) -> App {
                 .operation_attempt_timeout(config.attempt_timeout)
                 .build(),
         )
+        // The attempt timeout bounds a response that stalls; the stall monitor would
+        // add a throughput check (a timer and its polls) to every response body.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .load()
         .await;
     let connect_config = aws_sdk_connect::config::Builder::from(&shared)
