@@ -40,11 +40,15 @@ pub fn read_invocation(payload: &Value) -> Result<Invocation, Failure> {
             .map(|raw| (raw, SqsMessage::deserialize(raw).ok()))
             .collect();
         // A record that did not read as an SQS message is still told by its raw fields.
-        let raw_text =
-            |raw: &Value, key: &str| raw.get(key).and_then(Value::as_str).map(str::to_owned);
-        let from_sqs = |(raw, m): &(&Value, Option<SqsMessage>)| match m {
-            Some(m) => m.event_source.as_deref() == Some("aws:sqs"),
-            None => raw_text(raw, "eventSource").as_deref() == Some("aws:sqs"),
+        fn raw_text<'a>(raw: &'a Value, key: &str) -> Option<&'a str> {
+            raw.get(key).and_then(Value::as_str)
+        }
+        let from_sqs = |(raw, m): &(&Value, Option<SqsMessage>)| {
+            let source = match m {
+                Some(m) => m.event_source.as_deref(),
+                None => raw_text(raw, "eventSource"),
+            };
+            source == Some("aws:sqs")
         };
         if !messages.iter().all(from_sqs) {
             return Err(Failure::malformed(
@@ -53,7 +57,7 @@ pub fn read_invocation(payload: &Value) -> Result<Invocation, Failure> {
         }
         let fifo = messages.iter().any(|(raw, m)| {
             match m {
-                Some(m) => m.event_source_arn.clone(),
+                Some(m) => m.event_source_arn.as_deref(),
                 None => raw_text(raw, "eventSourceARN"),
             }
             .is_some_and(|arn| arn.ends_with(".fifo"))
