@@ -19,13 +19,17 @@ use tracing::Instrument;
 use crate::domain::change::ChangeRequest;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
+use crate::domain::identity::Field;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
-use crate::domain::ports::{DeadLetterSink, Directory};
+use crate::domain::ports::{CallFailure, DeadLetterSink, Directory};
 use crate::domain::record::{Disposition, HandBack, Record};
 
-use apply::{Op, Outcome};
-use plan::{Target, Unit, Work, build_lanes, coalesce};
+use apply::{Op, Tally, UserLocks};
+use plan::{Target, Unit, Work, build_lanes};
 use settle::{Ids, log_disposition, record_span};
+
+pub use apply::MAX_ATTEMPTS;
+pub use plan::{Judgement, judge, order};
 
 /// How the pipeline paces itself.
 #[derive(Debug, Clone)]
@@ -36,9 +40,53 @@ pub struct Settings {
     pub concurrency: usize,
     /// Time kept free before the deadline to send the reply.
     pub deadline_margin: Duration,
-    /// The longest one Connect call may take (one attempt); no call starts with less
+    /// The longest one attempt of a Connect call may take; no attempt starts with less
     /// time than this left before the deadline less the margin.
     pub call_budget: Duration,
+}
+
+/// How the work on one record (or on a group of coalesced records) ended.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Updated(Vec<Field>),
+    Unchanged,
+    /// Failed, after this many attempts of the failing call.
+    Failed(Failure, u32),
+    /// Not done before the deadline.
+    Deferred,
+}
+
+impl From<Failure> for Outcome {
+    fn from(f: Failure) -> Self {
+        Outcome::Failed(f, 0)
+    }
+}
+
+impl From<CallFailure> for Outcome {
+    fn from(f: CallFailure) -> Self {
+        Outcome::Failed(f.failure, f.attempts)
+    }
+}
+
+/// Counts per Connect operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerOperation {
+    pub describe_instance: u32,
+    pub search_users: u32,
+    pub describe_user: u32,
+    pub update_user_identity_info: u32,
+}
+
+/// What one invocation did: how each record ended, in order, and what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub dispositions: Vec<Disposition>,
+    /// Connect calls made, each attempt counted (cached answers are no call).
+    pub calls: PerOperation,
+    /// Attempts Connect answered with a throttle.
+    pub throttled: PerOperation,
+    /// Time spent waiting for limiter tokens, summed over every attempt.
+    pub limiter_wait: Duration,
 }
 
 /// Client-side rate limits per Connect operation, shared by every task of the container.
@@ -93,8 +141,10 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         }
     }
 
-    /// Handles the records of one invocation and returns how each ended, in order.
-    pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> Vec<Disposition> {
+    /// Handles the records of one invocation: how each ended, in order, and what the
+    /// invocation cost in Connect calls.
+    pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {
+        let tally = Tally::default();
         let default_instance = self.admission.default_instance.as_ref();
         let mut ids: Vec<Ids> = records
             .iter()
@@ -121,7 +171,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             })
             .collect();
 
-        let targets = self.resolve_users(admitted, deadline).await;
+        let targets = self.resolve_users(admitted, deadline, &tally).await;
         for (i, target) in targets.iter().enumerate() {
             if let Ok(t) = target {
                 ids[i].instance_id = Some(t.instance.to_string());
@@ -129,20 +179,22 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             }
         }
         let lanes = build_lanes(records, targets, fifo);
+        let locks = UserLocks::default();
 
         let mut dispositions: Vec<Option<Disposition>> = vec![None; records.len()];
         let settled: Vec<Vec<(usize, Disposition)>> = stream::iter(lanes)
-            .map(|lane| self.run_lane(lane, records, &ids, fifo, deadline))
+            .map(|lane| self.run_lane(lane, records, &ids, fifo, deadline, &locks, &tally))
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
         for (i, d) in settled.into_iter().flatten() {
             dispositions[i] = Some(d);
         }
-        dispositions
+        let dispositions = dispositions
             .into_iter()
             .map(|d| d.expect("every record belongs to exactly one lane"))
-            .collect()
+            .collect();
+        tally.report(dispositions)
     }
 
     /// Resolves every distinct username once (cached by the directory).
@@ -150,6 +202,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         &self,
         admitted: Vec<Result<ChangeRequest, Failure>>,
         deadline: Instant,
+        tally: &Tally,
     ) -> Vec<Result<Target, Outcome>> {
         let mut names: Vec<(InstanceId, String)> = admitted
             .iter()
@@ -166,13 +219,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         names.dedup();
         let found: HashMap<(InstanceId, String), Result<UserId, Outcome>> = stream::iter(names)
             .map(|key| async move {
-                let result = self
-                    .call(
-                        Op::SearchUsers,
-                        deadline,
-                        self.directory.find_user(&key.0, &key.1),
-                    )
-                    .await;
+                let result = self.resolve(&key.0, &key.1, deadline, tally).await;
                 (key, result)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
@@ -197,6 +244,27 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             .collect()
     }
 
+    /// Resolves one username: from the cache without a call, else with `SearchUsers`.
+    async fn resolve(
+        &self,
+        instance: &InstanceId,
+        username: &str,
+        deadline: Instant,
+        tally: &Tally,
+    ) -> Result<UserId, Outcome> {
+        if let Some(hit) = self.directory.cached_user(instance, username) {
+            return Ok(hit);
+        }
+        self.call(Op::SearchUsers, deadline, tally, || {
+            self.directory.find_user(instance, username)
+        })
+        .await
+    }
+
+    /// Works through one lane's units in order. In FIFO, once a record is handed back
+    /// every later record of the lane is handed back too, record by record, even one
+    /// that shared the handed-back record's update.
+    #[allow(clippy::too_many_arguments)]
     async fn run_lane(
         &self,
         lane: Vec<Unit>,
@@ -204,35 +272,47 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         ids: &[Ids],
         fifo: bool,
         deadline: Instant,
+        locks: &UserLocks,
+        tally: &Tally,
     ) -> Vec<(usize, Disposition)> {
         let mut out = Vec::new();
         let mut blocked = false;
         for unit in lane {
-            if blocked {
-                for i in unit.members {
-                    let d = Disposition::HandedBack(HandBack::GroupOrder);
-                    log_disposition(&records[i], &ids[i], &d, None, &[]);
-                    out.push((i, d));
-                }
-                continue;
-            }
-            let outcome = match unit.work {
-                Work::Done(outcome) => outcome,
-                Work::Apply {
-                    instance,
-                    user,
-                    changes,
-                } => AssertUnwindSafe(self.apply(&instance, &user, coalesce(changes), deadline))
+            let n = unit.members.len();
+            let outcomes: Vec<Outcome> = if blocked {
+                Vec::new()
+            } else {
+                match unit.work {
+                    Work::Done(outcome) => vec![outcome],
+                    Work::Apply {
+                        instance,
+                        user,
+                        changes,
+                    } => AssertUnwindSafe(
+                        self.apply_user(&instance, &user, &changes, deadline, locks, tally),
+                    )
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| {
-                        Outcome::from(Failure::unknown("internal error while applying the change"))
+                        vec![
+                            Outcome::from(Failure::unknown(
+                                "internal error while applying the change"
+                            ));
+                            n
+                        ]
                     }),
+                }
             };
-            for i in unit.members {
+            for (k, i) in unit.members.into_iter().enumerate() {
+                if blocked {
+                    let d = Disposition::HandedBack(HandBack::GroupOrder);
+                    log_disposition(&records[i], &ids[i], &d, None, &[]);
+                    out.push((i, d));
+                    continue;
+                }
                 let span = record_span(&records[i], &ids[i]);
                 let d = self
-                    .settle(&records[i], &ids[i], &outcome, deadline)
+                    .settle(&records[i], &ids[i], &outcomes[k], deadline)
                     .instrument(span)
                     .await;
                 blocked |= fifo && matches!(d, Disposition::HandedBack(_));

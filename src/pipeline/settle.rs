@@ -1,8 +1,10 @@
 //! Settlement per record: acknowledge, dead-letter with its class, or hand back, and
-//! the one log line each record ends with.
+//! the one log line each record ends with. A dead-letter send starts only while it
+//! can finish before the reply is due, and once started it is never cut short: SQS
+//! may already have taken the message.
 
 use chrono::Utc;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tracing::{info, info_span, warn};
 
 use crate::domain::error::{ErrorClass, Failure};
@@ -10,8 +12,8 @@ use crate::domain::identity::Field;
 use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
+use super::Outcome;
 use super::Pipeline;
-use super::apply::Outcome;
 
 /// The ids a record is known by, for its span, its log line and its dead letter.
 #[derive(Debug, Clone, Default)]
@@ -79,13 +81,23 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             body: record.body.clone(),
             group: record.group.clone(),
         };
-        let send_by = deadline
-            .checked_sub(self.settings.deadline_margin / 2)
+        // The dead-letter client bounds a send (its retries included) to half the
+        // margin; the other half is kept for the reply.
+        let send_budget = self.settings.deadline_margin / 2;
+        let last_start = deadline
+            .checked_sub(self.settings.deadline_margin)
             .unwrap_or_else(Instant::now);
-        let sent = match timeout_at(send_by, self.sink.send(&letter)).await {
-            Ok(result) => result,
-            Err(_) => Err("the dead-letter send did not finish before the deadline".into()),
-        };
+        if Instant::now() > last_start {
+            let d = if can_hand_back {
+                Disposition::HandedBack(HandBack::Deadline)
+            } else {
+                Disposition::NotAcknowledged(class)
+            };
+            warn!(error_class = %class, "no time left for a dead-letter send of at most {send_budget:?}; the record is not acknowledged");
+            log_disposition(record, ids, &d, Some(&failure), &[]);
+            return d;
+        }
+        let sent = self.sink.send(&letter).await;
         let d = match sent {
             Ok(()) => Disposition::DeadLettered(class),
             Err(reason) => {
