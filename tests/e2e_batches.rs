@@ -181,3 +181,58 @@ async fn slow_failing_update_attempts_near_a_short_deadline_never_start_unless_t
             .all(Vec::is_empty)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_tried_once() {
+    let stack = start(fixtures::stack(BIN, 0).env("CONNECT_ATTEMPT_TIMEOUT_MS", "400")).await;
+    // The connection drops once the request is in.
+    stack.emulator.inject_fault(
+        Fault::new(Operation::UpdateUserIdentityInfo, "Disconnect", 1).for_user("u-cwu"),
+    );
+    let event = fixtures::eventbridge(
+        "ev-dropped",
+        &change(INSTANCE, "u-cwu", &json!({"LastName": "Wood"})),
+    );
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(
+        reply,
+        json!({"outcome": "dead_lettered", "errorClass": "UnknownError"})
+    );
+    let letters = stack
+        .sqs
+        .receive_all(&stack.dlq("UnknownError").url)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    let message = letters[0].attr("ErrorMessage").unwrap_or_default();
+    assert!(message.contains("the outcome is unknown"), "{message}");
+
+    // Slower than an attempt may take: the SDK's attempt timeout ends it.
+    stack.emulator.set_latency(
+        Operation::UpdateUserIdentityInfo,
+        Duration::from_millis(900),
+    );
+    let event = fixtures::sqs_event(
+        QUEUE,
+        &[Record::json(
+            "m-slow",
+            &change(INSTANCE, "u-dlee", &json!({"LastName": "Leigh"})),
+        )],
+    );
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), vec!["m-slow"]);
+    let updates = stack.emulator.calls(Operation::UpdateUserIdentityInfo);
+    let per_user = |u: &str| {
+        updates
+            .iter()
+            .filter(|c| c.user_id.as_deref() == Some(u))
+            .count()
+    };
+    assert_eq!(per_user("u-cwu"), 1, "not tried again blindly");
+    assert_eq!(per_user("u-dlee"), 1, "not tried again blindly");
+    assert!(
+        stack.function.logs().contains("the outcome is unknown"),
+        "{}",
+        stack.function.logs()
+    );
+}

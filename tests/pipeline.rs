@@ -9,6 +9,7 @@ use common::*;
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::instance::IdentityManagement;
+use connect_identity_sync::domain::ports::Reach;
 use connect_identity_sync::domain::record::{Disposition, HandBack};
 use connect_identity_sync::pipeline::RateLimits;
 use serde_json::{Value, json};
@@ -810,5 +811,59 @@ async fn the_run_report_counts_attempts_throttles_and_limiter_wait_per_operation
         report.limiter_wait >= Duration::from_millis(50),
         "{:?}",
         report.limiter_wait
+    );
+}
+
+#[tokio::test]
+async fn a_connection_refused_before_sending_is_retried_like_any_retryable_failure() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::NotSent)],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"), 1, None),
+    ]}));
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated]);
+    assert_eq!(report.calls.update_user_identity_info, 2);
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Uno"));
+}
+
+#[tokio::test]
+async fn an_update_whose_connection_broke_after_sending_is_not_retried_but_a_read_is() {
+    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    connect.fail_reaching(
+        "DescribeUser",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"), 3, None),
+    ]}));
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::DeadLettered(ErrorClass::UnknownError)]
+    );
+    assert_eq!(report.calls.describe_user, 2, "the read was tried again");
+    assert_eq!(report.calls.update_user_identity_info, 1, "never blindly");
+    let letter = queues.letters.lock().unwrap()[0].clone();
+    assert!(
+        letter.message.contains("the outcome is unknown"),
+        "{}",
+        letter.message
     );
 }
