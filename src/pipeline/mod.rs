@@ -19,8 +19,7 @@ use tracing::Instrument;
 use crate::domain::change::ChangeRequest;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
-use crate::domain::identity::Field;
-use crate::domain::identity::{InstanceId, UserId, UserRef};
+use crate::domain::identity::{Field, InstanceId, UserId, UserRef};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory};
 use crate::domain::record::{Disposition, HandBack, Record};
 

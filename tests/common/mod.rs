@@ -22,13 +22,16 @@ use tokio::time::Instant;
 
 pub const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
+/// A scripted failure: its class and how far the request got.
+pub type Fault = (ErrorClass, Reach);
+
 #[derive(Default)]
 pub struct FakeConnect {
     pub kind: Mutex<Option<IdentityManagement>>,
     pub users: Mutex<HashMap<String, (String, UserRecord)>>,
     /// Scripted failures, one per call (attempt): (operation, user id) → the class to
     /// fail with and how far the request got, in order.
-    pub faults: Mutex<HashMap<(&'static str, String), Vec<(ErrorClass, Reach)>>>,
+    pub faults: Mutex<HashMap<(&'static str, String), Vec<Fault>>>,
     pub latency: Mutex<Duration>,
     /// Extra latency of one operation, on top of `latency`.
     pub op_latency: Mutex<HashMap<&'static str, Duration>>,
@@ -303,6 +306,21 @@ pub fn records(payload: &Value) -> (Vec<Record>, bool) {
         Invocation::Sqs { records, fifo } => (records, fifo),
         Invocation::EventBridge(r) => (vec![*r], false),
     }
+}
+
+/// Connect with one user, `u-1` (username `a`), no protected profile.
+pub fn one_user() -> FakeConnect {
+    FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])])
+}
+
+/// A batch of one SQS record.
+pub fn one_record(
+    id: &str,
+    body: &Value,
+    receive_count: u32,
+    group: Option<&str>,
+) -> (Vec<Record>, bool) {
+    records(&json!({ "Records": [sqs_record(id, body, receive_count, group)] }))
 }
 
 pub fn in_seconds(s: u64) -> Instant {
