@@ -42,9 +42,9 @@ pub async fn build(config: Config) -> App {
         .build();
     let connect = aws_sdk_connect::Client::from_conf(connect_config);
     // Dead letters: the SDK's standard retries, the whole send (retries included)
-    // bounded to half the deadline margin, so that a send started before the
-    // deadline less the margin ends before the reply is due.
-    let send_budget = config.settings.deadline_margin / 2;
+    // bounded by the pipeline's dead-letter budget, which it starts a send only
+    // within, so that a send ends before the reply is due.
+    let send_budget = config.settings.dead_letter_budget();
     let sqs_config = aws_sdk_sqs::config::Builder::from(&shared)
         .retry_config(
             RetryConfig::standard()

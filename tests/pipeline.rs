@@ -362,8 +362,10 @@ async fn a_direct_event_past_the_deadline_is_dead_lettered_as_unknown_error() {
     let event = json!({"id": "ev-1", "detail-type": "x", "source": "s", "time": "2026-11-29T10:00:00Z",
         "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "Uno"}}});
     let (recs, _) = records(&event);
+    // Too late for a Connect attempt (200 ms before the 100 ms margin), not for a dead
+    // letter (100 ms before half the margin).
     let d = pipeline(&connect, &queues)
-        .run(&recs, false, Instant::now() + Duration::from_millis(150))
+        .run(&recs, false, Instant::now() + Duration::from_millis(250))
         .await
         .dispositions;
     assert_eq!(d, vec![Disposition::DeadLettered(ErrorClass::UnknownError)]);

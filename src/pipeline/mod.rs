@@ -44,6 +44,15 @@ pub struct Settings {
     pub call_budget: Duration,
 }
 
+impl Settings {
+    /// The longest a dead-letter send may take, its retries included: half the margin
+    /// (the other half is kept for the reply), and never less than 100 ms, so that a
+    /// margin of zero does not make every send time out.
+    pub fn dead_letter_budget(&self) -> Duration {
+        (self.deadline_margin / 2).max(Duration::from_millis(100))
+    }
+}
+
 /// How the work on one record (or on a group of coalesced records) ended.
 #[derive(Debug, Clone)]
 enum Outcome {
