@@ -37,6 +37,11 @@ pub async fn build(config: Config) -> App {
         )
         .load()
         .await;
+    if config.watermarks.is_none() {
+        tracing::warn!(
+            "WATERMARK_TABLE is not set: no staleness guard, so a change redelivered after a newer change to the same field overwrites it"
+        );
+    }
     let connect_config = aws_sdk_connect::config::Builder::from(&shared)
         .interceptor(AttemptCounter)
         .build();
