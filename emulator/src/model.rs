@@ -335,4 +335,15 @@ pub struct JournalEntry {
     pub request_body: serde_json::Value,
     /// When the call arrived, in milliseconds since the Unix epoch.
     pub at: u64,
+    /// When the reply was ready, in milliseconds since the Unix epoch; `None` while
+    /// the call is being answered.
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    /// Arrival order: unique and increasing across the emulator's life.
+    #[serde(default)]
+    pub seq: u64,
+    /// The access key id the request was signed with (SigV4 `Credential=`), telling
+    /// callers with different credentials apart.
+    #[serde(default)]
+    pub caller: Option<String>,
 }

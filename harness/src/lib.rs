@@ -17,12 +17,12 @@ pub mod stack;
 use std::path::PathBuf;
 
 pub use dynamodb::{Dynamo, WATERMARK_TABLE};
-pub use esm::{Batch, BatchOutcome, EventSourceMapping, MappingReport, sqs_event};
+pub use esm::{Batch, BatchOutcome, EventSourceMapping, MappingReport, run_together, sqs_event};
 pub use function::{Function, FunctionConfig};
 pub use moto::Moto;
 pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
-pub use stack::{Stack, StackConfig};
+pub use stack::{Replica, Stack, StackConfig};
 
 pub use connect_emulator;
 
