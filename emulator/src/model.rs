@@ -335,8 +335,8 @@ pub struct JournalEntry {
     pub request_body: serde_json::Value,
     /// When the call arrived, in milliseconds since the Unix epoch.
     pub at: u64,
-    /// When the reply was ready, in milliseconds since the Unix epoch; `None` while
-    /// the call is being answered.
+    /// When the answer was ready (after any latency), in milliseconds since the Unix
+    /// epoch; `None` while the call is in progress or if the caller went away first.
     #[serde(default)]
     pub finished_at: Option<u64>,
     /// Arrival order: unique and increasing across the emulator's life.
