@@ -84,33 +84,37 @@ async fn a_lease_on_a_user_refuses_a_second_one_until_it_is_released() {
         .store
         .acquire(&instance(), &user(USER), soon())
         .await
-        .expect("first lease");
+        .expect("first lease")
+        .expect("not leased elsewhere");
     assert!(first.watermarks.is_empty(), "a new user has no watermarks");
     assert_eq!(first.lease.key, format!("{INSTANCE}#{USER}"));
 
-    assert_unknown(
+    assert_eq!(
         db.store.acquire(&instance(), &user(USER), soon()).await,
-        "leased by another invocation",
+        Ok(None),
+        "a second lease in the same container is refused"
     );
     // Another container (a second adapter) is refused just the same.
     let other = DynamoWatermarks::new(client(&db.moto.endpoint()), WATERMARK_TABLE, RETENTION);
-    assert_unknown(
+    assert_eq!(
         other.acquire(&instance(), &user(USER), soon()).await,
-        "leased by another invocation",
+        Ok(None)
     );
     // Other users are not blocked.
     let neighbour = db
         .store
         .acquire(&instance(), &user(OTHER_USER), soon())
         .await
-        .expect("another user's lease");
+        .expect("another user's lease")
+        .expect("not leased elsewhere");
     db.store.release(&neighbour.lease, None).await.unwrap();
 
     db.store.release(&first.lease, None).await.expect("release");
     let again = other
         .acquire(&instance(), &user(USER), soon())
         .await
-        .expect("free once released");
+        .expect("free once released")
+        .expect("not leased elsewhere");
     other.release(&again.lease, None).await.unwrap();
 }
 
@@ -125,17 +129,19 @@ async fn a_lease_whose_holder_died_lapses_and_the_holder_can_no_longer_write() {
             Utc::now() + TimeDelta::milliseconds(300),
         )
         .await
-        .expect("lease");
-    assert_unknown(
+        .expect("lease")
+        .expect("not leased elsewhere");
+    assert_eq!(
         db.store.acquire(&instance(), &user(USER), soon()).await,
-        "leased",
+        Ok(None)
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let next = db
         .store
         .acquire(&instance(), &user(USER), soon())
         .await
-        .expect("a lapsed lease is taken over");
+        .expect("a lapsed lease is taken over")
+        .expect("not leased elsewhere");
 
     let late = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:01Z"));
     assert_unknown(
@@ -164,7 +170,8 @@ async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move
         .store
         .acquire(&instance(), &user(USER), soon())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("not leased elsewhere");
     let marks = FieldWatermarks::default()
         .with(Field::LastName, t("2026-01-01T10:00:05.123456789Z"))
         .with(Field::Mobile, t("2026-01-01T09:00:00Z"));
@@ -191,7 +198,8 @@ async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move
         .store
         .acquire(&instance(), &user(USER), soon())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("not leased elsewhere");
     assert_eq!(next.watermarks, marks, "nanoseconds survive the round trip");
 
     let backwards = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:01Z"));
@@ -204,7 +212,8 @@ async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move
         .store
         .acquire(&instance(), &user(USER), soon())
         .await
-        .unwrap();
+        .unwrap()
+        .expect("not leased elsewhere");
     assert_eq!(
         last.watermarks, marks,
         "the older watermark was not written"

@@ -164,21 +164,21 @@ pub struct Leased {
 
 /// Where the staleness guard keeps each user's watermarks (SPEC §2.5).
 ///
-/// Every failure is `UnknownError` (retryable): on SQS the user's records are handed
-/// back and come again; no change is applied without the guard.
+/// Every failure is `UnknownError` (retryable), and so is a lease that stays held by
+/// another invocation: on SQS the user's records are handed back and come again; no
+/// change is applied without the guard.
 pub trait Watermarks: Send + Sync {
     /// Takes the lease on `user` until `until` and reads the user's watermarks, in one
-    /// request.
+    /// request; `None` while another lease on the user is running.
     ///
     /// # Errors
-    /// `UnknownError` when another lease on the user is still running, the table is
-    /// missing or unreachable, or it throttles.
+    /// `UnknownError` when the table is missing or unreachable, or it throttles.
     fn acquire(
         &self,
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Leased, CallFailure>> + Send;
+    ) -> impl Future<Output = Result<Option<Leased>, CallFailure>> + Send;
 
     /// Writes `advanced` (when the update succeeded or found nothing to change; never
     /// backwards) and gives the lease up, in one request. `None` only gives it up.

@@ -106,10 +106,9 @@ fn failure(
 ) -> CallFailure {
     let what = match err {
         SdkError::ServiceError(service) => match service.err() {
-            UpdateItemError::ConditionalCheckFailedException(_) => match operation {
-                "acquire" => "the user is leased by another invocation",
-                _ => "the lease was no longer held",
-            },
+            UpdateItemError::ConditionalCheckFailedException(_) => {
+                "the lease was no longer held, or a watermark would have moved back"
+            }
             UpdateItemError::ResourceNotFoundException(_) => "the table does not exist",
             UpdateItemError::ProvisionedThroughputExceededException(_)
             | UpdateItemError::RequestLimitExceeded(_)
@@ -150,7 +149,7 @@ impl Watermarks for DynamoWatermarks {
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
-    ) -> Result<Leased, CallFailure> {
+    ) -> Result<Option<Leased>, CallFailure> {
         let now = Utc::now();
         let lease = Lease {
             key: item_key(instance, user),
@@ -161,7 +160,7 @@ impl Watermarks for DynamoWatermarks {
             ),
             until,
         };
-        let out = self
+        let sent = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -177,8 +176,16 @@ impl Watermarks for DynamoWatermarks {
             .expression_attribute_values(":exp", self.expiry(now))
             .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(|e| failure("acquire", &e))?;
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(failure("acquire", &e)),
+        };
         let item = out.attributes().cloned().unwrap_or_default();
         let watermarks = match read_watermarks(&item) {
             Ok(marks) => marks,
@@ -192,7 +199,7 @@ impl Watermarks for DynamoWatermarks {
                 ));
             }
         };
-        Ok(Leased { lease, watermarks })
+        Ok(Some(Leased { lease, watermarks }))
     }
 
     async fn release(
