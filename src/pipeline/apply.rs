@@ -62,6 +62,8 @@ pub(super) struct Tally {
     pub(super) superseded: AtomicU32,
     /// Requests made to the watermark table.
     pub(super) watermark_requests: AtomicU32,
+    /// Users whose lease was taken.
+    pub(super) guarded_users: AtomicU32,
 }
 
 impl Tally {
@@ -83,6 +85,7 @@ impl Tally {
             limiter_wait: Duration::from_micros(self.limiter_wait_us.load(Ordering::Relaxed)),
             superseded: self.superseded.load(Ordering::Relaxed),
             watermark_requests: self.watermark_requests.load(Ordering::Relaxed),
+            guarded_users: self.guarded_users.load(Ordering::Relaxed),
         }
     }
 }

@@ -114,6 +114,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             }
             sleep(backoff).await;
         };
+        tally.guarded_users.fetch_add(1, Ordering::Relaxed);
         let (changes, superseded): (Vec<_>, Vec<_>) = changes
             .iter()
             .map(|c| {

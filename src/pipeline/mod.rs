@@ -94,6 +94,8 @@ pub struct RunReport {
     pub superseded: u32,
     /// Requests made to the watermark table (each lease try and each release).
     pub watermark_requests: u32,
+    /// Users whose read-modify-write ran under a lease.
+    pub guarded_users: u32,
 }
 
 /// Client-side rate limits per Connect operation, shared by every task of the container.
@@ -219,7 +221,17 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             .into_iter()
             .map(|d| d.expect("every record belongs to exactly one lane"))
             .collect();
-        tally.report(dispositions)
+        let report = tally.report(dispositions);
+        if self.watermarks.is_some() {
+            tracing::info!(
+                records = records.len(),
+                superseded = report.superseded,
+                guarded_users = report.guarded_users,
+                watermark_requests = report.watermark_requests,
+                "staleness guard"
+            );
+        }
+        report
     }
 
     /// Resolves every distinct username once (cached by the directory).
