@@ -439,3 +439,69 @@ async fn two_containers_on_one_queue_leave_every_user_with_the_newest_value_of_e
         "shuffled redeliveries were never superseded"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_dies_mid_apply_blocks_the_user_only_until_its_lease_lapses() {
+    let timeout = Duration::from_secs(4);
+    let mut stack = guarded(0)
+        .function_timeout(timeout)
+        .env("CONNECT_ATTEMPT_TIMEOUT_MS", "1500")
+        .start()
+        .await
+        .expect("stack");
+    let body = at(
+        "u-cwu",
+        &json!({"LastName": "Wu-Lin"}),
+        "2026-03-01T10:00:05Z",
+    );
+    let event = fixtures::sqs_event(&stack.source.arn, &[Record::json("m-1", &body)]);
+    // The update hangs in Connect; the container dies while it waits.
+    stack
+        .emulator
+        .set_latency(Operation::UpdateUserIdentityInfo, Duration::from_secs(30));
+    let runtime = stack.runtime.clone();
+    let started = tokio::time::Instant::now();
+    let pending = tokio::spawn(async move { runtime.invoke_json(&event, timeout).await });
+    let until = started + Duration::from_secs(3);
+    while calls_for(&stack, Operation::UpdateUserIdentityInfo, "u-cwu") == 0 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no update was attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stack.function.kill();
+    // Its invocation never gets a reply.
+    pending.abort();
+    let next = stack
+        .start_replica("AKIAIOSFODNN7NEXTONE")
+        .await
+        .expect("a new container");
+    stack
+        .emulator
+        .set_latency(Operation::UpdateUserIdentityInfo, Duration::ZERO);
+
+    // The new container meets the dead one's lease: the record is handed back.
+    let again = fixtures::sqs_event(&stack.source.arn, &[Record::json("m-1", &body).received(2)]);
+    let reply = response(
+        next.runtime.invoke_json(&again, timeout).await.unwrap(),
+        &stack,
+    );
+    assert_eq!(batch_item_failures(&reply), vec!["m-1".to_owned()]);
+    let describes = calls_for(&stack, Operation::DescribeUser, "u-cwu");
+    assert_eq!(describes, 1, "only the dead container read the user");
+
+    // Once the lease has lapsed (its deadline + 2 s), the change applies.
+    let lapsed = started + timeout + Duration::from_millis(2500);
+    assert!(
+        tokio::time::Instant::now() < lapsed,
+        "the lease had lapsed before the new container asked for it"
+    );
+    tokio::time::sleep_until(lapsed).await;
+    let reply = response(
+        next.runtime.invoke_json(&again, timeout).await.unwrap(),
+        &stack,
+    );
+    assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
+    assert_eq!(identity(&stack, "u-cwu")["LastName"], "Wu-Lin");
+}
