@@ -113,17 +113,16 @@ async fn one_user_reached_through_two_fifo_groups_with_slow_updates_keeps_both_c
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_failing_update_attempts_near_a_short_deadline_never_start_unless_they_can_finish() {
-    // An attempt may take 1.5 s; each takes 1 s and fails. The first starts at once
-    // and ends after the latest start (2.6 s - 0.3 s - 1.5 s = 0.8 s): no second one
-    // may start, though the deadline is 1.5 s away.
-    const TIMEOUT_MS: u64 = 2600;
+/// Update attempts that each take 1 s and fail, for one record, with attempts of at
+/// most 1.5 s and a 0.3 s margin before a deadline `timeout_ms` away. Asserts from the
+/// emulator's journal that every attempt started no later than the latest start and
+/// ran to its end before the deadline less the margin; returns how many were made.
+async fn slow_failing_attempts(timeout_ms: u64) -> usize {
     const ATTEMPT_MS: u64 = 1500;
     const MARGIN_MS: u64 = 300;
     let stack = start(
         fixtures::stack(BIN, 0)
-            .function_timeout(Duration::from_millis(TIMEOUT_MS))
+            .function_timeout(Duration::from_millis(timeout_ms))
             .env("CONNECT_ATTEMPT_TIMEOUT_MS", ATTEMPT_MS.to_string())
             .env("DEADLINE_MARGIN_MS", MARGIN_MS.to_string()),
     )
@@ -151,14 +150,13 @@ async fn slow_failing_update_attempts_near_a_short_deadline_never_start_unless_t
     let reply = response(stack.invoke(&event).await.unwrap(), &stack);
     let replied = now_ms();
     assert!(
-        replied - sent < TIMEOUT_MS,
+        replied - sent < timeout_ms,
         "the reply came before the deadline"
     );
     assert_eq!(batch_item_failures(&reply), vec!["m-slow"]);
-    // The deadline is at least `sent + TIMEOUT_MS`; a little later for the delivery.
-    let latest_start = sent + TIMEOUT_MS - MARGIN_MS - ATTEMPT_MS;
+    // The deadline is at least `sent + timeout_ms`; a little later for the delivery.
+    let latest_start = sent + timeout_ms - MARGIN_MS - ATTEMPT_MS;
     let attempts = stack.emulator.calls(Operation::UpdateUserIdentityInfo);
-    assert!(!attempts.is_empty());
     assert!(attempts.len() <= 3, "at most three attempts: {attempts:?}");
     for a in &attempts {
         assert!(
@@ -170,7 +168,7 @@ async fn slow_failing_update_attempts_near_a_short_deadline_never_start_unless_t
         let finished = a.finished_at.unwrap_or_else(|| {
             panic!("an attempt was cut short: {a:?}\n{}", stack.function.logs())
         });
-        assert!(finished <= sent + TIMEOUT_MS - MARGIN_MS + 50);
+        assert!(finished <= sent + timeout_ms - MARGIN_MS + 50);
     }
     assert!(
         stack
@@ -179,5 +177,75 @@ async fn slow_failing_update_attempts_near_a_short_deadline_never_start_unless_t
             .unwrap()
             .values()
             .all(Vec::is_empty)
+    );
+    attempts.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_failing_update_attempts_near_a_short_deadline_never_start_unless_they_can_finish() {
+    // The first attempt ends after the latest start (2.6 s - 0.3 s - 1.5 s = 0.8 s): no
+    // second one may start, though the deadline is 1.5 s away.
+    assert_eq!(slow_failing_attempts(2600).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_failing_update_attempts_are_retried_while_another_attempt_fits() {
+    // Latest start 4 s - 0.3 s - 1.5 s = 2.2 s: the second attempt (about 1.1 s) fits,
+    // the third (about 2.3 s) does not, though the deadline is 1.7 s away.
+    assert_eq!(slow_failing_attempts(4000).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_tried_once() {
+    let stack = start(fixtures::stack(BIN, 0).env("CONNECT_ATTEMPT_TIMEOUT_MS", "400")).await;
+    // The connection drops once the request is in.
+    stack.emulator.inject_fault(
+        Fault::new(Operation::UpdateUserIdentityInfo, "Disconnect", 1).for_user("u-cwu"),
+    );
+    let event = fixtures::eventbridge(
+        "ev-dropped",
+        &change(INSTANCE, "u-cwu", &json!({"LastName": "Wood"})),
+    );
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(
+        reply,
+        json!({"outcome": "dead_lettered", "errorClass": "UnknownError"})
+    );
+    let letters = stack
+        .sqs
+        .receive_all(&stack.dlq("UnknownError").url)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    let message = letters[0].attr("ErrorMessage").unwrap_or_default();
+    assert!(message.contains("the outcome is unknown"), "{message}");
+
+    // Slower than an attempt may take: the SDK's attempt timeout ends it.
+    stack.emulator.set_latency(
+        Operation::UpdateUserIdentityInfo,
+        Duration::from_millis(900),
+    );
+    let event = fixtures::sqs_event(
+        QUEUE,
+        &[Record::json(
+            "m-slow",
+            &change(INSTANCE, "u-dlee", &json!({"LastName": "Leigh"})),
+        )],
+    );
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), vec!["m-slow"]);
+    let updates = stack.emulator.calls(Operation::UpdateUserIdentityInfo);
+    let per_user = |u: &str| {
+        updates
+            .iter()
+            .filter(|c| c.user_id.as_deref() == Some(u))
+            .count()
+    };
+    assert_eq!(per_user("u-cwu"), 1, "not tried again blindly");
+    assert_eq!(per_user("u-dlee"), 1, "not tried again blindly");
+    assert!(
+        stack.function.logs().contains("the outcome is unknown"),
+        "{}",
+        stack.function.logs()
     );
 }

@@ -336,7 +336,7 @@ pub struct JournalEntry {
     /// When the call arrived, in milliseconds since the Unix epoch.
     pub at: u64,
     /// When the answer was ready (after any latency), in milliseconds since the Unix
-    /// epoch; `None` while the call is in progress or if the caller went away first.
+    /// epoch; `None` until then.
     #[serde(default)]
     pub finished_at: Option<u64>,
     /// Arrival order: unique and increasing across the emulator's life.

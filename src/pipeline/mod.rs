@@ -20,8 +20,7 @@ use tracing::Instrument;
 use crate::domain::change::ChangeRequest;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
-use crate::domain::identity::Field;
-use crate::domain::identity::{InstanceId, UserId, UserRef};
+use crate::domain::identity::{Field, InstanceId, UserId, UserRef};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record};
 
@@ -45,6 +44,15 @@ pub struct Settings {
     /// The longest one attempt of a Connect call may take; no attempt starts with less
     /// time than this left before the deadline less the margin.
     pub call_budget: Duration,
+}
+
+impl Settings {
+    /// The longest a dead-letter send may take, its retries included: half the margin
+    /// (the other half is kept for the reply), and never less than 100 ms, so that a
+    /// margin of zero does not make every send time out.
+    pub fn dead_letter_budget(&self) -> Duration {
+        (self.deadline_margin / 2).max(Duration::from_millis(100))
+    }
 }
 
 /// How the work on one record (or on a group of coalesced records) ended.
@@ -184,7 +192,10 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                         user_id,
                     }
                 }
-                Err(_) => Ids::default(),
+                Err(_) => Ids {
+                    event_id: r.event_id_hint.clone(),
+                    ..Ids::default()
+                },
             })
             .collect();
         let admitted: Vec<Result<ChangeRequest, Failure>> = records

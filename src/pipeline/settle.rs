@@ -81,11 +81,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             body: record.body.clone(),
             group: record.group.clone(),
         };
-        // The dead-letter client bounds a send (its retries included) to half the
-        // margin; the other half is kept for the reply.
-        let send_budget = self.settings.deadline_margin / 2;
+        // The dead-letter client bounds a send (its retries included) to this budget;
+        // half the margin is kept for the reply.
+        let send_budget = self.settings.dead_letter_budget();
         let last_start = deadline
-            .checked_sub(self.settings.deadline_margin)
+            .checked_sub(self.settings.deadline_margin / 2 + send_budget)
             .unwrap_or_else(Instant::now);
         if Instant::now() > last_start {
             let d = if can_hand_back {
