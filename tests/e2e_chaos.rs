@@ -48,7 +48,7 @@ fn plan() -> Vec<Planned> {
         applies: Some((u, name)),
         classes: RETRYABLE.to_vec(),
     };
-    for i in 0..280 {
+    for i in 0..240 {
         out.push(applies("apply", next_user(), format!("Chaos{i}")));
     }
     for i in 0..20 {
