@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::domain::error::ErrorClass;
-use crate::domain::ports::{DeadLetterSink, Directory};
+use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::Disposition;
 use crate::inbound::{Invocation, read_invocation};
 use crate::pipeline::Pipeline;
@@ -56,8 +56,8 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
 /// # Errors
 /// `MalformedEvent` for a payload of no known shape; `DeadLetterUnavailable` when a
 /// record that cannot be handed back could not be dead-lettered.
-pub async fn handle<D: Directory, S: DeadLetterSink>(
-    pipeline: &Pipeline<D, S>,
+pub async fn handle<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
     payload: &Value,
     deadline: Instant,
 ) -> Result<Value, InvocationError> {

@@ -14,9 +14,10 @@ use crate::config::{Config, ConfigError};
 use crate::handler::{deadline_from_epoch_ms, handle};
 use crate::outbound::connect::{AttemptCounter, ConnectDirectory};
 use crate::outbound::dead_letter::SqsDeadLetters;
+use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
-pub type App = Pipeline<ConnectDirectory, SqsDeadLetters>;
+pub type App = Pipeline<ConnectDirectory, SqsDeadLetters, DynamoWatermarks>;
 
 /// Builds the function: SDK clients from the standard AWS configuration
 /// (`AWS_ENDPOINT_URL_*`, `AWS_REGION`, credentials), rate limits and caches.
@@ -37,6 +38,11 @@ pub async fn build(config: Config) -> App {
         )
         .load()
         .await;
+    if config.watermarks.is_none() {
+        tracing::warn!(
+            "WATERMARK_TABLE is not set: no staleness guard, so a change redelivered after a newer change to the same field overwrites it"
+        );
+    }
     let connect_config = aws_sdk_connect::config::Builder::from(&shared)
         .interceptor(AttemptCounter)
         .build();
@@ -59,6 +65,22 @@ pub async fn build(config: Config) -> App {
         )
         .build();
     let sqs = aws_sdk_sqs::Client::from_conf(sqs_config);
+    // The watermark table: the SDK's standard retries absorb a brief throttle; the
+    // pipeline bounds each request by the deadline.
+    let watermarks = config.watermarks.map(|w| {
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(std::time::Duration::from_millis(20)),
+            )
+            .build();
+        DynamoWatermarks::new(
+            aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+            w.table,
+            w.retention,
+        )
+    });
     Pipeline::new(
         ConnectDirectory::new(connect),
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
@@ -66,6 +88,7 @@ pub async fn build(config: Config) -> App {
         config.settings,
         RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
     )
+    .with_watermarks(watermarks)
 }
 
 /// Serves invocations until the Runtime API goes away.
