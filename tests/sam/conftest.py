@@ -117,7 +117,14 @@ def stack(tmp_path_factory):
         sqs = boto3.client("sqs", endpoint_url=sqs_url, region_name="us-east-1",
                            aws_access_key_id="x", aws_secret_access_key="x")
         dlqs = {c: sqs.create_queue(QueueName=f"dlq-{kebab(c)}")["QueueUrl"] for c in CLASSES}
-        env = {"AWS_ENDPOINT_URL_CONNECT": connect_url, "AWS_ENDPOINT_URL_SQS": sqs_url}
+        # The watermark table the template's function guards its updates with, in moto.
+        dynamodb = boto3.client("dynamodb", endpoint_url=sqs_url, region_name="us-east-1",
+                                aws_access_key_id="x", aws_secret_access_key="x")
+        dynamodb.create_table(TableName="identity-watermarks", BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+        env = {"AWS_ENDPOINT_URL_CONNECT": connect_url, "AWS_ENDPOINT_URL_SQS": sqs_url,
+               "AWS_ENDPOINT_URL_DYNAMODB": sqs_url, "WATERMARK_TABLE": "identity-watermarks"}
         env.update({CLASSES[c]: url for c, url in dlqs.items()})
         env_vars = tmp / "env-vars.json"
         env_vars.write_text(json.dumps({FUNCTION: env}))

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The template's environment is overridden only where a local endpoint is named: the
-//! Connect and SQS endpoints and the dead-letter queue URLs. Everything else comes from
+//! Connect, SQS and DynamoDB endpoints, the dead-letter queue URLs and the watermark
+//! table's local name. Everything else comes from
 //! the template and its parameters (`--param`, passed as `--parameter-overrides`).
 
 use std::collections::BTreeMap;
@@ -307,6 +308,15 @@ async fn run(args: Args) -> Result<bool, String> {
         json!(emulator.endpoint_url()),
     );
     env.insert("AWS_ENDPOINT_URL_SQS".into(), json!(moto.endpoint()));
+    // The template's watermark table, made in moto (which serves DynamoDB beside SQS)
+    // under a local name: the guard refuses to apply anything unguarded without it.
+    harness::Dynamo::new(&moto.endpoint())
+        .await
+        .create_watermark_table(harness::WATERMARK_TABLE)
+        .await
+        .map_err(|e| e.to_string())?;
+    env.insert("AWS_ENDPOINT_URL_DYNAMODB".into(), json!(moto.endpoint()));
+    env.insert("WATERMARK_TABLE".into(), json!(harness::WATERMARK_TABLE));
     for (class, var) in ERROR_CLASSES {
         let queue = sqs
             .create_queue(&QueueSpec::new(format!("dlq-{}", kebab(class))))
