@@ -8,4 +8,5 @@ pub mod handler;
 pub mod inbound;
 pub mod outbound;
 pub mod pipeline;
+pub mod redrive;
 pub mod runtime;

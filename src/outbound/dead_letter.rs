@@ -12,8 +12,11 @@ use crate::domain::ports::{DeadLetter, DeadLetterSink};
 
 /// SQS allows attribute values this long; the SPEC caps `ErrorMessage` at 1024 bytes.
 const ERROR_MESSAGE_MAX: usize = 1024;
-/// The message group of a dead letter without one, on a FIFO dead-letter queue.
-const DEFAULT_GROUP: &str = "connect-identity-sync";
+/// The message group of a dead letter without one, on a FIFO dead-letter queue (and
+/// of a redriven message without one, on a FIFO target).
+pub const DEFAULT_GROUP: &str = "connect-identity-sync";
+/// The message attribute that names a dead letter's failure class.
+pub const ERROR_CLASS_ATTRIBUTE: &str = "ErrorClass";
 
 pub struct SqsDeadLetters {
     client: Client,
@@ -30,7 +33,11 @@ impl SqsDeadLetters {
 /// The message attributes of a dead letter, by name.
 pub fn attributes(letter: &DeadLetter) -> Vec<(&'static str, &'static str, String)> {
     let mut attrs = vec![
-        ("ErrorClass", "String", letter.class.as_str().to_owned()),
+        (
+            ERROR_CLASS_ATTRIBUTE,
+            "String",
+            letter.class.as_str().to_owned(),
+        ),
         (
             "ErrorMessage",
             "String",
