@@ -1,15 +1,17 @@
 //! One invocation end to end: read the payload, run the pipeline, build the reply
-//! (SPEC §4).
+//! (SPEC §4) and the invocation's metrics summary (SPEC §7).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::domain::error::ErrorClass;
 use crate::domain::ports::{DeadLetterSink, Directory};
 use crate::domain::record::Disposition;
 use crate::inbound::{Invocation, read_invocation};
+use crate::metrics::Summary;
 use crate::pipeline::Pipeline;
 
 /// An invocation that fails as a whole.
@@ -61,16 +63,61 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
     payload: &Value,
     deadline: Instant,
 ) -> Result<Value, InvocationError> {
-    let invocation = read_invocation(payload).map_err(|f| {
-        tracing::warn!(error_class = %f.class, error_message = %f.message, "invocation refused");
-        InvocationError::MalformedEvent(f.message)
-    })?;
+    invoke(pipeline, payload, deadline, false).await.reply
+}
+
+/// One invocation's reply and what it did.
+#[derive(Debug)]
+pub struct Handled {
+    pub reply: Result<Value, InvocationError>,
+    pub summary: Summary,
+}
+
+/// Handles one invocation payload, as [`handle`], and sums up its outcomes. With
+/// `dry_run` (the directory then sends no update), every log line of the invocation
+/// carries `dry_run` and an EventBridge reply adds `"dryRun": true`.
+pub async fn invoke<D: Directory, S: DeadLetterSink>(
+    pipeline: &Pipeline<D, S>,
+    payload: &Value,
+    deadline: Instant,
+    dry_run: bool,
+) -> Handled {
+    let span = if dry_run {
+        tracing::info_span!("invocation", dry_run = true)
+    } else {
+        tracing::Span::none()
+    };
+    let (reply, dispositions) = run(pipeline, payload, deadline).instrument(span).await;
+    let mut summary = Summary::of_dispositions(&dispositions);
+    summary.dry_run = dry_run;
+    let reply = match reply {
+        Ok(mut v) if dry_run && v.get("outcome").is_some() => {
+            v["dryRun"] = json!(true);
+            Ok(v)
+        }
+        other => other,
+    };
+    Handled { reply, summary }
+}
+
+async fn run<D: Directory, S: DeadLetterSink>(
+    pipeline: &Pipeline<D, S>,
+    payload: &Value,
+    deadline: Instant,
+) -> (Result<Value, InvocationError>, Vec<Disposition>) {
+    let invocation = match read_invocation(payload) {
+        Ok(invocation) => invocation,
+        Err(f) => {
+            tracing::warn!(error_class = %f.class, error_message = %f.message, "invocation refused");
+            return (Err(InvocationError::MalformedEvent(f.message)), Vec::new());
+        }
+    };
     match invocation {
         Invocation::EventBridge(record) => {
             let d = pipeline
                 .run(std::slice::from_ref(&record), false, deadline)
                 .await;
-            eventbridge_reply(&d[0])
+            (eventbridge_reply(&d[0]), d)
         }
         Invocation::Sqs { records, fifo } => {
             let dispositions = pipeline.run(&records, fifo, deadline).await;
@@ -78,7 +125,11 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
                 .iter()
                 .find(|d| matches!(d, Disposition::NotAcknowledged(_)))
             {
-                return Err(InvocationError::DeadLetterUnavailable(*class));
+                let class = *class;
+                return (
+                    Err(InvocationError::DeadLetterUnavailable(class)),
+                    dispositions,
+                );
             }
             let failures: Vec<Value> = records
                 .iter()
@@ -86,7 +137,7 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
                 .filter(|(r, d)| matches!(d, Disposition::HandedBack(_)) && !r.source_id.is_empty())
                 .map(|(r, _)| json!({ "itemIdentifier": r.source_id }))
                 .collect();
-            Ok(json!({ "batchItemFailures": failures }))
+            (Ok(json!({ "batchItemFailures": failures })), dispositions)
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Adapters to the outside systems: Amazon Connect and the dead-letter queues. They
-//! translate and classify; they decide no policy.
+//! Adapters to the outside systems: Amazon Connect (with its dry-run switch) and the
+//! dead-letter queues. They translate and classify; they decide no policy.
 
 pub mod connect;
 pub mod dead_letter;
+pub mod dry_run;
