@@ -96,6 +96,25 @@ async fn setup(target: &str) -> Setup {
     }
 }
 
+impl Setup {
+    /// Dead letters of `class` with these bodies, in the dead-letter queue.
+    async fn put(&self, class: &str, bodies: &[&str]) {
+        for body in bodies {
+            self.sqs
+                .send(&self.dlq.url, &letter(class, body))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A redrive from the dead-letter queue to the target with `extra` arguments.
+    async fn redrive(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["--from", &self.dlq.url, "--to", &self.target.url];
+        args.extend_from_slice(extra);
+        redrive(&self.moto, &args).await
+    }
+}
+
 fn sorted_bodies(messages: &[harness::Message]) -> Vec<String> {
     let mut bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
     bodies.sort();
@@ -105,35 +124,14 @@ fn sorted_bodies(messages: &[harness::Message]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_chosen_class_moves_byte_for_byte_and_the_others_stay_visible() {
     let s = setup("identity-changes").await;
-    for body in BODIES {
-        s.sqs
-            .send(&s.dlq.url, &letter("ValidationError", body))
-            .await
-            .unwrap();
-    }
-    for body in ["{\"a\":1}", "{\"b\":2}"] {
-        s.sqs
-            .send(&s.dlq.url, &letter("PolicyViolation", body))
-            .await
-            .unwrap();
-    }
+    s.put("ValidationError", &BODIES).await;
+    s.put("PolicyViolation", &["{\"a\":1}", "{\"b\":2}"]).await;
     s.sqs
         .send(&s.dlq.url, &Outgoing::new("no class attribute"))
         .await
         .unwrap();
 
-    let run = redrive(
-        &s.moto,
-        &[
-            "--from",
-            &s.dlq.url,
-            "--to",
-            &s.target.url,
-            "--class",
-            "ValidationError",
-        ],
-    )
-    .await;
+    let run = s.redrive(&["--class", "ValidationError"]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let rows = run.rows();
     assert_eq!(rows["ValidationError"], (4, 4, 0), "{}", run.stdout);
@@ -164,7 +162,7 @@ async fn a_fifo_target_gets_the_original_group_or_a_stable_one_and_a_deduplicati
         .send(&s.dlq.url, &letter("UnknownError", BODIES[0]))
         .await
         .unwrap();
-    let run = redrive(&s.moto, &["--from", &s.dlq.url, "--to", &s.target.url]).await;
+    let run = s.redrive(&[]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 
     // From a FIFO dead-letter queue: each message keeps its group.
@@ -209,12 +207,7 @@ async fn a_fifo_target_gets_the_original_group_or_a_stable_one_and_a_deduplicati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_refuses_the_send_leaves_every_message_in_the_dead_letter_queue() {
     let s = setup("unused").await;
-    for body in BODIES {
-        s.sqs
-            .send(&s.dlq.url, &letter("ResourceNotFoundException", body))
-            .await
-            .unwrap();
-    }
+    s.put("ResourceNotFoundException", &BODIES).await;
     let missing = format!("{}/123456789012/no-such-queue", s.moto.endpoint());
     let run = redrive(&s.moto, &["--from", &s.dlq.url, "--to", &missing]).await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
@@ -234,29 +227,11 @@ async fn a_target_that_refuses_the_send_leaves_every_message_in_the_dead_letter_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_counts_what_would_move_and_moves_nothing() {
     let s = setup("identity-changes").await;
-    for body in BODIES {
-        s.sqs
-            .send(&s.dlq.url, &letter("InvalidParameterException", body))
-            .await
-            .unwrap();
-    }
-    s.sqs
-        .send(&s.dlq.url, &letter("MalformedEvent", "x"))
-        .await
-        .unwrap();
-    let run = redrive(
-        &s.moto,
-        &[
-            "--from",
-            &s.dlq.url,
-            "--to",
-            &s.target.url,
-            "--class",
-            "InvalidParameterException",
-            "--dry-run",
-        ],
-    )
-    .await;
+    s.put("InvalidParameterException", &BODIES).await;
+    s.put("MalformedEvent", &["x"]).await;
+    let run = s
+        .redrive(&["--class", "InvalidParameterException", "--dry-run"])
+        .await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.rows()["InvalidParameterException"], (4, 0, 4));
     assert_eq!(run.rows()["MalformedEvent"], (1, 0, 1));

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::policy::EmailDomains;
-use connect_identity_sync::handler::invoke;
+use connect_identity_sync::handler::{Handled, invoke};
 use connect_identity_sync::outbound::dry_run::DryRunnable;
 use connect_identity_sync::pipeline::{Pipeline, RateLimits};
 use serde_json::json;
@@ -49,8 +49,8 @@ fn eventbridge(detail: serde_json::Value) -> serde_json::Value {
            "time": "2026-11-29T09:00:00Z", "region": "us-east-1", "resources": [], "detail": detail})
 }
 
-#[tokio::test]
-async fn a_dry_run_reads_and_checks_but_sends_no_update_and_its_reply_says_so() {
+/// One change to u-jdoe's LastName through a directory with dry run on or off.
+async fn change_last_name(dry_run: bool) -> (FakeConnect, Handled) {
     let connect = contact_centre();
     let queues = FakeQueues::default();
     let event = eventbridge(change(
@@ -58,7 +58,19 @@ async fn a_dry_run_reads_and_checks_but_sends_no_update_and_its_reply_says_so() 
         json!({"LastName": "Doerr"}),
         "2026-11-29T09:00:00Z",
     ));
-    let handled = invoke(&dry(&connect, &queues, true), &event, in_seconds(10), true).await;
+    let handled = invoke(
+        &dry(&connect, &queues, dry_run),
+        &event,
+        in_seconds(10),
+        dry_run,
+    )
+    .await;
+    (connect, handled)
+}
+
+#[tokio::test]
+async fn a_dry_run_reads_and_checks_but_sends_no_update_and_its_reply_says_so() {
+    let (connect, handled) = change_last_name(true).await;
     assert_eq!(
         handled.reply.unwrap(),
         json!({"outcome": "updated", "dryRun": true})
@@ -72,20 +84,7 @@ async fn a_dry_run_reads_and_checks_but_sends_no_update_and_its_reply_says_so() 
 
 #[tokio::test]
 async fn without_dry_run_the_same_directory_sends_the_update() {
-    let connect = contact_centre();
-    let queues = FakeQueues::default();
-    let event = eventbridge(change(
-        "u-jdoe",
-        json!({"LastName": "Doerr"}),
-        "2026-11-29T09:00:00Z",
-    ));
-    let handled = invoke(
-        &dry(&connect, &queues, false),
-        &event,
-        in_seconds(10),
-        false,
-    )
-    .await;
+    let (connect, handled) = change_last_name(false).await;
     assert_eq!(handled.reply.unwrap(), json!({"outcome": "updated"}));
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
     assert_eq!(connect.user("u-jdoe").last_name.as_deref(), Some("Doerr"));
