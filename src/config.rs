@@ -126,50 +126,40 @@ impl Config {
             &get,
             "MAX_RECEIVE_COUNT",
             3u32,
-            |n| *n >= 1,
-            "a whole number of at least 1",
+            |n| RECEIVE_COUNTS.contains(n),
+            "a whole number from 1 to 999 (it must stay below the source queue's redrive maxReceiveCount, at most 1000)",
         )?;
-        let positive = |n: &f64| n.is_finite() && *n > 0.0;
-        let rps_update = number(
-            &get,
-            "CONNECT_RPS_UPDATE",
-            2.0,
-            positive,
-            "a positive number",
-        )?;
-        let rps_describe = number(
-            &get,
-            "CONNECT_RPS_DESCRIBE",
-            10.0,
-            positive,
-            "a positive number",
-        )?;
-        let rps_search = number(
-            &get,
-            "CONNECT_RPS_SEARCH",
-            2.0,
-            positive,
-            "a positive number",
-        )?;
+        let rate = |var: &str, default: f64| {
+            number(
+                &get,
+                var,
+                default,
+                |n: &f64| RATES.contains(n),
+                "requests per second from 0.01 to 1000",
+            )
+        };
+        let rps_update = rate("CONNECT_RPS_UPDATE", 2.0)?;
+        let rps_describe = rate("CONNECT_RPS_DESCRIBE", 10.0)?;
+        let rps_search = rate("CONNECT_RPS_SEARCH", 2.0)?;
         let attempt_ms = number(
             &get,
             "CONNECT_ATTEMPT_TIMEOUT_MS",
             3000u64,
-            |n| (100..=60_000).contains(n),
+            |n| ATTEMPT_TIMEOUTS_MS.contains(n),
             "milliseconds from 100 to 60000",
         )?;
         let margin_ms = number(
             &get,
             "DEADLINE_MARGIN_MS",
             500u64,
-            |n| *n <= 60_000,
-            "milliseconds up to 60000",
+            |n| DEADLINE_MARGINS_MS.contains(n),
+            "milliseconds from 0 to 60000",
         )?;
         let concurrency = number(
             &get,
             "MAX_CONCURRENT_USERS",
             4usize,
-            |n| (1..=64).contains(n),
+            |n| CONCURRENT_USERS.contains(n),
             "a whole number from 1 to 64",
         )?;
 
@@ -255,6 +245,19 @@ impl Operations {
     }
 }
 
+/// `MAX_RECEIVE_COUNT`: SQS allows a redrive `maxReceiveCount` of at most 1000, and this
+/// must stay below it.
+pub const RECEIVE_COUNTS: std::ops::RangeInclusive<u32> = 1..=999;
+/// `CONNECT_RPS_*`: one call per 100 s up to far above any Connect quota; the limiter's
+/// period (1 / rate) stays a whole number of nanoseconds well inside `Duration`.
+pub const RATES: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
+/// `CONNECT_ATTEMPT_TIMEOUT_MS`: one attempt of one Connect call.
+pub const ATTEMPT_TIMEOUTS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+/// `DEADLINE_MARGIN_MS`: time kept free before the invocation's deadline.
+pub const DEADLINE_MARGINS_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
+/// `MAX_CONCURRENT_USERS`.
+pub const CONCURRENT_USERS: std::ops::RangeInclusive<usize> = 1..=64;
+
 fn split(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
@@ -272,7 +275,15 @@ fn number<T: std::str::FromStr>(
             .parse::<T>()
             .ok()
             .filter(|n| valid(n))
-            .ok_or_else(|| err(var, format!("'{raw}' is not {expected}"))),
+            .ok_or_else(|| err(var, format!("'{}' is not {expected}", shown(&raw)))),
+    }
+}
+
+/// A refused value as the init error quotes it: at most 64 characters.
+fn shown(raw: &str) -> String {
+    match raw.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &raw[..end]),
+        None => raw.to_owned(),
     }
 }
 
@@ -429,5 +440,148 @@ mod tests {
             !p.allowed_instances
                 .contains(&InstanceId::parse(INSTANCE).unwrap())
         );
+    }
+
+    const NUMERIC: [&str; 7] = [
+        "MAX_RECEIVE_COUNT",
+        "CONNECT_RPS_UPDATE",
+        "CONNECT_RPS_DESCRIBE",
+        "CONNECT_RPS_SEARCH",
+        "CONNECT_ATTEMPT_TIMEOUT_MS",
+        "DEADLINE_MARGIN_MS",
+        "MAX_CONCURRENT_USERS",
+    ];
+
+    /// What start-up does with a configuration: nothing downstream may panic on it.
+    fn start_with(c: &Config) {
+        let _limits = crate::pipeline::RateLimits::new(c.rps_update, c.rps_describe, c.rps_search);
+        let later = tokio::time::Instant::now() + Duration::from_secs(900);
+        let _ = later.checked_sub(c.settings.deadline_margin + c.settings.call_budget);
+        let _ = c.settings.deadline_margin / 2;
+    }
+
+    #[test]
+    fn a_rate_out_of_range_names_its_variable_instead_of_panicking() {
+        for var in [
+            "CONNECT_RPS_UPDATE",
+            "CONNECT_RPS_DESCRIBE",
+            "CONNECT_RPS_SEARCH",
+        ] {
+            for value in [
+                "1e10", "1e300", "inf", "-inf", "infinity", "NaN", "0", "-0", "0.0", "-0.0",
+                "0.009", "1000.5", "1e-320", "-2",
+            ] {
+                let e = failing(&[(var, value)]);
+                assert_eq!(e.variable, var, "{var}={value}");
+                assert!(e.to_string().contains(var), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn rates_at_the_ends_of_the_range_start() {
+        for value in ["0.01", "1000", "1e3", "0.5", "2"] {
+            let mut pairs = base();
+            pairs.push(("CONNECT_RPS_UPDATE", value));
+            let c = Config::from_lookup(lookup(&pairs)).expect(value);
+            start_with(&c);
+        }
+    }
+
+    #[test]
+    fn a_receive_count_of_zero_or_above_what_sqs_redrive_allows_names_its_variable() {
+        for value in ["0", "-0", "-1", "1000", "1001", "4294967296", "1.5", "3 "] {
+            let mut pairs = base();
+            pairs.push(("MAX_RECEIVE_COUNT", value));
+            match Config::from_lookup(lookup(&pairs)) {
+                // A value trimmed to "3" is fine.
+                Ok(c) => assert_eq!((value, c.settings.max_receive_count), ("3 ", 3)),
+                Err(e) => assert_eq!(e.variable, "MAX_RECEIVE_COUNT", "{value}"),
+            }
+        }
+        let mut pairs = base();
+        pairs.push(("MAX_RECEIVE_COUNT", "999"));
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs))
+                .unwrap()
+                .settings
+                .max_receive_count,
+            999
+        );
+    }
+
+    #[test]
+    fn huge_or_overflowing_durations_name_their_variable() {
+        for var in ["CONNECT_ATTEMPT_TIMEOUT_MS", "DEADLINE_MARGIN_MS"] {
+            for value in [
+                "60001",
+                "86400000",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999999",
+                "-1",
+                "1e3",
+            ] {
+                assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
+            }
+        }
+        assert_eq!(
+            failing(&[("CONNECT_ATTEMPT_TIMEOUT_MS", "0")]).variable,
+            "CONNECT_ATTEMPT_TIMEOUT_MS"
+        );
+    }
+
+    #[test]
+    fn a_concurrency_out_of_range_names_its_variable() {
+        for value in ["0", "65", "18446744073709551616", "-4"] {
+            assert_eq!(
+                failing(&[("MAX_CONCURRENT_USERS", value)]).variable,
+                "MAX_CONCURRENT_USERS"
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_refused_value_is_quoted_shortened() {
+        let value = "9".repeat(100_000);
+        let mut pairs = base();
+        pairs.push(("CONNECT_RPS_UPDATE", &value));
+        let e = Config::from_lookup(lookup(&pairs)).unwrap_err();
+        assert_eq!(e.variable, "CONNECT_RPS_UPDATE");
+        assert!(e.to_string().len() < 300, "{}", e.to_string().len());
+    }
+
+    fn numeric_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::string::string_regex(".{0,24}").unwrap(),
+            proptest::string::string_regex(
+                "[-+]?[0-9]{0,25}([.][0-9]{0,6})?([eE][-+]?[0-9]{1,4})?"
+            )
+            .unwrap(),
+            any::<f64>().prop_map(|f| f.to_string()),
+            any::<i128>().prop_map(|n| n.to_string()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_string_in_a_numeric_variable_starts_or_names_the_variable(
+            var in proptest::sample::select(NUMERIC.to_vec()),
+            value in numeric_text(),
+        ) {
+            let mut pairs: Vec<(&str, &str)> = base();
+            pairs.push((var, &value));
+            match std::panic::catch_unwind(|| Config::from_lookup(lookup(&pairs))) {
+                Err(_) => proptest::prop_assert!(false, "{var}={value:?} panicked"),
+                Ok(Ok(c)) => {
+                    let started = std::panic::catch_unwind(|| start_with(&c));
+                    proptest::prop_assert!(started.is_ok(), "{var}={value:?} panicked downstream");
+                }
+                Ok(Err(e)) => proptest::prop_assert_eq!(e.variable, var),
+            }
+        }
     }
 }

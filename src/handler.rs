@@ -121,22 +121,29 @@ async fn run<D: Directory, S: DeadLetterSink>(
         }
         Invocation::Sqs { records, fifo } => {
             let dispositions = pipeline.run(&records, fifo, deadline).await;
-            if let Some(Disposition::NotAcknowledged(class)) = dispositions
-                .iter()
-                .find(|d| matches!(d, Disposition::NotAcknowledged(_)))
-            {
-                let class = *class;
-                return (
-                    Err(InvocationError::DeadLetterUnavailable(class)),
-                    dispositions,
-                );
+            let mut failures: Vec<Value> = Vec::new();
+            for (record, d) in records.iter().zip(&dispositions) {
+                if !matches!(
+                    d,
+                    Disposition::HandedBack(_) | Disposition::NotAcknowledged(_)
+                ) {
+                    continue;
+                }
+                if record.source_id.is_empty() {
+                    // SQS gives every record a messageId, so this one was made by hand. It
+                    // cannot be named in batchItemFailures (an empty identifier fails the
+                    // whole batch), and failing the invocation would deliver every
+                    // neighbour again: it ends here, said at ERROR with its class.
+                    tracing::error!(
+                        source = record.kind.as_str(),
+                        outcome = d.outcome(),
+                        error_class = d.class().map_or("", ErrorClass::as_str),
+                        "a record without a messageId could not be dead-lettered and cannot be handed back on its own; it is dropped"
+                    );
+                } else {
+                    failures.push(json!({ "itemIdentifier": record.source_id }));
+                }
             }
-            let failures: Vec<Value> = records
-                .iter()
-                .zip(&dispositions)
-                .filter(|(r, d)| matches!(d, Disposition::HandedBack(_)) && !r.source_id.is_empty())
-                .map(|(r, _)| json!({ "itemIdentifier": r.source_id }))
-                .collect();
             (Ok(json!({ "batchItemFailures": failures })), dispositions)
         }
     }

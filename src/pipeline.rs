@@ -162,7 +162,10 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
                         user_id,
                     }
                 }
-                Err(_) => Ids::default(),
+                Err(_) => Ids {
+                    event_id: r.event_id_hint.clone(),
+                    ..Ids::default()
+                },
             })
             .collect();
         let admitted: Vec<Result<ChangeRequest, Failure>> = records

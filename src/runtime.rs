@@ -119,43 +119,70 @@ pub async fn report_init_error(error: &ConfigError) {
     }
 }
 
-/// Logs as `lambda_runtime` does (`AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL`,
-/// `RUST_LOG`), except that the runtime's own trace of raw payloads, which carry
-/// personal data, is never written.
+/// Logs as `lambda_runtime` does (`AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL`, else
+/// `RUST_LOG`, else `INFO`), under a second filter that no directive can open: the
+/// libraries that write payloads, request and response bodies or service error
+/// messages (which echo request values) at their lower levels are capped above those
+/// levels, whatever the level or per-target directive asks.
 pub fn init_logging() {
-    use lambda_runtime::tracing::subscriber::{EnvFilter, fmt};
-    let mut directives = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+    use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
+    use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
+    use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
+    use lambda_runtime::tracing::subscriber::{fmt, registry};
+
+    let directives = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "INFO".into());
-    if directives.to_ascii_lowercase().contains("trace") {
-        // At TRACE these write raw payloads and request bodies.
-        for target in PAYLOAD_TRACERS {
-            directives.push_str(&format!(",{target}=debug"));
-        }
-    }
-    let filter = EnvFilter::builder().parse_lossy(directives);
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse_lossy(directives);
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("JSON"));
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time();
+    let layer = fmt::layer().with_target(false).without_time();
+    let subscriber = registry().with(filter).with(payload_cap());
     if json {
-        builder.json().init();
+        subscriber.with(layer.json()).init();
     } else {
-        builder.init();
+        subscriber.with(layer).init();
     }
 }
 
-const PAYLOAD_TRACERS: [&str; 8] = [
-    "lambda_runtime",
-    "lambda_runtime_api_client",
-    "aws_smithy_runtime",
-    "aws_smithy_http_client",
-    "aws_sigv4",
-    "hyper",
-    "hyper_util",
-    "h2",
-];
+/// The most each library that can log personal data may write. A global filter: an
+/// event passes only if both this and the directives of `init_logging` let it.
+pub fn payload_cap() -> lambda_runtime::tracing::subscriber::filter::Targets {
+    use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
+    PAYLOAD_CAPS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    )
+}
+
+/// Targets and the level they are capped at, with what the level below would write.
+const PAYLOAD_CAPS: [(&str, lambda_runtime::tracing::level_filters::LevelFilter); 17] = {
+    use lambda_runtime::tracing::level_filters::LevelFilter;
+    [
+        // TRACE: every raw invocation payload ("raw JSON event received from Lambda").
+        ("lambda_runtime", LevelFilter::DEBUG),
+        ("lambda_runtime_api_client", LevelFilter::DEBUG),
+        // DEBUG: orchestrator errors, with the service's error message (Connect's echo
+        // request values); TRACE: whole requests, responses and outputs.
+        ("aws_smithy_runtime", LevelFilter::INFO),
+        ("aws_smithy_runtime_api", LevelFilter::INFO),
+        ("aws_smithy_http_client", LevelFilter::INFO),
+        ("aws_smithy_http", LevelFilter::INFO),
+        ("aws_smithy_types", LevelFilter::INFO),
+        ("aws_smithy_json", LevelFilter::INFO),
+        ("aws_sigv4", LevelFilter::INFO),
+        ("aws_runtime", LevelFilter::INFO),
+        ("aws_config", LevelFilter::INFO),
+        ("aws_sdk_connect", LevelFilter::INFO),
+        ("aws_sdk_sqs", LevelFilter::INFO),
+        // TRACE: frames, headers and buffers of the HTTP connections.
+        ("hyper", LevelFilter::DEBUG),
+        ("hyper_util", LevelFilter::DEBUG),
+        ("h2", LevelFilter::DEBUG),
+        ("rustls", LevelFilter::DEBUG),
+    ]
+};
 
 /// A payload that is not JSON would be refused by the runtime before the handler
 /// sees it, with an error type of the runtime's; read as `null` it reaches the handler
@@ -191,5 +218,32 @@ where
             invocation.body = bytes::Bytes::from_static(b"null");
         }
         Box::pin(self.0.call(invocation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_runtime::tracing::Level;
+
+    #[test]
+    fn the_payload_cap_stops_library_traces_whatever_the_directives_say() {
+        let cap = super::payload_cap();
+        for target in [
+            "lambda_runtime::layers::api_response",
+            "lambda_runtime_api_client",
+            "hyper::proto::h1::io",
+        ] {
+            assert!(!cap.would_enable(target, &Level::TRACE), "{target}");
+            assert!(cap.would_enable(target, &Level::DEBUG), "{target}");
+        }
+        for target in [
+            "aws_smithy_runtime::client::orchestrator",
+            "aws_sdk_connect::operation",
+            "aws_config::meta",
+        ] {
+            assert!(!cap.would_enable(target, &Level::DEBUG), "{target}");
+            assert!(cap.would_enable(target, &Level::INFO), "{target}");
+        }
+        assert!(cap.would_enable("connect_identity_sync::pipeline", &Level::TRACE));
     }
 }

@@ -169,3 +169,72 @@ async fn a_dead_letter_url_that_is_not_a_url_stops_the_function() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_too_high_for_the_limiter_stops_the_function_instead_of_panicking() {
+    refused(
+        valid().env("CONNECT_RPS_UPDATE", "1e10"),
+        "CONNECT_RPS_UPDATE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_rate_stops_the_function() {
+    refused(
+        valid().env("CONNECT_RPS_DESCRIBE", "inf"),
+        "CONNECT_RPS_DESCRIBE",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_of_zero_or_minus_zero_stops_the_function() {
+    refused(valid().env("CONNECT_RPS_SEARCH", "0"), "CONNECT_RPS_SEARCH").await;
+    refused(
+        valid().env("CONNECT_RPS_SEARCH", "-0"),
+        "CONNECT_RPS_SEARCH",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_receive_count_of_zero_stops_the_function() {
+    refused(valid().env("MAX_RECEIVE_COUNT", "0"), "MAX_RECEIVE_COUNT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_receive_count_sqs_redrive_cannot_stay_above_stops_the_function() {
+    refused(
+        valid().env("MAX_RECEIVE_COUNT", "1000"),
+        "MAX_RECEIVE_COUNT",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_attempt_timeout_stops_the_function() {
+    refused(
+        valid().env("CONNECT_ATTEMPT_TIMEOUT_MS", "86400000"),
+        "CONNECT_ATTEMPT_TIMEOUT_MS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_margin_that_overflows_a_duration_stops_the_function() {
+    refused(
+        valid().env("DEADLINE_MARGIN_MS", "18446744073709551616"),
+        "DEADLINE_MARGIN_MS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_of_zero_stops_the_function() {
+    refused(
+        valid().env("MAX_CONCURRENT_USERS", "0"),
+        "MAX_CONCURRENT_USERS",
+    )
+    .await;
+}

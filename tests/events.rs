@@ -32,6 +32,13 @@ fn contact_centre() -> FakeConnect {
         Some("+14155550124"),
     );
     asmith.secondary_email = Some("a.smith@example.com".into());
+    let mut hsato = person(
+        "Hiro",
+        "Sato",
+        "hiro.sato@example.com",
+        Some("+14155550143"),
+    );
+    hsato.secondary_email = Some("h.sato@example.com".into());
     FakeConnect::with_users(&[
         (
             "u-jdoe",
@@ -62,6 +69,41 @@ fn contact_centre() -> FakeConnect {
             "padmin",
             person("Priya", "Natarajan", "priya.natarajan@example.com", None),
             &["sp-admin"],
+        ),
+        (
+            "u-tnguyen",
+            "tnguyen",
+            person(
+                "Thanh",
+                "Nguyen",
+                "thanh.nguyen@example.com",
+                Some("+14155550140"),
+            ),
+            &["sp-agent"],
+        ),
+        (
+            "u-rokafor",
+            "rokafor",
+            person(
+                "Rita",
+                "Okafor",
+                "rita.okafor@example.com",
+                Some("+14155550141"),
+            ),
+            &["sp-agent"],
+        ),
+        (
+            "u-lmorales",
+            "lmorales",
+            person("Lucía", "Morales", "lucia.morales@example.com", None),
+            &["sp-agent"],
+        ),
+        ("u-hsato", "hsato", hsato, &["sp-agent"]),
+        (
+            "u-kmensah",
+            "kmensah",
+            person("Kwame", "Mensah", "kwame.mensah@example.com", None),
+            &["sp-agent"],
         ),
     ])
 }
@@ -125,6 +167,130 @@ async fn a_scim_user_resource_updates_by_username() {
     let u = connect.user("u-mgarcia");
     assert_eq!(u.last_name.as_deref(), Some("García-López"));
     assert_eq!(u.mobile.as_deref(), Some("+34910000124"));
+}
+
+fn updates_of(connect: &FakeConnect, user: &str) -> usize {
+    connect
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, u)| *op == "UpdateUserIdentityInfo" && u == user)
+        .count()
+}
+
+#[tokio::test]
+async fn an_entra_patch_op_sets_the_fields_its_paths_name_and_ignores_the_rest() {
+    let (connect, queues, reply) = run("eventbridge-entra-patch.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "updated"}));
+    assert_eq!(
+        connect.user("u-tnguyen"),
+        person(
+            "Thanh",
+            "Tran",
+            "thanh.tran@example.com",
+            Some("+14155550150")
+        ),
+        "title and the enterprise department are not identity fields"
+    );
+    assert_eq!(updates_of(&connect, "u-tnguyen"), 1);
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_entra_patch_op_without_a_path_sets_the_fields_its_dotted_keys_name() {
+    let (connect, _, reply) = run("eventbridge-entra-patch-no-path.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "updated"}));
+    assert_eq!(
+        connect.user("u-rokafor"),
+        person(
+            "Rita",
+            "Okafor-Bello",
+            "rita.okafor@example.com",
+            Some("+14155550141")
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_entra_disable_changes_no_field_and_makes_no_call() {
+    let (connect, queues, reply) = run("eventbridge-entra-disable.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "unchanged"}));
+    assert_eq!(*connect.calls.lock().unwrap(), vec![], "no call at all");
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_okta_full_resource_update_sets_what_it_holds_and_clears_nothing() {
+    let (connect, _, reply) = run("eventbridge-okta-user-update.json").await;
+    assert_eq!(reply.unwrap(), json!({"outcome": "updated"}));
+    assert_eq!(
+        connect.user("u-lmorales"),
+        person(
+            "Lucía",
+            "Morales Vega",
+            "lucia.morales@example.com",
+            Some("+14155550152")
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_scim_shapes_ends_record_by_record() {
+    let (connect, queues, reply) = run("sqs-scim-batch.json").await;
+    assert_eq!(reply.unwrap(), json!({"batchItemFailures": []}));
+    let mut hsato = person(
+        "Hiro",
+        "Sato-Kim",
+        "hiro.sato-kim@example.com",
+        Some("+14155550143"),
+    );
+    hsato.secondary_email = None;
+    assert_eq!(
+        connect.user("u-hsato"),
+        hsato,
+        "paths by Username; remove of the other email"
+    );
+    assert_eq!(
+        connect.user("u-mgarcia").mobile.as_deref(),
+        Some("+34910000125"),
+        "the dotted form inside an EventBridge event in an SQS body"
+    );
+    assert_eq!(updates_of(&connect, "u-kobrien"), 0, "active only: no call");
+    assert_eq!(
+        connect.user("u-kmensah"),
+        person(
+            "Kwame",
+            "Mensah-Owusu",
+            "kwame.mensah@example.com",
+            Some("+14155550154")
+        ),
+        "an Okta resource as a bare body"
+    );
+    assert_eq!(connect.user("u-asmith").mobile, None, "remove clears");
+    assert_eq!(
+        connect.user("u-jdoe"),
+        person("Jane", "Doe", "jane.doe@example.com", Some("+14155550123")),
+        "an unreadable identity path changes nothing"
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 4);
+    let letters = queues.letters.lock().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let letter = &letters[0];
+    assert_eq!(letter.class, ErrorClass::MalformedEvent);
+    assert_eq!(letter.source_id, "7c3e9b10-5555-4a2f-9d61-000000000005");
+    assert!(
+        letter.message.contains("emails[value eq …].value"),
+        "{}",
+        letter.message
+    );
+    assert!(!letter.message.contains("jane"), "{}", letter.message);
+    let original = sample("sqs-scim-batch.json");
+    assert_eq!(
+        letter.body,
+        original["Records"][4]["body"].as_str().unwrap(),
+        "byte for byte"
+    );
 }
 
 #[tokio::test]

@@ -34,6 +34,10 @@ pub struct Record {
     pub body: String,
     /// The change document, or why the body is not one.
     pub document: Result<ChangeDocument, Failure>,
+    /// The event id as far as it could be read before the document failed (the
+    /// document's `EventId` string, else the EventBridge `id`, else the SQS
+    /// `messageId`), so that a record whose document is unreadable is still known by it.
+    pub event_id_hint: Option<String>,
 }
 
 /// How a record ended.

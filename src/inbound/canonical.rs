@@ -16,16 +16,32 @@ pub(super) fn is_canonical(map: &Map<String, Value>) -> bool {
 }
 
 pub(super) fn read(map: &Map<String, Value>, carrier: Carrier) -> Result<ChangeDocument, Failure> {
-    let user = match (opt_str(map, "UserId")?, opt_str(map, "Username")?) {
-        (Some(id), _) => RawUser::UserId(id.to_owned()),
-        (None, Some(name)) => RawUser::Username(name.to_owned()),
-        (None, None) => return Err(Failure::malformed("neither UserId nor Username is given")),
-    };
+    let user = read_user(map)?;
     let identity = match map.get("IdentityInfo") {
         Some(Value::Object(info)) => read_identity(info)?,
         Some(_) => return Err(Failure::malformed("IdentityInfo is not an object")),
         None => return Err(Failure::malformed("IdentityInfo is missing")),
     };
+    with_metadata(map, user, identity, carrier)
+}
+
+/// `UserId`, else `Username`: the user a document names.
+pub(super) fn read_user(map: &Map<String, Value>) -> Result<RawUser, Failure> {
+    match (opt_str(map, "UserId")?, opt_str(map, "Username")?) {
+        (Some(id), _) => Ok(RawUser::UserId(id.to_owned())),
+        (None, Some(name)) => Ok(RawUser::Username(name.to_owned())),
+        (None, None) => Err(Failure::malformed("neither UserId nor Username is given")),
+    }
+}
+
+/// The document around `identity`: `InstanceId`, `EventId` and `OccurredAt` as the
+/// canonical document has them, the carrier's defaults otherwise.
+pub(super) fn with_metadata(
+    map: &Map<String, Value>,
+    user: RawUser,
+    identity: RawIdentity,
+    carrier: Carrier,
+) -> Result<ChangeDocument, Failure> {
     let occurred_at = match opt_str(map, "OccurredAt")? {
         Some(raw) => Some(read_time("OccurredAt", raw)?),
         None => carrier.occurred_at,

@@ -55,8 +55,9 @@ pub fn read_invocation(payload: &Value) -> Result<Invocation, Failure> {
             source_id: id,
             receive_count: 1,
             group: None,
-            body: payload.to_string(),
+            body: sqs_safe_json(payload),
             document: eventbridge_document(map, Carrier::default()),
+            event_id_hint: event_id_hint(payload, None),
         })));
     }
     Err(Failure::malformed(
@@ -97,6 +98,40 @@ fn eventbridge_document(
     read_document(&map["detail"], carrier)
 }
 
+/// The whole event as JSON text that SQS takes as a message body: the noncharacters
+/// U+FFFE and U+FFFF, which SQS refuses and which can only stand inside JSON strings,
+/// are written as escapes (the same JSON).
+fn sqs_safe_json(value: &Value) -> String {
+    let text = value.to_string();
+    if text.contains(['\u{FFFE}', '\u{FFFF}']) {
+        text.replace('\u{FFFE}', "\\ufffe")
+            .replace('\u{FFFF}', "\\uffff")
+    } else {
+        text
+    }
+}
+
+/// The best-effort event id of a record whose document may not read: the document's
+/// `EventId` when it is a non-empty string, else an EventBridge event's `id`, else
+/// `outer` (the SQS `messageId`).
+fn event_id_hint(value: &Value, outer: Option<&str>) -> Option<String> {
+    let text = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let eventbridge = matches!(value, Value::Object(map) if is_eventbridge(map));
+    let document = if eventbridge {
+        value.get("detail").unwrap_or(&Value::Null)
+    } else {
+        value
+    };
+    text(document, "EventId")
+        .or_else(|| eventbridge.then(|| text(value, "id")).flatten())
+        .or_else(|| outer.map(str::to_owned))
+}
+
 fn sqs_record(raw: &Value, fifo: bool) -> Record {
     let message_id = raw
         .get("messageId")
@@ -112,7 +147,9 @@ fn sqs_record(raw: &Value, fifo: bool) -> Record {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(1)
         .max(1);
-    let group = if fifo {
+    // A record without a messageId cannot be handed back on its own; outside any
+    // message group, it never holds back a group's later records either.
+    let group = if fifo && message_id.is_some() {
         attribute("MessageGroupId").map(str::to_owned)
     } else {
         None
@@ -120,12 +157,21 @@ fn sqs_record(raw: &Value, fifo: bool) -> Record {
     let sent_at = attribute("SentTimestamp")
         .and_then(|ms| ms.parse::<i64>().ok())
         .and_then(DateTime::<Utc>::from_timestamp_millis);
-    let body = raw.get("body").and_then(Value::as_str);
-    let document = match (&message_id, body) {
+    let body = raw
+        .get("body")
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty());
+    let parsed = body.map(serde_json::from_str::<Value>);
+    let event_id_hint = match &parsed {
+        Some(Ok(value)) => event_id_hint(value, message_id.as_deref()),
+        _ => message_id.clone(),
+    };
+    let document = match (&message_id, parsed) {
         (None, _) => Err(Failure::malformed("the SQS record has no messageId")),
         (Some(_), None) => Err(Failure::malformed("the SQS record has no string body")),
-        (Some(id), Some(body)) => sqs_body_document(
-            body,
+        (Some(_), Some(Err(_))) => Err(Failure::malformed("the SQS body is not JSON")),
+        (Some(id), Some(Ok(value))) => sqs_body_document(
+            &value,
             Carrier {
                 event_id: Some(id.clone()),
                 occurred_at: sent_at,
@@ -138,22 +184,23 @@ fn sqs_record(raw: &Value, fifo: bool) -> Record {
         source_id: message_id.unwrap_or_default(),
         receive_count,
         group,
-        body: body.unwrap_or_default().to_owned(),
+        // SQS takes no empty message body: a record without one is dead-lettered as
+        // the whole record, the only thing there is to keep.
+        body: body.map_or_else(|| sqs_safe_json(raw), str::to_owned),
         document,
+        event_id_hint,
     }
 }
 
 /// An SQS body holds a whole EventBridge event (a rule targeting the queue) or a bare
 /// change document.
-fn sqs_body_document(body: &str, carrier: Carrier) -> Result<ChangeDocument, Failure> {
-    let value: Value =
-        serde_json::from_str(body).map_err(|_| Failure::malformed("the SQS body is not JSON"))?;
-    match &value {
+fn sqs_body_document(value: &Value, carrier: Carrier) -> Result<ChangeDocument, Failure> {
+    match value {
         Value::Object(map) if is_eventbridge(map) => {
             // The event's own id and time win over the message's.
             eventbridge_document(map, carrier)
         }
-        _ => read_document(&value, carrier),
+        _ => read_document(value, carrier),
     }
 }
 
@@ -304,5 +351,98 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn only_record(payload: &Value) -> Record {
+        let Invocation::Sqs { mut records, .. } = read_invocation(payload).unwrap() else {
+            panic!("expected SQS");
+        };
+        records.remove(0)
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_keeps_the_message_id_as_its_event_id() {
+        let r = only_record(&sqs(vec![record("m-1", "{\"EventId\": \"e-1\"")]));
+        assert!(r.document.is_err());
+        assert_eq!(r.source_id, "m-1");
+        assert_eq!(r.event_id_hint.as_deref(), Some("m-1"));
+    }
+
+    #[test]
+    fn a_json_body_that_is_no_document_still_gives_its_event_id() {
+        let body = json!({"EventId": "idp-42", "IdentityInfo": {"FirstName": "A"}}).to_string();
+        let r = only_record(&sqs(vec![record("m-1", &body)]));
+        assert!(r.document.is_err(), "no user reference");
+        assert_eq!(r.event_id_hint.as_deref(), Some("idp-42"));
+        let body = json!({"EventId": 42, "UserId": "u-1"}).to_string();
+        let r = only_record(&sqs(vec![record("m-2", &body)]));
+        assert!(r.document.is_err());
+        assert_eq!(
+            r.event_id_hint.as_deref(),
+            Some("m-2"),
+            "an EventId that is not a string is not an id"
+        );
+    }
+
+    #[test]
+    fn an_eventbridge_event_with_a_bad_detail_gives_its_detail_event_id_else_its_id() {
+        let r = only_record(&sqs(vec![record(
+            "m-1",
+            &eventbridge(json!({"EventId": "idp-7", "IdentityInfo": 3})).to_string(),
+        )]));
+        assert!(r.document.is_err());
+        assert_eq!(r.event_id_hint.as_deref(), Some("idp-7"));
+        let Invocation::EventBridge(direct) =
+            read_invocation(&eventbridge(json!("not an object"))).unwrap()
+        else {
+            panic!("expected EventBridge");
+        };
+        assert!(direct.document.is_err());
+        assert_eq!(direct.source_id, "ev-1");
+        assert_eq!(direct.event_id_hint.as_deref(), Some("ev-1"));
+    }
+
+    #[test]
+    fn a_record_without_message_id_belongs_to_no_fifo_group() {
+        let mut r = record("m-1", "{}");
+        r["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:1:changes.fifo");
+        r["attributes"]["MessageGroupId"] = json!("g-1");
+        for missing in [json!(null), json!(""), json!(7)] {
+            let mut r = r.clone();
+            r["messageId"] = missing.clone();
+            let rec = only_record(&sqs(vec![r]));
+            assert_eq!(rec.group, None, "messageId {missing}");
+            assert_eq!(rec.source_id, "");
+            assert_eq!(
+                rec.document.as_ref().unwrap_err().class,
+                ErrorClass::MalformedEvent
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_body_is_kept_whole_for_its_dead_letter() {
+        for body in [json!(null), json!(""), json!({"UserId": "u-1"})] {
+            let mut r = record("m-1", "x");
+            r["body"] = body.clone();
+            let rec = only_record(&sqs(vec![r.clone()]));
+            assert_eq!(
+                rec.document.as_ref().unwrap_err().class,
+                ErrorClass::MalformedEvent
+            );
+            let kept: Value = serde_json::from_str(&rec.body).unwrap();
+            assert_eq!(kept, r, "body {body}");
+        }
+    }
+
+    #[test]
+    fn noncharacters_in_a_direct_event_are_escaped_in_the_same_json() {
+        let event = eventbridge(json!({"UserId": "u-\u{FFFE}\u{FFFF}", "IdentityInfo": {}}));
+        let Invocation::EventBridge(rec) = read_invocation(&event).unwrap() else {
+            panic!("expected EventBridge");
+        };
+        assert!(!rec.body.contains(['\u{FFFE}', '\u{FFFF}']), "{}", rec.body);
+        let same: Value = serde_json::from_str(&rec.body).unwrap();
+        assert_eq!(same, event);
     }
 }

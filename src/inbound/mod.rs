@@ -1,6 +1,6 @@
 //! What arrives: the invocation envelope (SQS or EventBridge), each record read on its
-//! own, and the change documents inside (canonical or SCIM), turned into domain types.
-//! Nothing here calls an outside system.
+//! own, and the change documents inside (canonical, SCIM User, SCIM PatchOp), turned
+//! into domain types. Nothing here calls an outside system.
 
 mod canonical;
 mod envelope;
@@ -22,24 +22,27 @@ pub struct Carrier {
     pub source: Option<String>,
 }
 
-/// Reads a change document of either kind.
+/// Reads a change document of any kind: a SCIM PatchOp (told apart first, as it names
+/// its user as a canonical document does), a SCIM User, a canonical document.
 ///
 /// # Errors
-/// `MalformedEvent` when `value` is neither a SCIM User nor a canonical document, or
-/// one of them with a key missing or of the wrong type.
+/// `MalformedEvent` when `value` is none of them, or one of them with a key missing or
+/// of the wrong type.
 pub fn read_document(value: &Value, carrier: Carrier) -> Result<ChangeDocument, Failure> {
     let Value::Object(map) = value else {
         return Err(Failure::malformed(
             "the change document is not a JSON object",
         ));
     };
-    if scim::is_scim_user(map) {
-        scim::read(map, carrier)
+    if scim::is_patch_op(map) {
+        scim::read_patch(map, carrier)
+    } else if scim::is_scim_user(map) {
+        scim::read_resource(map, carrier)
     } else if canonical::is_canonical(map) {
         canonical::read(map, carrier)
     } else {
         Err(Failure::malformed(
-            "not a recognised change document (canonical or SCIM User)",
+            "not a recognised change document (canonical, SCIM User or SCIM PatchOp)",
         ))
     }
 }

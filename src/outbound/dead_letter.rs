@@ -10,13 +10,21 @@ use chrono::SecondsFormat;
 use crate::domain::error::ErrorClass;
 use crate::domain::ports::{DeadLetter, DeadLetterSink};
 
-/// SQS allows attribute values this long; the SPEC caps `ErrorMessage` at 1024 bytes.
+/// The SPEC caps `ErrorMessage` at 1024 bytes.
 const ERROR_MESSAGE_MAX: usize = 1024;
+/// An id attribute (`SourceId`, `EventId`, `InstanceId`, `UserId`) is cut to this many
+/// bytes: Connect's and SQS's ids are far shorter, and the body keeps the whole value.
+const ID_MAX: usize = 512;
 /// The message group of a dead letter without one, on a FIFO dead-letter queue (and
 /// of a redriven message without one, on a FIFO target).
 pub const DEFAULT_GROUP: &str = "connect-identity-sync";
 /// The message attribute that names a dead letter's failure class.
 pub const ERROR_CLASS_ATTRIBUTE: &str = "ErrorClass";
+/// SQS message sizes (body and every attribute's name, type and value): 256 KiB, the
+/// limit of every queue until 2025 and still a common `MaximumMessageSize`, and 1 MiB,
+/// the limit since. A dead letter fits the smallest of them that holds its body, so a
+/// dead-letter queue configured like its source queue takes every letter.
+const MESSAGE_SIZES: [usize; 2] = [256 * 1024, 1024 * 1024];
 
 pub struct SqsDeadLetters {
     client: Client,
@@ -30,64 +38,142 @@ impl SqsDeadLetters {
     }
 }
 
-/// The message attributes of a dead letter, by name.
+/// The message attributes of a dead letter: (name, data type, value).
+///
+/// Every value holds only characters SQS accepts (others become U+FFFD), ids are cut to
+/// 512 bytes and `ErrorMessage` to 1024, each on a character boundary. Body and
+/// attributes together fit [`message_size_for`] the body: when they would not, the
+/// optional ids go first (`EventId`, `UserId`, `InstanceId`), then `ErrorMessage` is cut
+/// shorter, then the other attributes go, `ErrorClass` last. The body is never changed.
 pub fn attributes(letter: &DeadLetter) -> Vec<(&'static str, &'static str, String)> {
-    let mut attrs = vec![
+    let id = |v: &str| Some(bounded(v, ID_MAX)).filter(|v| !v.is_empty());
+    let message = Some(bounded(&letter.message, ERROR_MESSAGE_MAX))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    // Most needed first: what is kept when the body leaves little room.
+    let wanted: [(&'static str, &'static str, Option<String>); 9] = [
         (
             ERROR_CLASS_ATTRIBUTE,
             "String",
-            letter.class.as_str().to_owned(),
+            Some(letter.class.as_str().to_owned()),
         ),
+        ("SourceId", "String", id(&letter.source_id)),
         (
-            "ErrorMessage",
+            "SourceType",
             "String",
-            truncate(&letter.message, ERROR_MESSAGE_MAX),
+            Some(letter.source.as_str().to_owned()),
         ),
-        ("SourceType", "String", letter.source.as_str().to_owned()),
         (
             "FailedAt",
             "String",
-            letter
-                .failed_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            Some(
+                letter
+                    .failed_at
+                    .to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
         ),
-        ("Attempts", "Number", letter.attempts.to_string()),
-    ];
-    let optional = [
+        ("Attempts", "Number", Some(letter.attempts.to_string())),
+        ("ErrorMessage", "String", Some(message)),
         (
-            "SourceId",
-            Some(&letter.source_id).filter(|s| !s.is_empty()),
+            "InstanceId",
+            "String",
+            letter.instance_id.as_deref().and_then(id),
         ),
-        ("EventId", letter.event_id.as_ref()),
-        ("InstanceId", letter.instance_id.as_ref()),
-        ("UserId", letter.user_id.as_ref()),
+        ("UserId", "String", letter.user_id.as_deref().and_then(id)),
+        ("EventId", "String", letter.event_id.as_deref().and_then(id)),
     ];
-    for (name, value) in optional {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            attrs.push((name, "String", v.clone()));
+    let mut room = message_size_for(letter.body.len()).saturating_sub(letter.body.len());
+    let mut attrs = Vec::new();
+    for (name, data_type, value) in wanted {
+        let Some(mut value) = value else { continue };
+        let overhead = name.len() + data_type.len();
+        if overhead + value.len() > room {
+            if name != "ErrorMessage" || overhead >= room {
+                continue;
+            }
+            value = cut(&value, room - overhead).to_owned();
+            if value.is_empty() {
+                continue;
+            }
         }
+        room -= overhead + value.len();
+        attrs.push((name, data_type, value));
     }
     attrs
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// The largest message SQS is asked to take with a body of `body_len` bytes.
+pub fn message_size_for(body_len: usize) -> usize {
+    MESSAGE_SIZES
+        .into_iter()
+        .find(|&size| body_len <= size)
+        .unwrap_or(body_len)
+}
+
+/// Characters SQS accepts in a message body or attribute value.
+fn sqs_accepts(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `s` with every character SQS refuses replaced by U+FFFD, cut to `max` bytes.
+fn bounded(s: &str, max: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if sqs_accepts(c) { c } else { '\u{FFFD}' })
+        .collect();
+    cut(&clean, max).to_owned()
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    &s[..end]
 }
 
-/// SQS message deduplication ids allow at most 128 of these characters.
+/// Characters SQS allows in message group and deduplication ids.
+fn id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".contains(c)
+}
+
+/// SQS message deduplication ids allow at most 128 of [`id_char`]. A record without a
+/// source id is told apart from others by its body.
 fn dedup_id(letter: &DeadLetter) -> String {
-    format!("{}-{}", letter.class.as_str(), letter.source_id)
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let source: String = letter.source_id.chars().filter(|c| id_char(*c)).collect();
+    let source = if source.is_empty() {
+        let mut hasher = DefaultHasher::new();
+        letter.body.hash(&mut hasher);
+        format!("body-{:016x}", hasher.finish())
+    } else {
+        source
+    };
+    format!("{}-{source}", letter.class.as_str())
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".contains(*c))
         .take(128)
         .collect()
+}
+
+/// The record's message group, kept to what SQS accepts in one.
+fn group_id(letter: &DeadLetter) -> String {
+    let group: String = letter
+        .group
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| id_char(*c))
+        .take(128)
+        .collect();
+    if group.is_empty() {
+        DEFAULT_GROUP.to_owned()
+    } else {
+        group
+    }
 }
 
 impl DeadLetterSink for SqsDeadLetters {
@@ -110,7 +196,7 @@ impl DeadLetterSink for SqsDeadLetters {
         }
         if url.ends_with(".fifo") {
             request = request
-                .message_group_id(letter.group.as_deref().unwrap_or(DEFAULT_GROUP))
+                .message_group_id(group_id(letter))
                 .message_deduplication_id(dedup_id(letter));
         }
         request.send().await.map(|_| ()).map_err(|e| {

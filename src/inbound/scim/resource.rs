@@ -1,19 +1,9 @@
-//! SCIM 2.0 User resources (RFC 7643) as change documents (SPEC §2.1).
-//!
-//! A resource whose `schemas` contains [`USER_SCHEMA`] is read as a change to the
-//! Connect user whose Username is its `userName`:
-//!
-//! | SCIM attribute | Connect field |
-//! |---|---|
-//! | `userName` (required) | Username, resolved with `SearchUsers` |
-//! | `name.givenName` | FirstName |
-//! | `name.familyName` | LastName |
-//! | the `primary` email, else the first of `type` `work` | Email |
-//! | the first other email | SecondaryEmail |
-//! | the `primary` phone number of `type` `mobile`, else the first mobile one | Mobile |
-//!
-//! The instance is always `DEFAULT_INSTANCE_ID` (the document names none), the event id
-//! and the source come from what carried the resource.
+//! The whole SCIM 2.0 User resource (RFC 7643) as a change document (SPEC §2.1), read
+//! as a change to the Connect user whose Username is its `userName`. The mapping is in
+//! the table of [`super`]; the instance is always `DEFAULT_INSTANCE_ID` (the resource
+//! names none), the event id and the source come from what carried the resource. The
+//! mapping of `emails` and `phoneNumbers` is shared with the PatchOp reader, which
+//! reads those arrays as a resource does.
 //!
 //! # A SCIM resource never clears a field
 //! An attribute that is absent, `null`, an empty array or a string that is blank after
@@ -81,31 +71,23 @@
 
 use serde_json::{Map, Value};
 
-use super::{Carrier, read_time};
+use super::get_ci;
 use crate::domain::document::{ChangeDocument, RawField, RawIdentity, RawUser};
 use crate::domain::error::Failure;
-
-/// The schema URN that marks a SCIM core User resource.
-pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-
-pub(super) fn is_scim_user(map: &Map<String, Value>) -> bool {
-    map.get("schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(|v| v.as_str() == Some(USER_SCHEMA)))
-}
+use crate::inbound::{Carrier, read_time};
 
 /// Reads a SCIM User resource as described in the module documentation.
-pub(super) fn read(map: &Map<String, Value>, carrier: Carrier) -> Result<ChangeDocument, Failure> {
-    let user = match map.get("userName") {
+pub(crate) fn read(map: &Map<String, Value>, carrier: Carrier) -> Result<ChangeDocument, Failure> {
+    let user = match get_ci(map, "userName") {
         Some(Value::String(name)) if !is_blank(name) => RawUser::Username(name.clone()),
         None | Some(Value::Null | Value::String(_)) => {
             return Err(Failure::malformed("userName is missing or blank"));
         }
         Some(_) => return Err(Failure::malformed("userName is not a string")),
     };
-    let (first_name, last_name) = read_name(map.get("name"))?;
-    let (email, secondary_email) = read_emails(map.get("emails"))?;
-    let mobile = read_mobile(map.get("phoneNumbers"))?;
+    let (first_name, last_name) = read_name(get_ci(map, "name"))?;
+    let (email, secondary_email) = read_emails(get_ci(map, "emails"))?;
+    let mobile = read_mobile(get_ci(map, "phoneNumbers"))?;
     Ok(ChangeDocument {
         instance: None,
         user,
@@ -146,14 +128,14 @@ fn opt_str<'a>(
     }
 }
 
-fn read_name(name: Option<&Value>) -> Result<(RawField, RawField), Failure> {
+pub(super) fn read_name(name: Option<&Value>) -> Result<(RawField, RawField), Failure> {
     let name = match name {
         None | Some(Value::Null) => return Ok((RawField::Keep, RawField::Keep)),
         Some(Value::Object(name)) => name,
         Some(_) => return Err(Failure::malformed("name is not an object")),
     };
-    let given = opt_str(name.get("givenName"), &|| "name.givenName".into())?;
-    let family = opt_str(name.get("familyName"), &|| "name.familyName".into())?;
+    let given = opt_str(get_ci(name, "givenName"), &|| "name.givenName".into())?;
+    let family = opt_str(get_ci(name, "familyName"), &|| "name.familyName".into())?;
     Ok((set_or_keep(given), set_or_keep(family)))
 }
 
@@ -184,10 +166,12 @@ fn entries<'a>(attribute: &str, list: Option<&'a Value>) -> Result<Vec<Entry<'a>
                 )));
             }
         };
-        let value = opt_str(entry.get("value"), &|| format!("{attribute}[{i}].value"))?;
-        let kind = opt_str(entry.get("type"), &|| format!("{attribute}[{i}].type"))?
+        let value = opt_str(get_ci(entry, "value"), &|| {
+            format!("{attribute}[{i}].value")
+        })?;
+        let kind = opt_str(get_ci(entry, "type"), &|| format!("{attribute}[{i}].type"))?
             .map(|k| k.trim().to_lowercase());
-        let primary = match entry.get("primary") {
+        let primary = match get_ci(entry, "primary") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => true,
@@ -214,7 +198,7 @@ fn entries<'a>(attribute: &str, list: Option<&'a Value>) -> Result<Vec<Entry<'a>
     Ok(read)
 }
 
-fn read_emails(emails: Option<&Value>) -> Result<(RawField, RawField), Failure> {
+pub(super) fn read_emails(emails: Option<&Value>) -> Result<(RawField, RawField), Failure> {
     let emails = entries("emails", emails)?;
     let chosen = emails.iter().position(|e| e.primary).or_else(|| {
         emails
@@ -232,7 +216,7 @@ fn read_emails(emails: Option<&Value>) -> Result<(RawField, RawField), Failure> 
     Ok((set_or_keep(email), set_or_keep(secondary)))
 }
 
-fn read_mobile(phones: Option<&Value>) -> Result<RawField, Failure> {
+pub(super) fn read_mobile(phones: Option<&Value>) -> Result<RawField, Failure> {
     let phones = entries("phoneNumbers", phones)?;
     let mut mobiles = phones
         .iter()
@@ -247,7 +231,8 @@ fn read_mobile(phones: Option<&Value>) -> Result<RawField, Failure> {
 
 /// `meta.lastModified` when it is an RFC 3339 time.
 fn last_modified(map: &Map<String, Value>) -> Option<chrono::DateTime<chrono::Utc>> {
-    let raw = map.get("meta")?.get("lastModified")?.as_str()?;
+    let meta = get_ci(map, "meta")?.as_object()?;
+    let raw = get_ci(meta, "lastModified")?.as_str()?;
     read_time("meta.lastModified", raw).ok()
 }
 
@@ -255,6 +240,7 @@ fn last_modified(map: &Map<String, Value>) -> Option<chrono::DateTime<chrono::Ut
 mod tests {
     use super::*;
     use crate::domain::error::ErrorClass;
+    use crate::inbound::scim::USER_SCHEMA;
     use serde_json::json;
 
     const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -630,6 +616,52 @@ mod tests {
         ] {
             assert_malformed(&user(attributes), attribute);
         }
+    }
+
+    #[test]
+    fn attribute_names_are_read_case_insensitively() {
+        let id = identity(json!({
+            "Name": {"GIVENNAME": "Jane", "familyname": "Doe"},
+            "Emails": [{"Value": "jane@work.example", "Type": "work", "Primary": "True"}],
+            "PhoneNumbers": [{"VALUE": "+1 206 555 0199", "TYPE": "mobile"}]
+        }));
+        assert_eq!(
+            id,
+            RawIdentity {
+                first_name: set("Jane"),
+                last_name: set("Doe"),
+                email: set("jane@work.example"),
+                secondary_email: RawField::Keep,
+                mobile: set("+1 206 555 0199"),
+            }
+        );
+    }
+
+    #[test]
+    fn an_okta_full_resource_update_maps_the_okta_shape() {
+        // The body Okta sends with PUT /Users/{id} when a profile changes.
+        let v = json!({
+            "schemas": [USER_SCHEMA],
+            "id": "23a35c27-23d3-4c03-b4c5-6443c09e7173",
+            "userName": "test.user@okta.local",
+            "name": {"givenName": "Another", "familyName": "User"},
+            "emails": [{"primary": true, "value": "test.user@okta.local", "type": "work",
+                        "display": "test.user@okta.local"}],
+            "active": true,
+            "groups": [],
+            "meta": {"resourceType": "User"}
+        });
+        let doc = read_json(&v).unwrap();
+        assert_eq!(doc.user, RawUser::Username("test.user@okta.local".into()));
+        assert_eq!(
+            doc.identity,
+            RawIdentity {
+                first_name: set("Another"),
+                last_name: set("User"),
+                email: set("test.user@okta.local"),
+                ..RawIdentity::default()
+            }
+        );
     }
 
     #[test]
