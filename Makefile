@@ -6,6 +6,10 @@
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
+#   make sam-local  every events/*.json through `sam local invoke` of template.yaml (arm64
+#                under qemu, in a local provided.al2023 stand-in image), the outcome table
+#                checked against events/expected-outcomes.txt, then `sam local start-lambda`
+#                with tests/sam; installs and starts what it needs (Docker; runs as root)
 #   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
 #
 # Needs only a Rust toolchain and Python 3 with pip; everything else is installed here.
@@ -24,12 +28,12 @@ else
 TEST_CMD = $(CARGO) test --workspace --no-fail-fast
 endif
 
-.PHONY: all build release demo test e2e lint fmt venv clean-venv help
+.PHONY: all build release demo test e2e lint fmt venv clean-venv help sam-local
 
 all: build
 
 help:
-	@sed -n '2,11p' Makefile
+	@sed -n '2,15p' Makefile
 
 build:
 	$(CARGO) build --workspace
@@ -55,6 +59,9 @@ ifeq ($(NEXTEST),yes)
 else
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) test --no-fail-fast --test 'e2e_*'
 endif
+
+sam-local: venv
+	scripts/sam-local
 
 lint:
 	$(CARGO) fmt --all --check

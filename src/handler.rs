@@ -12,7 +12,7 @@ use crate::domain::ports::{DeadLetterSink, Directory};
 use crate::domain::record::Disposition;
 use crate::inbound::{Invocation, read_invocation};
 use crate::metrics::Summary;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, RunReport};
 
 /// An invocation that fails as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,8 +87,8 @@ pub async fn invoke<D: Directory, S: DeadLetterSink>(
     } else {
         tracing::Span::none()
     };
-    let (reply, dispositions) = run(pipeline, payload, deadline).instrument(span).await;
-    let mut summary = Summary::of_dispositions(&dispositions);
+    let (reply, report) = run(pipeline, payload, deadline).instrument(span).await;
+    let mut summary = Summary::of_report(&report);
     summary.dry_run = dry_run;
     let reply = match reply {
         Ok(mut v) if dry_run && v.get("outcome").is_some() => {
@@ -104,25 +104,29 @@ async fn run<D: Directory, S: DeadLetterSink>(
     pipeline: &Pipeline<D, S>,
     payload: &Value,
     deadline: Instant,
-) -> (Result<Value, InvocationError>, Vec<Disposition>) {
+) -> (Result<Value, InvocationError>, RunReport) {
     let invocation = match read_invocation(payload) {
         Ok(invocation) => invocation,
         Err(f) => {
             tracing::warn!(error_class = %f.class, error_message = %f.message, "invocation refused");
-            return (Err(InvocationError::MalformedEvent(f.message)), Vec::new());
+            return (
+                Err(InvocationError::MalformedEvent(f.message)),
+                RunReport::default(),
+            );
         }
     };
     match invocation {
         Invocation::EventBridge(record) => {
-            let d = pipeline
+            let report = pipeline
                 .run(std::slice::from_ref(&record), false, deadline)
                 .await;
-            (eventbridge_reply(&d[0]), d)
+            let reply = eventbridge_reply(&report.dispositions[0]);
+            (reply, report)
         }
         Invocation::Sqs { records, fifo } => {
-            let dispositions = pipeline.run(&records, fifo, deadline).await;
+            let report = pipeline.run(&records, fifo, deadline).await;
             let mut failures: Vec<Value> = Vec::new();
-            for (record, d) in records.iter().zip(&dispositions) {
+            for (record, d) in records.iter().zip(&report.dispositions) {
                 if !matches!(
                     d,
                     Disposition::HandedBack(_) | Disposition::NotAcknowledged(_)
@@ -144,7 +148,7 @@ async fn run<D: Directory, S: DeadLetterSink>(
                     failures.push(json!({ "itemIdentifier": record.source_id }));
                 }
             }
-            (Ok(json!({ "batchItemFailures": failures })), dispositions)
+            (Ok(json!({ "batchItemFailures": failures })), report)
         }
     }
 }

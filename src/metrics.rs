@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::domain::error::ErrorClass;
 use crate::domain::record::Disposition;
+use crate::pipeline::{PerOperation, RunReport};
 
 /// The namespace when `METRICS_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "ConnectIdentitySync";
@@ -51,6 +52,17 @@ impl Summary {
                 }
             }
         }
+        s
+    }
+
+    /// The summary of a pipeline run: its outcomes and what it cost in Connect calls,
+    /// throttles and limiter wait. Operations without calls or throttles are left out.
+    #[must_use]
+    pub fn of_report(report: &RunReport) -> Self {
+        let mut s = Summary::of_dispositions(&report.dispositions);
+        s.connect_calls = by_operation(&report.calls);
+        s.connect_throttled = by_operation(&report.throttled);
+        s.limiter_wait = report.limiter_wait;
         s
     }
 
@@ -155,6 +167,20 @@ impl Summary {
             tracing::warn!(error = %e, "the metrics could not be written");
         }
     }
+}
+
+/// The non-zero counts by Connect operation name (the `Operation` dimension).
+fn by_operation(p: &PerOperation) -> BTreeMap<&'static str, u64> {
+    [
+        ("DescribeInstance", p.describe_instance),
+        ("SearchUsers", p.search_users),
+        ("DescribeUser", p.describe_user),
+        ("UpdateUserIdentityInfo", p.update_user_identity_info),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(op, n)| (op, u64::from(n)))
+    .collect()
 }
 
 const COUNT: &str = "Count";
@@ -263,6 +289,34 @@ mod tests {
         );
         assert_eq!(s.dead_lettered[&ErrorClass::MalformedEvent], 2);
         assert_eq!(s.records(), dispositions.len() as u64);
+    }
+
+    #[test]
+    fn a_run_report_gives_the_calls_throttles_and_wait_of_the_operations_used() {
+        let report = RunReport {
+            dispositions: vec![Disposition::Updated],
+            calls: PerOperation {
+                describe_user: 2,
+                update_user_identity_info: 3,
+                ..PerOperation::default()
+            },
+            throttled: PerOperation {
+                update_user_identity_info: 2,
+                ..PerOperation::default()
+            },
+            limiter_wait: Duration::from_millis(40),
+        };
+        let s = Summary::of_report(&report);
+        assert_eq!(s.updated, 1);
+        assert_eq!(
+            s.connect_calls,
+            BTreeMap::from([("DescribeUser", 2), ("UpdateUserIdentityInfo", 3)])
+        );
+        assert_eq!(
+            s.connect_throttled,
+            BTreeMap::from([("UpdateUserIdentityInfo", 2)])
+        );
+        assert_eq!(s.limiter_wait, Duration::from_millis(40));
     }
 
     #[test]

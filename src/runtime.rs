@@ -31,11 +31,11 @@ pub async fn build(config: Config) -> Function {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
 
-    // Standard retries: the per-operation limiters already pace calls to the quota. The
-    // adaptive mode's own client-side bucket, once throttled, makes each retry wait for
-    // up to about 10 s, which spends whole invocations waiting and misses deadlines.
+    // Connect: one attempt per SDK call. The pipeline makes the retries itself, so
+    // that every attempt takes its operation's limiter token and starts only while it
+    // can finish before the deadline; the SDK's retry loop can do neither.
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(std::time::Duration::from_secs(1))
@@ -48,7 +48,24 @@ pub async fn build(config: Config) -> Function {
         .interceptor(AttemptCounter)
         .build();
     let connect = aws_sdk_connect::Client::from_conf(connect_config);
-    let sqs = aws_sdk_sqs::Client::new(&shared);
+    // Dead letters: the SDK's standard retries, the whole send (retries included)
+    // bounded by the pipeline's dead-letter budget, which it starts a send only
+    // within, so that a send ends before the reply is due.
+    let send_budget = config.settings.dead_letter_budget();
+    let sqs_config = aws_sdk_sqs::config::Builder::from(&shared)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(std::time::Duration::from_millis(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(send_budget)
+                .operation_timeout(send_budget)
+                .build(),
+        )
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(sqs_config);
     if config.operations.dry_run {
         tracing::warn!(
             dry_run = true,
@@ -81,8 +98,6 @@ pub async fn serve(function: Function) -> Result<(), lambda_runtime::Error> {
             let deadline = deadline_from_epoch_ms(event.context.deadline);
             let ops = &function.operations;
             let handled = invoke(&function.app, &event.payload, deadline, ops.dry_run).await;
-            // The per-operation calls, throttles and limiter wait stay at zero until the
-            // pipeline reports them per invocation.
             handled.summary.write(&ops.metrics_namespace);
             handled.reply
         }

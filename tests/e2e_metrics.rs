@@ -158,7 +158,6 @@ async fn a_refused_payload_still_writes_one_document_with_no_records() {
 
 /// Connect calls and throttled answers by operation, as the emulator's journal saw them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ConnectCalls and ConnectThrottled are written once the pipeline reports its calls per invocation"]
 async fn connect_calls_and_throttles_by_operation_equal_the_emulators_journal() {
     let stack = fixtures::stack(BIN, 0).start().await.expect("stack starts");
     mixed_batch(&stack).await;

@@ -8,6 +8,7 @@ pub mod esm;
 pub mod fixtures;
 pub mod function;
 pub mod moto;
+pub mod report;
 pub mod runtime_api;
 pub mod sqs;
 pub mod stack;
