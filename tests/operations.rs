@@ -93,10 +93,11 @@ async fn without_dry_run_the_same_directory_sends_the_update() {
 #[tokio::test]
 async fn the_summary_of_a_batch_adds_up_to_its_records_by_outcome_and_class() {
     let connect = contact_centre();
+    // Every attempt of the invocation fails: retryable, so m-4 is handed back.
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-asmith",
-        &[ErrorClass::InternalServiceException],
+        &[ErrorClass::InternalServiceException; 10],
     );
     let queues = FakeQueues::default();
     let payload = json!({"Records": [
