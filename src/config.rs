@@ -35,9 +35,25 @@ pub struct Config {
     pub rps_search: f64,
     /// The longest one attempt of a Connect call may take.
     pub attempt_timeout: Duration,
+    /// The staleness guard's table (`WATERMARK_TABLE`); `None`: no guard.
+    pub watermarks: Option<WatermarkSettings>,
     /// Dry run and metrics (SPEC §7).
     pub operations: Operations,
 }
+
+/// Where the staleness guard keeps its watermarks and how long they last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatermarkSettings {
+    pub table: String,
+    /// How long an item outlives its last write (`WATERMARK_TTL_DAYS`): at least as
+    /// long as a message can still come back, through the source queue's retention and
+    /// then a dead-letter queue's before a replay.
+    pub retention: Duration,
+}
+
+/// The default `WATERMARK_TTL_DAYS`: SQS's longest retention (14 days) in the source
+/// queue, then as long again in a dead-letter queue before a replay.
+pub const DEFAULT_WATERMARK_TTL_DAYS: u64 = 28;
 
 impl Config {
     /// # Errors
@@ -176,6 +192,41 @@ impl Config {
             ));
         }
 
+        let watermark_ttl_days = number(
+            &get,
+            "WATERMARK_TTL_DAYS",
+            DEFAULT_WATERMARK_TTL_DAYS,
+            |n| (1..=3650).contains(n),
+            "a whole number of days from 1 to 3650",
+        )?;
+        let watermarks = get("WATERMARK_TABLE")
+            .map(|table| {
+                // A table name (3-255 of a-z A-Z 0-9 _ - .) or a table ARN.
+                let name_ok = |n: &str| {
+                    (3..=255).contains(&n.len())
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                };
+                let valid = match table.strip_prefix("arn:") {
+                    Some(_) => table
+                        .split_once(":table/")
+                        .is_some_and(|(_, name)| name_ok(name)),
+                    None => name_ok(&table),
+                };
+                if valid {
+                    Ok(WatermarkSettings {
+                        table,
+                        retention: Duration::from_secs(watermark_ttl_days * 86_400),
+                    })
+                } else {
+                    Err(err(
+                        "WATERMARK_TABLE",
+                        "not a DynamoDB table name or table ARN",
+                    ))
+                }
+            })
+            .transpose()?;
+
         Ok(Config {
             admission: Admission {
                 policy: Policy {
@@ -198,6 +249,7 @@ impl Config {
             rps_describe,
             rps_search,
             attempt_timeout: Duration::from_millis(attempt_ms),
+            watermarks,
             operations: Operations::from_lookup(&get)?,
         })
     }
@@ -416,6 +468,47 @@ mod tests {
             ("METRICS_NAMESPACE", "naïve"),
         ] {
             assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn without_a_watermark_table_there_is_no_guard() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(c.watermarks, None);
+    }
+
+    #[test]
+    fn a_watermark_table_keeps_its_items_28_days_unless_told_otherwise() {
+        let mut pairs = base();
+        pairs.push(("WATERMARK_TABLE", "identity-watermarks"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        let w = c.watermarks.unwrap();
+        assert_eq!(w.table, "identity-watermarks");
+        assert_eq!(w.retention, Duration::from_secs(28 * 86_400));
+        pairs.push(("WATERMARK_TTL_DAYS", "40"));
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/identity-watermarks";
+        pairs.push(("WATERMARK_TABLE", arn));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        let w = c.watermarks.unwrap();
+        assert_eq!(w.table, arn);
+        assert_eq!(w.retention, Duration::from_secs(40 * 86_400));
+    }
+
+    #[test]
+    fn an_invalid_watermark_setting_names_its_variable() {
+        for (var, value) in [
+            ("WATERMARK_TABLE", "a"),
+            ("WATERMARK_TABLE", "no spaces"),
+            ("WATERMARK_TABLE", "arn:aws:sqs:us-east-1:1:queue"),
+        ] {
+            assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
+        }
+        for value in ["0", "-3", "two weeks", "3651"] {
+            let e = failing(&[
+                ("WATERMARK_TABLE", "identity-watermarks"),
+                ("WATERMARK_TTL_DAYS", value),
+            ]);
+            assert_eq!(e.variable, "WATERMARK_TTL_DAYS", "{value}");
         }
     }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::domain::error::ErrorClass;
-use crate::domain::ports::{DeadLetterSink, Directory};
+use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::Disposition;
 use crate::inbound::{Invocation, read_invocation};
 use crate::metrics::Summary;
@@ -58,8 +58,8 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
 /// # Errors
 /// `MalformedEvent` for a payload of no known shape; `DeadLetterUnavailable` when a
 /// record that cannot be handed back could not be dead-lettered.
-pub async fn handle<D: Directory, S: DeadLetterSink>(
-    pipeline: &Pipeline<D, S>,
+pub async fn handle<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
     payload: &Value,
     deadline: Instant,
 ) -> Result<Value, InvocationError> {
@@ -76,8 +76,8 @@ pub struct Handled {
 /// Handles one invocation payload, as [`handle`], and sums up its outcomes. With
 /// `dry_run` (the directory then sends no update), every log line of the invocation
 /// carries `dry_run` and an EventBridge reply adds `"dryRun": true`.
-pub async fn invoke<D: Directory, S: DeadLetterSink>(
-    pipeline: &Pipeline<D, S>,
+pub async fn invoke<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
     payload: &Value,
     deadline: Instant,
     dry_run: bool,
@@ -100,8 +100,8 @@ pub async fn invoke<D: Directory, S: DeadLetterSink>(
     Handled { reply, summary }
 }
 
-async fn run<D: Directory, S: DeadLetterSink>(
-    pipeline: &Pipeline<D, S>,
+async fn run<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
     payload: &Value,
     deadline: Instant,
 ) -> (Result<Value, InvocationError>, RunReport) {

@@ -63,6 +63,7 @@ impl Summary {
         s.connect_calls = by_operation(&report.calls);
         s.connect_throttled = by_operation(&report.throttled);
         s.limiter_wait = report.limiter_wait;
+        s.superseded = u64::from(report.superseded);
         s
     }
 
@@ -294,7 +295,7 @@ mod tests {
     #[test]
     fn a_run_report_gives_the_calls_throttles_and_wait_of_the_operations_used() {
         let report = RunReport {
-            dispositions: vec![Disposition::Updated],
+            dispositions: vec![Disposition::Updated, Disposition::Unchanged],
             calls: PerOperation {
                 describe_user: 2,
                 update_user_identity_info: 3,
@@ -305,9 +306,11 @@ mod tests {
                 ..PerOperation::default()
             },
             limiter_wait: Duration::from_millis(40),
+            superseded: 1,
+            ..RunReport::default()
         };
         let s = Summary::of_report(&report);
-        assert_eq!(s.updated, 1);
+        assert_eq!((s.updated, s.unchanged), (1, 1));
         assert_eq!(
             s.connect_calls,
             BTreeMap::from([("DescribeUser", 2), ("UpdateUserIdentityInfo", 3)])
@@ -317,6 +320,7 @@ mod tests {
             BTreeMap::from([("UpdateUserIdentityInfo", 2)])
         );
         assert_eq!(s.limiter_wait, Duration::from_millis(40));
+        assert_eq!(s.superseded, 1);
     }
 
     #[test]

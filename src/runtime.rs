@@ -15,9 +15,10 @@ use crate::handler::{deadline_from_epoch_ms, invoke};
 use crate::outbound::connect::{AttemptCounter, ConnectDirectory};
 use crate::outbound::dead_letter::SqsDeadLetters;
 use crate::outbound::dry_run::DryRunnable;
+use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
-pub type App = Pipeline<DryRunnable<ConnectDirectory>, SqsDeadLetters>;
+pub type App = Pipeline<DryRunnable<ConnectDirectory>, SqsDeadLetters, DynamoWatermarks>;
 
 /// The function: its pipeline, and how it reports (metrics) and whether it writes.
 pub struct Function {
@@ -44,6 +45,11 @@ pub async fn build(config: Config) -> Function {
         )
         .load()
         .await;
+    if config.watermarks.is_none() {
+        tracing::warn!(
+            "WATERMARK_TABLE is not set: no staleness guard, so a change redelivered after a newer change to the same field overwrites it"
+        );
+    }
     let connect_config = aws_sdk_connect::config::Builder::from(&shared)
         .interceptor(AttemptCounter)
         .build();
@@ -66,6 +72,22 @@ pub async fn build(config: Config) -> Function {
         )
         .build();
     let sqs = aws_sdk_sqs::Client::from_conf(sqs_config);
+    // The watermark table: the SDK's standard retries absorb a brief throttle; the
+    // pipeline bounds each request by the deadline.
+    let watermarks = config.watermarks.map(|w| {
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(std::time::Duration::from_millis(20)),
+            )
+            .build();
+        DynamoWatermarks::new(
+            aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+            w.table,
+            w.retention,
+        )
+    });
     if config.operations.dry_run {
         tracing::warn!(
             dry_run = true,
@@ -78,7 +100,8 @@ pub async fn build(config: Config) -> Function {
         config.admission,
         config.settings,
         RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
-    );
+    )
+    .with_watermarks(watermarks);
     Function {
         app,
         operations: config.operations,

@@ -339,4 +339,11 @@ pub struct JournalEntry {
     /// epoch; `None` until then.
     #[serde(default)]
     pub finished_at: Option<u64>,
+    /// Arrival order: unique and increasing across the emulator's life.
+    #[serde(default)]
+    pub seq: u64,
+    /// The access key id the request was signed with (SigV4 `Credential=`), telling
+    /// callers with different credentials apart.
+    #[serde(default)]
+    pub caller: Option<String>,
 }

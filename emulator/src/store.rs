@@ -536,9 +536,12 @@ impl Store {
     // ---- journal ------------------------------------------------------------------------
 
     /// Records a call as it arrives; the returned number finishes it with [`Store::finish`].
-    pub fn record(&self, entry: JournalEntry) -> u64 {
+    pub fn record(&self, mut entry: JournalEntry) -> u64 {
+        let mut inner = self.lock();
+        // Numbered under the lock, so the journal's order is the numbers' order.
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.lock().journal.push((seq, entry));
+        entry.seq = seq;
+        inner.journal.push((seq, entry));
         seq
     }
 

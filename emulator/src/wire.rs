@@ -132,6 +132,8 @@ async fn connect_call(
         },
         at,
         finished_at: None,
+        seq: 0,
+        caller: signing_key(parts),
     });
 
     let outcome = answer(store, parts, &route, instance_id.as_deref(), body).await;
@@ -287,6 +289,21 @@ fn check_auth(parts: &Parts) -> Result<(), ApiError> {
             "Authorization header is not a valid AWS Signature Version 4 header",
         ))
     }
+}
+
+/// The access key id of a SigV4 `Authorization` header (`Credential=AKID/date/…`).
+fn signing_key(parts: &Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let credential = header.split("Credential=").nth(1)?;
+    credential
+        .split('/')
+        .next()
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
 }
 
 /// `Ok(Null)` for an empty body, `Ok(json)` for JSON, `Err(raw text)` otherwise.

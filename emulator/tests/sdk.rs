@@ -1145,3 +1145,37 @@ async fn the_binary_prints_its_address_serves_the_seed_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_journal_numbers_each_call_times_its_reply_and_names_its_signing_key() {
+    let emulator = emulator().await;
+    let first = client(&emulator);
+    let second = Client::from_conf(
+        config(&emulator)
+            .credentials_provider(Credentials::new("AKIDSECOND", "secret", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
+    for c in [&first, &second, &first] {
+        c.describe_user()
+            .instance_id(MANAGED)
+            .user_id("u-jdoe")
+            .send()
+            .await
+            .unwrap();
+    }
+    let journal = emulator.journal();
+    let callers: Vec<_> = journal.iter().map(|e| e.caller.as_deref()).collect();
+    assert_eq!(
+        callers,
+        [Some("AKIDEXAMPLE"), Some("AKIDSECOND"), Some("AKIDEXAMPLE")]
+    );
+    assert!(
+        journal.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{journal:?}"
+    );
+    for entry in &journal {
+        let finished = entry.finished_at.expect("answered");
+        assert!(finished >= entry.at, "{entry:?}");
+    }
+}

@@ -9,3 +9,4 @@ pub mod instance;
 pub mod policy;
 pub mod ports;
 pub mod record;
+pub mod watermark;

@@ -1,5 +1,5 @@
-//! Narrow ports to the two outside systems: the Connect directory and the dead-letter
-//! sink. Adapters implement them; the pipeline only sees these.
+//! Narrow ports to the outside systems: the Connect directory, the dead-letter sink and
+//! the staleness guard's watermarks. Adapters implement them; the pipeline only sees these.
 
 use std::future::Future;
 
@@ -10,6 +10,7 @@ use super::error::{ErrorClass, Failure};
 use super::identity::{InstanceId, UserId};
 use super::instance::{IdentityManagement, UpdatePlan};
 use super::record::SourceKind;
+use super::watermark::FieldWatermarks;
 
 /// A user as `DescribeUser` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,4 +140,56 @@ pub trait DeadLetterSink: Send + Sync {
     /// A message without personal data when the queue did not take the message; the
     /// record must then not be acknowledged.
     fn send(&self, letter: &DeadLetter) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A lease on one user's watermarks: while it is held no other container runs a
+/// read-modify-write of that user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The item key, `<instance id>#<user id>`.
+    pub key: String,
+    /// Who holds it: unique to this lease, so a second lease on the same user is
+    /// refused even inside one container.
+    pub owner: String,
+    /// When it lapses on its own, should its holder never release it.
+    pub until: DateTime<Utc>,
+}
+
+/// A lease taken, with the user's watermarks as they stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    pub lease: Lease,
+    pub watermarks: FieldWatermarks,
+}
+
+/// Where the staleness guard keeps each user's watermarks (SPEC §2.5).
+///
+/// Every failure is `UnknownError` (retryable), and so is a lease that stays held by
+/// another invocation: on SQS the user's records are handed back and come again; no
+/// change is applied without the guard.
+pub trait Watermarks: Send + Sync {
+    /// Takes the lease on `user` until `until` and reads the user's watermarks, in one
+    /// request; `None` while another lease on the user is running.
+    ///
+    /// # Errors
+    /// `UnknownError` when the table is missing or unreachable, or it throttles.
+    fn acquire(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Leased>, CallFailure>> + Send;
+
+    /// Writes `advanced` (when the update succeeded or found nothing to change; never
+    /// backwards) and gives the lease up, in one request. `None` only gives it up.
+    ///
+    /// # Errors
+    /// `UnknownError` when the lease is no longer held (it lapsed and another
+    /// container took it), a watermark would move backwards, or the table is missing,
+    /// unreachable or throttling.
+    fn release(
+        &self,
+        lease: &Lease,
+        advanced: Option<&FieldWatermarks>,
+    ) -> impl Future<Output = Result<(), CallFailure>> + Send;
 }

@@ -16,7 +16,7 @@ use crate::domain::change::ChangeRequest;
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::IdentityManagement;
-use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Reach};
+use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Reach, Watermarks};
 use crate::domain::record::Disposition;
 
 use super::plan::judge;
@@ -58,6 +58,12 @@ pub(super) struct Tally {
     calls: [AtomicU32; 4],
     throttled: [AtomicU32; 4],
     limiter_wait_us: AtomicU64,
+    /// Changes the staleness guard found wholly superseded.
+    pub(super) superseded: AtomicU32,
+    /// Requests made to the watermark table.
+    pub(super) watermark_requests: AtomicU32,
+    /// Users whose lease was taken.
+    pub(super) guarded_users: AtomicU32,
 }
 
 impl Tally {
@@ -77,6 +83,9 @@ impl Tally {
             calls: Self::per_operation(&self.calls),
             throttled: Self::per_operation(&self.throttled),
             limiter_wait: Duration::from_micros(self.limiter_wait_us.load(Ordering::Relaxed)),
+            superseded: self.superseded.load(Ordering::Relaxed),
+            watermark_requests: self.watermark_requests.load(Ordering::Relaxed),
+            guarded_users: self.guarded_users.load(Ordering::Relaxed),
         }
     }
 }
@@ -103,7 +112,7 @@ impl UserLocks {
     }
 }
 
-impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// One user's read-modify-write: read the instance's identity management and the
     /// user, judge each change (`plan::judge`), and make at most one update for the
     /// accepted ones. Returns one outcome per change, in the order given.
@@ -127,7 +136,18 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         // No other read-modify-write of this user runs until this one has ended, so no
         // update carries values read before another update to the user.
         let _turn = locks.turn(instance, user).await;
-        // A staleness guard takes its lease and reads its watermarks here.
+        // The staleness guard's lease keeps other containers out until the release
+        // below; the field changes its watermarks supersede are dropped.
+        let guarded = match self.guard(instance, user, changes, deadline, tally).await {
+            Ok(guarded) => guarded,
+            Err(o) => return all(o),
+        };
+        if guarded.nothing_left() {
+            // No update and no watermark to move: only the lease is given back.
+            let _ = self.release_guard(&guarded, None, deadline, tally).await;
+            return all(Outcome::Unchanged);
+        }
+        let changes = guarded.changes.as_slice();
         let current = match self
             .call(Op::DescribeUser, deadline, tally, || {
                 self.directory.describe_user(instance, user)
@@ -135,7 +155,10 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             .await
         {
             Ok(current) => current,
-            Err(o) => return all(o),
+            Err(o) => {
+                let _ = self.release_guard(&guarded, None, deadline, tally).await;
+                return all(o);
+            }
         };
         let judgement = judge(&current, &management, &self.admission.policy, changes);
         let shared = match &judgement.update {
@@ -150,14 +173,29 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
                 Err(o) => o,
             },
         };
-        // A staleness guard writes its watermarks (after an update or a no-op) and
-        // releases its lease here.
+        // The watermarks move (after an update or a no-op) for the accepted changes only.
+        let in_place = matches!(shared, Outcome::Updated(_) | Outcome::Unchanged);
+        let accepted: Vec<&ChangeRequest> = changes
+            .iter()
+            .zip(&judgement.verdicts)
+            .filter(|(_, v)| v.is_ok())
+            .map(|(c, _)| c)
+            .collect();
+        let released = self
+            .release_guard(&guarded, in_place.then_some(&accepted[..]), deadline, tally)
+            .await;
+        let shared = match released {
+            Ok(()) => shared,
+            Err(failure) => Outcome::from(failure),
+        };
         judgement
             .verdicts
             .into_iter()
-            .map(|v| match v {
-                Ok(()) => shared.clone(),
+            .zip(&guarded.superseded)
+            .map(|(v, superseded)| match v {
                 Err(refused) => Outcome::from(refused),
+                Ok(()) if *superseded => Outcome::Unchanged,
+                Ok(()) => shared.clone(),
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 //! (`settle`).
 
 mod apply;
+mod guard;
 mod plan;
 mod settle;
 
@@ -20,7 +21,7 @@ use crate::domain::change::ChangeRequest;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
 use crate::domain::identity::{Field, InstanceId, UserId, UserRef};
-use crate::domain::ports::{CallFailure, DeadLetterSink, Directory};
+use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record};
 
 use apply::{Op, Tally, UserLocks};
@@ -28,6 +29,7 @@ use plan::{Target, Unit, Work, build_lanes};
 use settle::{Ids, log_disposition, record_span};
 
 pub use apply::MAX_ATTEMPTS;
+pub use guard::NoWatermarks;
 pub use plan::{Judgement, judge, order};
 
 /// How the pipeline paces itself.
@@ -95,6 +97,13 @@ pub struct RunReport {
     pub throttled: PerOperation,
     /// Time spent waiting for limiter tokens, summed over every attempt.
     pub limiter_wait: Duration,
+    /// Records that ended `unchanged` because the staleness guard found every field
+    /// they touched superseded.
+    pub superseded: u32,
+    /// Requests made to the watermark table (each lease try and each release).
+    pub watermark_requests: u32,
+    /// Users whose read-modify-write ran under a lease.
+    pub guarded_users: u32,
 }
 
 /// Client-side rate limits per Connect operation, shared by every task of the container.
@@ -124,12 +133,14 @@ impl RateLimits {
     }
 }
 
-pub struct Pipeline<D, S> {
+pub struct Pipeline<D, S, W = NoWatermarks> {
     directory: D,
     sink: S,
     admission: Admission,
     settings: Settings,
     limits: RateLimits,
+    /// The staleness guard's table; `None`: no guard.
+    watermarks: Option<W>,
 }
 
 impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
@@ -146,9 +157,25 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             admission,
             settings,
             limits,
+            watermarks: None,
         }
     }
 
+    /// The same pipeline with the staleness guard keeping its watermarks in
+    /// `watermarks` (`None`: no guard).
+    pub fn with_watermarks<W: Watermarks>(self, watermarks: Option<W>) -> Pipeline<D, S, W> {
+        Pipeline {
+            directory: self.directory,
+            sink: self.sink,
+            admission: self.admission,
+            settings: self.settings,
+            limits: self.limits,
+            watermarks,
+        }
+    }
+}
+
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// Handles the records of one invocation: how each ended, in order, and what the
     /// invocation cost in Connect calls.
     pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {
@@ -205,7 +232,17 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             .into_iter()
             .map(|d| d.expect("every record belongs to exactly one lane"))
             .collect();
-        tally.report(dispositions)
+        let report = tally.report(dispositions);
+        if self.watermarks.is_some() {
+            tracing::info!(
+                records = records.len(),
+                superseded = report.superseded,
+                guarded_users = report.guarded_users,
+                watermark_requests = report.watermark_requests,
+                "staleness guard"
+            );
+        }
+        report
     }
 
     /// Resolves every distinct username once (cached by the directory).

@@ -9,7 +9,7 @@ use tracing::{info, info_span, warn};
 
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::Field;
-use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory};
+use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
 use super::Outcome;
@@ -23,7 +23,7 @@ pub(super) struct Ids {
     pub user_id: Option<String>,
 }
 
-impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// Decides what happens to one record given its outcome, dead-lettering it when
     /// it must be.
     pub(super) async fn settle(

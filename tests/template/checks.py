@@ -47,6 +47,12 @@ CONNECT_QUOTA_RPS = {
     "CONNECT_RPS_SEARCH": 2,  # SearchUsers
 }
 
+# The staleness guard's item requests (SPEC section 2.5): lease-and-read, write-and-release.
+DYNAMODB_ACTIONS = {"dynamodb:UpdateItem"}
+WATERMARK_TABLE = "WatermarkTable"
+# The adapter's TTL attribute (src/outbound/watermarks.rs, EXPIRY).
+WATERMARK_EXPIRY_ATTRIBUTE = "expires_at"
+
 INSTANCE_ARN = "arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/${ConnectInstanceId}"
 AGENT_ARN = INSTANCE_ARN + "/agent/*"
 
@@ -226,13 +232,13 @@ def check_no_wildcard_action_for_connect_or_sqs(t: dict) -> None:
     for where, st in statements(t):
         assert "NotAction" not in st, f"{where}: NotAction allows everything else"
         for a in actions(st):
-            if a == "*" or a.lower().startswith(("connect:", "sqs:")):
+            if a == "*" or a.lower().startswith(("connect:", "sqs:", "dynamodb:")):
                 assert not is_wildcard_action(a), f"{where} {st.get('Sid')}: wildcard action {a!r}"
 
 
 def check_no_connect_or_sqs_statement_on_every_resource(t: dict) -> None:
     for where, st in statements(t):
-        if not any(a == "*" or a.lower().startswith(("connect:", "sqs:")) for a in actions(st)):
+        if not any(a == "*" or a.lower().startswith(("connect:", "sqs:", "dynamodb:")) for a in actions(st)):
             continue
         assert "NotResource" not in st, f"{where} {st.get('Sid')}: NotResource"
         for r in as_list(st.get("Resource")):
@@ -296,7 +302,7 @@ def check_role_statements_only_allow_what_the_function_uses(t: dict) -> None:
         "sqs:GetQueueAttributes",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
-    }
+    } | DYNAMODB_ACTIONS
     for st in role_statements(t, role):
         for a in actions(st):
             assert a in used, f"the function role allows {a!r}, which the function does not use"
@@ -463,6 +469,69 @@ def check_ca_roots_come_from_the_images_bundle(t: dict) -> None:
     assert function_env(t).get("SSL_CERT_FILE") == AL2023_CA_BUNDLE, (
         "without SSL_CERT_FILE the HTTPS client probes for a bundle and reads the certificate directory too"
     )
+
+
+# ----------------------------------------------------------------------------- checks: staleness guard
+
+
+def check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring(t: dict) -> None:
+    tables = resources(t, "AWS::DynamoDB::Table")
+    assert set(tables) == {WATERMARK_TABLE}, f"tables {sorted(tables)}"
+    p = props(t, WATERMARK_TABLE)
+    assert p.get("BillingMode") == "PAY_PER_REQUEST", "provisioned capacity would throttle bursts of changes"
+    assert p.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}], "the key is pk alone (SPEC 2.5)"
+    assert {"AttributeName": "pk", "AttributeType": "S"} in p.get("AttributeDefinitions", []), "pk must be a String"
+    assert p.get("SSESpecification", {}).get("SSEEnabled") is True, "the table is not encrypted with a KMS key"
+    assert p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, "no point-in-time recovery"
+    ttl = p.get("TimeToLiveSpecification", {})
+    assert ttl.get("Enabled") is True, "items never expire"
+    assert ttl.get("AttributeName") == WATERMARK_EXPIRY_ATTRIBUTE, f"TTL on {ttl.get('AttributeName')!r}, the function writes {WATERMARK_EXPIRY_ATTRIBUTE!r}"
+
+
+def check_function_uses_the_watermark_table(t: dict) -> None:
+    assert ref_target(function_env(t).get("WATERMARK_TABLE")) == WATERMARK_TABLE, "WATERMARK_TABLE does not name the table: no staleness guard"
+
+
+def check_watermarks_outlive_every_message_that_can_come_back(t: dict) -> None:
+    env = function_env(t)
+    days = as_int(t, env.get("WATERMARK_TTL_DAYS", 28))
+    source = as_int(t, props(t, SOURCE_QUEUE).get("MessageRetentionPeriod", 345600))
+    longest_dlq = max(as_int(t, props(t, q).get("MessageRetentionPeriod", 345600)) for q in dead_letter_queues(t))
+    assert days * 86400 >= source + longest_dlq, (
+        f"watermarks expire after {days} days; a change can come back for {(source + longest_dlq) / 86400} days"
+    )
+
+
+def check_dynamodb_item_updates_only_on_the_watermark_table(t: dict) -> None:
+    granted = set()
+    for where, st in statements(t):
+        for a in actions(st):
+            if not a.lower().startswith("dynamodb:"):
+                continue
+            assert a in DYNAMODB_ACTIONS, f"{where} {st.get('Sid')}: {a} is not used by the function"
+            targets = {ref_target(r) for r in as_list(st.get("Resource"))}
+            assert targets == {WATERMARK_TABLE}, f"{where} {st.get('Sid')}: {a} on {sorted(map(str, targets))}"
+            for r in as_list(st.get("Resource")):
+                assert isinstance(r, dict) and r.get("Fn::GetAtt") in ([WATERMARK_TABLE, "Arn"], f"{WATERMARK_TABLE}.Arn"), (
+                    f"{where}: {a} on {r!r}, not the table's ARN"
+                )
+            granted.add(a)
+    assert granted == DYNAMODB_ACTIONS, f"the function cannot {sorted(DYNAMODB_ACTIONS - granted)}"
+
+
+def check_watermark_table_throttles_raise_an_alarm(t: dict) -> None:
+    found = []
+    for lid, a in resources(t, "AWS::CloudWatch::Alarm").items():
+        p = a["Properties"]
+        if p.get("Namespace") != "AWS/DynamoDB" or p.get("MetricName") not in ("WriteThrottleEvents", "ThrottledRequests"):
+            continue
+        if WATERMARK_TABLE not in {ref_target(d.get("Value")) for d in p.get("Dimensions", []) if d.get("Name") == "TableName"}:
+            continue
+        assert p.get("ComparisonOperator") == "GreaterThanThreshold" and float(p.get("Threshold")) == 0, f"{lid} waits for more than one throttle"
+        assert p.get("Statistic") == "Sum", f"{lid}: throttles are counted with Sum"
+        assert "AlarmActions" in p, f"{lid} notifies no one"
+        found.append(lid)
+    assert found, "no alarm on the watermark table's throttles"
 
 
 # ----------------------------------------------------------------------------- checks: EventBridge

@@ -105,6 +105,29 @@ def test_function_reads_its_ca_roots_from_the_images_bundle(template):
     checks.check_ca_roots_come_from_the_images_bundle(template)
 
 
+# Staleness guard ---------------------------------------------------------------------------
+
+
+def test_watermark_table_is_on_demand_encrypted_recoverable_and_expires_items(template):
+    checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring(template)
+
+
+def test_function_keeps_its_watermarks_in_the_table(template):
+    checks.check_function_uses_the_watermark_table(template)
+
+
+def test_watermarks_outlive_every_message_that_can_still_come_back(template):
+    checks.check_watermarks_outlive_every_message_that_can_come_back(template)
+
+
+def test_function_may_only_update_items_of_the_watermark_table(template):
+    checks.check_dynamodb_item_updates_only_on_the_watermark_table(template)
+
+
+def test_watermark_table_throttles_raise_an_alarm(template):
+    checks.check_watermark_table_throttles_raise_an_alarm(template)
+
+
 # EventBridge and outputs -----------------------------------------------------------------
 
 

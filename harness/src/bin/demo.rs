@@ -82,7 +82,8 @@ fn demo_config(args: &Args, seed: &Value) -> StackConfig {
         )
         .env("DEFAULT_PHONE_REGION", "US")
         .env("MAX_RECEIVE_COUNT", "3")
-        .env("AWS_LAMBDA_LOG_LEVEL", "info");
+        .env("AWS_LAMBDA_LOG_LEVEL", "info")
+        .watermarks();
     if let Some(first) = instances.first() {
         config = config
             .env("DEFAULT_INSTANCE_ID", first)
