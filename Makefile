@@ -1,8 +1,8 @@
 # connect-identity-sync — one-command entry points.
 #
-#   make demo    build the release binary, start moto (SQS) and the Connect emulator,
+#   make demo    build the release binaries, start moto (SQS) and the Connect emulator,
 #                send every events/*.json through the real binary, print the outcomes
-#                and the dead-letter queues, stop everything
+#                and the dead-letter queues, redrive one fixed dead letter, stop everything
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
@@ -41,7 +41,7 @@ build:
 release: $(RELEASE)
 
 $(RELEASE): FORCE
-	$(CARGO) build --release --bin connect-identity-sync
+	$(CARGO) build --release --bin connect-identity-sync --bin connect-identity-sync-redrive
 
 venv:
 	@VENV=$(VENV) PYTHON=$(PYTHON) scripts/ensure-venv

@@ -37,6 +37,8 @@ pub struct Config {
     pub attempt_timeout: Duration,
     /// The staleness guard's table (`WATERMARK_TABLE`); `None`: no guard.
     pub watermarks: Option<WatermarkSettings>,
+    /// Dry run and metrics (SPEC §7).
+    pub operations: Operations,
 }
 
 /// Where the staleness guard keeps its watermarks and how long they last.
@@ -248,6 +250,49 @@ impl Config {
             rps_search,
             attempt_timeout: Duration::from_millis(attempt_ms),
             watermarks,
+            operations: Operations::from_lookup(&get)?,
+        })
+    }
+}
+
+// ---- Operations (SPEC §7): DRY_RUN, METRICS_NAMESPACE ----
+
+/// How the function reports and whether it writes to Connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operations {
+    /// `DRY_RUN=true`: everything but `UpdateUserIdentityInfo` (and the watermark write).
+    pub dry_run: bool,
+    /// The CloudWatch namespace of the metrics.
+    pub metrics_namespace: String,
+}
+
+impl Operations {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let dry_run = match get("DRY_RUN") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => return Err(err("DRY_RUN", format!("'{v}' is not true or false"))),
+        };
+        let metrics_namespace = match get("METRICS_NAMESPACE") {
+            None => crate::metrics::DEFAULT_NAMESPACE.to_owned(),
+            Some(ns) => {
+                // CloudWatch's rules for a namespace.
+                let allowed = |c: char| c.is_ascii_alphanumeric() || " .-_/#:".contains(c);
+                if ns.len() > 255 || !ns.chars().all(allowed) || ns.starts_with("AWS/") {
+                    return Err(err(
+                        "METRICS_NAMESPACE",
+                        format!(
+                            "'{ns}' is not a CloudWatch namespace (at most 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/)"
+                        ),
+                    ));
+                }
+                ns
+            }
+        };
+        Ok(Operations {
+            dry_run,
+            metrics_namespace,
         })
     }
 }
@@ -392,6 +437,38 @@ mod tests {
         let e = failing(&[("DEFAULT_INSTANCE_ID", "a/b")]);
         assert_eq!(e.variable, "DEFAULT_INSTANCE_ID");
         assert!(e.to_string().contains("DEFAULT_INSTANCE_ID"));
+    }
+
+    #[test]
+    fn dry_run_is_off_and_the_namespace_is_the_default_unless_set() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(
+            c.operations,
+            Operations {
+                dry_run: false,
+                metrics_namespace: "ConnectIdentitySync".into()
+            }
+        );
+        let mut pairs = base();
+        pairs.extend([
+            ("DRY_RUN", "TRUE"),
+            ("METRICS_NAMESPACE", "Shadow/Identity Sync"),
+        ]);
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert!(c.operations.dry_run);
+        assert_eq!(c.operations.metrics_namespace, "Shadow/Identity Sync");
+    }
+
+    #[test]
+    fn a_dry_run_or_namespace_that_cannot_be_read_stops_the_start() {
+        for (var, value) in [
+            ("DRY_RUN", "yes"),
+            ("DRY_RUN", "1"),
+            ("METRICS_NAMESPACE", "AWS/Lambda"),
+            ("METRICS_NAMESPACE", "naïve"),
+        ] {
+            assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod config;
 pub mod domain;
 pub mod handler;
 pub mod inbound;
+pub mod metrics;
 pub mod outbound;
 pub mod pipeline;
+pub mod redrive;
 pub mod runtime;

@@ -10,18 +10,25 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{LambdaEvent, LambdaInvocation};
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError};
-use crate::handler::{deadline_from_epoch_ms, handle};
+use crate::config::{Config, ConfigError, Operations};
+use crate::handler::{deadline_from_epoch_ms, invoke};
 use crate::outbound::connect::{AttemptCounter, ConnectDirectory};
 use crate::outbound::dead_letter::SqsDeadLetters;
+use crate::outbound::dry_run::DryRunnable;
 use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
-pub type App = Pipeline<ConnectDirectory, SqsDeadLetters, DynamoWatermarks>;
+pub type App = Pipeline<DryRunnable<ConnectDirectory>, SqsDeadLetters, DynamoWatermarks>;
+
+/// The function: its pipeline, and how it reports (metrics) and whether it writes.
+pub struct Function {
+    pub app: App,
+    pub operations: Operations,
+}
 
 /// Builds the function: SDK clients from the standard AWS configuration
 /// (`AWS_ENDPOINT_URL_*`, `AWS_REGION`, credentials), rate limits and caches.
-pub async fn build(config: Config) -> App {
+pub async fn build(config: Config) -> Function {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
 
@@ -81,27 +88,41 @@ pub async fn build(config: Config) -> App {
             w.retention,
         )
     });
-    Pipeline::new(
-        ConnectDirectory::new(connect),
+    if config.operations.dry_run {
+        tracing::warn!(
+            dry_run = true,
+            "DRY_RUN is on: changes are read, checked and dead-lettered, and no UpdateUserIdentityInfo is sent"
+        );
+    }
+    let app = Pipeline::new(
+        DryRunnable::new(ConnectDirectory::new(connect), config.operations.dry_run),
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
         config.admission,
         config.settings,
         RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
     )
-    .with_watermarks(watermarks)
+    .with_watermarks(watermarks);
+    Function {
+        app,
+        operations: config.operations,
+    }
 }
 
-/// Serves invocations until the Runtime API goes away.
+/// Serves invocations until the Runtime API goes away; writes each invocation's
+/// metrics before its reply.
 ///
 /// # Errors
 /// When the Runtime API cannot be reached.
-pub async fn serve(app: App) -> Result<(), lambda_runtime::Error> {
-    let app = Arc::new(app);
+pub async fn serve(function: Function) -> Result<(), lambda_runtime::Error> {
+    let function = Arc::new(function);
     let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
-        let app = Arc::clone(&app);
+        let function = Arc::clone(&function);
         async move {
             let deadline = deadline_from_epoch_ms(event.context.deadline);
-            handle(&app, &event.payload, deadline).await
+            let ops = &function.operations;
+            let handled = invoke(&function.app, &event.payload, deadline, ops.dry_run).await;
+            handled.summary.write(&ops.metrics_namespace);
+            handled.reply
         }
     });
     lambda_runtime::Runtime::new(handler)

@@ -1,6 +1,8 @@
-//! Adapters to the outside systems: Amazon Connect, the dead-letter queues and the
-//! watermark table. They translate and classify; they decide no policy.
+//! Adapters to the outside systems: Amazon Connect (with its dry-run switch), the
+//! dead-letter queues and the watermark table. They translate and classify; they decide
+//! no policy.
 
 pub mod connect;
 pub mod dead_letter;
+pub mod dry_run;
 pub mod watermarks;

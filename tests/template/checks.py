@@ -574,3 +574,102 @@ def check_outputs(t: dict) -> None:
     assert FUNCTION in values, "no function ARN output"
     for q in queues(t):
         assert q in values, f"no output for queue {q}"
+
+
+# ----------------------------------------------------------------------------- checks: metrics (SPEC section 7)
+
+# The ErrorClass and Operation dimension values the function's metrics carry.
+ERROR_CLASSES = (
+    "MalformedEvent",
+    "ValidationError",
+    "PolicyViolation",
+    "InvalidRequestException",
+    "InvalidParameterException",
+    "ResourceNotFoundException",
+    "ThrottlingException",
+    "InternalServiceException",
+    "UnknownError",
+)
+OPERATIONS = ("UpdateUserIdentityInfo", "DescribeUser", "SearchUsers", "DescribeInstance")
+OUTCOMES = ("Updated", "Unchanged", "HandedBack", "DeadLettered")
+NAMESPACE_PARAMETER = "MetricsNamespace"
+
+
+def metric_alarms(t: dict, metric: str, dimension: str) -> dict[str, dict]:
+    """Dimension value -> properties of the alarms on the function's `metric`."""
+    found = {}
+    for a in resources(t, "AWS::CloudWatch::Alarm").values():
+        p = a["Properties"]
+        if p.get("MetricName") != metric or ref_target(p.get("Namespace")) != NAMESPACE_PARAMETER:
+            continue
+        for d in p.get("Dimensions", []):
+            if d.get("Name") == dimension:
+                found[d.get("Value")] = p
+    return found
+
+
+def dashboard_metrics(t: dict) -> set[tuple]:
+    """(namespace, metric, dimension name, dimension value) of every dashboard graph line."""
+    boards = resources(t, "AWS::CloudWatch::Dashboard")
+    assert len(boards) == 1, f"expected one dashboard, found {len(boards)}"
+    body = sub_string(next(iter(boards.values()))["Properties"]["DashboardBody"])
+    assert isinstance(body, str), "the dashboard body is not a Fn::Sub string"
+    parsed = json.loads(body)
+    lines = set()
+    for w in parsed["widgets"]:
+        for m in w.get("properties", {}).get("metrics", []):
+            plain = [x for x in m if isinstance(x, str)]
+            lines.add(tuple(plain[:4]) + (None,) * (4 - len(plain[:4])))
+    return lines
+
+
+def check_metrics_go_to_the_configured_namespace(t: dict) -> None:
+    env = function_env(t)
+    assert ref_target(env.get("METRICS_NAMESPACE")) == NAMESPACE_PARAMETER, (
+        "METRICS_NAMESPACE does not come from the MetricsNamespace parameter"
+    )
+    ns = resolve(t, {"Ref": NAMESPACE_PARAMETER})
+    assert ns and not ns.startswith("AWS/"), f"namespace default {ns!r}"
+    for namespace, metric, *_ in dashboard_metrics(t):
+        assert namespace == "${" + NAMESPACE_PARAMETER + "}", f"the dashboard graphs {metric} from {namespace}"
+
+
+def check_every_failure_class_has_a_dead_letter_metric_alarm(t: dict) -> None:
+    alarms = metric_alarms(t, "DeadLettered", "ErrorClass")
+    for c in ERROR_CLASSES:
+        assert c in alarms, f"no alarm on DeadLettered for {c}"
+        p = alarms[c]
+        assert p.get("Statistic") == "Sum", f"the {c} alarm does not count dead letters"
+        assert p.get("ComparisonOperator") == "GreaterThanThreshold" and float(p.get("Threshold")) == 0, (
+            f"the {c} alarm does not fire on the first dead letter"
+        )
+        assert p.get("TreatMissingData") == "notBreaching", f"the {c} alarm fires when nothing happens"
+        assert "AlarmActions" in p, f"the {c} alarm notifies no one, even with AlarmTopicArn set"
+
+
+def check_throttles_raise_an_alarm_per_operation(t: dict) -> None:
+    alarms = metric_alarms(t, "ConnectThrottled", "Operation")
+    for op in OPERATIONS:
+        assert op in alarms, f"no alarm on ConnectThrottled for {op}"
+        p = alarms[op]
+        assert p.get("Statistic") == "Sum", f"the {op} alarm does not count throttles"
+        assert as_int(t, p.get("Threshold")) >= 1
+        assert p.get("TreatMissingData") == "notBreaching", f"the {op} alarm fires when nothing happens"
+        assert "AlarmActions" in p, f"the {op} alarm notifies no one, even with AlarmTopicArn set"
+
+
+def check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait(t: dict) -> None:
+    lines = {line[1:] for line in dashboard_metrics(t)}
+    for m in OUTCOMES:
+        assert (m, None, None) in lines, f"the dashboard does not graph {m}"
+    for c in ERROR_CLASSES:
+        assert ("DeadLettered", "ErrorClass", c) in lines, f"the dashboard does not graph {c} dead letters"
+    for op in OPERATIONS:
+        assert ("ConnectThrottled", "Operation", op) in lines, f"the dashboard does not graph {op} throttles"
+    assert ("LimiterWait", None, None) in lines, "the dashboard does not graph the limiter wait"
+
+
+def check_dry_run_is_off_unless_chosen(t: dict) -> None:
+    env = function_env(t)
+    value = resolve(t, env.get("DRY_RUN", "false"))
+    assert str(value).lower() == "false", "the template deploys a dry run by default"

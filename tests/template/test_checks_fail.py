@@ -4,6 +4,8 @@ A check that passes on anything proves nothing: each case below breaks one prope
 copy of template.yaml and expects its check to raise.
 """
 
+import json
+
 import pytest
 
 import checks
@@ -62,6 +64,20 @@ def rule(t):
 
 def setitem(d, k, v):
     d[k] = v
+
+
+def dashboard_lines(t, change):
+    """Applies `change` to every graph line (a list) of the dashboard; a line for which it
+    returns False is removed."""
+    p = t["Resources"]["OperationsDashboard"]["Properties"]
+    body = json.loads(p["DashboardBody"]["Fn::Sub"])
+    for w in body["widgets"]:
+        w["properties"]["metrics"] = [m for m in w["properties"]["metrics"] if change(m) is not False]
+    p["DashboardBody"]["Fn::Sub"] = json.dumps(body)
+
+
+def renamed(line, old, new):
+    line[:] = [new if x == old else x for x in line]
 
 
 CASES = [
@@ -220,6 +236,29 @@ CASES = [
      lambda t: setitem(source_queue_policy(t), "Principal", "*")),
     ("a queue URL missing from the outputs", checks.check_outputs,
      lambda t: t["Outputs"].pop("ThrottlingDeadLetterQueueUrl")),
+    # Metrics and dry run
+    ("metrics in a fixed namespace", checks.check_metrics_go_to_the_configured_namespace,
+     lambda t: setitem(env(t), "METRICS_NAMESPACE", "ConnectIdentitySync")),
+    ("a dashboard graphing another namespace", checks.check_metrics_go_to_the_configured_namespace,
+     lambda t: dashboard_lines(t, lambda m: "UnknownError" not in m or renamed(m, "${MetricsNamespace}", "Other"))),
+    ("a class without a dead-letter metric alarm", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: t["Resources"].pop("PolicyViolationDeadLetteredAlarm")),
+    ("a dead-letter metric alarm averaging", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: setitem(t["Resources"]["UnknownErrorDeadLetteredAlarm"]["Properties"], "Statistic", "Average")),
+    ("a dead-letter metric alarm waiting for two", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: setitem(t["Resources"]["MalformedEventDeadLetteredAlarm"]["Properties"], "Threshold", 1)),
+    ("a dead-letter metric alarm in another namespace", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: setitem(t["Resources"]["ValidationErrorDeadLetteredAlarm"]["Properties"], "Namespace", "AWS/Lambda")),
+    ("no throttle alarm for updates", checks.check_throttles_raise_an_alarm_per_operation,
+     lambda t: t["Resources"].pop("UpdateUserIdentityInfoThrottledAlarm")),
+    ("a throttle alarm that notifies no one", checks.check_throttles_raise_an_alarm_per_operation,
+     lambda t: t["Resources"]["SearchUsersThrottledAlarm"]["Properties"].pop("AlarmActions")),
+    ("a dashboard without a class", checks.check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait,
+     lambda t: dashboard_lines(t, lambda m: "ThrottlingException" not in m)),
+    ("a dashboard without the limiter wait", checks.check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait,
+     lambda t: dashboard_lines(t, lambda m: "LimiterWait" not in m)),
+    ("a dry run by default", checks.check_dry_run_is_off_unless_chosen,
+     lambda t: setitem(param(t, "DryRun"), "Default", "true")),
 ]
 
 

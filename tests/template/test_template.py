@@ -141,3 +141,26 @@ def test_only_the_identity_change_rule_may_send_to_the_source_queue(template):
 
 def test_outputs_give_every_queue_url_and_the_function_arn(template):
     checks.check_outputs(template)
+
+
+# Metrics and dry run ---------------------------------------------------------------------
+
+
+def test_metrics_go_to_the_configured_namespace(template):
+    checks.check_metrics_go_to_the_configured_namespace(template)
+
+
+def test_every_failure_class_raises_an_alarm_on_its_first_dead_letter_metric(template):
+    checks.check_every_failure_class_has_a_dead_letter_metric_alarm(template)
+
+
+def test_throttled_connect_calls_raise_an_alarm_per_operation(template):
+    checks.check_throttles_raise_an_alarm_per_operation(template)
+
+
+def test_the_dashboard_shows_outcomes_dead_letters_by_class_throttles_and_limiter_wait(template):
+    checks.check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait(template)
+
+
+def test_the_template_deploys_no_dry_run_by_default(template):
+    checks.check_dry_run_is_off_unless_chosen(template)

@@ -3,20 +3,23 @@
 //! `events/*.json` goes through the Lambda Runtime API — EventBridge events as
 //! direct invocations, SQS events through a real queue and the event source
 //! mapping — and the demo prints one row per event or record, then what each
-//! dead-letter queue holds. It stops everything it started.
+//! dead-letter queue holds. It ends by fixing the cause of one dead letter and moving it
+//! back with `connect-identity-sync-redrive` (beside the function binary), and shows it
+//! applied. It stops everything it started.
 //!
 //! ```text
 //! demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use harness::connect_emulator::Operation;
 use harness::report::{Collected, Local, Row, print_rows, row, seed_instances};
 use harness::{Attribute, Invocation, Outgoing, Stack, StackConfig, workspace_root};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Args {
     function: PathBuf,
@@ -332,8 +335,118 @@ async fn demo(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     drop(local);
+
+    let redrive = args
+        .function
+        .with_file_name("connect-identity-sync-redrive");
+    match seed_instances(&seed).first() {
+        Some(instance) if redrive.is_file() => redrive_act(&stack, &redrive, instance).await?,
+        _ => println!("\n(no redrive shown: build {} first)", redrive.display()),
+    }
     println!("\nstopping moto, the emulator and the function");
     drop(stack);
+    Ok(())
+}
+
+/// A change for an agent who does not exist yet is dead-lettered; once the agent exists,
+/// the redrive command moves it back to the source queue and the function applies it.
+async fn redrive_act(stack: &Stack, redrive: &Path, instance: &str) -> Result<(), String> {
+    const USER: &str = "u-nhaddad";
+    let err = |e: harness::HarnessError| e.to_string();
+    println!("\nRedrive: a change for an agent who does not exist yet");
+    let body = json!({
+        "UserId": USER,
+        "IdentityInfo": {"LastName": "Haddad-Rahman"},
+        "EventId": "hr-9001",
+    })
+    .to_string();
+    stack
+        .sqs
+        .send_body(&stack.source.url, &body)
+        .await
+        .map_err(err)?;
+    stack
+        .mapping()
+        .run(Duration::from_secs(60))
+        .await
+        .map_err(err)?;
+    let dlq = stack.dlq("ResourceNotFoundException");
+    let held = stack.sqs.total_depth(&dlq.url).await.map_err(err)?;
+    println!(
+        "  1. sent {body}\n     -> dead-lettered: {} holds {held} message(s)",
+        dlq.name
+    );
+
+    stack
+        .emulator
+        .seed_json(json!({"users": [{
+            "instanceId": instance, "id": USER, "username": "nhaddad",
+            "identityInfo": {"FirstName": "Noor", "LastName": "Haddad", "Email": "noor.haddad@example.com"},
+            "securityProfileIds": ["sp-agent"],
+        }]}))
+        .map_err(|e| format!("{e:?}"))?;
+    println!("  2. fixed: the agent {USER} now exists in Connect");
+
+    let args = [
+        "--from",
+        dlq.url.as_str(),
+        "--to",
+        stack.source.url.as_str(),
+        "--class",
+        "ResourceNotFoundException",
+    ];
+    println!("  3. $ connect-identity-sync-redrive {}", args.join(" "));
+    let out = tokio::process::Command::new(redrive)
+        .args(args)
+        .env("AWS_ENDPOINT_URL_SQS", stack.moto.endpoint())
+        .env("AWS_REGION", harness::sqs::REGION)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", redrive.display()))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("       {line}");
+    }
+    if !out.status.success() {
+        return Err(format!(
+            "the redrive failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+
+    stack
+        .mapping()
+        .run(Duration::from_secs(60))
+        .await
+        .map_err(err)?;
+    let updates = stack
+        .emulator
+        .calls(Operation::UpdateUserIdentityInfo)
+        .into_iter()
+        .filter(|c| c.user_id.as_deref() == Some(USER) && c.status == 200)
+        .count();
+    let last_name = stack
+        .emulator
+        .user(instance, USER)
+        .and_then(|u| u.identity_info.last_name)
+        .unwrap_or_default();
+    let left = stack.sqs.total_depth(&dlq.url).await.map_err(err)?;
+    println!(
+        "  4. applied: {updates} UpdateUserIdentityInfo call(s) for {USER}, LastName is now {last_name}; {} holds {left} message(s)",
+        dlq.name
+    );
+    if updates != 1 {
+        return Err(format!(
+            "the redriven change was not applied:\n{}",
+            stack.function.logs()
+        ));
+    }
     Ok(())
 }
 
