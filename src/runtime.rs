@@ -18,7 +18,8 @@ use crate::outbound::dry_run::DryRunnable;
 use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
-pub type App = Pipeline<DryRunnable<ConnectDirectory>, SqsDeadLetters, DynamoWatermarks>;
+pub type App =
+    Pipeline<DryRunnable<ConnectDirectory>, SqsDeadLetters, DryRunnable<DynamoWatermarks>>;
 
 /// The function: its pipeline, and how it reports (metrics) and whether it writes.
 pub struct Function {
@@ -82,16 +83,19 @@ pub async fn build(config: Config) -> Function {
                     .with_initial_backoff(std::time::Duration::from_millis(20)),
             )
             .build();
-        DynamoWatermarks::new(
-            aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
-            w.table,
-            w.retention,
+        DryRunnable::new(
+            DynamoWatermarks::new(
+                aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+                w.table,
+                w.retention,
+            ),
+            config.operations.dry_run,
         )
     });
     if config.operations.dry_run {
         tracing::warn!(
             dry_run = true,
-            "DRY_RUN is on: changes are read, checked and dead-lettered, and no UpdateUserIdentityInfo is sent"
+            "DRY_RUN is on: changes are read, checked and dead-lettered; no UpdateUserIdentityInfo is sent and no watermark moves"
         );
     }
     let app = Pipeline::new(

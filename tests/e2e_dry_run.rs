@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use harness::connect_emulator::Operation;
 use harness::fixtures::{self, INSTANCE, change, eventbridge};
-use harness::{Invocation, Stack};
+use harness::{Invocation, Stack, WATERMARK_TABLE};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -125,4 +125,39 @@ async fn a_dry_run_reads_and_decides_but_sends_no_update_and_says_so() {
         .collect();
     assert!(!metrics.is_empty(), "{}", stack.function.logs());
     assert!(metrics.iter().all(|m| m["DryRun"] == json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_with_the_staleness_guard_moves_no_watermark() {
+    let stack = fixtures::stack(BIN, 0)
+        .watermarks()
+        .env("DRY_RUN", "true")
+        .start()
+        .await
+        .expect("stack starts");
+    let mut detail = change(INSTANCE, "u-jdoe", &json!({"LastName": "Doerr"}));
+    detail["OccurredAt"] = json!("2026-03-01T10:00:05Z");
+    let reply = response(
+        stack
+            .invoke(&eventbridge("eb-dry-guarded", &detail))
+            .await
+            .unwrap(),
+        &stack,
+    );
+    assert_eq!(reply, json!({"outcome": "updated", "dryRun": true}));
+    assert!(
+        stack
+            .emulator
+            .calls(Operation::UpdateUserIdentityInfo)
+            .is_empty()
+    );
+    // The lease was taken and given up; no field's watermark was written.
+    let item = stack
+        .dynamo
+        .item(WATERMARK_TABLE, &format!("{INSTANCE}#u-jdoe"))
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let written: Vec<&String> = item.keys().filter(|k| k.starts_with("wm_")).collect();
+    assert!(written.is_empty(), "a dry run wrote watermarks: {item:?}");
 }

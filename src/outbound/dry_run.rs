@@ -1,9 +1,13 @@
-//! A Connect directory that can be told not to write: with dry run on, every read goes
-//! to Connect as usual and `UpdateUserIdentityInfo` is answered here, unsent (SPEC §7).
+//! Ports that can be told not to write: with dry run on, every read goes to Connect and
+//! the watermark table as usual, `UpdateUserIdentityInfo` is answered here unsent, and
+//! the watermark table's lease is given up without moving a watermark (SPEC §7).
 
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
-use crate::domain::ports::{CallFailure, Directory, UserRecord};
+use chrono::{DateTime, Utc};
+
+use crate::domain::ports::{CallFailure, Directory, Lease, Leased, UserRecord, Watermarks};
+use crate::domain::watermark::FieldWatermarks;
 
 pub struct DryRunnable<D> {
     inner: D,
@@ -51,5 +55,30 @@ impl<D: Directory> Directory for DryRunnable<D> {
             return Ok(());
         }
         self.inner.update_identity(instance, user, plan).await
+    }
+}
+
+impl<W: Watermarks> Watermarks for DryRunnable<W> {
+    async fn acquire(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Leased>, CallFailure> {
+        // The lease is still taken: a shadow deployment's containers read and judge one
+        // user at a time, as the real one does.
+        self.inner.acquire(instance, user, until).await
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        advanced: Option<&FieldWatermarks>,
+    ) -> Result<(), CallFailure> {
+        if self.dry_run && advanced.is_some() {
+            tracing::info!(dry_run = true, "watermarks not advanced (dry run)");
+            return self.inner.release(lease, None).await;
+        }
+        self.inner.release(lease, advanced).await
     }
 }
