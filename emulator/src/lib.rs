@@ -6,7 +6,9 @@
 //! throttling, internal errors, timeouts, dropped connections — can be scripted.
 //!
 //! Implemented operations: `DescribeInstance`, `DescribeUser`, `UpdateUserIdentityInfo`,
-//! `SearchUsers`, `ListUsers`, `CreateUser`.
+//! `SearchUsers`, `ListUsers`, `CreateUser`, `DeleteUser`. `ListUsers` and `SearchUsers` page as
+//! Connect documents (`MaxResults` 1–1000 and 1–500, 100 by default; opaque `NextToken`s valid
+//! only for the listing that issued them), and a quota set on either throttles it.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
