@@ -9,3 +9,4 @@ pub mod inbound;
 pub mod outbound;
 pub mod pipeline;
 pub mod runtime;
+pub mod usernames;

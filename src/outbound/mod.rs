@@ -3,3 +3,4 @@
 
 pub mod connect;
 pub mod dead_letter;
+pub mod directory_index;
