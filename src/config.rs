@@ -33,6 +33,8 @@ pub struct Config {
     pub rps_update: f64,
     pub rps_describe: f64,
     pub rps_search: f64,
+    /// `ListUsers` requests per second for the username index; 0 never lists.
+    pub rps_list: f64,
     /// The longest one attempt of a Connect call may take.
     pub attempt_timeout: Duration,
 }
@@ -149,6 +151,15 @@ impl Config {
             positive,
             "a positive number",
         )?;
+        // Connect's default rate for ListUsers (the API's default, 2 rps); 0 turns the
+        // username index off (every username is resolved with SearchUsers).
+        let rps_list = number(
+            &get,
+            "CONNECT_RPS_LIST",
+            2.0,
+            |n: &f64| n.is_finite() && *n >= 0.0,
+            "a number of at least 0",
+        )?;
         let attempt_ms = number(
             &get,
             "CONNECT_ATTEMPT_TIMEOUT_MS",
@@ -205,6 +216,7 @@ impl Config {
             rps_update,
             rps_describe,
             rps_search,
+            rps_list,
             attempt_timeout: Duration::from_millis(attempt_ms),
         })
     }
@@ -273,6 +285,7 @@ mod tests {
         assert_eq!(c.rps_update, 2.0);
         assert_eq!(c.rps_describe, 10.0);
         assert_eq!(c.rps_search, 2.0);
+        assert_eq!(c.rps_list, 2.0);
         assert_eq!(c.admission.policy.email_domains, EmailDomains::NoneAllowed);
         assert!(c.admission.policy.trusted_sources.is_none());
     }
@@ -319,6 +332,7 @@ mod tests {
             ("CONNECT_RPS_UPDATE", "-1"),
             ("CONNECT_RPS_DESCRIBE", "fast"),
             ("CONNECT_RPS_SEARCH", "NaN"),
+            ("CONNECT_RPS_LIST", "-1"),
             ("DEFAULT_PHONE_REGION", "Narnia"),
             ("EMAIL_DOMAIN_ALLOWLIST", "*.example.com"),
             ("ALLOWED_INSTANCE_IDS", "arn:aws:sqs:us-east-1:1:q"),

@@ -166,7 +166,10 @@ impl Usernames {
             } else {
                 Strategy::Search
             };
-            if let Strategy::Index { .. } = strategy {
+            // A fresh index (`pages: 0`) is read as it is.
+            if let Strategy::Index { pages } = strategy
+                && pages > 0
+            {
                 calls.list += self.list(directory, gate, &instance).await;
             }
             for username in usernames {
@@ -313,5 +316,372 @@ impl Usernames {
         {
             index.forget(username);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::change::IdentityInfo;
+    use crate::domain::directory_index::INDEX_MAX_AGE;
+    use crate::domain::instance::{IdentityManagement, UpdatePlan};
+    use crate::domain::ports::UserPage;
+
+    const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn instance() -> InstanceId {
+        InstanceId::parse(INSTANCE).unwrap()
+    }
+
+    fn uuid(i: usize) -> String {
+        format!("{i:08x}-0000-4000-8000-{i:012x}")
+    }
+
+    /// A directory of `users` (username → id) that counts its calls and caches like the
+    /// adapter does.
+    #[derive(Default)]
+    struct Fake {
+        users: Mutex<Vec<(String, String)>>,
+        cache: Mutex<HashMap<String, UserId>>,
+        search: AtomicU32,
+        list: AtomicU32,
+    }
+
+    impl Fake {
+        fn of(n: usize) -> Self {
+            let fake = Fake::default();
+            *fake.users.lock().unwrap() = (0..n).map(|i| (format!("agent{i}"), uuid(i))).collect();
+            fake
+        }
+    }
+
+    impl Directory for Fake {
+        async fn identity_management(
+            &self,
+            _: &InstanceId,
+        ) -> Result<IdentityManagement, CallFailure> {
+            Ok(IdentityManagement::ConnectManaged)
+        }
+
+        async fn find_user(&self, _: &InstanceId, username: &str) -> Result<UserId, CallFailure> {
+            self.search.fetch_add(1, Ordering::SeqCst);
+            let users = self.users.lock().unwrap();
+            let id = users
+                .iter()
+                .find(|(u, _)| u == username)
+                .map(|(_, id)| UserId::parse(id).unwrap())
+                .ok_or_else(|| {
+                    CallFailure::new(ErrorClass::ResourceNotFoundException, "no user", 1)
+                })?;
+            self.cache
+                .lock()
+                .unwrap()
+                .insert(username.to_owned(), id.clone());
+            Ok(id)
+        }
+
+        fn cached_user(&self, _: &InstanceId, username: &str) -> Option<UserId> {
+            self.cache.lock().unwrap().get(username).cloned()
+        }
+
+        fn cache_user(&self, _: &InstanceId, username: &str, user: &UserId) {
+            self.cache
+                .lock()
+                .unwrap()
+                .insert(username.to_owned(), user.clone());
+        }
+
+        fn forget_user(&self, _: &InstanceId, username: &str) {
+            self.cache.lock().unwrap().remove(username);
+        }
+
+        async fn list_users_page(
+            &self,
+            _: &InstanceId,
+            next_token: Option<&str>,
+        ) -> Result<UserPage, CallFailure> {
+            self.list.fetch_add(1, Ordering::SeqCst);
+            let users = self.users.lock().unwrap();
+            let offset: usize = next_token.map_or(0, |t| t.parse().unwrap());
+            let end = (offset + 1000).min(users.len());
+            Ok(UserPage {
+                users: users[offset..end].to_vec(),
+                next_token: (end < users.len()).then(|| end.to_string()),
+            })
+        }
+
+        async fn describe_user(
+            &self,
+            _: &InstanceId,
+            _: &UserId,
+        ) -> Result<UserRecord, CallFailure> {
+            unreachable!("resolution never describes")
+        }
+
+        async fn update_identity(
+            &self,
+            _: &InstanceId,
+            _: &UserId,
+            _: &UpdatePlan,
+        ) -> Result<(), CallFailure> {
+            unreachable!("resolution never updates")
+        }
+    }
+
+    /// A gate that lets `budget` calls through (each counted as one token) and defers the
+    /// rest, as the deadline would.
+    struct Budget {
+        left: AtomicU32,
+        tokens: AtomicU32,
+    }
+
+    impl Budget {
+        fn new(budget: u32) -> Self {
+            Budget {
+                left: AtomicU32::new(budget),
+                tokens: AtomicU32::new(0),
+            }
+        }
+    }
+
+    impl Gate for Budget {
+        async fn call<T: Send>(
+            &self,
+            _op: Lookup,
+            call: impl Future<Output = Result<T, CallFailure>> + Send,
+        ) -> Result<T, Halt> {
+            if self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+            {
+                return Err(Halt::Deferred);
+            }
+            self.tokens.fetch_add(1, Ordering::SeqCst);
+            call.await.map_err(Halt::Failed)
+        }
+    }
+
+    fn names(range: std::ops::Range<usize>) -> Vec<Key> {
+        range.map(|i| (instance(), format!("agent{i}"))).collect()
+    }
+
+    fn record(username: &str) -> UserRecord {
+        UserRecord {
+            info: IdentityInfo::default(),
+            security_profile_ids: vec![],
+            username: Some(username.to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_instances_pages_lists_it_instead_of_searching() {
+        let fake = Fake::of(2500);
+        let usernames = Usernames::new(true, 4);
+        let gate = Budget::new(1000);
+        let (found, calls) = usernames.resolve(&fake, &gate, &names(0..200)).await;
+        assert_eq!(calls, LookupCalls { search: 0, list: 3 });
+        assert_eq!(fake.list.load(Ordering::SeqCst), 3);
+        assert_eq!(fake.search.load(Ordering::SeqCst), 0);
+        assert_eq!(gate.tokens.load(Ordering::SeqCst), 3);
+        for i in 0..200 {
+            let r = found[&(instance(), format!("agent{i}"))].as_ref().unwrap();
+            assert_eq!(r.user.as_str(), uuid(i));
+            assert_eq!(r.source, Source::Index);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_few_usernames_searches_each() {
+        let fake = Fake::of(2500);
+        let usernames = Usernames::new(true, 4);
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..3))
+            .await;
+        assert_eq!(calls, LookupCalls { search: 3, list: 0 });
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Search)
+        );
+    }
+
+    #[tokio::test]
+    async fn cached_usernames_take_no_call_and_no_token() {
+        let fake = Fake::of(10);
+        let usernames = Usernames::new(true, 4);
+        usernames
+            .resolve(&fake, &Budget::new(10), &names(0..2))
+            .await;
+        let gate = Budget::new(0);
+        let (found, calls) = usernames.resolve(&fake, &gate, &names(0..2)).await;
+        assert_eq!(calls, LookupCalls::default());
+        assert_eq!(gate.tokens.load(Ordering::SeqCst), 0);
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Cache)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_miss_on_a_fresh_index_is_searched_without_listing_again() {
+        let fake = Fake::of(100);
+        let usernames = Usernames::new(true, 4);
+        usernames
+            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .await;
+        assert_eq!(fake.list.load(Ordering::SeqCst), 1);
+        fake.users
+            .lock()
+            .unwrap()
+            .push(("newcomer".into(), uuid(9999)));
+        let mut batch = names(20..40);
+        batch.push((instance(), "newcomer".into()));
+        let (found, calls) = usernames.resolve(&fake, &Budget::new(100), &batch).await;
+        assert_eq!(calls, LookupCalls { search: 1, list: 0 });
+        assert_eq!(
+            found[&(instance(), "newcomer".into())]
+                .as_ref()
+                .unwrap()
+                .user
+                .as_str(),
+            uuid(9999)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_index_is_listed_again_only_when_that_is_cheaper() {
+        let fake = Fake::of(1500);
+        let usernames = Usernames::new(true, 4);
+        usernames
+            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .await;
+        assert_eq!(fake.list.load(Ordering::SeqCst), 2);
+        tokio::time::advance(INDEX_MAX_AGE + Duration::from_secs(1)).await;
+        fake.users.lock().unwrap().push(("late".into(), uuid(7777)));
+        // Two misses against a two-page instance: searching is cheaper.
+        let two = vec![
+            (instance(), "late".to_owned()),
+            (instance(), "nobody".to_owned()),
+        ];
+        let (_, calls) = usernames.resolve(&fake, &Budget::new(100), &two).await;
+        assert_eq!(calls, LookupCalls { search: 2, list: 0 });
+        // Three misses: listing the two pages again is cheaper.
+        let three: Vec<Key> = ["x", "y", "z"]
+            .iter()
+            .map(|u| (instance(), (*u).to_owned()))
+            .collect();
+        let (_, calls) = usernames.resolve(&fake, &Budget::new(100), &three).await;
+        assert_eq!(calls.list, 2);
+        assert_eq!(fake.list.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_listing_the_deadline_cuts_short_goes_on_in_the_next_batch() {
+        let fake = Fake::of(5000);
+        let usernames = Usernames::new(true, 4);
+        // Two pages fit; the rest of the batch is not reached.
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(2), &names(0..50))
+            .await;
+        assert_eq!(calls.list, 2);
+        assert!(found.values().all(|r| *r == Err(Halt::Deferred)));
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..50))
+            .await;
+        // Three pages left of five, not five again.
+        assert_eq!(calls, LookupCalls { search: 0, list: 3 });
+        assert_eq!(fake.list.load(Ordering::SeqCst), 5);
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Index)
+        );
+    }
+
+    #[tokio::test]
+    async fn with_the_index_off_every_username_is_searched() {
+        let fake = Fake::of(10);
+        let usernames = Usernames::new(false, 4);
+        let (_, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..10))
+            .await;
+        assert_eq!(
+            calls,
+            LookupCalls {
+                search: 10,
+                list: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_username_on_another_account_is_resolved_once_more_then_refused() {
+        let fake = Fake::of(100);
+        let usernames = Usernames::new(true, 4);
+        let (found, _) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .await;
+        let key = (instance(), "agent3".to_owned());
+        let resolved = found[&key].as_ref().unwrap().clone();
+        fake.cache_user(&key.0, &key.1, &resolved.user);
+        // DescribeUser says that id is now `agent3.old`.
+        let verdict = usernames.confirm(
+            &fake,
+            &key.0,
+            &key.1,
+            &resolved,
+            Ok(&record("agent3.old")),
+            false,
+        );
+        assert_eq!(verdict, Confirmation::ResolveAgain);
+        assert!(fake.cached_user(&key.0, &key.1).is_none());
+        assert!(usernames.candidate(&key.0, &key.1).is_none());
+        // `agent3` now belongs to a new account.
+        fake.users.lock().unwrap()[3] = ("agent3".into(), uuid(4242));
+        let again = usernames
+            .resolve_again(&fake, &Budget::new(1), &key.0, &key.1)
+            .await
+            .unwrap();
+        assert_eq!(again.user.as_str(), uuid(4242));
+        assert_eq!(
+            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("agent3")), true),
+            Confirmation::Confirmed
+        );
+        assert_eq!(
+            fake.cached_user(&key.0, &key.1).unwrap().as_str(),
+            uuid(4242)
+        );
+        // A second refusal decides.
+        let refused =
+            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("someone")), true);
+        assert!(
+            matches!(refused, Confirmation::Refused(f) if f.failure.class == ErrorClass::ResourceNotFoundException)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_user_is_resolved_once_more_and_other_failures_decide_at_once() {
+        let fake = Fake::of(5);
+        let usernames = Usernames::new(true, 4);
+        let key = (instance(), "agent1".to_owned());
+        let resolved = Resolved {
+            user: UserId::parse(&uuid(1)).unwrap(),
+            source: Source::Cache,
+        };
+        let gone = CallFailure::new(ErrorClass::ResourceNotFoundException, "gone", 1);
+        assert_eq!(
+            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&gone), false),
+            Confirmation::ResolveAgain
+        );
+        let throttled = CallFailure::new(ErrorClass::ThrottlingException, "slow down", 1);
+        assert_eq!(
+            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&throttled), false),
+            Confirmation::Refused(throttled)
+        );
     }
 }
