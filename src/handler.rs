@@ -67,13 +67,13 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
     })?;
     match invocation {
         Invocation::EventBridge(record) => {
-            let d = pipeline
+            let report = pipeline
                 .run(std::slice::from_ref(&record), false, deadline)
                 .await;
-            eventbridge_reply(&d[0])
+            eventbridge_reply(&report.dispositions[0])
         }
         Invocation::Sqs { records, fifo } => {
-            let dispositions = pipeline.run(&records, fifo, deadline).await;
+            let dispositions = pipeline.run(&records, fifo, deadline).await.dispositions;
             if let Some(Disposition::NotAcknowledged(class)) = dispositions
                 .iter()
                 .find(|d| matches!(d, Disposition::NotAcknowledged(_)))

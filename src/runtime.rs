@@ -24,11 +24,11 @@ pub async fn build(config: Config) -> App {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
 
-    // Standard retries: the per-operation limiters already pace calls to the quota. The
-    // adaptive mode's own client-side bucket, once throttled, makes each retry wait for
-    // up to about 10 s, which spends whole invocations waiting and misses deadlines.
+    // Connect: one attempt per SDK call. The pipeline makes the retries itself, so
+    // that every attempt takes its operation's limiter token and starts only while it
+    // can finish before the deadline; the SDK's retry loop can do neither.
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(std::time::Duration::from_secs(1))
@@ -41,13 +41,31 @@ pub async fn build(config: Config) -> App {
         .interceptor(AttemptCounter)
         .build();
     let connect = aws_sdk_connect::Client::from_conf(connect_config);
-    let sqs = aws_sdk_sqs::Client::new(&shared);
+    // Dead letters: the SDK's standard retries, the whole send (retries included)
+    // bounded to half the deadline margin, so that a send started before the
+    // deadline less the margin ends before the reply is due.
+    let send_budget = config.settings.deadline_margin / 2;
+    let sqs_config = aws_sdk_sqs::config::Builder::from(&shared)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(std::time::Duration::from_millis(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(send_budget)
+                .operation_timeout(send_budget)
+                .build(),
+        )
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(sqs_config);
     Pipeline::new(
         ConnectDirectory::new(connect),
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
         config.admission,
         config.settings,
-        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
+        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search)
+            .with_list(config.rps_list),
     )
 }
 

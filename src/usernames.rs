@@ -6,10 +6,10 @@
 //! [`Usernames::confirm`] says what to do when it does not.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Mutex;
 
-use futures::{StreamExt, stream};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, stream};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -33,14 +33,21 @@ pub enum Halt {
     Deferred,
 }
 
-/// Runs a look-up call under its operation's limiter and the invocation's deadline.
+/// Runs a look-up call, attempt by attempt, under its operation's limiter and the
+/// invocation's deadline.
+///
+/// Boxed, with named lifetimes: opaque futures here trip the compiler's proof that the
+/// function's top-level future is `Send` (higher-ranked lifetimes of the closure).
 pub trait Gate: Sync {
-    fn call<T: Send>(
-        &self,
+    fn call<'a, T: Send + 'a>(
+        &'a self,
         op: Lookup,
-        call: impl Future<Output = Result<T, CallFailure>> + Send,
-    ) -> impl Future<Output = Result<T, Halt>> + Send;
+        attempt: Attempt<'a, T>,
+    ) -> BoxFuture<'a, Result<T, Halt>>;
 }
+
+/// Makes one attempt of a call.
+pub type Attempt<'a, T> = Box<dyn Fn() -> BoxFuture<'a, Result<T, CallFailure>> + Send + Sync + 'a>;
 
 /// Where a resolution came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +215,10 @@ impl Usernames {
         username: &str,
     ) -> Result<Resolved, Halt> {
         let user = gate
-            .call(Lookup::SearchUsers, directory.find_user(instance, username))
+            .call(
+                Lookup::SearchUsers,
+                Box::new(move || directory.find_user(instance, username).boxed()),
+            )
             .await?;
         Ok(Resolved {
             user,
@@ -235,10 +245,15 @@ impl Usernames {
             if index.pages() > 0 && token.is_none() {
                 break;
             }
+            let after = token.clone();
             let page = gate
                 .call(
                     Lookup::ListUsers,
-                    directory.list_users_page(instance, token.as_deref()),
+                    Box::new(move || {
+                        let after = after.clone();
+                        async move { directory.list_users_page(instance, after.as_deref()).await }
+                            .boxed()
+                    }),
                 )
                 .await;
             match page {
@@ -448,11 +463,17 @@ mod tests {
     }
 
     impl Gate for Budget {
-        async fn call<T: Send>(
-            &self,
+        fn call<'a, T: Send + 'a>(
+            &'a self,
             _op: Lookup,
-            call: impl Future<Output = Result<T, CallFailure>> + Send,
-        ) -> Result<T, Halt> {
+            attempt: Attempt<'a, T>,
+        ) -> BoxFuture<'a, Result<T, Halt>> {
+            async move { self.pass(attempt).await }.boxed()
+        }
+    }
+
+    impl Budget {
+        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Halt> {
             if self
                 .left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -461,7 +482,7 @@ mod tests {
                 return Err(Halt::Deferred);
             }
             self.tokens.fetch_add(1, Ordering::SeqCst);
-            call.await.map_err(Halt::Failed)
+            attempt().await.map_err(Halt::Failed)
         }
     }
 

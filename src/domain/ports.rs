@@ -27,25 +27,58 @@ pub struct UserPage {
     pub next_token: Option<String>,
 }
 
-/// A failed call: its class (SPEC §3), a message without personal data, and how many
-/// attempts the SDK made.
+/// How far a failed call got: whether Connect may have acted on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Connect answered with an error: it did not act.
+    Answered,
+    /// The request never left (a refused connection, a request that could not be
+    /// built): trying again is safe.
+    NotSent,
+    /// The request may have reached Connect and no answer came (a timeout, a
+    /// connection broken after sending, an unreadable reply): the outcome is unknown.
+    Unknown,
+}
+
+/// A failed call: its class (SPEC §3), a message without personal data, how many
+/// attempts the SDK made, and whether Connect may have acted on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
     pub failure: Failure,
     pub attempts: u32,
+    pub reach: Reach,
 }
 
 impl CallFailure {
+    /// A failure Connect answered.
     pub fn new(class: ErrorClass, message: impl Into<String>, attempts: u32) -> Self {
         CallFailure {
             failure: Failure::new(class, message),
             attempts,
+            reach: Reach::Answered,
         }
+    }
+
+    #[must_use]
+    pub fn with_reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
     }
 }
 
-/// Amazon Connect, as far as this function uses it.
+/// Amazon Connect, as far as this function uses it. Each call is one attempt: the
+/// pipeline retries, so that every attempt meets the deadline and the rate limit.
 pub trait Directory: Send + Sync {
+    /// The identity-management type of `instance` if it is cached: no call needed.
+    fn cached_management(&self, _instance: &InstanceId) -> Option<IdentityManagement> {
+        None
+    }
+
+    /// The user a `username` resolved to, if that resolution is cached.
+    fn cached_user(&self, _instance: &InstanceId, _username: &str) -> Option<UserId> {
+        None
+    }
+
     /// `DescribeInstance`, cached for the life of the container.
     ///
     /// # Errors
@@ -67,11 +100,6 @@ pub trait Directory: Send + Sync {
         instance: &InstanceId,
         username: &str,
     ) -> impl Future<Output = Result<UserId, CallFailure>> + Send;
-
-    /// The cached resolution of `username`, if any: no call.
-    fn cached_user(&self, _instance: &InstanceId, _username: &str) -> Option<UserId> {
-        None
-    }
 
     /// Remembers a resolution that `DescribeUser` confirmed.
     fn cache_user(&self, _instance: &InstanceId, _username: &str, _user: &UserId) {}

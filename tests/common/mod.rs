@@ -29,6 +29,10 @@ pub struct FakeConnect {
     /// Scripted failures: (operation, user id) → classes to fail with, in order.
     pub faults: Mutex<HashMap<(&'static str, String), Vec<ErrorClass>>>,
     pub latency: Mutex<Duration>,
+    /// Extra latency of one operation, on top of `latency`.
+    pub op_latency: Mutex<HashMap<&'static str, Duration>>,
+    /// When each call started: (operation, user id, instant).
+    pub starts: Mutex<Vec<(&'static str, String, Instant)>>,
     pub panic_on: Mutex<Option<String>>,
     pub calls: Mutex<Vec<(&'static str, String)>>,
     pub updates: Mutex<Vec<(String, UpdatePlan)>>,
@@ -71,7 +75,18 @@ impl FakeConnect {
 
     async fn enter(&self, op: &'static str, user: &str) -> Result<(), CallFailure> {
         self.calls.lock().unwrap().push((op, user.to_owned()));
-        let latency = *self.latency.lock().unwrap();
+        self.starts
+            .lock()
+            .unwrap()
+            .push((op, user.to_owned(), Instant::now()));
+        let latency = *self.latency.lock().unwrap()
+            + self
+                .op_latency
+                .lock()
+                .unwrap()
+                .get(op)
+                .copied()
+                .unwrap_or_default();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -86,10 +101,21 @@ impl FakeConnect {
             return Err(CallFailure::new(
                 class,
                 format!("Connect {op} failed with {class}"),
-                3,
+                1,
             ));
         }
         Ok(())
+    }
+
+    /// When each call of `op` started.
+    pub fn starts_of(&self, op: &str) -> Vec<Instant> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _, _)| *o == op)
+            .map(|(_, _, at)| *at)
+            .collect()
     }
 
     pub fn user(&self, id: &str) -> IdentityInfo {
@@ -189,10 +215,21 @@ impl Directory for &FakeConnect {
 pub struct FakeQueues {
     pub letters: Mutex<Vec<DeadLetter>>,
     pub down: Mutex<bool>,
+    /// How long a send takes.
+    pub latency: Mutex<Duration>,
+    /// Sends started and sends that ran to their end (taken or refused).
+    pub started: Mutex<u32>,
+    pub finished: Mutex<u32>,
 }
 
 impl DeadLetterSink for &FakeQueues {
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
+        *self.started.lock().unwrap() += 1;
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        *self.finished.lock().unwrap() += 1;
         if *self.down.lock().unwrap() {
             return Err("queue unavailable".into());
         }
@@ -237,12 +274,20 @@ pub fn pipeline<'a>(
     connect: &'a FakeConnect,
     queues: &'a FakeQueues,
 ) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
+    pipeline_with(connect, queues, RateLimits::new(1000.0, 1000.0, 1000.0))
+}
+
+pub fn pipeline_with<'a>(
+    connect: &'a FakeConnect,
+    queues: &'a FakeQueues,
+    limits: RateLimits,
+) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
     Pipeline::new(
         connect,
         queues,
         admission(EmailDomains::parse(Some("example.com")).unwrap()),
         settings(),
-        RateLimits::new(1000.0, 1000.0, 1000.0),
+        limits,
     )
 }
 
