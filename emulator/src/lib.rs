@@ -283,6 +283,11 @@ impl EmulatorHandle {
         self.store.user(instance, user_id)
     }
 
+    /// Deletes a user, as `DeleteUser` does; its username can then be given to another.
+    pub fn delete_user(&self, instance: &str, user_id: &str) -> Result<(), ApiError> {
+        self.store.delete_user(instance, user_id)
+    }
+
     /// All users of an instance, in creation order.
     pub fn users(&self, instance: &str) -> Option<Vec<User>> {
         self.store.users(instance)
