@@ -177,7 +177,7 @@ impl Usernames {
             if let Strategy::Index { pages } = strategy
                 && pages > 0
             {
-                calls.list += self.list(directory, gate, &instance).await;
+                calls.list += self.list(directory, gate, &instance, pages).await;
             }
             for username in usernames {
                 match self.candidate(&instance, &username) {
@@ -226,14 +226,16 @@ impl Usernames {
         })
     }
 
-    /// Lists `instance` (or goes on with a listing a deadline cut short) page by page,
-    /// each page through the gate; returns the pages read. A failed page ends the listing
-    /// (the batch then searches); a deferred one keeps what was read for the next batch.
+    /// Lists `instance` (or goes on with a listing cut short) page by page, at most
+    /// `budget` pages, each through the gate; returns the pages read. A listing that
+    /// ends replaces the index; one the budget or the deadline cuts short is kept for a
+    /// later batch; a failed page drops it (the batch then searches).
     async fn list<D: Directory, G: Gate>(
         &self,
         directory: &D,
         gate: &G,
         instance: &InstanceId,
+        budget: u32,
     ) -> u32 {
         let (mut index, mut token) = self
             .lock()
@@ -244,6 +246,10 @@ impl Usernames {
         loop {
             if index.pages() > 0 && token.is_none() {
                 break;
+            }
+            if read == budget {
+                self.lock().entry(instance.clone()).or_default().partial = Some((index, token));
+                return read;
             }
             let after = token.clone();
             let page = gate
@@ -516,24 +522,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_of_few_usernames_searches_each() {
+    async fn a_probe_that_does_not_end_searches_and_the_next_batch_goes_on_listing() {
         let fake = Fake::of(2500);
         let usernames = Usernames::new(true, 4);
+        // Three names, an instance of unknown size: at most two pages, then search.
         let (found, calls) = usernames
             .resolve(&fake, &Budget::new(100), &names(0..3))
             .await;
-        assert_eq!(calls, LookupCalls { search: 3, list: 0 });
+        assert_eq!(calls, LookupCalls { search: 3, list: 2 });
         assert!(
             found
                 .values()
                 .all(|r| r.as_ref().unwrap().source == Source::Search)
         );
+        // The next batch of three goes on from page three, which is the last.
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(10..13))
+            .await;
+        assert_eq!(calls, LookupCalls { search: 0, list: 1 });
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Index)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_username_is_searched_without_listing() {
+        let fake = Fake::of(2500);
+        let usernames = Usernames::new(true, 4);
+        let (_, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..1))
+            .await;
+        assert_eq!(calls, LookupCalls { search: 1, list: 0 });
     }
 
     #[tokio::test]
     async fn cached_usernames_take_no_call_and_no_token() {
         let fake = Fake::of(10);
-        let usernames = Usernames::new(true, 4);
+        // Searched once (the adapter caches a search's answer).
+        let usernames = Usernames::new(false, 4);
         usernames
             .resolve(&fake, &Budget::new(10), &names(0..2))
             .await;

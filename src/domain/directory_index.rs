@@ -22,10 +22,6 @@ pub const LIST_PAGE_SIZE: u32 = 1000;
 /// Bytes an index entry takes (UUID user ids).
 pub const BYTES_PER_USER: usize = std::mem::size_of::<(u64, [u8; 16])>();
 
-/// Pages assumed for an instance never listed: a batch lists it only when it holds more
-/// unresolved usernames than this (an instance of up to 10,000 users, most contact centres).
-pub const UNKNOWN_INSTANCE_PAGES: u32 = 10;
-
 /// How long a complete listing is trusted for hits and for "a miss is a new user, search
 /// for it" before a batch that needs the index lists the instance again.
 pub const INDEX_MAX_AGE: Duration = Duration::from_secs(15 * 60);
@@ -186,8 +182,9 @@ impl DirectoryIndex {
 pub enum Strategy {
     /// One `SearchUsers` per username.
     Search,
-    /// From the index; a complete fresh index is read as it is, else it is listed first
-    /// (`pages` `ListUsers` calls, estimated). Misses then go to `SearchUsers`.
+    /// From the index, listing at most `pages` more `ListUsers` pages first (0: a fresh
+    /// index is read as it is). Misses, and every username when the listing did not end
+    /// within `pages`, go to `SearchUsers`.
     Index { pages: u32 },
 }
 
@@ -226,25 +223,36 @@ pub fn freshness(
 }
 
 /// The cheaper way, in calls, to resolve `unresolved` usernames (cache misses) of one
-/// instance: the index when listing what remains of it takes fewer calls than one search
-/// per username, else `SearchUsers`. Ties go to `SearchUsers` (no index to keep).
+/// instance. Ties go to `SearchUsers` (no index to keep).
+/// - A fresh index costs nothing.
+/// - An instance of known size is listed (again) when its pages are fewer than the
+///   searches: a stale index only when a batch needs it, a listing a deadline cut short
+///   only for the pages left.
+/// - An instance of unknown size is probed: at most `unresolved − 1` pages, so that if the
+///   listing ends within them the batch cost fewer calls than searching, and if not, the
+///   batch costs less than twice the searches and the listing goes on with a later batch.
+///   A batch of one username never lists.
 pub fn choose(unresolved: usize, state: IndexState) -> Strategy {
+    let unresolved = u32::try_from(unresolved).unwrap_or(u32::MAX);
     if unresolved == 0 {
         return Strategy::Search;
     }
-    let pages = match state {
+    let known = match state {
         IndexState::Fresh => return Strategy::Index { pages: 0 },
-        IndexState::Unknown => UNKNOWN_INSTANCE_PAGES,
-        IndexState::Stale { pages } => pages.max(1),
-        IndexState::Partial { done, pages } => pages
-            .unwrap_or(done + UNKNOWN_INSTANCE_PAGES)
-            .saturating_sub(done)
-            .max(1),
+        IndexState::Unknown | IndexState::Partial { pages: None, .. } => None,
+        IndexState::Stale { pages } => Some(pages.max(1)),
+        IndexState::Partial {
+            done,
+            pages: Some(pages),
+        } => Some(pages.saturating_sub(done).max(1)),
     };
-    if unresolved > pages as usize {
-        Strategy::Index { pages }
-    } else {
-        Strategy::Search
+    match known {
+        Some(pages) if unresolved > pages => Strategy::Index { pages },
+        Some(_) => Strategy::Search,
+        None if unresolved > 1 => Strategy::Index {
+            pages: unresolved - 1,
+        },
+        None => Strategy::Search,
     }
 }
 
@@ -326,15 +334,12 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_instance_is_listed_only_for_a_batch_larger_than_ten_pages() {
-        assert_eq!(choose(10, IndexState::Unknown), Strategy::Search);
+    fn an_unknown_instance_is_probed_with_fewer_pages_than_the_searches() {
+        assert_eq!(choose(1, IndexState::Unknown), Strategy::Search);
+        assert_eq!(choose(2, IndexState::Unknown), Strategy::Index { pages: 1 });
         assert_eq!(
-            choose(11, IndexState::Unknown),
-            Strategy::Index { pages: 10 }
-        );
-        assert_eq!(
-            choose(200, IndexState::Unknown),
-            Strategy::Index { pages: 10 }
+            choose(10, IndexState::Unknown),
+            Strategy::Index { pages: 9 }
         );
     }
 
@@ -365,11 +370,13 @@ mod tests {
         };
         assert_eq!(choose(11, state), Strategy::Index { pages: 10 });
         assert_eq!(choose(10, state), Strategy::Search);
+        // Still of unknown size: probed again.
         let unknown = IndexState::Partial {
             done: 3,
             pages: None,
         };
-        assert_eq!(choose(11, unknown), Strategy::Index { pages: 10 });
+        assert_eq!(choose(5, unknown), Strategy::Index { pages: 4 });
+        assert_eq!(choose(1, unknown), Strategy::Search);
     }
 
     #[test]
