@@ -88,6 +88,10 @@ impl Bucket {
 struct InstanceState {
     instance: Instance,
     users: Vec<User>,
+    /// Lowercased username → user id, and the ids held: seeding tens of thousands of
+    /// users stays linear.
+    names: HashMap<String, String>,
+    ids: std::collections::HashSet<String>,
 }
 
 #[derive(Default)]
@@ -213,6 +217,8 @@ impl Store {
                         InstanceState {
                             instance,
                             users: Vec::new(),
+                            names: HashMap::new(),
+                            ids: std::collections::HashSet::new(),
                         },
                     );
                 }
@@ -241,9 +247,9 @@ impl Store {
             _ => self.new_id(),
         };
         if state
-            .users
-            .iter()
-            .any(|u| u.id != id && u.username.eq_ignore_ascii_case(&spec.username))
+            .names
+            .get(&spec.username.to_lowercase())
+            .is_some_and(|holder| *holder != id)
         {
             return Err(ApiError::duplicate(format!(
                 "username {} already exists in instance {instance_id}",
@@ -267,10 +273,16 @@ impl Store {
             last_modified_time: now_secs(),
             last_modified_region: self.account.region.clone(),
         };
-        match state.users.iter_mut().find(|u| u.id == id) {
-            Some(existing) => *existing = user,
-            None => state.users.push(user),
+        if state.ids.contains(&id) {
+            if let Some(existing) = state.users.iter_mut().find(|u| u.id == id) {
+                state.names.remove(&existing.username.to_lowercase());
+                *existing = user;
+            }
+        } else {
+            state.ids.insert(id.clone());
+            state.users.push(user);
         }
+        state.names.insert(spec.username.to_lowercase(), id.clone());
         Ok(SeededUser {
             instance_id,
             id,
@@ -468,7 +480,9 @@ impl Store {
             .iter()
             .position(|u| u.id == user_id)
             .ok_or_else(|| user_not_found(user_id))?;
-        state.users.remove(index);
+        let user = state.users.remove(index);
+        state.ids.remove(&user.id);
+        state.names.remove(&user.username.to_lowercase());
         Ok(())
     }
 
