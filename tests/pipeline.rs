@@ -9,6 +9,7 @@ use common::*;
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::instance::IdentityManagement;
+use connect_identity_sync::domain::ports::Reach;
 use connect_identity_sync::domain::record::{Disposition, HandBack};
 use connect_identity_sync::pipeline::RateLimits;
 use serde_json::{Value, json};
@@ -168,7 +169,7 @@ async fn changes_to_different_users_do_not_share_an_outcome() {
 
 #[tokio::test]
 async fn a_retryable_failure_is_handed_back_below_max_receive_count_and_dead_lettered_at_it() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
@@ -198,7 +199,7 @@ async fn a_retryable_failure_is_handed_back_below_max_receive_count_and_dead_let
 
 #[tokio::test]
 async fn a_direct_eventbridge_event_is_dead_lettered_after_three_attempts() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "DescribeUser",
         "u-1",
@@ -356,7 +357,7 @@ async fn slow_calls_meet_the_deadline_with_every_record_applied_or_handed_back()
 
 #[tokio::test]
 async fn a_direct_event_past_the_deadline_is_dead_lettered_as_unknown_error() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     let queues = FakeQueues::default();
     let event = json!({"id": "ev-1", "detail-type": "x", "source": "s", "time": "2026-11-29T10:00:00Z",
         "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "Uno"}}});
@@ -423,7 +424,7 @@ async fn a_username_is_resolved_once_per_invocation_and_changes_to_it_coalesce()
 
 #[tokio::test]
 async fn a_saml_instance_never_sends_email_and_refuses_to_change_it() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     *connect.kind.lock().unwrap() = Some(IdentityManagement::Saml);
     let queues = FakeQueues::default();
     let p = pipeline(&connect, &queues);
@@ -446,7 +447,7 @@ async fn a_saml_instance_never_sends_email_and_refuses_to_change_it() {
 
 #[tokio::test]
 async fn a_fully_updated_user_receives_the_complete_merged_identity() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     let queues = FakeQueues::default();
     let (recs, _) = records(
         &json!({"Records": [sqs_record("m-1", &change("u-1", json!({"Mobile": "+442079460958"}), "2026-11-29T10:00:00Z"), 1, None)]}),
@@ -508,7 +509,7 @@ async fn a_refused_email_change_is_dead_lettered_alone_and_the_good_change_to_th
 #[tokio::test]
 async fn on_an_existing_directory_instance_a_name_change_is_refused_alone_and_a_mobile_change_applied()
  {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     *connect.kind.lock().unwrap() = Some(IdentityManagement::ExistingDirectory);
     let queues = FakeQueues::default();
     let at = "2026-11-29T10:00:00Z";
@@ -561,7 +562,7 @@ async fn a_protected_security_profile_refuses_every_change_to_that_user() {
 
 #[tokio::test]
 async fn one_user_reached_through_two_fifo_groups_keeps_both_changes() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     *connect.latency.lock().unwrap() = Duration::from_millis(40);
     let queues = FakeQueues::default();
     let at = "2026-11-29T10:00:00Z";
@@ -599,7 +600,7 @@ async fn one_user_reached_through_two_fifo_groups_keeps_both_changes() {
 
 #[tokio::test]
 async fn every_attempt_of_a_retried_update_waits_for_a_limiter_token() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
@@ -607,9 +608,12 @@ async fn every_attempt_of_a_retried_update_waits_for_a_limiter_token() {
     );
     let queues = FakeQueues::default();
     let at = "2026-11-29T10:00:00Z";
-    let (recs, fifo) = records(&json!({"Records": [
-        sqs_record("m-1", &change("u-1", json!({"LastName": "Uno"}), at), 1, None),
-    ]}));
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), at),
+        1,
+        None,
+    );
     // Five updates a second: one token every 200 ms.
     let d = pipeline_with(&connect, &queues, RateLimits::new(5.0, 1000.0, 1000.0))
         .run(&recs, fifo, in_seconds(5))
@@ -634,7 +638,7 @@ async fn every_attempt_of_a_retried_update_waits_for_a_limiter_token() {
 
 #[tokio::test]
 async fn no_attempt_starts_that_cannot_finish_before_the_deadline() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
@@ -647,9 +651,12 @@ async fn no_attempt_starts_that_cannot_finish_before_the_deadline() {
         .insert("UpdateUserIdentityInfo", Duration::from_millis(150));
     let queues = FakeQueues::default();
     let at = "2026-11-29T10:00:00Z";
-    let (recs, fifo) = records(&json!({"Records": [
-        sqs_record("m-1", &change("u-1", json!({"LastName": "Uno"}), at), 1, None),
-    ]}));
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), at),
+        1,
+        None,
+    );
     let deadline = Instant::now() + Duration::from_millis(700);
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, deadline)
@@ -674,7 +681,7 @@ async fn no_attempt_starts_that_cannot_finish_before_the_deadline() {
 
 #[tokio::test]
 async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_and_not_retried() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect
         .op_latency
         .lock()
@@ -697,9 +704,12 @@ async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_and_not_retri
         letter.message
     );
 
-    let (recs, fifo) = records(&json!({"Records": [
-        sqs_record("m-1", &change("u-1", json!({"FirstName": "Ay"}), "2026-11-29T10:00:00Z"), 1, None),
-    ]}));
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"FirstName": "Ay"}), "2026-11-29T10:00:00Z"),
+        1,
+        None,
+    );
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
         .await
@@ -718,7 +728,7 @@ async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_and_not_retri
 #[tokio::test]
 async fn after_a_handed_back_record_the_later_records_of_its_group_are_handed_back_even_if_coalesced()
  {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
@@ -786,16 +796,19 @@ async fn a_dead_letter_send_that_cannot_finish_is_not_started_and_the_record_is_
 
 #[tokio::test]
 async fn the_run_report_counts_attempts_throttles_and_limiter_wait_per_operation() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
         &[ErrorClass::ThrottlingException; 2],
     );
     let queues = FakeQueues::default();
-    let (recs, fifo) = records(&json!({"Records": [
-        sqs_record("m-1", &json!({"Username": "a", "IdentityInfo": {"LastName": "Uno"}}), 1, None),
-    ]}));
+    let (recs, fifo) = one_record(
+        "m-1",
+        &json!({"Username": "a", "IdentityInfo": {"LastName": "Uno"}}),
+        1,
+        None,
+    );
     let report = pipeline_with(&connect, &queues, RateLimits::new(5.0, 1000.0, 1000.0))
         .run(&recs, fifo, in_seconds(5))
         .await;
@@ -810,5 +823,65 @@ async fn the_run_report_counts_attempts_throttles_and_limiter_wait_per_operation
         report.limiter_wait >= Duration::from_millis(50),
         "{:?}",
         report.limiter_wait
+    );
+}
+
+#[tokio::test]
+async fn a_connection_refused_before_sending_is_retried_like_any_retryable_failure() {
+    let connect = one_user();
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::NotSent)],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"),
+        1,
+        None,
+    );
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated]);
+    assert_eq!(report.calls.update_user_identity_info, 2);
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Uno"));
+}
+
+#[tokio::test]
+async fn an_update_whose_connection_broke_after_sending_is_not_retried_but_a_read_is() {
+    let connect = one_user();
+    connect.fail_reaching(
+        "DescribeUser",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"),
+        3,
+        None,
+    );
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::DeadLettered(ErrorClass::UnknownError)]
+    );
+    assert_eq!(report.calls.describe_user, 2, "the read was tried again");
+    assert_eq!(report.calls.update_user_identity_info, 1, "never blindly");
+    let letter = queues.letters.lock().unwrap()[0].clone();
+    assert!(
+        letter.message.contains("the outcome is unknown"),
+        "{}",
+        letter.message
     );
 }

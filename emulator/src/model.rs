@@ -338,4 +338,8 @@ pub struct JournalEntry {
     pub request_body: serde_json::Value,
     /// When the call arrived, in milliseconds since the Unix epoch.
     pub at: u64,
+    /// When the answer was ready (after any latency), in milliseconds since the Unix
+    /// epoch; `None` until then.
+    #[serde(default)]
+    pub finished_at: Option<u64>,
 }

@@ -593,6 +593,7 @@ impl Store {
         if let Some((_, entry)) = inner.journal.iter_mut().rev().find(|(s, _)| *s == seq) {
             entry.status = status;
             entry.error_type = error_type;
+            entry.finished_at = Some(now_ms());
         }
     }
 

@@ -132,6 +132,7 @@ async fn connect_call(
             Err(raw) => Value::String(raw.clone()),
         },
         at,
+        finished_at: None,
     });
 
     let outcome = answer(store, parts, &route, instance_id.as_deref(), body).await;

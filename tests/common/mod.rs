@@ -12,7 +12,7 @@ use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
 use connect_identity_sync::domain::ports::{
-    CallFailure, DeadLetter, DeadLetterSink, Directory, UserPage, UserRecord,
+    CallFailure, DeadLetter, DeadLetterSink, Directory, Reach, UserPage, UserRecord,
 };
 use connect_identity_sync::domain::record::Record;
 use connect_identity_sync::inbound::{Invocation, read_invocation};
@@ -22,12 +22,16 @@ use tokio::time::Instant;
 
 pub const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
+/// A scripted failure: its class and how far the request got.
+pub type Fault = (ErrorClass, Reach);
+
 #[derive(Default)]
 pub struct FakeConnect {
     pub kind: Mutex<Option<IdentityManagement>>,
     pub users: Mutex<HashMap<String, (String, UserRecord)>>,
-    /// Scripted failures: (operation, user id) → classes to fail with, in order.
-    pub faults: Mutex<HashMap<(&'static str, String), Vec<ErrorClass>>>,
+    /// Scripted failures, one per call (attempt): (operation, user id) → the class to
+    /// fail with and how far the request got, in order.
+    pub faults: Mutex<HashMap<(&'static str, String), Vec<Fault>>>,
     pub latency: Mutex<Duration>,
     /// Extra latency of one operation, on top of `latency`.
     pub op_latency: Mutex<HashMap<&'static str, Duration>>,
@@ -57,11 +61,18 @@ impl FakeConnect {
         fake
     }
 
+    /// Fails the next calls of `op` for `user` with `classes`, each answered by Connect.
     pub fn fail(&self, op: &'static str, user: &str, classes: &[ErrorClass]) {
+        let answered: Vec<_> = classes.iter().map(|c| (*c, Reach::Answered)).collect();
+        self.fail_reaching(op, user, &answered);
+    }
+
+    /// Fails the next calls of `op` for `user`, each with its class and reach.
+    pub fn fail_reaching(&self, op: &'static str, user: &str, faults: &[(ErrorClass, Reach)]) {
         self.faults
             .lock()
             .unwrap()
-            .insert((op, user.to_owned()), classes.to_vec());
+            .insert((op, user.to_owned()), faults.to_vec());
     }
 
     pub fn count(&self, op: &str) -> usize {
@@ -97,12 +108,11 @@ impl FakeConnect {
         if let Some(list) = faults.get_mut(&(op, user.to_owned()))
             && !list.is_empty()
         {
-            let class = list.remove(0);
-            return Err(CallFailure::new(
-                class,
-                format!("Connect {op} failed with {class}"),
-                1,
-            ));
+            let (class, reach) = list.remove(0);
+            return Err(
+                CallFailure::new(class, format!("Connect {op} failed with {class}"), 1)
+                    .with_reach(reach),
+            );
         }
         Ok(())
     }
@@ -317,6 +327,21 @@ pub fn records(payload: &Value) -> (Vec<Record>, bool) {
         Invocation::Sqs { records, fifo } => (records, fifo),
         Invocation::EventBridge(r) => (vec![*r], false),
     }
+}
+
+/// Connect with one user, `u-1` (username `a`), no protected profile.
+pub fn one_user() -> FakeConnect {
+    FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])])
+}
+
+/// A batch of one SQS record.
+pub fn one_record(
+    id: &str,
+    body: &Value,
+    receive_count: u32,
+    group: Option<&str>,
+) -> (Vec<Record>, bool) {
+    records(&json!({ "Records": [sqs_record(id, body, receive_count, group)] }))
 }
 
 pub fn in_seconds(s: u64) -> Instant {
