@@ -143,7 +143,8 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             }
         }
         let refused = refused?;
-        // Changes by id stand on their own; those by Username are refused.
+        // A failed read decides by itself. Otherwise this is a second pass, which holds
+        // one Username's changes only: they are refused.
         if described.is_err() {
             return None;
         }
