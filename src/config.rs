@@ -33,6 +33,8 @@ pub struct Config {
     pub rps_update: f64,
     pub rps_describe: f64,
     pub rps_search: f64,
+    /// `ListUsers` requests per second for the username index; 0 never lists.
+    pub rps_list: f64,
     /// The longest one attempt of a Connect call may take.
     pub attempt_timeout: Duration,
     /// The staleness guard's table (`WATERMARK_TABLE`); `None`: no guard.
@@ -157,6 +159,15 @@ impl Config {
         let rps_update = rate("CONNECT_RPS_UPDATE", 2.0)?;
         let rps_describe = rate("CONNECT_RPS_DESCRIBE", 10.0)?;
         let rps_search = rate("CONNECT_RPS_SEARCH", 2.0)?;
+        // Connect's default rate for ListUsers (the API's default, 2 rps); 0 turns the
+        // username index off (every username is resolved with SearchUsers).
+        let rps_list = number(
+            &get,
+            "CONNECT_RPS_LIST",
+            2.0,
+            |n: &f64| *n == 0.0 || RATES.contains(n),
+            "0 (never list) or requests per second from 0.01 to 1000",
+        )?;
         let attempt_ms = number(
             &get,
             "CONNECT_ATTEMPT_TIMEOUT_MS",
@@ -248,6 +259,7 @@ impl Config {
             rps_update,
             rps_describe,
             rps_search,
+            rps_list,
             attempt_timeout: Duration::from_millis(attempt_ms),
             watermarks,
             operations: Operations::from_lookup(&get)?,
@@ -381,6 +393,7 @@ mod tests {
         assert_eq!(c.rps_update, 2.0);
         assert_eq!(c.rps_describe, 10.0);
         assert_eq!(c.rps_search, 2.0);
+        assert_eq!(c.rps_list, 2.0);
         assert_eq!(c.admission.policy.email_domains, EmailDomains::NoneAllowed);
         assert!(c.admission.policy.trusted_sources.is_none());
     }
@@ -427,6 +440,7 @@ mod tests {
             ("CONNECT_RPS_UPDATE", "-1"),
             ("CONNECT_RPS_DESCRIBE", "fast"),
             ("CONNECT_RPS_SEARCH", "NaN"),
+            ("CONNECT_RPS_LIST", "-1"),
             ("DEFAULT_PHONE_REGION", "Narnia"),
             ("EMAIL_DOMAIN_ALLOWLIST", "*.example.com"),
             ("ALLOWED_INSTANCE_IDS", "arn:aws:sqs:us-east-1:1:q"),

@@ -11,3 +11,4 @@ pub mod outbound;
 pub mod pipeline;
 pub mod redrive;
 pub mod runtime;
+pub mod usernames;

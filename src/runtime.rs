@@ -103,7 +103,8 @@ pub async fn build(config: Config) -> Function {
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
         config.admission,
         config.settings,
-        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
+        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search)
+            .with_list(config.rps_list),
     )
     .with_watermarks(watermarks);
     Function {

@@ -887,3 +887,78 @@ async fn an_update_whose_connection_broke_after_sending_is_not_retried_but_a_rea
         letter.message
     );
 }
+
+// ---- usernames ------------------------------------------------------------------------
+
+fn three_named_users() -> FakeConnect {
+    FakeConnect::with_users(&[
+        ("u-1", "ana", info("Ana", "One", "ana@example.com"), &[]),
+        ("u-2", "ben", info("Ben", "Two", "ben@example.com"), &[]),
+        ("u-3", "cy", info("Cy", "Three", "cy@example.com"), &[]),
+    ])
+}
+
+fn by_username(names: &[&str]) -> (Vec<connect_identity_sync::domain::record::Record>, bool) {
+    let recs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            sqs_record(
+                &format!("m-{i}"),
+                &json!({"Username": n, "IdentityInfo": {"LastName": "Renamed"}}),
+                1,
+                None,
+            )
+        })
+        .collect();
+    records(&json!({ "Records": recs }))
+}
+
+#[tokio::test]
+async fn a_batch_of_usernames_is_resolved_from_one_listing_under_the_list_limiter() {
+    let connect = three_named_users();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = by_username(&["ana", "ben", "cy"]);
+    let limits = RateLimits::new(1000.0, 1000.0, 1000.0).with_list(1000.0);
+    let report = pipeline_with(&connect, &queues, limits)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated; 3]);
+    assert_eq!(connect.count("ListUsers"), 1);
+    assert_eq!(connect.count("SearchUsers"), 0);
+    assert_eq!(report.calls.list_users, 1);
+    assert_eq!(connect.user("u-2").last_name.as_deref(), Some("Renamed"));
+}
+
+#[tokio::test]
+async fn without_a_list_rate_every_username_is_searched() {
+    let connect = three_named_users();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = by_username(&["ana", "ben", "cy"]);
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated; 3]);
+    assert_eq!(connect.count("ListUsers"), 0);
+    assert_eq!(connect.count("SearchUsers"), 3);
+}
+
+#[tokio::test]
+async fn a_listing_page_that_cannot_finish_before_the_deadline_is_not_started() {
+    let connect = three_named_users();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = by_username(&["ana", "ben", "cy"]);
+    let limits = RateLimits::new(1000.0, 1000.0, 1000.0).with_list(1000.0);
+    // Less than the margin plus one attempt's budget is left.
+    let s = settings();
+    let deadline = Instant::now() + s.deadline_margin + s.call_budget / 2;
+    let report = pipeline_with(&connect, &queues, limits)
+        .run(&recs, fifo, deadline)
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Deadline); 3]
+    );
+    assert_eq!(connect.count("ListUsers"), 0);
+    assert_eq!(connect.count("SearchUsers"), 0);
+}

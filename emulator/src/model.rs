@@ -18,17 +18,19 @@ pub enum Operation {
     SearchUsers,
     ListUsers,
     CreateUser,
+    DeleteUser,
 }
 
 impl Operation {
     /// Every implemented operation, in a stable order.
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::DescribeInstance,
         Operation::DescribeUser,
         Operation::UpdateUserIdentityInfo,
         Operation::SearchUsers,
         Operation::ListUsers,
         Operation::CreateUser,
+        Operation::DeleteUser,
     ];
 
     /// The operation's name as used on the wire and in the control API.
@@ -40,6 +42,7 @@ impl Operation {
             Operation::SearchUsers => "SearchUsers",
             Operation::ListUsers => "ListUsers",
             Operation::CreateUser => "CreateUser",
+            Operation::DeleteUser => "DeleteUser",
         }
     }
 }

@@ -82,6 +82,7 @@ fn route(method: &Method, segments: &[String]) -> Route {
         ("POST", ["search-users"]) => (Some(Operation::SearchUsers), None, None),
         ("GET", ["users-summary", i]) => (Some(Operation::ListUsers), Some(*i), None),
         ("PUT", ["users", i]) => (Some(Operation::CreateUser), Some(*i), None),
+        ("DELETE", ["users", i, u]) => (Some(Operation::DeleteUser), Some(*i), Some(*u)),
         _ => (None, None, None),
     };
     Route {
@@ -262,6 +263,10 @@ fn execute(
             let reply = store.list_users(instance, get("nextToken"), get("maxResults"))?;
             Ok(json_reply(StatusCode::OK, &reply))
         }
+        Operation::DeleteUser => {
+            store.delete_user(instance, user)?;
+            Ok(empty_reply())
+        }
         Operation::CreateUser => {
             let (id, arn) = store.create_user(instance, body)?;
             Ok(json_reply(
@@ -428,6 +433,7 @@ mod tests {
             Some(Operation::ListUsers)
         );
         assert_eq!(r(Method::PUT, "/users/i"), Some(Operation::CreateUser));
-        assert_eq!(r(Method::DELETE, "/users/i/u"), None);
+        assert_eq!(r(Method::DELETE, "/users/i/u"), Some(Operation::DeleteUser));
+        assert_eq!(r(Method::DELETE, "/users/i"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! no serde, no I/O.
 
 pub mod change;
+pub mod directory_index;
 pub mod document;
 pub mod error;
 pub mod identity;

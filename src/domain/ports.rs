@@ -17,6 +17,15 @@ use super::watermark::FieldWatermarks;
 pub struct UserRecord {
     pub info: IdentityInfo,
     pub security_profile_ids: Vec<String>,
+    /// The user's `Username`, to confirm a resolution (`None` when Connect sent none).
+    pub username: Option<String>,
+}
+
+/// One `ListUsers` page: (username, user id) pairs and the token of the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPage {
+    pub users: Vec<(String, String)>,
+    pub next_token: Option<String>,
 }
 
 /// How far a failed call got: whether Connect may have acted on the request.
@@ -92,6 +101,22 @@ pub trait Directory: Send + Sync {
         instance: &InstanceId,
         username: &str,
     ) -> impl Future<Output = Result<UserId, CallFailure>> + Send;
+
+    /// Remembers a resolution that `DescribeUser` confirmed.
+    fn cache_user(&self, _instance: &InstanceId, _username: &str, _user: &UserId) {}
+
+    /// Drops the cached resolution of `username` (it no longer holds).
+    fn forget_user(&self, _instance: &InstanceId, _username: &str) {}
+
+    /// One `ListUsers` page of the largest size, after `next_token`.
+    ///
+    /// # Errors
+    /// As for `identity_management`.
+    fn list_users_page(
+        &self,
+        instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<UserPage, CallFailure>> + Send;
 
     /// `DescribeUser`.
     ///

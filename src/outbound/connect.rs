@@ -23,7 +23,7 @@ use crate::domain::change::IdentityInfo;
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
-use crate::domain::ports::{CallFailure, Directory, Reach, UserRecord};
+use crate::domain::ports::{CallFailure, Directory, Reach, UserPage, UserRecord};
 
 tokio::task_local! {
     /// Attempts the SDK made for the call running in this task.
@@ -201,7 +201,7 @@ fn update_class(e: &UpdateUserIdentityInfoError) -> ErrorClass {
 /// An error an operation does not model. A rate throttle that reaches us unmodelled
 /// (DescribeInstance models none) is still a throttle; anything else, including
 /// `LimitExceededException` (a resource quota, which no retry lifts), is `UnknownError`.
-fn unmodelled(code: Option<&str>) -> ErrorClass {
+pub(super) fn unmodelled(code: Option<&str>) -> ErrorClass {
     match code {
         Some("ThrottlingException" | "TooManyRequestsException") => ErrorClass::ThrottlingException,
         _ => ErrorClass::UnknownError,
@@ -340,6 +340,33 @@ impl Directory for ConnectDirectory {
         Ok(found)
     }
 
+    fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
+        let key = (instance.clone(), username.to_owned());
+        self.usernames
+            .lock()
+            .expect("cache lock")
+            .put(key, user.clone());
+    }
+
+    fn forget_user(&self, instance: &InstanceId, username: &str) {
+        let key = (instance.clone(), username.to_owned());
+        self.usernames.lock().expect("cache lock").pop(&key);
+    }
+
+    async fn list_users_page(
+        &self,
+        instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> Result<UserPage, CallFailure> {
+        counted(
+            "ListUsers",
+            super::directory_index::list_users_page(&self.client, instance, next_token),
+            super::directory_index::list_users_class,
+        )
+        .await
+        .map(super::directory_index::page_of)
+    }
+
     async fn describe_user(
         &self,
         instance: &InstanceId,
@@ -372,6 +399,7 @@ impl Directory for ConnectDirectory {
                 mobile: non_empty(info.and_then(|i| i.mobile())),
             },
             security_profile_ids: found.security_profile_ids().to_vec(),
+            username: found.username().map(str::to_owned),
         })
     }
 

@@ -6,7 +6,9 @@ use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
 use chrono::{DateTime, Utc};
 
-use crate::domain::ports::{CallFailure, Directory, Lease, Leased, UserRecord, Watermarks};
+use crate::domain::ports::{
+    CallFailure, Directory, Lease, Leased, UserPage, UserRecord, Watermarks,
+};
 use crate::domain::watermark::FieldWatermarks;
 
 pub struct DryRunnable<D> {
@@ -20,7 +22,33 @@ impl<D> DryRunnable<D> {
     }
 }
 
+/// Every read and cache goes to the wrapped directory as it is; only the update is
+/// answered here when dry run is on.
 impl<D: Directory> Directory for DryRunnable<D> {
+    fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
+        self.inner.cached_management(instance)
+    }
+
+    fn cached_user(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
+        self.inner.cached_user(instance, username)
+    }
+
+    fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
+        self.inner.cache_user(instance, username, user);
+    }
+
+    fn forget_user(&self, instance: &InstanceId, username: &str) {
+        self.inner.forget_user(instance, username);
+    }
+
+    async fn list_users_page(
+        &self,
+        instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> Result<UserPage, CallFailure> {
+        self.inner.list_users_page(instance, next_token).await
+    }
+
     async fn identity_management(
         &self,
         instance: &InstanceId,

@@ -20,6 +20,7 @@ use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Reach, Waterm
 use crate::domain::record::Disposition;
 
 use super::plan::judge;
+use super::resolve::Applied;
 use super::{Outcome, PerOperation, Pipeline, RunReport};
 
 /// Attempts per call at most (SPEC §3).
@@ -35,6 +36,7 @@ pub(super) enum Op {
     SearchUsers,
     DescribeUser,
     UpdateUserIdentityInfo,
+    ListUsers,
 }
 
 impl Op {
@@ -44,6 +46,7 @@ impl Op {
             Op::SearchUsers => "SearchUsers",
             Op::DescribeUser => "DescribeUser",
             Op::UpdateUserIdentityInfo => "UpdateUserIdentityInfo",
+            Op::ListUsers => "ListUsers",
         }
     }
 
@@ -55,8 +58,8 @@ impl Op {
 /// What one invocation's calls cost, counted as they happen.
 #[derive(Default)]
 pub(super) struct Tally {
-    calls: [AtomicU32; 4],
-    throttled: [AtomicU32; 4],
+    calls: [AtomicU32; 5],
+    throttled: [AtomicU32; 5],
     limiter_wait_us: AtomicU64,
     /// Changes the staleness guard found wholly superseded.
     pub(super) superseded: AtomicU32,
@@ -67,13 +70,14 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    fn per_operation(counts: &[AtomicU32; 4]) -> PerOperation {
+    fn per_operation(counts: &[AtomicU32; 5]) -> PerOperation {
         let get = |op: Op| counts[op.index()].load(Ordering::Relaxed);
         PerOperation {
             describe_instance: get(Op::DescribeInstance),
             search_users: get(Op::SearchUsers),
             describe_user: get(Op::DescribeUser),
             update_user_identity_info: get(Op::UpdateUserIdentityInfo),
+            list_users: get(Op::ListUsers),
         }
     }
 
@@ -116,6 +120,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// One user's read-modify-write: read the instance's identity management and the
     /// user, judge each change (`plan::judge`), and make at most one update for the
     /// accepted ones. Returns one outcome per change, in the order given.
+    /// `again`: the user is a second resolution of a Username, so a refusal decides.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply_user(
         &self,
         instance: &InstanceId,
@@ -124,8 +130,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         deadline: Instant,
         locks: &UserLocks,
         tally: &Tally,
-    ) -> Vec<Outcome> {
-        let all = |o: Outcome| vec![o; changes.len()];
+        again: bool,
+    ) -> Applied {
+        let all = |o: Outcome| Applied::Outcomes(vec![o; changes.len()]);
         if changes.iter().all(|c| c.change.is_empty()) {
             return all(Outcome::Unchanged);
         }
@@ -148,12 +155,17 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             return all(Outcome::Unchanged);
         }
         let changes = guarded.changes.as_slice();
-        let current = match self
+        let described = self
             .call(Op::DescribeUser, deadline, tally, || {
                 self.directory.describe_user(instance, user)
             })
-            .await
-        {
+            .await;
+        // A user found by Username is used only while DescribeUser returns that Username.
+        if let Some(refused) = self.confirm_usernames(instance, user, changes, &described, again) {
+            let _ = self.release_guard(&guarded, None, deadline, tally).await;
+            return refused;
+        }
+        let current = match described {
             Ok(current) => current,
             Err(o) => {
                 let _ = self.release_guard(&guarded, None, deadline, tally).await;
@@ -188,16 +200,18 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             Ok(()) => shared,
             Err(failure) => Outcome::from(failure),
         };
-        judgement
-            .verdicts
-            .into_iter()
-            .zip(&guarded.superseded)
-            .map(|(v, superseded)| match v {
-                Err(refused) => Outcome::from(refused),
-                Ok(()) if *superseded => Outcome::Unchanged,
-                Ok(()) => shared.clone(),
-            })
-            .collect()
+        Applied::Outcomes(
+            judgement
+                .verdicts
+                .into_iter()
+                .zip(&guarded.superseded)
+                .map(|(v, superseded)| match v {
+                    Err(refused) => Outcome::from(refused),
+                    Ok(()) if *superseded => Outcome::Unchanged,
+                    Ok(()) => shared.clone(),
+                })
+                .collect(),
+        )
     }
 
     /// The instance's identity management: cached, or `DescribeInstance`.
@@ -304,6 +318,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             Op::UpdateUserIdentityInfo => &self.limits.update,
             Op::DescribeUser => &self.limits.describe,
             Op::SearchUsers => &self.limits.search,
+            // Only made when the index is on, which needs a rate.
+            Op::ListUsers => match &self.limits.list {
+                Some(list) => list,
+                None => return false,
+            },
             Op::DescribeInstance => return true,
         };
         let from = Instant::now();

@@ -5,9 +5,9 @@
 mod apply;
 mod guard;
 mod plan;
+mod resolve;
 mod settle;
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -20,11 +20,12 @@ use tracing::Instrument;
 use crate::domain::change::ChangeRequest;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
-use crate::domain::identity::{Field, InstanceId, UserId, UserRef};
+use crate::domain::identity::{Field, InstanceId, UserRef};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record};
+use crate::usernames::Usernames;
 
-use apply::{Op, Tally, UserLocks};
+use apply::{Tally, UserLocks};
 use plan::{Target, Unit, Work, build_lanes};
 use settle::{Ids, log_disposition, record_span};
 
@@ -85,6 +86,7 @@ pub struct PerOperation {
     pub search_users: u32,
     pub describe_user: u32,
     pub update_user_identity_info: u32,
+    pub list_users: u32,
 }
 
 /// What one invocation did: how each record ended, in order, and what it cost.
@@ -111,6 +113,8 @@ pub struct RateLimits {
     pub(super) update: DefaultDirectRateLimiter,
     pub(super) describe: DefaultDirectRateLimiter,
     pub(super) search: DefaultDirectRateLimiter,
+    /// `ListUsers`, for the username index; `None` never lists.
+    pub(super) list: Option<DefaultDirectRateLimiter>,
 }
 
 impl RateLimits {
@@ -129,7 +133,23 @@ impl RateLimits {
             update: limiter(update_rps),
             describe: limiter(describe_rps),
             search: limiter(search_rps),
+            list: None,
         }
+    }
+
+    /// `ListUsers` requests per second for the username index; 0 (or less) never lists,
+    /// and every username is resolved with `SearchUsers`.
+    #[must_use]
+    pub fn with_list(mut self, list_rps: f64) -> Self {
+        self.list = (list_rps > 0.0).then(|| {
+            let period = Duration::from_secs_f64(1.0 / list_rps);
+            RateLimiter::direct(
+                Quota::with_period(period)
+                    .expect("a positive rate gives a non-zero period")
+                    .allow_burst(NonZeroU32::MIN),
+            )
+        });
+        self
     }
 }
 
@@ -141,6 +161,7 @@ pub struct Pipeline<D, S, W = NoWatermarks> {
     limits: RateLimits,
     /// The staleness guard's table; `None`: no guard.
     watermarks: Option<W>,
+    usernames: Usernames,
 }
 
 impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
@@ -151,6 +172,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         settings: Settings,
         limits: RateLimits,
     ) -> Self {
+        let usernames = Usernames::new(limits.list.is_some(), settings.concurrency);
         Pipeline {
             directory,
             sink,
@@ -158,6 +180,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             settings,
             limits,
             watermarks: None,
+            usernames,
         }
     }
 
@@ -171,6 +194,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             settings: self.settings,
             limits: self.limits,
             watermarks,
+            usernames: self.usernames,
         }
     }
 }
@@ -265,14 +289,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             .collect();
         names.sort();
         names.dedup();
-        let found: HashMap<(InstanceId, String), Result<UserId, Outcome>> = stream::iter(names)
-            .map(|key| async move {
-                let result = self.resolve(&key.0, &key.1, deadline, tally).await;
-                (key, result)
-            })
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
+        let found = self.resolve_names(&names, deadline, tally).await;
         admitted
             .into_iter()
             .map(|r| {
@@ -290,23 +307,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                 })
             })
             .collect()
-    }
-
-    /// Resolves one username: from the cache without a call, else with `SearchUsers`.
-    async fn resolve(
-        &self,
-        instance: &InstanceId,
-        username: &str,
-        deadline: Instant,
-        tally: &Tally,
-    ) -> Result<UserId, Outcome> {
-        if let Some(hit) = self.directory.cached_user(instance, username) {
-            return Ok(hit);
-        }
-        self.call(Op::SearchUsers, deadline, tally, || {
-            self.directory.find_user(instance, username)
-        })
-        .await
     }
 
     /// Works through one lane's units in order. In FIFO, once a record is handed back
@@ -337,7 +337,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                         user,
                         changes,
                     } => AssertUnwindSafe(
-                        self.apply_user(&instance, &user, &changes, deadline, locks, tally),
+                        self.apply_resolved(&instance, &user, &changes, deadline, locks, tally),
                     )
                     .catch_unwind()
                     .await

@@ -210,6 +210,7 @@ mod tests {
                 mobile: None,
             },
             security_profile_ids: profiles.iter().map(|p| (*p).to_owned()).collect(),
+            username: None,
         }
     }
 

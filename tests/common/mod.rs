@@ -12,7 +12,7 @@ use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
 use connect_identity_sync::domain::ports::{
-    CallFailure, DeadLetter, DeadLetterSink, Directory, Reach, UserRecord,
+    CallFailure, DeadLetter, DeadLetterSink, Directory, Reach, UserPage, UserRecord,
 };
 use connect_identity_sync::domain::record::Record;
 use connect_identity_sync::inbound::{Invocation, read_invocation};
@@ -53,6 +53,7 @@ impl FakeConnect {
                     UserRecord {
                         info: info.clone(),
                         security_profile_ids: profiles.iter().map(|p| (*p).to_owned()).collect(),
+                        username: Some((*username).to_owned()),
                     },
                 ),
             );
@@ -176,6 +177,26 @@ impl Directory for &FakeConnect {
             .ok_or_else(|| {
                 CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
             })
+    }
+
+    async fn list_users_page(
+        &self,
+        _instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> Result<UserPage, CallFailure> {
+        self.enter("ListUsers", next_token.unwrap_or("")).await?;
+        let users = self.users.lock().unwrap();
+        let mut all: Vec<(String, String)> = users
+            .iter()
+            .map(|(id, (name, _))| (name.clone(), id.clone()))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        let offset: usize = next_token.map_or(0, |t| t.parse().unwrap());
+        let end = (offset + 1000).min(all.len());
+        Ok(UserPage {
+            users: all[offset..end].to_vec(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        })
     }
 
     async fn update_identity(

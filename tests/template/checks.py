@@ -38,6 +38,7 @@ CONNECT_ACTIONS = {
     "connect:DescribeUser",
     "connect:UpdateUserIdentityInfo",
     "connect:SearchUsers",
+    "connect:ListUsers",
 }
 
 # Default Amazon Connect quotas, requests per second, account-wide (SPEC section 2.4).
@@ -45,6 +46,7 @@ CONNECT_QUOTA_RPS = {
     "CONNECT_RPS_UPDATE": 2,  # UpdateUserIdentityInfo
     "CONNECT_RPS_DESCRIBE": 10,  # DescribeUser
     "CONNECT_RPS_SEARCH": 2,  # SearchUsers
+    "CONNECT_RPS_LIST": 2,  # ListUsers (Connect's default API rate)
 }
 
 # The staleness guard's item requests (SPEC section 2.5): lease-and-read, write-and-release.
@@ -60,6 +62,7 @@ AGENT_ARN = INSTANCE_ARN + "/agent/*"
 CONNECT_SCOPE = {
     "connect:DescribeInstance": {INSTANCE_ARN},
     "connect:SearchUsers": {INSTANCE_ARN, AGENT_ARN},
+    "connect:ListUsers": {INSTANCE_ARN},
     "connect:DescribeUser": {AGENT_ARN},
     "connect:UpdateUserIdentityInfo": {AGENT_ARN},
 }
@@ -248,7 +251,7 @@ def check_no_connect_or_sqs_statement_on_every_resource(t: dict) -> None:
                 assert not r.endswith((":*", ":instance/*")), f"{where} {st.get('Sid')}: resource {r!r} covers every instance or queue"
 
 
-def check_connect_actions_are_exactly_the_four_used(t: dict) -> None:
+def check_connect_actions_are_exactly_the_five_used(t: dict) -> None:
     granted = {a for _, st in statements(t) for a in actions(st) if a.lower().startswith("connect:")}
     assert granted == CONNECT_ACTIONS, f"Connect actions granted {sorted(granted)}, expected {sorted(CONNECT_ACTIONS)}"
 
@@ -420,7 +423,8 @@ def check_connect_quota_is_shared_not_exceeded(t: dict) -> None:
     for var, quota in CONNECT_QUOTA_RPS.items():
         assert var in env, f"{var} unset: each container would use the whole quota"
         rps = as_int(t, env[var])
-        assert rps >= 1
+        # CONNECT_RPS_LIST=0 turns the username index off; every other rate needs a call a second.
+        assert rps >= (0 if var == "CONNECT_RPS_LIST" else 1)
         assert mc * rps <= quota, f"{mc} containers x {var}={rps} = {mc * rps} rps > quota {quota}"
 
 

@@ -23,8 +23,8 @@ def test_sam_attaches_no_managed_policy_with_unscoped_queue_or_log_access(transf
     checks.check_deployed_role_has_no_managed_policy(transformed)
 
 
-def test_function_may_call_exactly_the_four_connect_actions_it_uses(template):
-    checks.check_connect_actions_are_exactly_the_four_used(template)
+def test_function_may_call_exactly_the_five_connect_actions_it_uses(template):
+    checks.check_connect_actions_are_exactly_the_five_used(template)
 
 
 def test_connect_actions_are_scoped_to_the_configured_instance_and_its_agents(template):
