@@ -1,11 +1,15 @@
 # connect-identity-sync — one-command entry points.
 #
-#   make demo    build the function (the same debug build `make test` runs), start moto
-#                (SQS) and the Connect emulator, send every events/*.json through the real
-#                binary, print the outcomes and the dead-letter queues, stop everything
+#   make demo    build the function and the redrive command (the debug build `make test`
+#                runs), start moto and the Connect emulator, send every events/*.json through
+#                the real binary, print outcomes and dead letters, redrive one, stop everything
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
+#   make sam-local  every events/*.json through `sam local invoke` of template.yaml (arm64
+#                under qemu, in a local provided.al2023 stand-in image), the outcome table
+#                checked against events/expected-outcomes.txt, then `sam local start-lambda`
+#                with tests/sam; installs and starts what it needs (Docker; runs as root)
 #   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
 #
 # Needs only a Rust toolchain and Python 3 with pip; everything else is installed here.
@@ -20,7 +24,8 @@ DEBUG   := target/debug/connect-identity-sync
 # test target make cargo resolve features as `make test` does (dev-dependencies
 # included), so the two share every compiled crate and neither rebuilds after the other.
 # Release (fat LTO) stays for `make bench`, `make release` and `sam build`.
-DEMO_BUILD = $(CARGO) build --workspace --bin connect-identity-sync --bin demo --test harness_smoke
+DEMO_BUILD = $(CARGO) build --workspace --bin connect-identity-sync --bin connect-identity-sync-redrive \
+             --bin demo --test harness_smoke
 
 # cargo-nextest runs each test in its own process (faster, isolated); plain cargo test
 # works too.
@@ -31,12 +36,12 @@ else
 TEST_CMD = $(CARGO) test --workspace --no-fail-fast
 endif
 
-.PHONY: all build release demo test e2e lint fmt venv clean-venv help
+.PHONY: all build release demo test e2e lint fmt venv clean-venv help sam-local
 
 all: build
 
 help:
-	@sed -n '2,11p' Makefile
+	@sed -n '2,15p' Makefile
 
 build:
 	$(CARGO) build --workspace
@@ -44,7 +49,7 @@ build:
 release: $(RELEASE)
 
 $(RELEASE): FORCE
-	$(CARGO) build --release --bin connect-identity-sync
+	$(CARGO) build --release --bin connect-identity-sync --bin connect-identity-sync-redrive
 
 venv:
 	@VENV=$(VENV) PYTHON=$(PYTHON) scripts/ensure-venv
@@ -63,6 +68,9 @@ ifeq ($(NEXTEST),yes)
 else
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) test --no-fail-fast --test 'e2e_*'
 endif
+
+sam-local: venv
+	scripts/sam-local
 
 lint:
 	$(CARGO) fmt --all --check

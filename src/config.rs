@@ -33,9 +33,29 @@ pub struct Config {
     pub rps_update: f64,
     pub rps_describe: f64,
     pub rps_search: f64,
+    /// `ListUsers` requests per second for the username index; 0 never lists.
+    pub rps_list: f64,
     /// The longest one attempt of a Connect call may take.
     pub attempt_timeout: Duration,
+    /// The staleness guard's table (`WATERMARK_TABLE`); `None`: no guard.
+    pub watermarks: Option<WatermarkSettings>,
+    /// Dry run and metrics (SPEC §7).
+    pub operations: Operations,
 }
+
+/// Where the staleness guard keeps its watermarks and how long they last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatermarkSettings {
+    pub table: String,
+    /// How long an item outlives its last write (`WATERMARK_TTL_DAYS`): at least as
+    /// long as a message can still come back, through the source queue's retention and
+    /// then a dead-letter queue's before a replay.
+    pub retention: Duration,
+}
+
+/// The default `WATERMARK_TTL_DAYS`: SQS's longest retention (14 days) in the source
+/// queue, then as long again in a dead-letter queue before a replay.
+pub const DEFAULT_WATERMARK_TTL_DAYS: u64 = 28;
 
 impl Config {
     /// # Errors
@@ -139,6 +159,15 @@ impl Config {
         let rps_update = rate("CONNECT_RPS_UPDATE", 2.0)?;
         let rps_describe = rate("CONNECT_RPS_DESCRIBE", 10.0)?;
         let rps_search = rate("CONNECT_RPS_SEARCH", 2.0)?;
+        // Connect's default rate for ListUsers (the API's default, 2 rps); 0 turns the
+        // username index off (every username is resolved with SearchUsers).
+        let rps_list = number(
+            &get,
+            "CONNECT_RPS_LIST",
+            2.0,
+            |n: &f64| *n == 0.0 || RATES.contains(n),
+            "0 (never list) or requests per second from 0.01 to 1000",
+        )?;
         let attempt_ms = number(
             &get,
             "CONNECT_ATTEMPT_TIMEOUT_MS",
@@ -174,6 +203,41 @@ impl Config {
             ));
         }
 
+        let watermark_ttl_days = number(
+            &get,
+            "WATERMARK_TTL_DAYS",
+            DEFAULT_WATERMARK_TTL_DAYS,
+            |n| (1..=3650).contains(n),
+            "a whole number of days from 1 to 3650",
+        )?;
+        let watermarks = get("WATERMARK_TABLE")
+            .map(|table| {
+                // A table name (3-255 of a-z A-Z 0-9 _ - .) or a table ARN.
+                let name_ok = |n: &str| {
+                    (3..=255).contains(&n.len())
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                };
+                let valid = match table.strip_prefix("arn:") {
+                    Some(_) => table
+                        .split_once(":table/")
+                        .is_some_and(|(_, name)| name_ok(name)),
+                    None => name_ok(&table),
+                };
+                if valid {
+                    Ok(WatermarkSettings {
+                        table,
+                        retention: Duration::from_secs(watermark_ttl_days * 86_400),
+                    })
+                } else {
+                    Err(err(
+                        "WATERMARK_TABLE",
+                        "not a DynamoDB table name or table ARN",
+                    ))
+                }
+            })
+            .transpose()?;
+
         Ok(Config {
             admission: Admission {
                 policy: Policy {
@@ -195,7 +259,52 @@ impl Config {
             rps_update,
             rps_describe,
             rps_search,
+            rps_list,
             attempt_timeout: Duration::from_millis(attempt_ms),
+            watermarks,
+            operations: Operations::from_lookup(&get)?,
+        })
+    }
+}
+
+// ---- Operations (SPEC §7): DRY_RUN, METRICS_NAMESPACE ----
+
+/// How the function reports and whether it writes to Connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operations {
+    /// `DRY_RUN=true`: everything but `UpdateUserIdentityInfo` (and the watermark write).
+    pub dry_run: bool,
+    /// The CloudWatch namespace of the metrics.
+    pub metrics_namespace: String,
+}
+
+impl Operations {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let dry_run = match get("DRY_RUN") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => return Err(err("DRY_RUN", format!("'{v}' is not true or false"))),
+        };
+        let metrics_namespace = match get("METRICS_NAMESPACE") {
+            None => crate::metrics::DEFAULT_NAMESPACE.to_owned(),
+            Some(ns) => {
+                // CloudWatch's rules for a namespace.
+                let allowed = |c: char| c.is_ascii_alphanumeric() || " .-_/#:".contains(c);
+                if ns.len() > 255 || !ns.chars().all(allowed) || ns.starts_with("AWS/") {
+                    return Err(err(
+                        "METRICS_NAMESPACE",
+                        format!(
+                            "'{ns}' is not a CloudWatch namespace (at most 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/)"
+                        ),
+                    ));
+                }
+                ns
+            }
+        };
+        Ok(Operations {
+            dry_run,
+            metrics_namespace,
         })
     }
 }
@@ -284,6 +393,7 @@ mod tests {
         assert_eq!(c.rps_update, 2.0);
         assert_eq!(c.rps_describe, 10.0);
         assert_eq!(c.rps_search, 2.0);
+        assert_eq!(c.rps_list, 2.0);
         assert_eq!(c.admission.policy.email_domains, EmailDomains::NoneAllowed);
         assert!(c.admission.policy.trusted_sources.is_none());
     }
@@ -330,6 +440,7 @@ mod tests {
             ("CONNECT_RPS_UPDATE", "-1"),
             ("CONNECT_RPS_DESCRIBE", "fast"),
             ("CONNECT_RPS_SEARCH", "NaN"),
+            ("CONNECT_RPS_LIST", "-1"),
             ("DEFAULT_PHONE_REGION", "Narnia"),
             ("EMAIL_DOMAIN_ALLOWLIST", "*.example.com"),
             ("ALLOWED_INSTANCE_IDS", "arn:aws:sqs:us-east-1:1:q"),
@@ -340,6 +451,79 @@ mod tests {
         let e = failing(&[("DEFAULT_INSTANCE_ID", "a/b")]);
         assert_eq!(e.variable, "DEFAULT_INSTANCE_ID");
         assert!(e.to_string().contains("DEFAULT_INSTANCE_ID"));
+    }
+
+    #[test]
+    fn dry_run_is_off_and_the_namespace_is_the_default_unless_set() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(
+            c.operations,
+            Operations {
+                dry_run: false,
+                metrics_namespace: "ConnectIdentitySync".into()
+            }
+        );
+        let mut pairs = base();
+        pairs.extend([
+            ("DRY_RUN", "TRUE"),
+            ("METRICS_NAMESPACE", "Shadow/Identity Sync"),
+        ]);
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert!(c.operations.dry_run);
+        assert_eq!(c.operations.metrics_namespace, "Shadow/Identity Sync");
+    }
+
+    #[test]
+    fn a_dry_run_or_namespace_that_cannot_be_read_stops_the_start() {
+        for (var, value) in [
+            ("DRY_RUN", "yes"),
+            ("DRY_RUN", "1"),
+            ("METRICS_NAMESPACE", "AWS/Lambda"),
+            ("METRICS_NAMESPACE", "naïve"),
+        ] {
+            assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn without_a_watermark_table_there_is_no_guard() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(c.watermarks, None);
+    }
+
+    #[test]
+    fn a_watermark_table_keeps_its_items_28_days_unless_told_otherwise() {
+        let mut pairs = base();
+        pairs.push(("WATERMARK_TABLE", "identity-watermarks"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        let w = c.watermarks.unwrap();
+        assert_eq!(w.table, "identity-watermarks");
+        assert_eq!(w.retention, Duration::from_secs(28 * 86_400));
+        pairs.push(("WATERMARK_TTL_DAYS", "40"));
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/identity-watermarks";
+        pairs.push(("WATERMARK_TABLE", arn));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        let w = c.watermarks.unwrap();
+        assert_eq!(w.table, arn);
+        assert_eq!(w.retention, Duration::from_secs(40 * 86_400));
+    }
+
+    #[test]
+    fn an_invalid_watermark_setting_names_its_variable() {
+        for (var, value) in [
+            ("WATERMARK_TABLE", "a"),
+            ("WATERMARK_TABLE", "no spaces"),
+            ("WATERMARK_TABLE", "arn:aws:sqs:us-east-1:1:queue"),
+        ] {
+            assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
+        }
+        for value in ["0", "-3", "two weeks", "3651"] {
+            let e = failing(&[
+                ("WATERMARK_TABLE", "identity-watermarks"),
+                ("WATERMARK_TTL_DAYS", value),
+            ]);
+            assert_eq!(e.variable, "WATERMARK_TTL_DAYS", "{value}");
+        }
     }
 
     #[test]

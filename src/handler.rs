@@ -1,17 +1,19 @@
 //! One invocation end to end: read the payload, run the pipeline, build the reply
-//! (SPEC §4).
+//! (SPEC §4) and the invocation's metrics summary (SPEC §7).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::domain::error::ErrorClass;
-use crate::domain::ports::{DeadLetterSink, Directory};
+use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::Disposition;
 use crate::inbound::{Invocation, read_invocation};
-use crate::pipeline::Pipeline;
+use crate::metrics::Summary;
+use crate::pipeline::{Pipeline, RunReport};
 
 /// An invocation that fails as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,26 +59,75 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
 /// # Errors
 /// `MalformedEvent` for a payload of no known shape; `DeadLetterUnavailable` when a
 /// record that cannot be handed back could not be dead-lettered.
-pub async fn handle<D: Directory, S: DeadLetterSink>(
-    pipeline: &Pipeline<D, S>,
+pub async fn handle<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
     payload: &Value,
     deadline: Instant,
 ) -> Result<Value, InvocationError> {
-    let invocation = read_invocation(payload).map_err(|f| {
-        tracing::warn!(error_class = %f.class, error_message = %f.message, "invocation refused");
-        InvocationError::MalformedEvent(f.message)
-    })?;
+    invoke(pipeline, payload, deadline, false).await.reply
+}
+
+/// One invocation's reply and what it did.
+#[derive(Debug)]
+pub struct Handled {
+    pub reply: Result<Value, InvocationError>,
+    pub summary: Summary,
+}
+
+/// Handles one invocation payload, as [`handle`], and sums up its outcomes. With
+/// `dry_run` (the directory then sends no update), every log line of the invocation
+/// carries `dry_run` and an EventBridge reply adds `"dryRun": true`.
+pub async fn invoke<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
+    payload: &Value,
+    deadline: Instant,
+    dry_run: bool,
+) -> Handled {
+    let span = if dry_run {
+        tracing::info_span!("invocation", dry_run = true)
+    } else {
+        tracing::Span::none()
+    };
+    let (reply, report) = run(pipeline, payload, deadline).instrument(span).await;
+    let mut summary = Summary::of_report(&report);
+    summary.dry_run = dry_run;
+    let reply = match reply {
+        Ok(mut v) if dry_run && v.get("outcome").is_some() => {
+            v["dryRun"] = json!(true);
+            Ok(v)
+        }
+        other => other,
+    };
+    Handled { reply, summary }
+}
+
+async fn run<D: Directory, S: DeadLetterSink, W: Watermarks>(
+    pipeline: &Pipeline<D, S, W>,
+    payload: &Value,
+    deadline: Instant,
+) -> (Result<Value, InvocationError>, RunReport) {
+    let invocation = match read_invocation(payload) {
+        Ok(invocation) => invocation,
+        Err(f) => {
+            tracing::warn!(error_class = %f.class, error_message = %f.message, "invocation refused");
+            return (
+                Err(InvocationError::MalformedEvent(f.message)),
+                RunReport::default(),
+            );
+        }
+    };
     match invocation {
         Invocation::EventBridge(record) => {
-            let d = pipeline
+            let report = pipeline
                 .run(std::slice::from_ref(&record), false, deadline)
                 .await;
-            eventbridge_reply(&d[0])
+            let reply = eventbridge_reply(&report.dispositions[0]);
+            (reply, report)
         }
         Invocation::Sqs { records, fifo } => {
-            let dispositions = pipeline.run(&records, fifo, deadline).await;
+            let report = pipeline.run(&records, fifo, deadline).await;
             let mut reply = SqsBatchResponse::default();
-            for (record, d) in records.iter().zip(&dispositions) {
+            for (record, d) in records.iter().zip(&report.dispositions) {
                 if !matches!(
                     d,
                     Disposition::HandedBack(_) | Disposition::NotAcknowledged(_)
@@ -98,7 +149,7 @@ pub async fn handle<D: Directory, S: DeadLetterSink>(
                     reply.add_failure(record.source_id.clone());
                 }
             }
-            Ok(json!(reply))
+            (Ok(json!(reply)), report)
         }
     }
 }

@@ -10,26 +10,35 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{LambdaEvent, LambdaInvocation};
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError};
-use crate::handler::{deadline_from_epoch_ms, handle};
+use crate::config::{Config, ConfigError, Operations};
+use crate::handler::{deadline_from_epoch_ms, invoke};
 use crate::outbound::connect::{AttemptCounter, ConnectDirectory};
 use crate::outbound::dead_letter::SqsDeadLetters;
+use crate::outbound::dry_run::DryRunnable;
+use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
-pub type App = Pipeline<ConnectDirectory, SqsDeadLetters>;
+pub type App =
+    Pipeline<DryRunnable<ConnectDirectory>, SqsDeadLetters, DryRunnable<DynamoWatermarks>>;
+
+/// The function: its pipeline, and how it reports (metrics) and whether it writes.
+pub struct Function {
+    pub app: App,
+    pub operations: Operations,
+}
 
 /// Builds the function: SDK clients from the standard AWS configuration
 /// (`AWS_ENDPOINT_URL_*`, `AWS_REGION`, credentials), rate limits and caches.
-pub async fn build(config: Config) -> App {
+pub async fn build(config: Config) -> Function {
     use aws_config::retry::RetryConfig;
     use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
     use aws_config::timeout::TimeoutConfig;
 
-    // Standard retries: the per-operation limiters already pace calls to the quota. The
-    // adaptive mode's own client-side bucket, once throttled, makes each retry wait for
-    // up to about 10 s, which spends whole invocations waiting and misses deadlines.
+    // Connect: one attempt per SDK call. The pipeline makes the retries itself, so
+    // that every attempt takes its operation's limiter token and starts only while it
+    // can finish before the deadline; the SDK's retry loop can do neither.
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(std::time::Duration::from_secs(1))
@@ -41,31 +50,88 @@ pub async fn build(config: Config) -> App {
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .load()
         .await;
+    if config.watermarks.is_none() {
+        tracing::warn!(
+            "WATERMARK_TABLE is not set: no staleness guard, so a change redelivered after a newer change to the same field overwrites it"
+        );
+    }
     let connect_config = aws_sdk_connect::config::Builder::from(&shared)
         .interceptor(AttemptCounter)
         .build();
     let connect = aws_sdk_connect::Client::from_conf(connect_config);
-    let sqs = aws_sdk_sqs::Client::new(&shared);
-    Pipeline::new(
-        ConnectDirectory::new(connect),
+    // Dead letters: the SDK's standard retries, the whole send (retries included)
+    // bounded by the pipeline's dead-letter budget, which it starts a send only
+    // within, so that a send ends before the reply is due.
+    let send_budget = config.settings.dead_letter_budget();
+    let sqs_config = aws_sdk_sqs::config::Builder::from(&shared)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(std::time::Duration::from_millis(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(send_budget)
+                .operation_timeout(send_budget)
+                .build(),
+        )
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(sqs_config);
+    // The watermark table: the SDK's standard retries absorb a brief throttle; the
+    // pipeline bounds each request by the deadline.
+    let watermarks = config.watermarks.map(|w| {
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(std::time::Duration::from_millis(20)),
+            )
+            .build();
+        DryRunnable::new(
+            DynamoWatermarks::new(
+                aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+                w.table,
+                w.retention,
+            ),
+            config.operations.dry_run,
+        )
+    });
+    if config.operations.dry_run {
+        tracing::warn!(
+            dry_run = true,
+            "DRY_RUN is on: changes are read, checked and dead-lettered; no UpdateUserIdentityInfo is sent and no watermark moves"
+        );
+    }
+    let app = Pipeline::new(
+        DryRunnable::new(ConnectDirectory::new(connect), config.operations.dry_run),
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
         config.admission,
         config.settings,
-        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search),
+        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search)
+            .with_list(config.rps_list),
     )
+    .with_watermarks(watermarks);
+    Function {
+        app,
+        operations: config.operations,
+    }
 }
 
-/// Serves invocations until the Runtime API goes away.
+/// Serves invocations until the Runtime API goes away; writes each invocation's
+/// metrics before its reply.
 ///
 /// # Errors
 /// When the Runtime API cannot be reached.
-pub async fn serve(app: App) -> Result<(), lambda_runtime::Error> {
-    let app = Arc::new(app);
+pub async fn serve(function: Function) -> Result<(), lambda_runtime::Error> {
+    let function = Arc::new(function);
     let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
-        let app = Arc::clone(&app);
+        let function = Arc::clone(&function);
         async move {
             let deadline = deadline_from_epoch_ms(event.context.deadline);
-            handle(&app, &event.payload, deadline).await
+            let ops = &function.operations;
+            let handled = invoke(&function.app, &event.payload, deadline, ops.dry_run).await;
+            handled.summary.write(&ops.metrics_namespace);
+            handled.reply
         }
     });
     lambda_runtime::Runtime::new(handler)

@@ -44,7 +44,7 @@ use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
-use connect_identity_sync::domain::ports::{CallFailure, Directory};
+use connect_identity_sync::domain::ports::{CallFailure, Directory, Reach};
 use connect_identity_sync::outbound::connect::{AttemptCounter, ConnectDirectory};
 
 // ---------------------------------------------------------------------------------------
@@ -621,6 +621,89 @@ async fn a_call_that_times_out_is_classified_unknown_error_without_retries() {
         failure.failure.message
     );
     assert_no_personal_data(&failure.failure.message);
+}
+
+// ---------------------------------------------------------------------------------------
+// How far a failed call got
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_error_connect_answered_says_connect_did_not_act() {
+    let rule = mock!(Client::update_user_identity_info)
+        .then_error(|| UpdateUserIdentityInfoError::InvalidParameterException(invalid_parameter()));
+    let failure = directory(&[&rule])
+        .update_identity(&instance(), &user(), &full_plan())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.reach, Reach::Answered);
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_leaves_its_outcome_unknown() {
+    let http = http_client_fn(|_, _| SharedHttpConnector::new(Silent));
+    let connect = directory_over(http, RetryConfig::disabled());
+    let failure = connect
+        .update_identity(&instance(), &user(), &full_plan())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.reach, Reach::Unknown);
+}
+
+/// A connection that breaks after the request went out.
+#[derive(Debug)]
+struct Broken;
+
+impl HttpConnector for Broken {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Err(ConnectorError::io(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn a_connection_broken_after_sending_leaves_the_outcome_unknown() {
+    let http = http_client_fn(|_, _| SharedHttpConnector::new(Broken));
+    let connect = directory_over(http, RetryConfig::disabled());
+    for op in OPERATIONS {
+        let failure = op.call(&connect).await.unwrap_err();
+        assert_eq!(failure.reach, Reach::Unknown, "{op:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_refused_by_a_real_closed_port_was_never_sent() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = aws_sdk_connect::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-2"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .build(),
+        )
+        .build();
+    let connect = ConnectDirectory::new(Client::from_conf(config));
+    let failure = connect
+        .update_identity(&instance(), &user(), &full_plan())
+        .await
+        .unwrap_err();
+    assert_eq!(failure.failure.class, ErrorClass::UnknownError);
+    assert_eq!(failure.reach, Reach::NotSent, "{failure:?}");
+    assert!(
+        failure.failure.message.contains("refused"),
+        "{}",
+        failure.failure.message
+    );
 }
 
 // ---------------------------------------------------------------------------------------

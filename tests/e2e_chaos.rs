@@ -1,8 +1,12 @@
 //! Chaos, end to end over the built binary: 500 changes through a real SQS queue
 //! and Lambda's event source mapping while Connect throttles, fails with 5xx,
 //! drops connections and answers slowly, and two dead-letter queues disappear for
-//! part of the run. Every change must end applied (or unchanged) or dead-lettered
-//! under a class it may have; none is lost and the process never dies.
+//! part of the run. Some refused changes share their user with a good change, sent
+//! next to it so that they mostly share a batch. Every change must end applied (or
+//! unchanged) or dead-lettered under a class it may have; no good change lands in a
+//! non-retryable queue; none is lost and the process never dies. With the staleness
+//! guard on, pairs of changes to one user arrive in any order and are redelivered out
+//! of order: an older one never overwrites the newer one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -44,8 +48,31 @@ fn plan() -> Vec<Planned> {
         applies: Some((u, name)),
         classes: RETRYABLE.to_vec(),
     };
-    for i in 0..320 {
+    for i in 0..240 {
         out.push(applies("apply", next_user(), format!("Chaos{i}")));
+    }
+    for i in 0..20 {
+        // Two changes to one user, a second apart, in any order: the newer one's value
+        // stands whenever it was applied; the older may end applied, unchanged
+        // (superseded) or dead-lettered.
+        let u = next_user();
+        let timed = |name: String, at: &str| {
+            let mut body = change(INSTANCE, &u, &json!({"FirstName": name}));
+            body["OccurredAt"] = json!(at);
+            body.to_string()
+        };
+        out.push(Planned {
+            kind: "newer",
+            body: timed(format!("Newer{i}"), "2026-03-01T10:00:02Z"),
+            applies: Some((u.clone(), format!("Newer{i}"))),
+            classes: RETRYABLE.to_vec(),
+        });
+        out.push(Planned {
+            kind: "older",
+            body: timed(format!("Older{i}"), "2026-03-01T10:00:01Z"),
+            applies: None,
+            classes: RETRYABLE.to_vec(),
+        });
     }
     for i in 0..40 {
         // Sent twice: one applies, the other finds nothing to do.
@@ -141,6 +168,33 @@ fn plan() -> Vec<Planned> {
         let j = usize::try_from(state % (i as u64 + 1)).unwrap();
         out.swap(i, j);
     }
+    // Pairs kept side by side, spread through the run: a good change and a change
+    // refused after the reads (an Email outside the allowlist) to the same user.
+    for i in 0..20 {
+        let u = next_user();
+        let good = applies("shared-good", u.clone(), format!("Shared{i}"));
+        let mut classes = vec!["PolicyViolation"];
+        classes.extend(RETRYABLE);
+        let refused = Planned {
+            kind: "shared-refused",
+            body: change(
+                INSTANCE,
+                &u,
+                &json!({"Email": format!("shared{i}@evil.test")}),
+            )
+            .to_string(),
+            applies: None,
+            classes,
+        };
+        let at = (i * 23 + 7).min(out.len());
+        if i % 2 == 0 {
+            out.insert(at, refused);
+            out.insert(at, good);
+        } else {
+            out.insert(at, good);
+            out.insert(at, refused);
+        }
+    }
     out
 }
 
@@ -163,6 +217,7 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
     let planned = plan();
     assert_eq!(planned.len(), 500);
     let stack: Stack = fixtures::stack(BIN, 480)
+        .watermarks()
         .visibility_timeout(1)
         .source_max_receive_count(15)
         .function_timeout(Duration::from_secs(20))
@@ -324,11 +379,15 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
     // Judge every change.
     let mut tally: BTreeMap<(&str, String), usize> = BTreeMap::new();
     let mut problems = Vec::new();
+    let mut good_in_non_retryable = Vec::new();
     for (id, &index) in &sent {
         let p = &planned[index];
         let outcome = if let Some((class, body)) = dead.get(id) {
             if body != &p.body {
                 problems.push(format!("{id} ({}): dead letter body differs", p.kind));
+            }
+            if p.applies.is_some() && !RETRYABLE.contains(&class.as_str()) {
+                good_in_non_retryable.push(format!("{id} ({}): {class}", p.kind));
             }
             if !p.classes.contains(&class.as_str()) {
                 problems.push(format!(
@@ -350,6 +409,8 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
                         ));
                     }
                 }
+                // Applied before the newer one, or superseded by it.
+                None if p.kind == "older" => {}
                 None => problems.push(format!(
                     "{id} ({}): acknowledged without being dead-lettered",
                     p.kind
@@ -431,11 +492,12 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
     );
     let _ = writeln!(
         text,
-        "  dead letters {}, duplicates {}, source-queue redrive {}, failed invocations {}",
+        "  dead letters {}, duplicates {}, source-queue redrive {}, failed invocations {}, good changes in a non-retryable queue {}",
         dead.len(),
         duplicates.len(),
         last_resort.len(),
-        failed_invocations.len()
+        failed_invocations.len(),
+        good_in_non_retryable.len()
     );
     println!("{text}");
     eprintln!("{text}");
@@ -452,6 +514,10 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
     assert!(
         failed_invocations.is_empty(),
         "invocations failed: {failed_invocations:#?}"
+    );
+    assert!(
+        good_in_non_retryable.is_empty(),
+        "good changes dead-lettered as non-retryable: {good_in_non_retryable:?}"
     );
     assert!(
         duplicates.is_empty(),

@@ -171,6 +171,40 @@ async fn a_dead_letter_url_that_is_not_a_url_stops_the_function() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_watermark_table_the_function_warns_at_start_up_and_serves() {
+    let runtime = RuntimeApi::start().await.unwrap();
+    let function = Function::start(
+        &valid().without("WATERMARK_TABLE"),
+        &runtime,
+        Some("http://127.0.0.1:9"),
+        Some("http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let reply = runtime
+        .invoke(b"[]".to_vec(), Duration::from_secs(10))
+        .await
+        .expect("a reply");
+    assert_eq!(reply.error_type(), Some("MalformedEvent"));
+    let warning = function
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("WATERMARK_TABLE is not set"));
+    let warning = warning.unwrap_or_else(|| panic!("no warning:\n{}", function.logs()));
+    assert!(warning.contains("WARN"), "{warning}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_retention_that_is_not_days_stops_the_function() {
+    refused(
+        valid()
+            .env("WATERMARK_TABLE", "identity-watermarks")
+            .env("WATERMARK_TTL_DAYS", "0"),
+        "WATERMARK_TTL_DAYS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_too_high_for_the_limiter_stops_the_function_instead_of_panicking() {
     refused(
         valid().env("CONNECT_RPS_UPDATE", "1e10"),

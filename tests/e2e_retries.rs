@@ -63,7 +63,7 @@ async fn a_throttled_record_is_handed_back_below_max_receive_count_and_dead_lett
             "receive {receive_count}: nothing is dead-lettered below MAX_RECEIVE_COUNT"
         );
     }
-    // The SDK retried inside each invocation before handing the record back.
+    // Each invocation tried the update again before handing the record back.
     let attempts = stack
         .emulator
         .calls(Operation::UpdateUserIdentityInfo)
@@ -72,7 +72,7 @@ async fn a_throttled_record_is_handed_back_below_max_receive_count_and_dead_lett
         .count();
     assert!(
         attempts >= 4,
-        "expected SDK retries, saw {attempts} update attempts"
+        "expected retries inside each invocation, saw {attempts} update attempts"
     );
 
     let event = fixtures::sqs_event(
@@ -114,7 +114,7 @@ async fn through_a_real_queue_a_throttled_change_is_redelivered_then_dead_letter
         )
         .for_user("u-bking"),
     );
-    // Throttled for one invocation's worth of SDK attempts, then accepted.
+    // Failing for one invocation's worth of attempts, then accepted.
     stack.emulator.inject_fault(
         Fault::new(
             Operation::UpdateUserIdentityInfo,

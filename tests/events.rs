@@ -341,7 +341,7 @@ async fn a_retryable_sqs_failure_is_reported_in_batch_item_failures() {
     connect.fail(
         "DescribeUser",
         "u-kobrien",
-        &[connect_identity_sync::domain::error::ErrorClass::ThrottlingException],
+        &[connect_identity_sync::domain::error::ErrorClass::ThrottlingException; 3],
     );
     let queues = FakeQueues::default();
     let reply = handle(

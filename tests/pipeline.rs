@@ -9,7 +9,9 @@ use common::*;
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::instance::IdentityManagement;
+use connect_identity_sync::domain::ports::Reach;
 use connect_identity_sync::domain::record::{Disposition, HandBack};
+use connect_identity_sync::pipeline::RateLimits;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -25,7 +27,8 @@ async fn out_of_order_changes_to_one_user_are_coalesced_into_one_update_in_occur
     let (recs, fifo) = records(&payload);
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
 
     assert_eq!(d, vec![Disposition::Updated, Disposition::Updated]);
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
@@ -53,11 +56,11 @@ async fn a_redelivered_duplicate_costs_no_update_call() {
     let (recs, fifo) = records(&payload);
     let p = pipeline(&connect, &queues);
     assert_eq!(
-        p.run(&recs, fifo, in_seconds(5)).await,
+        p.run(&recs, fifo, in_seconds(5)).await.dispositions,
         vec![Disposition::Updated]
     );
     assert_eq!(
-        p.run(&recs, fifo, in_seconds(5)).await,
+        p.run(&recs, fifo, in_seconds(5)).await.dispositions,
         vec![Disposition::Unchanged]
     );
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
@@ -73,7 +76,8 @@ async fn a_change_that_names_no_field_makes_no_call_at_all() {
     assert_eq!(
         pipeline(&connect, &queues)
             .run(&recs, fifo, in_seconds(5))
-            .await,
+            .await
+            .dispositions,
         vec![Disposition::Unchanged]
     );
     assert!(connect.calls.lock().unwrap().is_empty());
@@ -102,11 +106,12 @@ async fn each_record_ends_on_its_own_in_a_mixed_batch() {
     let (recs, fifo) = records(&payload);
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d[0],
-        Disposition::DeadLettered(ErrorClass::PolicyViolation),
-        "coalesced with m-email, which is refused"
+        Disposition::Updated,
+        "not sunk by m-email, refused on its own"
     );
     assert_eq!(d[1], Disposition::DeadLettered(ErrorClass::MalformedEvent));
     assert_eq!(d[2], Disposition::DeadLettered(ErrorClass::ValidationError));
@@ -116,7 +121,8 @@ async fn each_record_ends_on_its_own_in_a_mixed_batch() {
     );
     assert_eq!(d[4], Disposition::DeadLettered(ErrorClass::PolicyViolation));
     assert_eq!(d[5], Disposition::DeadLettered(ErrorClass::PolicyViolation));
-    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    assert_eq!(connect.user("u-1").mobile.as_deref(), Some("+14155550123"));
     let letters = queues.letters.lock().unwrap();
     let bad = letters.iter().find(|l| l.source_id == "m-bad").unwrap();
     assert_eq!(bad.body, "{oops");
@@ -150,7 +156,8 @@ async fn changes_to_different_users_do_not_share_an_outcome() {
     let (recs, fifo) = records(&payload);
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d,
         vec![
@@ -162,25 +169,25 @@ async fn changes_to_different_users_do_not_share_an_outcome() {
 
 #[tokio::test]
 async fn a_retryable_failure_is_handed_back_below_max_receive_count_and_dead_lettered_at_it() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
-        &[ErrorClass::ThrottlingException; 2],
+        &[ErrorClass::ThrottlingException; 6],
     );
     let queues = FakeQueues::default();
     let p = pipeline(&connect, &queues);
     let body = change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z");
     let (recs, _) = records(&json!({"Records": [sqs_record("m-1", &body, 2, None)]}));
     assert_eq!(
-        p.run(&recs, false, in_seconds(5)).await,
+        p.run(&recs, false, in_seconds(5)).await.dispositions,
         vec![Disposition::HandedBack(HandBack::Retry(
             ErrorClass::ThrottlingException
         ))]
     );
     let (recs, _) = records(&json!({"Records": [sqs_record("m-1", &body, 3, None)]}));
     assert_eq!(
-        p.run(&recs, false, in_seconds(5)).await,
+        p.run(&recs, false, in_seconds(5)).await.dispositions,
         vec![Disposition::DeadLettered(ErrorClass::ThrottlingException)]
     );
     assert_eq!(
@@ -191,12 +198,12 @@ async fn a_retryable_failure_is_handed_back_below_max_receive_count_and_dead_let
 }
 
 #[tokio::test]
-async fn a_direct_eventbridge_event_is_dead_lettered_after_the_sdk_retries() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+async fn a_direct_eventbridge_event_is_dead_lettered_after_three_attempts() {
+    let connect = one_user();
     connect.fail(
         "DescribeUser",
         "u-1",
-        &[ErrorClass::InternalServiceException],
+        &[ErrorClass::InternalServiceException; 3],
     );
     let queues = FakeQueues::default();
     let event = json!({"version": "0", "id": "ev-9", "detail-type": "UserChanged", "source": "hr",
@@ -205,7 +212,8 @@ async fn a_direct_eventbridge_event_is_dead_lettered_after_the_sdk_retries() {
     let (recs, _) = records(&event);
     let d = pipeline(&connect, &queues)
         .run(&recs, false, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d,
         vec![Disposition::DeadLettered(
@@ -215,8 +223,9 @@ async fn a_direct_eventbridge_event_is_dead_lettered_after_the_sdk_retries() {
     let letter = queues.letters.lock().unwrap()[0].clone();
     assert_eq!(
         letter.attempts, 3,
-        "EventBridge attempts are the SDK's attempts"
+        "EventBridge attempts are the attempts made in the invocation"
     );
+    assert_eq!(connect.count("DescribeUser"), 3);
     assert_eq!(letter.source_id, "ev-9");
     assert_eq!(serde_json::from_str::<Value>(&letter.body).unwrap(), event);
 }
@@ -230,7 +239,8 @@ async fn a_failed_dead_letter_send_keeps_the_record_for_redelivery() {
         records(&json!({"Records": [sqs_record("m-1", &json!("not a document"), 1, None)]}));
     let d = pipeline(&connect, &queues)
         .run(&recs, false, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d,
         vec![Disposition::HandedBack(HandBack::DeadLetterFailed(
@@ -242,7 +252,8 @@ async fn a_failed_dead_letter_send_keeps_the_record_for_redelivery() {
     let (recs, _) = records(&event);
     let d = pipeline(&connect, &queues)
         .run(&recs, false, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d,
         vec![Disposition::NotAcknowledged(ErrorClass::MalformedEvent)]
@@ -259,7 +270,7 @@ async fn in_a_fifo_batch_a_failing_group_hands_back_its_later_records_while_othe
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",
-        &[ErrorClass::ThrottlingException],
+        &[ErrorClass::ThrottlingException; 3],
     );
     let queues = FakeQueues::default();
     let at = "2026-11-29T10:00:00Z";
@@ -274,7 +285,8 @@ async fn in_a_fifo_batch_a_failing_group_hands_back_its_later_records_while_othe
     assert!(fifo);
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d[0],
         Disposition::HandedBack(HandBack::Retry(ErrorClass::ThrottlingException))
@@ -325,7 +337,10 @@ async fn slow_calls_meet_the_deadline_with_every_record_applied_or_handed_back()
         .collect();
     let (recs, fifo) = records(&json!({ "Records": recs }));
     let deadline = Instant::now() + Duration::from_millis(1200);
-    let d = pipeline(&connect, &queues).run(&recs, fifo, deadline).await;
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, deadline)
+        .await
+        .dispositions;
     assert!(
         Instant::now() < deadline,
         "the reply comes before the deadline"
@@ -342,14 +357,17 @@ async fn slow_calls_meet_the_deadline_with_every_record_applied_or_handed_back()
 
 #[tokio::test]
 async fn a_direct_event_past_the_deadline_is_dead_lettered_as_unknown_error() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     let queues = FakeQueues::default();
     let event = json!({"id": "ev-1", "detail-type": "x", "source": "s", "time": "2026-11-29T10:00:00Z",
         "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "Uno"}}});
     let (recs, _) = records(&event);
+    // Too late for a Connect attempt (200 ms before the 100 ms margin), not for a dead
+    // letter (100 ms before half the margin).
     let d = pipeline(&connect, &queues)
-        .run(&recs, false, Instant::now() + Duration::from_millis(150))
-        .await;
+        .run(&recs, false, Instant::now() + Duration::from_millis(250))
+        .await
+        .dispositions;
     assert_eq!(d, vec![Disposition::DeadLettered(ErrorClass::UnknownError)]);
     assert!(
         connect.calls.lock().unwrap().is_empty(),
@@ -372,7 +390,8 @@ async fn a_panic_while_applying_fails_only_that_users_records() {
     ]}));
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(
         d,
         vec![
@@ -394,7 +413,8 @@ async fn a_username_is_resolved_once_per_invocation_and_changes_to_it_coalesce()
     ]}));
     let d = pipeline(&connect, &queues)
         .run(&recs, fifo, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
     assert_eq!(d, vec![Disposition::Updated; 3]);
     assert_eq!(connect.count("SearchUsers"), 1);
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
@@ -406,7 +426,7 @@ async fn a_username_is_resolved_once_per_invocation_and_changes_to_it_coalesce()
 
 #[tokio::test]
 async fn a_saml_instance_never_sends_email_and_refuses_to_change_it() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     *connect.kind.lock().unwrap() = Some(IdentityManagement::Saml);
     let queues = FakeQueues::default();
     let p = pipeline(&connect, &queues);
@@ -414,7 +434,7 @@ async fn a_saml_instance_never_sends_email_and_refuses_to_change_it() {
         &json!({"Records": [sqs_record("m-1", &change("u-1", json!({"Mobile": "+14155550123"}), "2026-11-29T10:00:00Z"), 1, None)]}),
     );
     assert_eq!(
-        p.run(&recs, false, in_seconds(5)).await,
+        p.run(&recs, false, in_seconds(5)).await.dispositions,
         vec![Disposition::Updated]
     );
     assert!(!connect.updates.lock().unwrap()[0].1.send_email);
@@ -422,21 +442,23 @@ async fn a_saml_instance_never_sends_email_and_refuses_to_change_it() {
         &json!({"Records": [sqs_record("m-2", &change("u-1", json!({"Email": "new@example.com"}), "2026-11-29T10:00:00Z"), 1, None)]}),
     );
     assert_eq!(
-        p.run(&recs, false, in_seconds(5)).await,
+        p.run(&recs, false, in_seconds(5)).await.dispositions,
         vec![Disposition::DeadLettered(ErrorClass::ValidationError)]
     );
 }
 
 #[tokio::test]
 async fn a_fully_updated_user_receives_the_complete_merged_identity() {
-    let connect = FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])]);
+    let connect = one_user();
     let queues = FakeQueues::default();
     let (recs, _) = records(
         &json!({"Records": [sqs_record("m-1", &change("u-1", json!({"Mobile": "+442079460958"}), "2026-11-29T10:00:00Z"), 1, None)]}),
     );
-    pipeline(&connect, &queues)
+    let d = pipeline(&connect, &queues)
         .run(&recs, false, in_seconds(5))
-        .await;
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::Updated]);
     let sent = connect.updates.lock().unwrap()[0].1.info.clone();
     assert_eq!(
         sent,
@@ -448,4 +470,495 @@ async fn a_fully_updated_user_receives_the_complete_merged_identity() {
             mobile: Some("+442079460958".into()),
         }
     );
+}
+
+// ---- each change judged on its own ----------------------------------------------------
+
+#[tokio::test]
+async fn a_refused_email_change_is_dead_lettered_alone_and_the_good_change_to_that_user_is_applied()
+{
+    let connect =
+        FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])]);
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-mobile", &change("u-1", json!({"Mobile": "+14155550123"}), at), 1, None),
+        sqs_record("m-email", &change("u-1", json!({"Email": "jane@evil.test"}), "2026-11-29T10:00:01Z"), 1, None),
+        sqs_record("m-name", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:02Z"), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::Updated,
+            Disposition::DeadLettered(ErrorClass::PolicyViolation),
+            Disposition::Updated
+        ]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    let u = connect.user("u-1");
+    assert_eq!(u.mobile.as_deref(), Some("+14155550123"));
+    assert_eq!(u.last_name.as_deref(), Some("Smith"));
+    assert_eq!(u.email.as_deref(), Some("jane@example.com"));
+    let letters = queues.letters.lock().unwrap();
+    assert_eq!(letters.len(), 1, "only the refused change is dead-lettered");
+    assert_eq!(letters[0].source_id, "m-email");
+}
+
+#[tokio::test]
+async fn on_an_existing_directory_instance_a_name_change_is_refused_alone_and_a_mobile_change_applied()
+ {
+    let connect = one_user();
+    *connect.kind.lock().unwrap() = Some(IdentityManagement::ExistingDirectory);
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-name", &change("u-1", json!({"FirstName": "Eve"}), at), 1, None),
+        sqs_record("m-mobile", &change("u-1", json!({"Mobile": "+14155550123"}), at), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::DeadLettered(ErrorClass::ValidationError),
+            Disposition::Updated
+        ]
+    );
+    let u = connect.user("u-1");
+    assert_eq!(u.first_name.as_deref(), Some("A"));
+    assert_eq!(u.mobile.as_deref(), Some("+14155550123"));
+}
+
+#[tokio::test]
+async fn a_protected_security_profile_refuses_every_change_to_that_user() {
+    let connect = FakeConnect::with_users(&[(
+        "u-2",
+        "admin",
+        info("Ada", "Admin", "ada@example.com"),
+        &["sp-admin"],
+    )]);
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &change("u-2", json!({"Mobile": "+14155550123"}), at), 1, None),
+        sqs_record("m-2", &change("u-2", json!({"Email": "eve@evil.test"}), at), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![Disposition::DeadLettered(ErrorClass::PolicyViolation); 2]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+}
+
+// ---- one read-modify-write per user at a time ---------------------------------------
+
+#[tokio::test]
+async fn one_user_reached_through_two_fifo_groups_keeps_both_changes() {
+    let connect = one_user();
+    *connect.latency.lock().unwrap() = Duration::from_millis(40);
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("g1-1", &change("u-1", json!({"LastName": "Uno"}), at), 1, Some("g1")),
+        sqs_record("g2-1", &change("u-1", json!({"Mobile": "+14155550123"}), at), 1, Some("g2")),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::Updated; 2]);
+    let u = connect.user("u-1");
+    assert_eq!(u.last_name.as_deref(), Some("Uno"), "not reverted by g2");
+    assert_eq!(u.mobile.as_deref(), Some("+14155550123"));
+    let calls = connect.calls.lock().unwrap().clone();
+    let ops: Vec<&str> = calls
+        .iter()
+        .map(|(op, _)| *op)
+        .filter(|op| *op != "DescribeInstance")
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "DescribeUser",
+            "UpdateUserIdentityInfo",
+            "DescribeUser",
+            "UpdateUserIdentityInfo"
+        ],
+        "each read-modify-write reads after the other's update"
+    );
+}
+
+// ---- attempts meet the limiter and the deadline ---------------------------------------
+
+#[tokio::test]
+async fn every_attempt_of_a_retried_update_waits_for_a_limiter_token() {
+    let connect = one_user();
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::InternalServiceException; 3],
+    );
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), at),
+        1,
+        None,
+    );
+    // Five updates a second: one token every 200 ms.
+    let d = pipeline_with(&connect, &queues, RateLimits::new(5.0, 1000.0, 1000.0))
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::InternalServiceException
+        ))]
+    );
+    let starts = connect.starts_of("UpdateUserIdentityInfo");
+    assert_eq!(starts.len(), 3, "three attempts, each a call of the port");
+    for pair in starts.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(190),
+            "attempts {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_attempt_starts_that_cannot_finish_before_the_deadline() {
+    let connect = one_user();
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::InternalServiceException; 3],
+    );
+    connect
+        .op_latency
+        .lock()
+        .unwrap()
+        .insert("UpdateUserIdentityInfo", Duration::from_millis(150));
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), at),
+        1,
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_millis(700);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, deadline)
+        .await
+        .dispositions;
+    assert!(Instant::now() < deadline);
+    assert_eq!(
+        d,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::InternalServiceException
+        ))]
+    );
+    let s = settings();
+    let latest_start = deadline - s.deadline_margin - s.call_budget;
+    let starts = connect.starts_of("UpdateUserIdentityInfo");
+    assert!(starts.len() >= 2, "retried while time allowed: {starts:?}");
+    assert!(starts.len() < 3, "the third attempt would not fit");
+    assert!(starts.iter().all(|at| *at <= latest_start));
+}
+
+// ---- unknown outcomes ---------------------------------------------------------------
+
+#[tokio::test]
+async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_and_not_retried() {
+    let connect = one_user();
+    connect
+        .op_latency
+        .lock()
+        .unwrap()
+        .insert("UpdateUserIdentityInfo", Duration::from_millis(400));
+    let queues = FakeQueues::default();
+    let event = json!({"id": "ev-1", "detail-type": "x", "source": "s", "time": "2026-11-29T10:00:00Z",
+        "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "Uno"}}});
+    let (recs, _) = records(&event);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::DeadLettered(ErrorClass::UnknownError)]);
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1, "never blindly");
+    let letter = queues.letters.lock().unwrap()[0].clone();
+    assert!(
+        letter.message.contains("outcome is unknown"),
+        "{}",
+        letter.message
+    );
+
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"FirstName": "Ay"}), "2026-11-29T10:00:00Z"),
+        1,
+        None,
+    );
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::UnknownError
+        ))]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 2);
+}
+
+// ---- FIFO order per record ------------------------------------------------------------
+
+#[tokio::test]
+async fn after_a_handed_back_record_the_later_records_of_its_group_are_handed_back_even_if_coalesced()
+ {
+    let connect = one_user();
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::ThrottlingException; 3],
+    );
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("g1-1", &change("u-1", json!({"LastName": "Uno"}), at), 1, Some("g1")),
+        sqs_record("g1-2", &change("u-1", json!({"FirstName": "Ay"}), at), 3, Some("g1")),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::ThrottlingException)),
+            Disposition::HandedBack(HandBack::GroupOrder)
+        ]
+    );
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+// ---- dead letters that always send ----------------------------------------------------
+
+#[tokio::test]
+async fn a_dead_letter_send_that_started_is_never_cut_short() {
+    let connect = FakeConnect::default();
+    let queues = FakeQueues::default();
+    // Longer than the send budget, as a send whose SQS client stalls: it still runs to
+    // its end, since SQS may have taken the message.
+    *queues.latency.lock().unwrap() = Duration::from_millis(560);
+    let (recs, _) =
+        records(&json!({"Records": [sqs_record("m-1", &json!("not a document"), 1, None)]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, Instant::now() + Duration::from_millis(600))
+        .await
+        .dispositions;
+    assert_eq!(
+        *queues.started.lock().unwrap(),
+        *queues.finished.lock().unwrap(),
+        "a send SQS may have taken was dropped midway"
+    );
+    assert_eq!(
+        d,
+        vec![Disposition::DeadLettered(ErrorClass::MalformedEvent)]
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_send_that_cannot_finish_is_not_started_and_the_record_is_handed_back() {
+    let connect = FakeConnect::default();
+    let queues = FakeQueues::default();
+    let (recs, _) =
+        records(&json!({"Records": [sqs_record("m-1", &json!("not a document"), 1, None)]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, false, Instant::now() + Duration::from_millis(90))
+        .await
+        .dispositions;
+    assert_eq!(*queues.started.lock().unwrap(), 0);
+    assert_eq!(d, vec![Disposition::HandedBack(HandBack::Deadline)]);
+}
+
+#[tokio::test]
+async fn the_run_report_counts_attempts_throttles_and_limiter_wait_per_operation() {
+    let connect = one_user();
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::ThrottlingException; 2],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_record(
+        "m-1",
+        &json!({"Username": "a", "IdentityInfo": {"LastName": "Uno"}}),
+        1,
+        None,
+    );
+    let report = pipeline_with(&connect, &queues, RateLimits::new(5.0, 1000.0, 1000.0))
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated]);
+    assert_eq!(report.calls.update_user_identity_info, 3);
+    assert_eq!(report.calls.describe_user, 1);
+    assert_eq!(report.calls.search_users, 1);
+    assert_eq!(report.calls.describe_instance, 1);
+    assert_eq!(report.throttled.update_user_identity_info, 2);
+    assert_eq!(report.throttled.describe_user, 0);
+    assert!(
+        report.limiter_wait >= Duration::from_millis(50),
+        "{:?}",
+        report.limiter_wait
+    );
+}
+
+#[tokio::test]
+async fn a_connection_refused_before_sending_is_retried_like_any_retryable_failure() {
+    let connect = one_user();
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::NotSent)],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"),
+        1,
+        None,
+    );
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated]);
+    assert_eq!(report.calls.update_user_identity_info, 2);
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Uno"));
+}
+
+#[tokio::test]
+async fn an_update_whose_connection_broke_after_sending_is_not_retried_but_a_read_is() {
+    let connect = one_user();
+    connect.fail_reaching(
+        "DescribeUser",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"),
+        3,
+        None,
+    );
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::DeadLettered(ErrorClass::UnknownError)]
+    );
+    assert_eq!(report.calls.describe_user, 2, "the read was tried again");
+    assert_eq!(report.calls.update_user_identity_info, 1, "never blindly");
+    let letter = queues.letters.lock().unwrap()[0].clone();
+    assert!(
+        letter.message.contains("the outcome is unknown"),
+        "{}",
+        letter.message
+    );
+}
+
+// ---- usernames ------------------------------------------------------------------------
+
+fn three_named_users() -> FakeConnect {
+    FakeConnect::with_users(&[
+        ("u-1", "ana", info("Ana", "One", "ana@example.com"), &[]),
+        ("u-2", "ben", info("Ben", "Two", "ben@example.com"), &[]),
+        ("u-3", "cy", info("Cy", "Three", "cy@example.com"), &[]),
+    ])
+}
+
+fn by_username(names: &[&str]) -> (Vec<connect_identity_sync::domain::record::Record>, bool) {
+    let recs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            sqs_record(
+                &format!("m-{i}"),
+                &json!({"Username": n, "IdentityInfo": {"LastName": "Renamed"}}),
+                1,
+                None,
+            )
+        })
+        .collect();
+    records(&json!({ "Records": recs }))
+}
+
+#[tokio::test]
+async fn a_batch_of_usernames_is_resolved_from_one_listing_under_the_list_limiter() {
+    let connect = three_named_users();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = by_username(&["ana", "ben", "cy"]);
+    let limits = RateLimits::new(1000.0, 1000.0, 1000.0).with_list(1000.0);
+    let report = pipeline_with(&connect, &queues, limits)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated; 3]);
+    assert_eq!(connect.count("ListUsers"), 1);
+    assert_eq!(connect.count("SearchUsers"), 0);
+    assert_eq!(report.calls.list_users, 1);
+    assert_eq!(connect.user("u-2").last_name.as_deref(), Some("Renamed"));
+}
+
+#[tokio::test]
+async fn without_a_list_rate_every_username_is_searched() {
+    let connect = three_named_users();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = by_username(&["ana", "ben", "cy"]);
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated; 3]);
+    assert_eq!(connect.count("ListUsers"), 0);
+    assert_eq!(connect.count("SearchUsers"), 3);
+}
+
+#[tokio::test]
+async fn a_listing_page_that_cannot_finish_before_the_deadline_is_not_started() {
+    let connect = three_named_users();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = by_username(&["ana", "ben", "cy"]);
+    let limits = RateLimits::new(1000.0, 1000.0, 1000.0).with_list(1000.0);
+    // Less than the margin plus one attempt's budget is left.
+    let s = settings();
+    let deadline = Instant::now() + s.deadline_margin + s.call_budget / 2;
+    let report = pipeline_with(&connect, &queues, limits)
+        .run(&recs, fifo, deadline)
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Deadline); 3]
+    );
+    assert_eq!(connect.count("ListUsers"), 0);
+    assert_eq!(connect.count("SearchUsers"), 0);
 }

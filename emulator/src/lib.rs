@@ -6,7 +6,9 @@
 //! throttling, internal errors, timeouts, dropped connections — can be scripted.
 //!
 //! Implemented operations: `DescribeInstance`, `DescribeUser`, `UpdateUserIdentityInfo`,
-//! `SearchUsers`, `ListUsers`, `CreateUser`.
+//! `SearchUsers`, `ListUsers`, `CreateUser`, `DeleteUser`. `ListUsers` and `SearchUsers` page as
+//! Connect documents (`MaxResults` 1–1000 and 1–500, 100 by default; opaque `NextToken`s valid
+//! only for the listing that issued them), and a quota set on either throttles it.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -279,6 +281,11 @@ impl EmulatorHandle {
     /// A user's current state (`instance` may be an id or ARN).
     pub fn user(&self, instance: &str, user_id: &str) -> Option<User> {
         self.store.user(instance, user_id)
+    }
+
+    /// Deletes a user, as `DeleteUser` does; its username can then be given to another.
+    pub fn delete_user(&self, instance: &str, user_id: &str) -> Result<(), ApiError> {
+        self.store.delete_user(instance, user_id)
     }
 
     /// All users of an instance, in creation order.

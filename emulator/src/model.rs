@@ -18,17 +18,19 @@ pub enum Operation {
     SearchUsers,
     ListUsers,
     CreateUser,
+    DeleteUser,
 }
 
 impl Operation {
     /// Every implemented operation, in a stable order.
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::DescribeInstance,
         Operation::DescribeUser,
         Operation::UpdateUserIdentityInfo,
         Operation::SearchUsers,
         Operation::ListUsers,
         Operation::CreateUser,
+        Operation::DeleteUser,
     ];
 
     /// The operation's name as used on the wire and in the control API.
@@ -40,6 +42,7 @@ impl Operation {
             Operation::SearchUsers => "SearchUsers",
             Operation::ListUsers => "ListUsers",
             Operation::CreateUser => "CreateUser",
+            Operation::DeleteUser => "DeleteUser",
         }
     }
 }
@@ -335,4 +338,15 @@ pub struct JournalEntry {
     pub request_body: serde_json::Value,
     /// When the call arrived, in milliseconds since the Unix epoch.
     pub at: u64,
+    /// When the answer was ready (after any latency), in milliseconds since the Unix
+    /// epoch; `None` until then.
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    /// Arrival order: unique and increasing across the emulator's life.
+    #[serde(default)]
+    pub seq: u64,
+    /// The access key id the request was signed with (SigV4 `Credential=`), telling
+    /// callers with different credentials apart.
+    #[serde(default)]
+    pub caller: Option<String>,
 }

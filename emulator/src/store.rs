@@ -88,6 +88,10 @@ impl Bucket {
 struct InstanceState {
     instance: Instance,
     users: Vec<User>,
+    /// Lowercased username → user id, and the ids held: seeding tens of thousands of
+    /// users stays linear.
+    names: HashMap<String, String>,
+    ids: std::collections::HashSet<String>,
 }
 
 #[derive(Default)]
@@ -213,6 +217,8 @@ impl Store {
                         InstanceState {
                             instance,
                             users: Vec::new(),
+                            names: HashMap::new(),
+                            ids: std::collections::HashSet::new(),
                         },
                     );
                 }
@@ -241,9 +247,9 @@ impl Store {
             _ => self.new_id(),
         };
         if state
-            .users
-            .iter()
-            .any(|u| u.id != id && u.username.eq_ignore_ascii_case(&spec.username))
+            .names
+            .get(&spec.username.to_lowercase())
+            .is_some_and(|holder| *holder != id)
         {
             return Err(ApiError::duplicate(format!(
                 "username {} already exists in instance {instance_id}",
@@ -267,10 +273,16 @@ impl Store {
             last_modified_time: now_secs(),
             last_modified_region: self.account.region.clone(),
         };
-        match state.users.iter_mut().find(|u| u.id == id) {
-            Some(existing) => *existing = user,
-            None => state.users.push(user),
+        if state.ids.contains(&id) {
+            if let Some(existing) = state.users.iter_mut().find(|u| u.id == id) {
+                state.names.remove(&existing.username.to_lowercase());
+                *existing = user;
+            }
+        } else {
+            state.ids.insert(id.clone());
+            state.users.push(user);
         }
+        state.names.insert(spec.username.to_lowercase(), id.clone());
         Ok(SeededUser {
             instance_id,
             id,
@@ -379,8 +391,21 @@ impl Store {
             .get("InstanceId")
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::invalid_parameter("InstanceId is required"))?;
-        let (offset, limit) = page(body.get("NextToken"), body.get("MaxResults"), 100)?;
         let criteria = body.get("SearchCriteria").cloned().unwrap_or(Value::Null);
+        let scope = PageScope::new(Operation::SearchUsers, instance_id_of(instance), &criteria);
+        let token = match body.get("NextToken") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(_) => return Err(ApiError::invalid_parameter("NextToken must be a string")),
+        };
+        let max_results = match body.get("MaxResults") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| ApiError::invalid_parameter("MaxResults must be an integer"))?,
+            ),
+        };
+        let (offset, limit) = page(&scope, token, max_results, SEARCH_USERS_MAX_RESULTS)?;
         let inner = self.lock();
         let state = instance_state(&inner, instance)?;
         let mut matched = Vec::new();
@@ -398,11 +423,12 @@ impl Store {
             .collect();
         let mut reply = json!({ "Users": users, "ApproximateTotalCount": total });
         if offset + limit < total {
-            reply["NextToken"] = Value::String((offset + limit).to_string());
+            reply["NextToken"] = Value::String(scope.token(offset + limit));
         }
         Ok(reply)
     }
 
+    /// `ListUsers`; `max_results` is the raw `maxResults` query value.
     pub fn list_users(
         &self,
         instance: &str,
@@ -410,13 +436,14 @@ impl Store {
         max_results: Option<&str>,
     ) -> Result<Value, ApiError> {
         let max = match max_results {
-            Some(m) => Some(Value::from(m.parse::<i64>().map_err(|_| {
-                ApiError::invalid_parameter("maxResults must be a number")
-            })?)),
+            Some(m) => Some(
+                m.parse::<i64>()
+                    .map_err(|_| ApiError::invalid_parameter("maxResults must be a number"))?,
+            ),
             None => None,
         };
-        let token = next_token.map(|t| Value::String(t.to_owned()));
-        let (offset, limit) = page(token.as_ref(), max.as_ref(), 1000)?;
+        let scope = PageScope::new(Operation::ListUsers, instance_id_of(instance), &Value::Null);
+        let (offset, limit) = page(&scope, next_token, max, LIST_USERS_MAX_RESULTS)?;
         let inner = self.lock();
         let state = instance_state(&inner, instance)?;
         let list: Vec<Value> = state
@@ -436,9 +463,27 @@ impl Store {
             .collect();
         let mut reply = json!({ "UserSummaryList": list });
         if offset + limit < state.users.len() {
-            reply["NextToken"] = Value::String((offset + limit).to_string());
+            reply["NextToken"] = Value::String(scope.token(offset + limit));
         }
         Ok(reply)
+    }
+
+    /// `DeleteUser`: the user is gone; its username is free for a new user.
+    pub fn delete_user(&self, instance: &str, user_id: &str) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        let state = inner
+            .instances
+            .get_mut(instance_id_of(instance))
+            .ok_or_else(|| instance_not_found(instance))?;
+        let index = state
+            .users
+            .iter()
+            .position(|u| u.id == user_id)
+            .ok_or_else(|| user_not_found(user_id))?;
+        let user = state.users.remove(index);
+        state.ids.remove(&user.id);
+        state.names.remove(&user.username.to_lowercase());
+        Ok(())
     }
 
     // ---- scripted behaviour -------------------------------------------------------------
@@ -536,9 +581,12 @@ impl Store {
     // ---- journal ------------------------------------------------------------------------
 
     /// Records a call as it arrives; the returned number finishes it with [`Store::finish`].
-    pub fn record(&self, entry: JournalEntry) -> u64 {
+    pub fn record(&self, mut entry: JournalEntry) -> u64 {
+        let mut inner = self.lock();
+        // Numbered under the lock, so the journal's order is the numbers' order.
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.lock().journal.push((seq, entry));
+        entry.seq = seq;
+        inner.journal.push((seq, entry));
         seq
     }
 
@@ -548,6 +596,7 @@ impl Store {
         if let Some((_, entry)) = inner.journal.iter_mut().rev().find(|(s, _)| *s == seq) {
             entry.status = status;
             entry.error_type = error_type;
+            entry.finished_at = Some(now_ms());
         }
     }
 
@@ -587,29 +636,70 @@ fn parse_member<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Offset and page size from a NextToken (our tokens are offsets) and MaxResults.
+/// `SearchUsers`' documented `MaxResults` range is 1–500; `ListUsers`' is 1–1000.
+/// Both return 100 results a page when `MaxResults` is absent.
+pub const SEARCH_USERS_MAX_RESULTS: usize = 500;
+pub const LIST_USERS_MAX_RESULTS: usize = 1000;
+const DEFAULT_MAX_RESULTS: usize = 100;
+
+/// What a `NextToken` belongs to: one operation on one instance with one set of criteria.
+/// A token is opaque to clients and valid only for the listing that issued it, as Connect's
+/// are; a token from another listing, or one that is not ours, is refused.
+struct PageScope {
+    fingerprint: u64,
+}
+
+impl PageScope {
+    fn new(operation: Operation, instance_id: &str, criteria: &Value) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        operation.as_str().hash(&mut hasher);
+        instance_id.hash(&mut hasher);
+        criteria.to_string().hash(&mut hasher);
+        PageScope {
+            fingerprint: hasher.finish(),
+        }
+    }
+
+    fn token(&self, offset: usize) -> String {
+        format!(
+            "{:016x}{:016x}",
+            self.fingerprint,
+            offset as u64 ^ self.fingerprint
+        )
+    }
+
+    fn offset(&self, token: &str) -> Option<usize> {
+        if token.len() != 32 || !token.is_ascii() {
+            return None;
+        }
+        let fingerprint = u64::from_str_radix(&token[..16], 16).ok()?;
+        let masked = u64::from_str_radix(&token[16..], 16).ok()?;
+        (fingerprint == self.fingerprint).then_some((masked ^ fingerprint) as usize)
+    }
+}
+
+/// Offset and page size from a `NextToken` of `scope` and `MaxResults` (1..=`max`).
 fn page(
-    token: Option<&Value>,
-    max_results: Option<&Value>,
+    scope: &PageScope,
+    token: Option<&str>,
+    max_results: Option<i64>,
     max: usize,
 ) -> Result<(usize, usize), ApiError> {
     let offset = match token {
-        None | Some(Value::Null) => 0,
-        Some(Value::String(t)) => t
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_parameter("NextToken is not valid"))?,
-        Some(_) => return Err(ApiError::invalid_parameter("NextToken is not valid")),
+        None => 0,
+        Some(t) => scope
+            .offset(t)
+            .ok_or_else(|| ApiError::invalid_parameter("The NextToken is not valid"))?,
     };
     let limit = match max_results {
-        None | Some(Value::Null) => max.min(100),
-        Some(v) => match v.as_i64() {
-            Some(n) if n >= 1 && n as usize <= max => n as usize,
-            _ => {
-                return Err(ApiError::invalid_parameter(format!(
-                    "MaxResults must be between 1 and {max}"
-                )));
-            }
-        },
+        None => DEFAULT_MAX_RESULTS,
+        Some(n) if n >= 1 && n as u64 <= max as u64 => n as usize,
+        Some(_) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "MaxResults must be between 1 and {max}"
+            )));
+        }
     };
     Ok((offset, limit))
 }

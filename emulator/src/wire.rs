@@ -82,6 +82,7 @@ fn route(method: &Method, segments: &[String]) -> Route {
         ("POST", ["search-users"]) => (Some(Operation::SearchUsers), None, None),
         ("GET", ["users-summary", i]) => (Some(Operation::ListUsers), Some(*i), None),
         ("PUT", ["users", i]) => (Some(Operation::CreateUser), Some(*i), None),
+        ("DELETE", ["users", i, u]) => (Some(Operation::DeleteUser), Some(*i), Some(*u)),
         _ => (None, None, None),
     };
     Route {
@@ -131,6 +132,9 @@ async fn connect_call(
             Err(raw) => Value::String(raw.clone()),
         },
         at,
+        finished_at: None,
+        seq: 0,
+        caller: signing_key(parts),
     });
 
     let outcome = answer(store, parts, &route, instance_id.as_deref(), body).await;
@@ -259,6 +263,10 @@ fn execute(
             let reply = store.list_users(instance, get("nextToken"), get("maxResults"))?;
             Ok(json_reply(StatusCode::OK, &reply))
         }
+        Operation::DeleteUser => {
+            store.delete_user(instance, user)?;
+            Ok(empty_reply())
+        }
         Operation::CreateUser => {
             let (id, arn) = store.create_user(instance, body)?;
             Ok(json_reply(
@@ -286,6 +294,21 @@ fn check_auth(parts: &Parts) -> Result<(), ApiError> {
             "Authorization header is not a valid AWS Signature Version 4 header",
         ))
     }
+}
+
+/// The access key id of a SigV4 `Authorization` header (`Credential=AKID/date/…`).
+fn signing_key(parts: &Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let credential = header.split("Credential=").nth(1)?;
+    credential
+        .split('/')
+        .next()
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
 }
 
 /// `Ok(Null)` for an empty body, `Ok(json)` for JSON, `Err(raw text)` otherwise.
@@ -410,6 +433,7 @@ mod tests {
             Some(Operation::ListUsers)
         );
         assert_eq!(r(Method::PUT, "/users/i"), Some(Operation::CreateUser));
-        assert_eq!(r(Method::DELETE, "/users/i/u"), None);
+        assert_eq!(r(Method::DELETE, "/users/i/u"), Some(Operation::DeleteUser));
+        assert_eq!(r(Method::DELETE, "/users/i"), None);
     }
 }

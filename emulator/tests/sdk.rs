@@ -1145,3 +1145,308 @@ async fn the_binary_prints_its_address_serves_the_seed_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn the_journal_numbers_each_call_times_its_reply_and_names_its_signing_key() {
+    let emulator = emulator().await;
+    let first = client(&emulator);
+    let second = Client::from_conf(
+        config(&emulator)
+            .credentials_provider(Credentials::new("AKIDSECOND", "secret", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
+    for c in [&first, &second, &first] {
+        c.describe_user()
+            .instance_id(MANAGED)
+            .user_id("u-jdoe")
+            .send()
+            .await
+            .unwrap();
+    }
+    let journal = emulator.journal();
+    let callers: Vec<_> = journal.iter().map(|e| e.caller.as_deref()).collect();
+    assert_eq!(
+        callers,
+        [Some("AKIDEXAMPLE"), Some("AKIDSECOND"), Some("AKIDEXAMPLE")]
+    );
+    assert!(
+        journal.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{journal:?}"
+    );
+    for entry in &journal {
+        let finished = entry.finished_at.expect("answered");
+        assert!(finished >= entry.at, "{entry:?}");
+    }
+}
+
+/// An instance holding `count` users `agent00000`, `agent00001`, …
+async fn large_instance(count: usize) -> EmulatorHandle {
+    let emulator = emulator().await;
+    let users: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({"instanceId": MANAGED, "id": format!("u-{i:05}"),
+                        "username": format!("agent{i:05}")})
+        })
+        .collect();
+    emulator.seed_json(json!({ "users": users })).unwrap();
+    emulator
+}
+
+#[tokio::test]
+async fn list_users_pages_hold_100_by_default_and_at_most_1000() {
+    // 2 seeded by `emulator()` plus 2,500.
+    let emulator = large_instance(2500).await;
+    let client = client(&emulator);
+    let default = client
+        .list_users()
+        .instance_id(MANAGED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(default.user_summary_list().len(), 100);
+    assert!(default.next_token().is_some());
+    let mut sizes = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_users()
+            .instance_id(MANAGED)
+            .max_results(1000)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        sizes.push(page.user_summary_list().len());
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(sizes, [1000, 1000, 502]);
+    for bad in [0, 1001] {
+        let err = client
+            .list_users()
+            .instance_id(MANAGED)
+            .max_results(bad)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.as_service_error().and_then(|e| e.code()),
+            Some("InvalidParameterException"),
+            "maxResults {bad}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn search_users_pages_hold_at_most_500() {
+    let emulator = large_instance(600).await;
+    let client = client(&emulator);
+    let page = client
+        .search_users()
+        .instance_id(MANAGED)
+        .max_results(500)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.users().len(), 500);
+    assert_eq!(page.approximate_total_count(), Some(602));
+    let rest = client
+        .search_users()
+        .instance_id(MANAGED)
+        .max_results(500)
+        .next_token(page.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.users().len(), 102);
+    assert!(rest.next_token().is_none());
+    let err = client
+        .search_users()
+        .instance_id(MANAGED)
+        .max_results(501)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(SearchUsersError::InvalidParameterException(_))
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_next_token_is_valid_only_for_the_listing_that_issued_it() {
+    let emulator = large_instance(10).await;
+    let client = client(&emulator);
+    let listed = client
+        .list_users()
+        .instance_id(MANAGED)
+        .max_results(3)
+        .send()
+        .await
+        .unwrap();
+    let list_token = listed.next_token().unwrap().to_owned();
+    // The token of one listing does not page a search, nor a listing of another instance.
+    let err = client
+        .search_users()
+        .instance_id(MANAGED)
+        .max_results(3)
+        .next_token(&list_token)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(SearchUsersError::InvalidParameterException(_))
+        ),
+        "{err:?}"
+    );
+    for token in [list_token.as_str(), "3", "not-a-token"] {
+        let instance = if token == list_token { SAML } else { MANAGED };
+        let err = client
+            .list_users()
+            .instance_id(instance)
+            .next_token(token)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.as_service_error().and_then(|e| e.code()),
+            Some("InvalidParameterException"),
+            "token {token:?}: {err:?}"
+        );
+    }
+    // A search token is bound to its criteria.
+    let criteria = |prefix: &str| {
+        UserSearchCriteria::builder()
+            .string_condition(
+                StringCondition::builder()
+                    .field_name("Username")
+                    .value(prefix)
+                    .comparison_type(StringComparisonType::StartsWith)
+                    .build(),
+            )
+            .build()
+    };
+    let first = client
+        .search_users()
+        .instance_id(MANAGED)
+        .search_criteria(criteria("agent"))
+        .max_results(4)
+        .send()
+        .await
+        .unwrap();
+    let token = first.next_token().unwrap();
+    let same = client
+        .search_users()
+        .instance_id(MANAGED)
+        .search_criteria(criteria("agent"))
+        .max_results(4)
+        .next_token(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.users()[0].username(), Some("agent00004"));
+    let other = client
+        .search_users()
+        .instance_id(MANAGED)
+        .search_criteria(criteria("agent0000"))
+        .next_token(token)
+        .send()
+        .await;
+    assert!(other.is_err(), "{other:?}");
+}
+
+#[tokio::test]
+async fn a_quota_throttles_list_users_and_search_users_page_by_page() {
+    let emulator = large_instance(5).await;
+    let client = client(&emulator);
+    emulator.set_quota(Operation::ListUsers, 0.1, 2);
+    emulator.set_quota(Operation::SearchUsers, 0.1, 1);
+    let page = |token: Option<String>| {
+        client
+            .list_users()
+            .instance_id(MANAGED)
+            .max_results(3)
+            .set_next_token(token)
+            .send()
+    };
+    let first = page(None).await.unwrap();
+    page(first.next_token().map(str::to_owned)).await.unwrap();
+    let err = page(None).await.unwrap_err();
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.code()),
+        Some("ThrottlingException"),
+        "{err:?}"
+    );
+    let search = || client.search_users().instance_id(MANAGED).send();
+    search().await.unwrap();
+    let err = search().await.unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(SearchUsersError::ThrottlingException(_))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(emulator.calls(Operation::ListUsers).len(), 3);
+}
+
+#[tokio::test]
+async fn a_deleted_users_username_can_be_given_to_a_new_user() {
+    let emulator = emulator().await;
+    let client = client(&emulator);
+    client
+        .delete_user()
+        .instance_id(MANAGED)
+        .user_id("u-jdoe")
+        .send()
+        .await
+        .unwrap();
+    let err = client
+        .describe_user()
+        .instance_id(MANAGED)
+        .user_id("u-jdoe")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(DescribeUserError::ResourceNotFoundException(_))
+        ),
+        "{err:?}"
+    );
+    let err = client
+        .delete_user()
+        .instance_id(MANAGED)
+        .user_id("u-jdoe")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_service_error().and_then(|e| e.code()),
+        Some("ResourceNotFoundException")
+    );
+    let created = client
+        .create_user()
+        .instance_id(MANAGED)
+        .username("jdoe")
+        .security_profile_ids("sp-agent")
+        .routing_profile_id("rp")
+        .phone_config(
+            UserPhoneConfig::builder()
+                .phone_type(PhoneType::SoftPhone)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(created.user_id(), Some("u-jdoe"));
+}

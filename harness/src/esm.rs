@@ -341,6 +341,31 @@ impl EventSourceMapping {
     }
 }
 
+/// Runs several mappings at once (say, one per container on one queue, as Lambda
+/// scales out), each until the queue is empty or `limit` passes; their reports in
+/// the order given.
+///
+/// # Errors
+/// When SQS fails for any of them.
+pub async fn run_together(
+    mappings: &[EventSourceMapping],
+    limit: Duration,
+) -> Result<Vec<MappingReport>, HarnessError> {
+    let tasks: Vec<_> = mappings
+        .iter()
+        .cloned()
+        .map(|m| tokio::spawn(async move { m.run(limit).await }))
+        .collect();
+    let mut reports = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let report = task
+            .await
+            .map_err(|e| HarnessError::Start(format!("a mapping task failed: {e}")))??;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
 fn read_reply(reply: &Value, messages: &[Message]) -> BatchOutcome {
     let ids: BTreeSet<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
     match reply {

@@ -1,25 +1,29 @@
 //! A local AWS stack for running the built `connect-identity-sync` binary end to
 //! end: an in-process Lambda Runtime API ([`RuntimeApi`]), the function as a child
-//! process ([`Function`]), moto as Amazon SQS ([`Moto`], [`Sqs`]), Lambda's SQS
+//! process ([`Function`]), moto as Amazon SQS ([`Moto`], [`Sqs`]) and as Amazon
+//! DynamoDB ([`Dynamo`]), Lambda's SQS
 //! event source mapping ([`EventSourceMapping`]), and a builder that wires them
 //! together with the Connect emulator ([`Stack`]).
 
+pub mod dynamodb;
 pub mod esm;
 pub mod fixtures;
 pub mod function;
 pub mod moto;
+pub mod report;
 pub mod runtime_api;
 pub mod sqs;
 pub mod stack;
 
 use std::path::PathBuf;
 
-pub use esm::{Batch, BatchOutcome, EventSourceMapping, MappingReport, sqs_event};
+pub use dynamodb::{Dynamo, WATERMARK_TABLE};
+pub use esm::{Batch, BatchOutcome, EventSourceMapping, MappingReport, run_together, sqs_event};
 pub use function::{Function, FunctionConfig};
 pub use moto::Moto;
 pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
-pub use stack::{Stack, StackConfig};
+pub use stack::{Replica, Stack, StackConfig};
 
 pub use connect_emulator;
 
@@ -38,6 +42,9 @@ pub enum HarnessError {
     /// An SQS call failed.
     #[error("sqs: {0}")]
     Sqs(String),
+    /// A DynamoDB call failed.
+    #[error("dynamodb: {0}")]
+    Dynamo(String),
     /// The Connect emulator failed.
     #[error("connect emulator: {0}")]
     Emulator(String),

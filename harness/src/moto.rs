@@ -1,5 +1,5 @@
-//! The moto server (`moto[server]` from PyPI) as a local Amazon SQS on a free
-//! loopback port.
+//! The moto server (`moto[server]` from PyPI) as a local Amazon SQS and Amazon
+//! DynamoDB on a free loopback port.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -104,6 +104,11 @@ impl Moto {
     #[must_use]
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A DynamoDB client for this server (moto serves DynamoDB on the same port).
+    pub async fn dynamo(&self) -> crate::dynamodb::Dynamo {
+        crate::dynamodb::Dynamo::new(&self.endpoint()).await
     }
 
     /// An SQS client for this server.

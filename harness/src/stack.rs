@@ -1,4 +1,5 @@
-//! The whole local stack in one call: moto (SQS), the Connect emulator
+//! The whole local stack in one call: moto (SQS, and DynamoDB for the watermark
+//! table when the function has one), the Connect emulator
 //! (in-process), a Runtime API and the function process, with one dead-letter
 //! queue per failure class and source queues (standard and FIFO) whose redrive
 //! policies are the last resort.
@@ -10,6 +11,7 @@ use std::time::Duration;
 use connect_emulator::{Emulator, EmulatorHandle};
 use serde_json::Value;
 
+use crate::dynamodb::{Dynamo, WATERMARK_TABLE};
 use crate::esm::EventSourceMapping;
 use crate::function::{Function, FunctionConfig};
 use crate::moto::Moto;
@@ -31,6 +33,7 @@ pub struct StackConfig {
     source_max_receive_count: u32,
     function_timeout: Duration,
     emulator_log: bool,
+    create_watermark_table: bool,
 }
 
 impl StackConfig {
@@ -45,7 +48,22 @@ impl StackConfig {
             source_max_receive_count: 6,
             function_timeout: Duration::from_secs(30),
             emulator_log: std::env::var_os("HARNESS_EMULATOR_LOG").is_some(),
+            create_watermark_table: true,
         }
+    }
+
+    /// Turns the staleness guard on: `WATERMARK_TABLE` names a table the stack creates
+    /// in moto (partition key `pk`, String).
+    #[must_use]
+    pub fn watermarks(self) -> Self {
+        self.env("WATERMARK_TABLE", WATERMARK_TABLE)
+    }
+
+    /// Leaves the table `WATERMARK_TABLE` names uncreated (it is created by default).
+    #[must_use]
+    pub fn without_watermark_table(mut self) -> Self {
+        self.create_watermark_table = false;
+        self
     }
 
     /// Sets a function variable; `{sqs}` in the value stands for the moto endpoint
@@ -163,6 +181,19 @@ impl StackConfig {
             )
             .await?;
 
+        // moto serves DynamoDB on the same port as SQS.
+        if !function.vars().contains_key("AWS_ENDPOINT_URL_DYNAMODB") {
+            function = function.env("AWS_ENDPOINT_URL_DYNAMODB", &endpoint);
+        }
+        let dynamo = moto.dynamo().await;
+        let watermark_table = function.vars().get("WATERMARK_TABLE").cloned();
+        if let Some(table) = watermark_table
+            .as_deref()
+            .filter(|_| self.create_watermark_table)
+        {
+            dynamo.create_watermark_table(table).await?;
+        }
+
         let runtime = RuntimeApi::start().await?;
         let connect = emulator.endpoint_url();
         let sqs_url = moto.endpoint();
@@ -170,6 +201,8 @@ impl StackConfig {
         Ok(Stack {
             moto,
             sqs,
+            dynamo,
+            watermark_table,
             emulator,
             runtime,
             function: process,
@@ -184,6 +217,14 @@ impl StackConfig {
     }
 }
 
+/// A second container of the function (see [`Stack::start_replica`]).
+pub struct Replica {
+    /// Its Runtime API.
+    pub runtime: RuntimeApi,
+    /// Its process.
+    pub function: Function,
+}
+
 fn function_removes(config: &FunctionConfig, var: &str) -> bool {
     // `without` removes the key from the vars; a removed DLQ variable must stay unset.
     config.removed().iter().any(|k| k == var)
@@ -195,6 +236,10 @@ pub struct Stack {
     pub moto: Moto,
     /// An SQS client for it.
     pub sqs: Sqs,
+    /// A DynamoDB client for it.
+    pub dynamo: Dynamo,
+    /// The table `WATERMARK_TABLE` names, when the function has one.
+    pub watermark_table: Option<String>,
     /// The Connect emulator.
     pub emulator: EmulatorHandle,
     /// The Runtime API the function polls.
@@ -275,6 +320,33 @@ impl Stack {
             out.insert(class.clone(), self.sqs.receive_all(&queue.url).await?);
         }
         Ok(out)
+    }
+
+    /// Starts a second container of the function: its own Runtime API and process,
+    /// with the stack's configuration except `AWS_ACCESS_KEY_ID`, set to `access_key`
+    /// so that the emulator's journal tells the two containers' calls apart
+    /// (`JournalEntry::caller`).
+    ///
+    /// # Errors
+    /// When the Runtime API or the binary cannot be started.
+    pub async fn start_replica(&self, access_key: &str) -> Result<Replica, HarnessError> {
+        let runtime = RuntimeApi::start().await?;
+        let config = self
+            .function_config
+            .clone()
+            .env("AWS_ACCESS_KEY_ID", access_key);
+        let connect = self.emulator.endpoint_url();
+        let sqs = self.moto.endpoint();
+        let function = Function::start(&config, &runtime, Some(&connect), Some(&sqs))?;
+        Ok(Replica { runtime, function })
+    }
+
+    /// The event source mapping from the standard source queue to the function behind
+    /// `runtime` (a replica's), with the stack's function timeout.
+    #[must_use]
+    pub fn mapping_to(&self, runtime: &RuntimeApi) -> EventSourceMapping {
+        EventSourceMapping::new(self.sqs.clone(), self.source.clone(), runtime.clone())
+            .function_timeout(self.function_timeout)
     }
 
     /// Starts the function process anew with `config` on the same Runtime API.

@@ -240,3 +240,78 @@ async fn a_fifo_queue_yields_fifo_records() {
         .collect();
     assert_eq!(bodies, vec!["m0", "m1", "m2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_that_asks_for_watermarks_gets_the_table_and_the_dynamodb_endpoint() {
+    let stack = harness::StackConfig::new(FAKE)
+        .watermarks()
+        .start()
+        .await
+        .expect("stack");
+    let table = stack.watermark_table.clone().expect("a table");
+    assert_eq!(table, harness::WATERMARK_TABLE);
+    assert_eq!(
+        stack.function_config.vars()["AWS_ENDPOINT_URL_DYNAMODB"],
+        stack.moto.endpoint()
+    );
+    assert_eq!(stack.dynamo.item(&table, "i#u").await.expect("table"), None);
+
+    let missing = harness::StackConfig::new(FAKE)
+        .watermarks()
+        .without_watermark_table()
+        .start()
+        .await
+        .expect("stack");
+    let err = missing
+        .dynamo
+        .item(harness::WATERMARK_TABLE, "i#u")
+        .await
+        .expect_err("no table");
+    assert!(err.to_string().contains("ResourceNotFound"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_polling_one_queue_share_its_messages_and_each_is_deleted_once() {
+    let stack = harness::StackConfig::new(FAKE)
+        .start()
+        .await
+        .expect("stack");
+    let replica = stack.start_replica("AKIAREPLICA000000002").await.unwrap();
+    assert_eq!(
+        stack.function_config.vars().get("AWS_ACCESS_KEY_ID"),
+        None,
+        "the first container keeps the default key"
+    );
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        sent.insert(
+            stack
+                .sqs
+                .send_body(&stack.source.url, &format!("{{\"n\":{i}}}"))
+                .await
+                .unwrap(),
+        );
+    }
+    let mappings = [
+        stack.mapping().batch_size(2),
+        stack.mapping_to(&replica.runtime).batch_size(2),
+    ];
+    let reports = harness::run_together(&mappings, Duration::from_secs(60))
+        .await
+        .expect("run");
+    assert!(reports.iter().all(|r| r.drained));
+    let mut deleted = Vec::new();
+    for r in &reports {
+        assert!(r.failed_invocations().is_empty());
+        deleted.extend(r.deleted());
+    }
+    deleted.sort();
+    assert_eq!(deleted, sent.into_iter().collect::<Vec<_>>());
+    assert!(
+        stack.runtime.invocations_handed_out() > 0 && replica.runtime.invocations_handed_out() > 0,
+        "both containers worked: {} and {}",
+        stack.runtime.invocations_handed_out(),
+        replica.runtime.invocations_handed_out()
+    );
+    assert!(replica.function.is_running() && stack.function.is_running());
+}

@@ -77,6 +77,21 @@ impl IdentityChange {
             && self.mobile.is_keep()
     }
 
+    /// The fields this change sets or clears.
+    pub fn touched_fields(&self) -> Vec<Field> {
+        [
+            (Field::FirstName, self.first_name.is_keep()),
+            (Field::LastName, self.last_name.is_keep()),
+            (Field::Email, self.email.is_keep()),
+            (Field::SecondaryEmail, self.secondary_email.is_keep()),
+            (Field::Mobile, self.mobile.is_keep()),
+        ]
+        .into_iter()
+        .filter(|(_, keep)| !keep)
+        .map(|(field, _)| field)
+        .collect()
+    }
+
     /// This change followed by a later one: the later wins for each field it touches.
     #[must_use]
     pub fn then(self, later: IdentityChange) -> IdentityChange {

@@ -2,6 +2,7 @@
 //! no serde, no I/O.
 
 pub mod change;
+pub mod directory_index;
 pub mod document;
 pub mod error;
 pub mod identity;
@@ -9,3 +10,4 @@ pub mod instance;
 pub mod policy;
 pub mod ports;
 pub mod record;
+pub mod watermark;

@@ -1,5 +1,5 @@
-//! Narrow ports to the two outside systems: the Connect directory and the dead-letter
-//! sink. Adapters implement them; the pipeline only sees these.
+//! Narrow ports to the outside systems: the Connect directory, the dead-letter sink and
+//! the staleness guard's watermarks. Adapters implement them; the pipeline only sees these.
 
 use std::future::Future;
 
@@ -10,33 +10,76 @@ use super::error::{ErrorClass, Failure};
 use super::identity::{InstanceId, UserId};
 use super::instance::{IdentityManagement, UpdatePlan};
 use super::record::SourceKind;
+use super::watermark::FieldWatermarks;
 
 /// A user as `DescribeUser` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub info: IdentityInfo,
     pub security_profile_ids: Vec<String>,
+    /// The user's `Username`, to confirm a resolution (`None` when Connect sent none).
+    pub username: Option<String>,
 }
 
-/// A failed call: its class (SPEC §3), a message without personal data, and how many
-/// attempts the SDK made.
+/// One `ListUsers` page: (username, user id) pairs and the token of the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPage {
+    pub users: Vec<(String, String)>,
+    pub next_token: Option<String>,
+}
+
+/// How far a failed call got: whether Connect may have acted on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Connect answered with an error: it did not act.
+    Answered,
+    /// The request never left (a refused connection, a request that could not be
+    /// built): trying again is safe.
+    NotSent,
+    /// The request may have reached Connect and no answer came (a timeout, a
+    /// connection broken after sending, an unreadable reply): the outcome is unknown.
+    Unknown,
+}
+
+/// A failed call: its class (SPEC §3), a message without personal data, how many
+/// attempts the SDK made, and whether Connect may have acted on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
     pub failure: Failure,
     pub attempts: u32,
+    pub reach: Reach,
 }
 
 impl CallFailure {
+    /// A failure Connect answered.
     pub fn new(class: ErrorClass, message: impl Into<String>, attempts: u32) -> Self {
         CallFailure {
             failure: Failure::new(class, message),
             attempts,
+            reach: Reach::Answered,
         }
+    }
+
+    #[must_use]
+    pub fn with_reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
     }
 }
 
-/// Amazon Connect, as far as this function uses it.
+/// Amazon Connect, as far as this function uses it. Each call is one attempt: the
+/// pipeline retries, so that every attempt meets the deadline and the rate limit.
 pub trait Directory: Send + Sync {
+    /// The identity-management type of `instance` if it is cached: no call needed.
+    fn cached_management(&self, _instance: &InstanceId) -> Option<IdentityManagement> {
+        None
+    }
+
+    /// The user a `username` resolved to, if that resolution is cached.
+    fn cached_user(&self, _instance: &InstanceId, _username: &str) -> Option<UserId> {
+        None
+    }
+
     /// `DescribeInstance`, cached for the life of the container.
     ///
     /// # Errors
@@ -58,6 +101,22 @@ pub trait Directory: Send + Sync {
         instance: &InstanceId,
         username: &str,
     ) -> impl Future<Output = Result<UserId, CallFailure>> + Send;
+
+    /// Remembers a resolution that `DescribeUser` confirmed.
+    fn cache_user(&self, _instance: &InstanceId, _username: &str, _user: &UserId) {}
+
+    /// Drops the cached resolution of `username` (it no longer holds).
+    fn forget_user(&self, _instance: &InstanceId, _username: &str) {}
+
+    /// One `ListUsers` page of the largest size, after `next_token`.
+    ///
+    /// # Errors
+    /// As for `identity_management`.
+    fn list_users_page(
+        &self,
+        instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> impl Future<Output = Result<UserPage, CallFailure>> + Send;
 
     /// `DescribeUser`.
     ///
@@ -106,4 +165,56 @@ pub trait DeadLetterSink: Send + Sync {
     /// A message without personal data when the queue did not take the message; the
     /// record must then not be acknowledged.
     fn send(&self, letter: &DeadLetter) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A lease on one user's watermarks: while it is held no other container runs a
+/// read-modify-write of that user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The item key, `<instance id>#<user id>`.
+    pub key: String,
+    /// Who holds it: unique to this lease, so a second lease on the same user is
+    /// refused even inside one container.
+    pub owner: String,
+    /// When it lapses on its own, should its holder never release it.
+    pub until: DateTime<Utc>,
+}
+
+/// A lease taken, with the user's watermarks as they stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    pub lease: Lease,
+    pub watermarks: FieldWatermarks,
+}
+
+/// Where the staleness guard keeps each user's watermarks (SPEC §2.5).
+///
+/// Every failure is `UnknownError` (retryable), and so is a lease that stays held by
+/// another invocation: on SQS the user's records are handed back and come again; no
+/// change is applied without the guard.
+pub trait Watermarks: Send + Sync {
+    /// Takes the lease on `user` until `until` and reads the user's watermarks, in one
+    /// request; `None` while another lease on the user is running.
+    ///
+    /// # Errors
+    /// `UnknownError` when the table is missing or unreachable, or it throttles.
+    fn acquire(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Leased>, CallFailure>> + Send;
+
+    /// Writes `advanced` (when the update succeeded or found nothing to change; never
+    /// backwards) and gives the lease up, in one request. `None` only gives it up.
+    ///
+    /// # Errors
+    /// `UnknownError` when the lease is no longer held (it lapsed and another
+    /// container took it), a watermark would move backwards, or the table is missing,
+    /// unreachable or throttling.
+    fn release(
+        &self,
+        lease: &Lease,
+        advanced: Option<&FieldWatermarks>,
+    ) -> impl Future<Output = Result<(), CallFailure>> + Send;
 }

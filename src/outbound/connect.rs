@@ -16,13 +16,14 @@ use aws_sdk_connect::operation::update_user_identity_info::UpdateUserIdentityInf
 use aws_sdk_connect::types::{
     StringComparisonType, StringCondition, UserIdentityInfo, UserSearchCriteria,
 };
+use aws_smithy_runtime_api::client::result::DispatchFailure;
 use lru::LruCache;
 
 use crate::domain::change::IdentityInfo;
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
-use crate::domain::ports::{CallFailure, Directory, UserRecord};
+use crate::domain::ports::{CallFailure, Directory, Reach, UserPage, UserRecord};
 
 tokio::task_local! {
     /// Attempts the SDK made for the call running in this task.
@@ -71,34 +72,79 @@ fn counted<T, E, R>(
 
 /// Maps an SDK error to its class without ever turning it into a string first; the
 /// message names the operation and the class, never what the service echoed back
-/// (which may hold the values sent).
+/// (which may hold the values sent). Also says whether Connect may have acted: a
+/// refused connection or a request never built did not leave; a timeout, a connection
+/// broken after sending, or an unreadable reply leave the outcome unknown.
 fn classify_sdk_error<E, R>(
     operation: &'static str,
     err: &SdkError<E, R>,
     classify: fn(&E) -> ErrorClass,
     attempts: u32,
 ) -> CallFailure {
-    let (class, what) = match err {
+    let (class, what, reach) = match err {
         SdkError::ServiceError(service) => {
             let class = classify(service.err());
-            (class, class.as_str())
+            (class, class.as_str(), Reach::Answered)
         }
-        SdkError::TimeoutError(_) => (ErrorClass::UnknownError, "a timeout"),
-        SdkError::DispatchFailure(_) => (ErrorClass::UnknownError, "a connection failure"),
-        SdkError::ResponseError(_) => (ErrorClass::UnknownError, "an unreadable response"),
+        SdkError::TimeoutError(_) => (ErrorClass::UnknownError, "a timeout", Reach::Unknown),
+        SdkError::DispatchFailure(failure) if never_sent(failure) => (
+            ErrorClass::UnknownError,
+            "a refused connection",
+            Reach::NotSent,
+        ),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+            (ErrorClass::UnknownError, "a timeout", Reach::Unknown)
+        }
+        SdkError::DispatchFailure(_) => (
+            ErrorClass::UnknownError,
+            "a connection failure",
+            Reach::Unknown,
+        ),
+        SdkError::ResponseError(_) => (
+            ErrorClass::UnknownError,
+            "an unreadable response",
+            Reach::Unknown,
+        ),
         SdkError::ConstructionFailure(_) => (
             ErrorClass::UnknownError,
             "a request that could not be built",
+            Reach::NotSent,
         ),
         // `SdkError` is non-exhaustive: a kind added later is not one we know.
-        _ => (ErrorClass::UnknownError, "an unknown SDK error"),
+        _ => (
+            ErrorClass::UnknownError,
+            "an unknown SDK error",
+            Reach::Unknown,
+        ),
     };
     let message = if class == ErrorClass::UnknownError && matches!(err, SdkError::ServiceError(_)) {
         format!("Connect {operation} failed with an error this function does not model")
     } else {
         format!("Connect {operation} failed with {what}")
     };
-    CallFailure::new(class, message, attempts)
+    CallFailure::new(class, message, attempts).with_reach(reach)
+}
+
+/// Whether a dispatch failed before the request could leave: the connection was
+/// refused (or its address did not resolve), or the request was unusable.
+fn never_sent(failure: &DispatchFailure) -> bool {
+    if failure.is_user() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> =
+        failure.as_connector_error().map(|e| e as _);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+            )
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn describe_instance_class(e: &DescribeInstanceError) -> ErrorClass {
@@ -160,7 +206,7 @@ fn update_class(e: &UpdateUserIdentityInfoError) -> ErrorClass {
 /// An error an operation does not model. A rate throttle that reaches us unmodelled
 /// (DescribeInstance models none) is still a throttle; anything else, including
 /// `LimitExceededException` (a resource quota, which no retry lifts), is `UnknownError`.
-fn unmodelled(code: Option<&str>) -> ErrorClass {
+pub(super) fn unmodelled(code: Option<&str>) -> ErrorClass {
     match code {
         Some("ThrottlingException" | "TooManyRequestsException") => ErrorClass::ThrottlingException,
         _ => ErrorClass::UnknownError,
@@ -196,6 +242,22 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 }
 
 impl Directory for ConnectDirectory {
+    fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
+        self.instances
+            .lock()
+            .expect("cache lock")
+            .get(instance)
+            .cloned()
+    }
+
+    fn cached_user(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
+        self.usernames
+            .lock()
+            .expect("cache lock")
+            .get(&(instance.clone(), username.to_owned()))
+            .cloned()
+    }
+
     async fn identity_management(
         &self,
         instance: &InstanceId,
@@ -283,6 +345,33 @@ impl Directory for ConnectDirectory {
         Ok(found)
     }
 
+    fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
+        let key = (instance.clone(), username.to_owned());
+        self.usernames
+            .lock()
+            .expect("cache lock")
+            .put(key, user.clone());
+    }
+
+    fn forget_user(&self, instance: &InstanceId, username: &str) {
+        let key = (instance.clone(), username.to_owned());
+        self.usernames.lock().expect("cache lock").pop(&key);
+    }
+
+    async fn list_users_page(
+        &self,
+        instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> Result<UserPage, CallFailure> {
+        counted(
+            "ListUsers",
+            super::directory_index::list_users_page(&self.client, instance, next_token),
+            super::directory_index::list_users_class,
+        )
+        .await
+        .map(super::directory_index::page_of)
+    }
+
     async fn describe_user(
         &self,
         instance: &InstanceId,
@@ -315,6 +404,7 @@ impl Directory for ConnectDirectory {
                 mobile: non_empty(info.and_then(|i| i.mobile())),
             },
             security_profile_ids: found.security_profile_ids().to_vec(),
+            username: found.username().map(str::to_owned),
         })
     }
 

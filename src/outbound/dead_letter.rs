@@ -15,8 +15,11 @@ const ERROR_MESSAGE_MAX: usize = 1024;
 /// An id attribute (`SourceId`, `EventId`, `InstanceId`, `UserId`) is cut to this many
 /// bytes: Connect's and SQS's ids are far shorter, and the body keeps the whole value.
 const ID_MAX: usize = 512;
-/// The message group of a dead letter without one, on a FIFO dead-letter queue.
-const DEFAULT_GROUP: &str = "connect-identity-sync";
+/// The message group of a dead letter without one, on a FIFO dead-letter queue (and
+/// of a redriven message without one, on a FIFO target).
+pub const DEFAULT_GROUP: &str = "connect-identity-sync";
+/// The message attribute that names a dead letter's failure class.
+pub const ERROR_CLASS_ATTRIBUTE: &str = "ErrorClass";
 /// SQS message sizes (body and every attribute's name, type and value): 256 KiB, the
 /// limit of every queue until 2025 and still a common `MaximumMessageSize`, and 1 MiB,
 /// the limit since. A dead letter fits the smallest of them that holds its body, so a
@@ -50,7 +53,7 @@ pub fn attributes(letter: &DeadLetter) -> Vec<(&'static str, &'static str, Strin
     // Most needed first: what is kept when the body leaves little room.
     let wanted: [(&'static str, &'static str, Option<String>); 9] = [
         (
-            "ErrorClass",
+            ERROR_CLASS_ATTRIBUTE,
             "String",
             Some(letter.class.as_str().to_owned()),
         ),

@@ -1,5 +1,9 @@
-//! Adapters to the outside systems: Amazon Connect and the dead-letter queues. They
-//! translate and classify; they decide no policy.
+//! Adapters to the outside systems: Amazon Connect (with its username index and its
+//! dry-run switch), the dead-letter queues and the watermark table. They translate and classify; they decide
+//! no policy.
 
 pub mod connect;
 pub mod dead_letter;
+pub mod directory_index;
+pub mod dry_run;
+pub mod watermarks;

@@ -12,7 +12,7 @@ use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
 use connect_identity_sync::domain::ports::{
-    CallFailure, DeadLetter, DeadLetterSink, Directory, UserRecord,
+    CallFailure, DeadLetter, DeadLetterSink, Directory, Reach, UserPage, UserRecord,
 };
 use connect_identity_sync::domain::record::Record;
 use connect_identity_sync::inbound::{Invocation, read_invocation};
@@ -22,13 +22,21 @@ use tokio::time::Instant;
 
 pub const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
+/// A scripted failure: its class and how far the request got.
+pub type Fault = (ErrorClass, Reach);
+
 #[derive(Default)]
 pub struct FakeConnect {
     pub kind: Mutex<Option<IdentityManagement>>,
     pub users: Mutex<HashMap<String, (String, UserRecord)>>,
-    /// Scripted failures: (operation, user id) → classes to fail with, in order.
-    pub faults: Mutex<HashMap<(&'static str, String), Vec<ErrorClass>>>,
+    /// Scripted failures, one per call (attempt): (operation, user id) → the class to
+    /// fail with and how far the request got, in order.
+    pub faults: Mutex<HashMap<(&'static str, String), Vec<Fault>>>,
     pub latency: Mutex<Duration>,
+    /// Extra latency of one operation, on top of `latency`.
+    pub op_latency: Mutex<HashMap<&'static str, Duration>>,
+    /// When each call started: (operation, user id, instant).
+    pub starts: Mutex<Vec<(&'static str, String, Instant)>>,
     pub panic_on: Mutex<Option<String>>,
     pub calls: Mutex<Vec<(&'static str, String)>>,
     pub updates: Mutex<Vec<(String, UpdatePlan)>>,
@@ -45,6 +53,7 @@ impl FakeConnect {
                     UserRecord {
                         info: info.clone(),
                         security_profile_ids: profiles.iter().map(|p| (*p).to_owned()).collect(),
+                        username: Some((*username).to_owned()),
                     },
                 ),
             );
@@ -52,11 +61,18 @@ impl FakeConnect {
         fake
     }
 
+    /// Fails the next calls of `op` for `user` with `classes`, each answered by Connect.
     pub fn fail(&self, op: &'static str, user: &str, classes: &[ErrorClass]) {
+        let answered: Vec<_> = classes.iter().map(|c| (*c, Reach::Answered)).collect();
+        self.fail_reaching(op, user, &answered);
+    }
+
+    /// Fails the next calls of `op` for `user`, each with its class and reach.
+    pub fn fail_reaching(&self, op: &'static str, user: &str, faults: &[(ErrorClass, Reach)]) {
         self.faults
             .lock()
             .unwrap()
-            .insert((op, user.to_owned()), classes.to_vec());
+            .insert((op, user.to_owned()), faults.to_vec());
     }
 
     pub fn count(&self, op: &str) -> usize {
@@ -70,7 +86,18 @@ impl FakeConnect {
 
     async fn enter(&self, op: &'static str, user: &str) -> Result<(), CallFailure> {
         self.calls.lock().unwrap().push((op, user.to_owned()));
-        let latency = *self.latency.lock().unwrap();
+        self.starts
+            .lock()
+            .unwrap()
+            .push((op, user.to_owned(), Instant::now()));
+        let latency = *self.latency.lock().unwrap()
+            + self
+                .op_latency
+                .lock()
+                .unwrap()
+                .get(op)
+                .copied()
+                .unwrap_or_default();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -81,14 +108,24 @@ impl FakeConnect {
         if let Some(list) = faults.get_mut(&(op, user.to_owned()))
             && !list.is_empty()
         {
-            let class = list.remove(0);
-            return Err(CallFailure::new(
-                class,
-                format!("Connect {op} failed with {class}"),
-                3,
-            ));
+            let (class, reach) = list.remove(0);
+            return Err(
+                CallFailure::new(class, format!("Connect {op} failed with {class}"), 1)
+                    .with_reach(reach),
+            );
         }
         Ok(())
+    }
+
+    /// When each call of `op` started.
+    pub fn starts_of(&self, op: &str) -> Vec<Instant> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _, _)| *o == op)
+            .map(|(_, _, at)| *at)
+            .collect()
     }
 
     pub fn user(&self, id: &str) -> IdentityInfo {
@@ -142,6 +179,26 @@ impl Directory for &FakeConnect {
             })
     }
 
+    async fn list_users_page(
+        &self,
+        _instance: &InstanceId,
+        next_token: Option<&str>,
+    ) -> Result<UserPage, CallFailure> {
+        self.enter("ListUsers", next_token.unwrap_or("")).await?;
+        let users = self.users.lock().unwrap();
+        let mut all: Vec<(String, String)> = users
+            .iter()
+            .map(|(id, (name, _))| (name.clone(), id.clone()))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1));
+        let offset: usize = next_token.map_or(0, |t| t.parse().unwrap());
+        let end = (offset + 1000).min(all.len());
+        Ok(UserPage {
+            users: all[offset..end].to_vec(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        })
+    }
+
     async fn update_identity(
         &self,
         _instance: &InstanceId,
@@ -168,10 +225,21 @@ impl Directory for &FakeConnect {
 pub struct FakeQueues {
     pub letters: Mutex<Vec<DeadLetter>>,
     pub down: Mutex<bool>,
+    /// How long a send takes.
+    pub latency: Mutex<Duration>,
+    /// Sends started and sends that ran to their end (taken or refused).
+    pub started: Mutex<u32>,
+    pub finished: Mutex<u32>,
 }
 
 impl DeadLetterSink for &FakeQueues {
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
+        *self.started.lock().unwrap() += 1;
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        *self.finished.lock().unwrap() += 1;
         if *self.down.lock().unwrap() {
             return Err("queue unavailable".into());
         }
@@ -216,12 +284,20 @@ pub fn pipeline<'a>(
     connect: &'a FakeConnect,
     queues: &'a FakeQueues,
 ) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
+    pipeline_with(connect, queues, RateLimits::new(1000.0, 1000.0, 1000.0))
+}
+
+pub fn pipeline_with<'a>(
+    connect: &'a FakeConnect,
+    queues: &'a FakeQueues,
+    limits: RateLimits,
+) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
     Pipeline::new(
         connect,
         queues,
         admission(EmailDomains::parse(Some("example.com")).unwrap()),
         settings(),
-        RateLimits::new(1000.0, 1000.0, 1000.0),
+        limits,
     )
 }
 
@@ -251,6 +327,21 @@ pub fn records(payload: &Value) -> (Vec<Record>, bool) {
         Invocation::Sqs { records, fifo } => (records, fifo),
         Invocation::EventBridge(r) => (vec![*r], false),
     }
+}
+
+/// Connect with one user, `u-1` (username `a`), no protected profile.
+pub fn one_user() -> FakeConnect {
+    FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])])
+}
+
+/// A batch of one SQS record.
+pub fn one_record(
+    id: &str,
+    body: &Value,
+    receive_count: u32,
+    group: Option<&str>,
+) -> (Vec<Record>, bool) {
+    records(&json!({ "Records": [sqs_record(id, body, receive_count, group)] }))
 }
 
 pub fn in_seconds(s: u64) -> Instant {

@@ -38,6 +38,7 @@ CONNECT_ACTIONS = {
     "connect:DescribeUser",
     "connect:UpdateUserIdentityInfo",
     "connect:SearchUsers",
+    "connect:ListUsers",
 }
 
 # Default Amazon Connect quotas, requests per second, account-wide (SPEC section 2.4).
@@ -45,7 +46,14 @@ CONNECT_QUOTA_RPS = {
     "CONNECT_RPS_UPDATE": 2,  # UpdateUserIdentityInfo
     "CONNECT_RPS_DESCRIBE": 10,  # DescribeUser
     "CONNECT_RPS_SEARCH": 2,  # SearchUsers
+    "CONNECT_RPS_LIST": 2,  # ListUsers (Connect's default API rate)
 }
+
+# The staleness guard's item requests (SPEC section 2.5): lease-and-read, write-and-release.
+DYNAMODB_ACTIONS = {"dynamodb:UpdateItem"}
+WATERMARK_TABLE = "WatermarkTable"
+# The adapter's TTL attribute (src/outbound/watermarks.rs, EXPIRY).
+WATERMARK_EXPIRY_ATTRIBUTE = "expires_at"
 
 INSTANCE_ARN = "arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/${ConnectInstanceId}"
 AGENT_ARN = INSTANCE_ARN + "/agent/*"
@@ -54,6 +62,7 @@ AGENT_ARN = INSTANCE_ARN + "/agent/*"
 CONNECT_SCOPE = {
     "connect:DescribeInstance": {INSTANCE_ARN},
     "connect:SearchUsers": {INSTANCE_ARN, AGENT_ARN},
+    "connect:ListUsers": {INSTANCE_ARN},
     "connect:DescribeUser": {AGENT_ARN},
     "connect:UpdateUserIdentityInfo": {AGENT_ARN},
 }
@@ -226,13 +235,13 @@ def check_no_wildcard_action_for_connect_or_sqs(t: dict) -> None:
     for where, st in statements(t):
         assert "NotAction" not in st, f"{where}: NotAction allows everything else"
         for a in actions(st):
-            if a == "*" or a.lower().startswith(("connect:", "sqs:")):
+            if a == "*" or a.lower().startswith(("connect:", "sqs:", "dynamodb:")):
                 assert not is_wildcard_action(a), f"{where} {st.get('Sid')}: wildcard action {a!r}"
 
 
 def check_no_connect_or_sqs_statement_on_every_resource(t: dict) -> None:
     for where, st in statements(t):
-        if not any(a == "*" or a.lower().startswith(("connect:", "sqs:")) for a in actions(st)):
+        if not any(a == "*" or a.lower().startswith(("connect:", "sqs:", "dynamodb:")) for a in actions(st)):
             continue
         assert "NotResource" not in st, f"{where} {st.get('Sid')}: NotResource"
         for r in as_list(st.get("Resource")):
@@ -242,7 +251,7 @@ def check_no_connect_or_sqs_statement_on_every_resource(t: dict) -> None:
                 assert not r.endswith((":*", ":instance/*")), f"{where} {st.get('Sid')}: resource {r!r} covers every instance or queue"
 
 
-def check_connect_actions_are_exactly_the_four_used(t: dict) -> None:
+def check_connect_actions_are_exactly_the_five_used(t: dict) -> None:
     granted = {a for _, st in statements(t) for a in actions(st) if a.lower().startswith("connect:")}
     assert granted == CONNECT_ACTIONS, f"Connect actions granted {sorted(granted)}, expected {sorted(CONNECT_ACTIONS)}"
 
@@ -296,7 +305,7 @@ def check_role_statements_only_allow_what_the_function_uses(t: dict) -> None:
         "sqs:GetQueueAttributes",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
-    }
+    } | DYNAMODB_ACTIONS
     for st in role_statements(t, role):
         for a in actions(st):
             assert a in used, f"the function role allows {a!r}, which the function does not use"
@@ -414,7 +423,8 @@ def check_connect_quota_is_shared_not_exceeded(t: dict) -> None:
     for var, quota in CONNECT_QUOTA_RPS.items():
         assert var in env, f"{var} unset: each container would use the whole quota"
         rps = as_int(t, env[var])
-        assert rps >= 1
+        # CONNECT_RPS_LIST=0 turns the username index off; every other rate needs a call a second.
+        assert rps >= (0 if var == "CONNECT_RPS_LIST" else 1)
         assert mc * rps <= quota, f"{mc} containers x {var}={rps} = {mc * rps} rps > quota {quota}"
 
 
@@ -465,6 +475,69 @@ def check_ca_roots_come_from_the_images_bundle(t: dict) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- checks: staleness guard
+
+
+def check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring(t: dict) -> None:
+    tables = resources(t, "AWS::DynamoDB::Table")
+    assert set(tables) == {WATERMARK_TABLE}, f"tables {sorted(tables)}"
+    p = props(t, WATERMARK_TABLE)
+    assert p.get("BillingMode") == "PAY_PER_REQUEST", "provisioned capacity would throttle bursts of changes"
+    assert p.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}], "the key is pk alone (SPEC 2.5)"
+    assert {"AttributeName": "pk", "AttributeType": "S"} in p.get("AttributeDefinitions", []), "pk must be a String"
+    assert p.get("SSESpecification", {}).get("SSEEnabled") is True, "the table is not encrypted with a KMS key"
+    assert p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, "no point-in-time recovery"
+    ttl = p.get("TimeToLiveSpecification", {})
+    assert ttl.get("Enabled") is True, "items never expire"
+    assert ttl.get("AttributeName") == WATERMARK_EXPIRY_ATTRIBUTE, f"TTL on {ttl.get('AttributeName')!r}, the function writes {WATERMARK_EXPIRY_ATTRIBUTE!r}"
+
+
+def check_function_uses_the_watermark_table(t: dict) -> None:
+    assert ref_target(function_env(t).get("WATERMARK_TABLE")) == WATERMARK_TABLE, "WATERMARK_TABLE does not name the table: no staleness guard"
+
+
+def check_watermarks_outlive_every_message_that_can_come_back(t: dict) -> None:
+    env = function_env(t)
+    days = as_int(t, env.get("WATERMARK_TTL_DAYS", 28))
+    source = as_int(t, props(t, SOURCE_QUEUE).get("MessageRetentionPeriod", 345600))
+    longest_dlq = max(as_int(t, props(t, q).get("MessageRetentionPeriod", 345600)) for q in dead_letter_queues(t))
+    assert days * 86400 >= source + longest_dlq, (
+        f"watermarks expire after {days} days; a change can come back for {(source + longest_dlq) / 86400} days"
+    )
+
+
+def check_dynamodb_item_updates_only_on_the_watermark_table(t: dict) -> None:
+    granted = set()
+    for where, st in statements(t):
+        for a in actions(st):
+            if not a.lower().startswith("dynamodb:"):
+                continue
+            assert a in DYNAMODB_ACTIONS, f"{where} {st.get('Sid')}: {a} is not used by the function"
+            targets = {ref_target(r) for r in as_list(st.get("Resource"))}
+            assert targets == {WATERMARK_TABLE}, f"{where} {st.get('Sid')}: {a} on {sorted(map(str, targets))}"
+            for r in as_list(st.get("Resource")):
+                assert isinstance(r, dict) and r.get("Fn::GetAtt") in ([WATERMARK_TABLE, "Arn"], f"{WATERMARK_TABLE}.Arn"), (
+                    f"{where}: {a} on {r!r}, not the table's ARN"
+                )
+            granted.add(a)
+    assert granted == DYNAMODB_ACTIONS, f"the function cannot {sorted(DYNAMODB_ACTIONS - granted)}"
+
+
+def check_watermark_table_throttles_raise_an_alarm(t: dict) -> None:
+    found = []
+    for lid, a in resources(t, "AWS::CloudWatch::Alarm").items():
+        p = a["Properties"]
+        if p.get("Namespace") != "AWS/DynamoDB" or p.get("MetricName") not in ("WriteThrottleEvents", "ThrottledRequests"):
+            continue
+        if WATERMARK_TABLE not in {ref_target(d.get("Value")) for d in p.get("Dimensions", []) if d.get("Name") == "TableName"}:
+            continue
+        assert p.get("ComparisonOperator") == "GreaterThanThreshold" and float(p.get("Threshold")) == 0, f"{lid} waits for more than one throttle"
+        assert p.get("Statistic") == "Sum", f"{lid}: throttles are counted with Sum"
+        assert "AlarmActions" in p, f"{lid} notifies no one"
+        found.append(lid)
+    assert found, "no alarm on the watermark table's throttles"
+
+
 # ----------------------------------------------------------------------------- checks: EventBridge
 
 
@@ -505,3 +578,102 @@ def check_outputs(t: dict) -> None:
     assert FUNCTION in values, "no function ARN output"
     for q in queues(t):
         assert q in values, f"no output for queue {q}"
+
+
+# ----------------------------------------------------------------------------- checks: metrics (SPEC section 7)
+
+# The ErrorClass and Operation dimension values the function's metrics carry.
+ERROR_CLASSES = (
+    "MalformedEvent",
+    "ValidationError",
+    "PolicyViolation",
+    "InvalidRequestException",
+    "InvalidParameterException",
+    "ResourceNotFoundException",
+    "ThrottlingException",
+    "InternalServiceException",
+    "UnknownError",
+)
+OPERATIONS = ("UpdateUserIdentityInfo", "DescribeUser", "SearchUsers", "DescribeInstance")
+OUTCOMES = ("Updated", "Unchanged", "HandedBack", "DeadLettered")
+NAMESPACE_PARAMETER = "MetricsNamespace"
+
+
+def metric_alarms(t: dict, metric: str, dimension: str) -> dict[str, dict]:
+    """Dimension value -> properties of the alarms on the function's `metric`."""
+    found = {}
+    for a in resources(t, "AWS::CloudWatch::Alarm").values():
+        p = a["Properties"]
+        if p.get("MetricName") != metric or ref_target(p.get("Namespace")) != NAMESPACE_PARAMETER:
+            continue
+        for d in p.get("Dimensions", []):
+            if d.get("Name") == dimension:
+                found[d.get("Value")] = p
+    return found
+
+
+def dashboard_metrics(t: dict) -> set[tuple]:
+    """(namespace, metric, dimension name, dimension value) of every dashboard graph line."""
+    boards = resources(t, "AWS::CloudWatch::Dashboard")
+    assert len(boards) == 1, f"expected one dashboard, found {len(boards)}"
+    body = sub_string(next(iter(boards.values()))["Properties"]["DashboardBody"])
+    assert isinstance(body, str), "the dashboard body is not a Fn::Sub string"
+    parsed = json.loads(body)
+    lines = set()
+    for w in parsed["widgets"]:
+        for m in w.get("properties", {}).get("metrics", []):
+            plain = [x for x in m if isinstance(x, str)]
+            lines.add(tuple(plain[:4]) + (None,) * (4 - len(plain[:4])))
+    return lines
+
+
+def check_metrics_go_to_the_configured_namespace(t: dict) -> None:
+    env = function_env(t)
+    assert ref_target(env.get("METRICS_NAMESPACE")) == NAMESPACE_PARAMETER, (
+        "METRICS_NAMESPACE does not come from the MetricsNamespace parameter"
+    )
+    ns = resolve(t, {"Ref": NAMESPACE_PARAMETER})
+    assert ns and not ns.startswith("AWS/"), f"namespace default {ns!r}"
+    for namespace, metric, *_ in dashboard_metrics(t):
+        assert namespace == "${" + NAMESPACE_PARAMETER + "}", f"the dashboard graphs {metric} from {namespace}"
+
+
+def check_every_failure_class_has_a_dead_letter_metric_alarm(t: dict) -> None:
+    alarms = metric_alarms(t, "DeadLettered", "ErrorClass")
+    for c in ERROR_CLASSES:
+        assert c in alarms, f"no alarm on DeadLettered for {c}"
+        p = alarms[c]
+        assert p.get("Statistic") == "Sum", f"the {c} alarm does not count dead letters"
+        assert p.get("ComparisonOperator") == "GreaterThanThreshold" and float(p.get("Threshold")) == 0, (
+            f"the {c} alarm does not fire on the first dead letter"
+        )
+        assert p.get("TreatMissingData") == "notBreaching", f"the {c} alarm fires when nothing happens"
+        assert "AlarmActions" in p, f"the {c} alarm notifies no one, even with AlarmTopicArn set"
+
+
+def check_throttles_raise_an_alarm_per_operation(t: dict) -> None:
+    alarms = metric_alarms(t, "ConnectThrottled", "Operation")
+    for op in OPERATIONS:
+        assert op in alarms, f"no alarm on ConnectThrottled for {op}"
+        p = alarms[op]
+        assert p.get("Statistic") == "Sum", f"the {op} alarm does not count throttles"
+        assert as_int(t, p.get("Threshold")) >= 1
+        assert p.get("TreatMissingData") == "notBreaching", f"the {op} alarm fires when nothing happens"
+        assert "AlarmActions" in p, f"the {op} alarm notifies no one, even with AlarmTopicArn set"
+
+
+def check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait(t: dict) -> None:
+    lines = {line[1:] for line in dashboard_metrics(t)}
+    for m in OUTCOMES:
+        assert (m, None, None) in lines, f"the dashboard does not graph {m}"
+    for c in ERROR_CLASSES:
+        assert ("DeadLettered", "ErrorClass", c) in lines, f"the dashboard does not graph {c} dead letters"
+    for op in OPERATIONS:
+        assert ("ConnectThrottled", "Operation", op) in lines, f"the dashboard does not graph {op} throttles"
+    assert ("LimiterWait", None, None) in lines, "the dashboard does not graph the limiter wait"
+
+
+def check_dry_run_is_off_unless_chosen(t: dict) -> None:
+    env = function_env(t)
+    value = resolve(t, env.get("DRY_RUN", "false"))
+    assert str(value).lower() == "false", "the template deploys a dry run by default"

@@ -4,6 +4,8 @@ A check that passes on anything proves nothing: each case below breaks one prope
 copy of template.yaml and expects its check to raise.
 """
 
+import json
+
 import pytest
 
 import checks
@@ -64,6 +66,20 @@ def setitem(d, k, v):
     d[k] = v
 
 
+def dashboard_lines(t, change):
+    """Applies `change` to every graph line (a list) of the dashboard; a line for which it
+    returns False is removed."""
+    p = t["Resources"]["OperationsDashboard"]["Properties"]
+    body = json.loads(p["DashboardBody"]["Fn::Sub"])
+    for w in body["widgets"]:
+        w["properties"]["metrics"] = [m for m in w["properties"]["metrics"] if change(m) is not False]
+    p["DashboardBody"]["Fn::Sub"] = json.dumps(body)
+
+
+def renamed(line, old, new):
+    line[:] = [new if x == old else x for x in line]
+
+
 CASES = [
     # IAM
     ("connect:* on users", checks.check_no_wildcard_action_for_connect_or_sqs,
@@ -84,10 +100,17 @@ CASES = [
      lambda t: setitem(stmt(t, "PollSourceQueue"), "Resource", {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:*"})),
     ("NotResource", checks.check_no_connect_or_sqs_statement_on_every_resource,
      lambda t: setitem(stmt(t, "DeadLetterByClass"), "NotResource", "arn:aws:sqs:us-east-1:123456789012:x")),
-    ("an extra Connect action", checks.check_connect_actions_are_exactly_the_four_used,
+    ("an extra Connect action", checks.check_connect_actions_are_exactly_the_five_used,
      lambda t: stmt(t, "ReadAndUpdateUserIdentity")["Action"].append("connect:UpdateUserSecurityProfiles")),
-    ("SearchUsers missing", checks.check_connect_actions_are_exactly_the_four_used,
+    ("SearchUsers missing", checks.check_connect_actions_are_exactly_the_five_used,
      lambda t: setitem(stmt(t, "FindUsersByUsername"), "Action", "connect:DescribeUser")),
+    ("ListUsers missing", checks.check_connect_actions_are_exactly_the_five_used,
+     lambda t: setitem(stmt(t, "IndexUsernames"), "Action", "connect:SearchUsers")),
+    ("ListUsers on every instance", checks.check_connect_actions_only_on_the_configured_instance,
+     lambda t: setitem(stmt(t, "IndexUsernames"), "Resource",
+                       {"Fn::Sub": "arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*"})),
+    ("ListUsers on the instance's agents", checks.check_connect_actions_only_on_the_configured_instance,
+     lambda t: setitem(stmt(t, "IndexUsernames"), "Resource", [{"Fn::Sub": INSTANCE_ARN}, {"Fn::Sub": AGENT_ARN}])),
     ("users of every instance", checks.check_connect_actions_only_on_the_configured_instance,
      lambda t: setitem(stmt(t, "ReadAndUpdateUserIdentity"), "Resource",
                        {"Fn::Sub": "arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*/agent/*"})),
@@ -159,6 +182,10 @@ CASES = [
      lambda t: setitem(param(t, "ConnectRpsDescribe"), "Default", 10)),
     ("no per-container search rate", checks.check_connect_quota_is_shared_not_exceeded,
      lambda t: env(t).pop("CONNECT_RPS_SEARCH")),
+    ("no per-container list rate", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: env(t).pop("CONNECT_RPS_LIST")),
+    ("the whole ListUsers quota per container", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: setitem(param(t, "ConnectRpsList"), "Default", 2)),
     ("a batch too long for the timeout", checks.check_a_batch_fits_in_the_timeout,
      lambda t: setitem(t["Globals"]["Function"], "Timeout", 15)),
     ("every instance allowed", checks.check_defaults_refuse,
@@ -179,6 +206,36 @@ CASES = [
      lambda t: env(t).pop("SSL_CERT_FILE")),
     ("a bundle path of another image", checks.check_ca_roots_come_from_the_images_bundle,
      lambda t: setitem(env(t), "SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")),
+    # Staleness guard
+    ("a provisioned watermark table", checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring,
+     lambda t: setitem(qprops(t, "WatermarkTable"), "BillingMode", "PROVISIONED")),
+    ("a watermark table on the AWS owned key", checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring,
+     lambda t: qprops(t, "WatermarkTable").pop("SSESpecification")),
+    ("no point-in-time recovery", checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring,
+     lambda t: setitem(qprops(t, "WatermarkTable")["PointInTimeRecoverySpecification"], "PointInTimeRecoveryEnabled", False)),
+    ("TTL on an attribute the function does not write", checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring,
+     lambda t: setitem(qprops(t, "WatermarkTable")["TimeToLiveSpecification"], "AttributeName", "ttl")),
+    ("a numeric partition key", checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring,
+     lambda t: setitem(qprops(t, "WatermarkTable"), "AttributeDefinitions", [{"AttributeName": "pk", "AttributeType": "N"}])),
+    ("no WATERMARK_TABLE", checks.check_function_uses_the_watermark_table,
+     lambda t: env(t).pop("WATERMARK_TABLE")),
+    ("watermarks kept 14 days", checks.check_watermarks_outlive_every_message_that_can_come_back,
+     lambda t: setitem(env(t), "WATERMARK_TTL_DAYS", "14")),
+    ("the default TTL with longer-lived dead letters", checks.check_watermarks_outlive_every_message_that_can_come_back,
+     lambda t: (env(t).pop("WATERMARK_TTL_DAYS"), setitem(qprops(t, "UnknownErrorDeadLetterQueue"), "MessageRetentionPeriod", 1300000))),
+    ("dynamodb:PutItem granted", checks.check_dynamodb_item_updates_only_on_the_watermark_table,
+     lambda t: setitem(stmt(t, "LeaseAndAdvanceWatermarks"), "Action", ["dynamodb:UpdateItem", "dynamodb:PutItem"])),
+    ("UpdateItem on every table", checks.check_dynamodb_item_updates_only_on_the_watermark_table,
+     lambda t: setitem(stmt(t, "LeaseAndAdvanceWatermarks"), "Resource",
+                       {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"})),
+    ("UpdateItem missing", checks.check_dynamodb_item_updates_only_on_the_watermark_table,
+     lambda t: setitem(stmt(t, "LeaseAndAdvanceWatermarks"), "Action", "dynamodb:GetItem")),
+    ("no throttle alarm", checks.check_watermark_table_throttles_raise_an_alarm,
+     lambda t: t["Resources"].pop("WatermarkTableThrottleAlarm")),
+    ("a throttle alarm that notifies no one", checks.check_watermark_table_throttles_raise_an_alarm,
+     lambda t: t["Resources"]["WatermarkTableThrottleAlarm"]["Properties"].pop("AlarmActions")),
+    ("a throttle alarm on the average", checks.check_watermark_table_throttles_raise_an_alarm,
+     lambda t: setitem(t["Resources"]["WatermarkTableThrottleAlarm"]["Properties"], "Statistic", "Average")),
     # EventBridge and outputs
     ("a rule matching every detail-type", checks.check_rule_filters_and_targets_the_source_queue,
      lambda t: rule(t)["EventPattern"].pop("detail-type")),
@@ -190,6 +247,29 @@ CASES = [
      lambda t: setitem(source_queue_policy(t), "Principal", "*")),
     ("a queue URL missing from the outputs", checks.check_outputs,
      lambda t: t["Outputs"].pop("ThrottlingDeadLetterQueueUrl")),
+    # Metrics and dry run
+    ("metrics in a fixed namespace", checks.check_metrics_go_to_the_configured_namespace,
+     lambda t: setitem(env(t), "METRICS_NAMESPACE", "ConnectIdentitySync")),
+    ("a dashboard graphing another namespace", checks.check_metrics_go_to_the_configured_namespace,
+     lambda t: dashboard_lines(t, lambda m: "UnknownError" not in m or renamed(m, "${MetricsNamespace}", "Other"))),
+    ("a class without a dead-letter metric alarm", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: t["Resources"].pop("PolicyViolationDeadLetteredAlarm")),
+    ("a dead-letter metric alarm averaging", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: setitem(t["Resources"]["UnknownErrorDeadLetteredAlarm"]["Properties"], "Statistic", "Average")),
+    ("a dead-letter metric alarm waiting for two", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: setitem(t["Resources"]["MalformedEventDeadLetteredAlarm"]["Properties"], "Threshold", 1)),
+    ("a dead-letter metric alarm in another namespace", checks.check_every_failure_class_has_a_dead_letter_metric_alarm,
+     lambda t: setitem(t["Resources"]["ValidationErrorDeadLetteredAlarm"]["Properties"], "Namespace", "AWS/Lambda")),
+    ("no throttle alarm for updates", checks.check_throttles_raise_an_alarm_per_operation,
+     lambda t: t["Resources"].pop("UpdateUserIdentityInfoThrottledAlarm")),
+    ("a throttle alarm that notifies no one", checks.check_throttles_raise_an_alarm_per_operation,
+     lambda t: t["Resources"]["SearchUsersThrottledAlarm"]["Properties"].pop("AlarmActions")),
+    ("a dashboard without a class", checks.check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait,
+     lambda t: dashboard_lines(t, lambda m: "ThrottlingException" not in m)),
+    ("a dashboard without the limiter wait", checks.check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait,
+     lambda t: dashboard_lines(t, lambda m: "LimiterWait" not in m)),
+    ("a dry run by default", checks.check_dry_run_is_off_unless_chosen,
+     lambda t: setitem(param(t, "DryRun"), "Default", "true")),
 ]
 
 

@@ -56,6 +56,8 @@ def evaluate(t: dict, params: dict, node):
         res = t["Resources"][arg]
         if res["Type"] == "AWS::SQS::Queue":
             return f"http://127.0.0.1:9/000000000000/{arg}"
+        if res["Type"] == "AWS::DynamoDB::Table":
+            return arg
         raise AssertionError(f"no value for Ref {arg}")
     if fn == "Fn::If":
         cond, yes, no = arg

@@ -23,8 +23,8 @@ def test_sam_attaches_no_managed_policy_with_unscoped_queue_or_log_access(transf
     checks.check_deployed_role_has_no_managed_policy(transformed)
 
 
-def test_function_may_call_exactly_the_four_connect_actions_it_uses(template):
-    checks.check_connect_actions_are_exactly_the_four_used(template)
+def test_function_may_call_exactly_the_five_connect_actions_it_uses(template):
+    checks.check_connect_actions_are_exactly_the_five_used(template)
 
 
 def test_connect_actions_are_scoped_to_the_configured_instance_and_its_agents(template):
@@ -105,6 +105,29 @@ def test_function_reads_its_ca_roots_from_the_images_bundle(template):
     checks.check_ca_roots_come_from_the_images_bundle(template)
 
 
+# Staleness guard ---------------------------------------------------------------------------
+
+
+def test_watermark_table_is_on_demand_encrypted_recoverable_and_expires_items(template):
+    checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring(template)
+
+
+def test_function_keeps_its_watermarks_in_the_table(template):
+    checks.check_function_uses_the_watermark_table(template)
+
+
+def test_watermarks_outlive_every_message_that_can_still_come_back(template):
+    checks.check_watermarks_outlive_every_message_that_can_come_back(template)
+
+
+def test_function_may_only_update_items_of_the_watermark_table(template):
+    checks.check_dynamodb_item_updates_only_on_the_watermark_table(template)
+
+
+def test_watermark_table_throttles_raise_an_alarm(template):
+    checks.check_watermark_table_throttles_raise_an_alarm(template)
+
+
 # EventBridge and outputs -----------------------------------------------------------------
 
 
@@ -118,3 +141,26 @@ def test_only_the_identity_change_rule_may_send_to_the_source_queue(template):
 
 def test_outputs_give_every_queue_url_and_the_function_arn(template):
     checks.check_outputs(template)
+
+
+# Metrics and dry run ---------------------------------------------------------------------
+
+
+def test_metrics_go_to_the_configured_namespace(template):
+    checks.check_metrics_go_to_the_configured_namespace(template)
+
+
+def test_every_failure_class_raises_an_alarm_on_its_first_dead_letter_metric(template):
+    checks.check_every_failure_class_has_a_dead_letter_metric_alarm(template)
+
+
+def test_throttled_connect_calls_raise_an_alarm_per_operation(template):
+    checks.check_throttles_raise_an_alarm_per_operation(template)
+
+
+def test_the_dashboard_shows_outcomes_dead_letters_by_class_throttles_and_limiter_wait(template):
+    checks.check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait(template)
+
+
+def test_the_template_deploys_no_dry_run_by_default(template):
+    checks.check_dry_run_is_off_unless_chosen(template)

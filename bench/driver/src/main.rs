@@ -10,6 +10,7 @@
 //! bench-driver startup --function BIN[,BIN…] --noop BIN[,BIN…] --append FILE
 //!                      [--label TEXT,…] [--runs 20] [--opt-level L,…] [--jitter-entropy on|off,…]
 //! bench-driver load    --function BIN [--records 1000] [--batch 10]
+//! bench-driver usernames --function BIN [--changes 200] [--large-users 50000]
 //! ```
 
 mod criterion;
@@ -18,6 +19,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod stats;
+mod usernames;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -31,7 +33,8 @@ fn usage() -> ! {
          [--batch N] [--quota-changes N] [--criterion DIR] [--profiles FILE]\n  \
          bench-driver startup --function BIN[,BIN...] --noop BIN[,BIN...] --append FILE \
          [--label TEXT,...] [--runs N] [--opt-level L,...] [--jitter-entropy on|off,...]\n  \
-         bench-driver load --function BIN [--records N] [--batch N]"
+         bench-driver load --function BIN [--records N] [--batch N]\n  \
+         bench-driver usernames --function BIN [--changes N] [--large-users N]"
     );
     std::process::exit(2)
 }
@@ -104,6 +107,7 @@ async fn main() {
         "report" => run_report(&args).await,
         "startup" => run_startup(&args).await,
         "load" => run_load(&args).await,
+        "usernames" => run_usernames(&args).await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -159,6 +163,11 @@ async fn run_report(args: &Args) -> Result<(), String> {
     );
     eprintln!("bench: duplicates and no-ops");
     let duplicates = scenarios::duplicates(&lab, &function).await?;
+    let username_changes = args.number("username-changes", 200);
+    let large_users = args.number("large-users", 50_000);
+    eprintln!("bench: {username_changes} changes by Username, SearchUsers and ListUsers at 2/s");
+    let usernames = usernames::usernames(&lab, &function, username_changes, large_users).await?;
+    print_usernames(&usernames);
 
     let estimates = criterion::estimates(
         &criterion_dir,
@@ -181,6 +190,7 @@ async fn run_report(args: &Args) -> Result<(), String> {
         quota: &quota,
         quota_default_describe: &quota_default_describe,
         duplicates: &duplicates,
+        usernames: &usernames,
         estimates: &estimates,
         profiles: &profile_rows,
         profiles_path: &profiles,
@@ -188,6 +198,45 @@ async fn run_report(args: &Args) -> Result<(), String> {
     let text = report::markdown(&results);
     std::fs::write(&out, text).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+fn print_usernames(u: &usernames::Usernames) {
+    for r in [&u.today, &u.index] {
+        eprintln!(
+            "  {}: {} SearchUsers + {} ListUsers calls ({} throttled), {:.1} s, {} of {} applied, {} invocations",
+            r.label,
+            r.search_calls,
+            r.list_calls,
+            r.throttled,
+            r.wall_s,
+            r.applied,
+            u.changes,
+            r.invocations
+        );
+    }
+    eprintln!(
+        "  index of {} users: peak RSS {} KiB, {} ListUsers calls, {} applied",
+        u.large_users, u.large_peak_rss_kib, u.large_list_calls, u.large_applied
+    );
+}
+
+/// Only the username-resolution run.
+async fn run_usernames(args: &Args) -> Result<(), String> {
+    let function = args.path("function");
+    let lab = Lab::start().await?;
+    let u = usernames::usernames(
+        &lab,
+        &function,
+        args.number("changes", 200),
+        args.number("large-users", 50_000),
+    )
+    .await?;
+    print_usernames(&u);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&u).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 

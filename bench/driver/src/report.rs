@@ -41,6 +41,7 @@ pub struct Results<'a> {
     pub quota: &'a Quota,
     pub quota_default_describe: &'a Quota,
     pub duplicates: &'a [Phase],
+    pub usernames: &'a crate::usernames::Usernames,
     pub estimates: &'a [Estimate],
     pub profiles: &'a [ProfileRow],
     pub profiles_path: &'a Path,
@@ -430,6 +431,8 @@ pub fn markdown(r: &Results<'_>) -> String {
     }
     let _ = writeln!(o);
 
+    usernames_section(&mut o, r.usernames);
+
     let _ = writeln!(o, "## 5. Binary size\n");
     let _ = writeln!(
         o,
@@ -617,4 +620,51 @@ fn gzip_size(path: &Path) -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map_or_else(|| "?".into(), |b| format!("{:.2} MiB", mib(b)))
+}
+
+/// Users named by Username: one search each against the username index.
+fn usernames_section(o: &mut String, u: &crate::usernames::Usernames) {
+    let _ = writeln!(o, "## 4b. Users named by Username at the look-up quota\n");
+    let _ = writeln!(
+        o,
+        "{} changes by `Username` for {} distinct users of a {}-user instance, in SQS batches \
+         of 10 (handed-back records sent again), the emulator enforcing {} requests/s (burst {}) \
+         on `SearchUsers` and on `ListUsers`; updates and reads not limited. Same run, same \
+         binary, two settings.\n",
+        u.changes,
+        u.changes,
+        crate::lab::USERS,
+        u.quota_rps,
+        u.quota_burst
+    );
+    let _ = writeln!(
+        o,
+        "| resolution | `SearchUsers` calls | `ListUsers` calls | look-up calls | throttled | wall time | applied | invocations | dead letters |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in [&u.today, &u.index] {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {:.1} s | {} / {} | {} | {} |",
+            r.label,
+            r.search_calls,
+            r.list_calls,
+            r.search_calls + r.list_calls,
+            r.throttled,
+            r.wall_s,
+            r.applied,
+            u.changes,
+            r.invocations,
+            r.dead_letters.len()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nIndex of a {}-user instance: {} `ListUsers` pages, {} changes applied from it; the \
+         function's peak RSS {:.1} MiB (target < 16 MiB: {}). The index holds 24 bytes a user.\n",
+        u.large_users,
+        u.large_list_calls,
+        u.large_applied,
+        u.large_peak_rss_kib as f64 / 1024.0,
+        verdict(u.large_peak_rss_kib > 0 && u.large_peak_rss_kib < 16 * 1024)
+    );
 }

@@ -3,22 +3,23 @@
 //! `events/*.json` goes through the Lambda Runtime API — EventBridge events as
 //! direct invocations, SQS events through a real queue and the event source
 //! mapping — and the demo prints one row per event or record, then what each
-//! dead-letter queue holds. It stops everything it started.
+//! dead-letter queue holds. It ends by fixing the cause of one dead letter and moving it
+//! back with `connect-identity-sync-redrive` (beside the function binary), and shows it
+//! applied. It stops everything it started.
 //!
 //! ```text
 //! demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use harness::connect_emulator::Operation;
-use harness::{
-    Attribute, Invocation, Message, Outgoing, Stack, StackConfig, kebab, workspace_root,
-};
-use serde_json::Value;
+use harness::report::{Collected, Local, Row, print_rows, row, seed_instances};
+use harness::{Attribute, Invocation, Outgoing, Stack, StackConfig, workspace_root};
+use serde_json::{Value, json};
 
 struct Args {
     function: PathBuf,
@@ -66,64 +67,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// One line of the results table.
-struct Row {
-    file: String,
-    record: String,
-    outcome: String,
-    class: String,
-    queue: String,
-}
-
-fn row(file: &str, record: &str, outcome: &str, class: &str, queue: &str) -> Row {
-    Row {
-        file: file.to_owned(),
-        record: record.to_owned(),
-        outcome: outcome.to_owned(),
-        class: class.to_owned(),
-        queue: queue.to_owned(),
-    }
-}
-
-fn print_table(header: [&str; 5], rows: &[[String; 5]]) {
-    let mut widths = header.map(str::len);
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            out.push_str(cell);
-            if i < 4 {
-                out.push_str(&" ".repeat(w.saturating_sub(cell.chars().count())));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(header);
-    line(widths.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
-    for r in rows {
-        line(r.each_ref().map(String::as_str));
-    }
-}
-
-/// Instances of the seed, the first being the default.
-fn seed_instances(seed: &Value) -> Vec<String> {
-    seed.get("instances")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| i.get("id").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn demo_config(args: &Args, seed: &Value) -> StackConfig {
     let instances = seed_instances(seed);
     let mut config = StackConfig::new(&args.function)
@@ -139,7 +82,8 @@ fn demo_config(args: &Args, seed: &Value) -> StackConfig {
         )
         .env("DEFAULT_PHONE_REGION", "US")
         .env("MAX_RECEIVE_COUNT", "3")
-        .env("AWS_LAMBDA_LOG_LEVEL", "info");
+        .env("AWS_LAMBDA_LOG_LEVEL", "info")
+        .watermarks();
     if let Some(first) = instances.first() {
         config = config
             .env("DEFAULT_INSTANCE_ID", first)
@@ -160,14 +104,7 @@ fn demo_config(args: &Args, seed: &Value) -> StackConfig {
     config
 }
 
-fn queue_name_of(stack: &Stack, class: &str) -> String {
-    stack
-        .dlqs
-        .get(class)
-        .map_or_else(|| format!("dlq-{}", kebab(class)), |q| q.name.clone())
-}
-
-async fn run_eventbridge(stack: &Stack, file: &str, event: &Value) -> Row {
+async fn run_eventbridge(stack: &Stack, local: &Local<'_>, file: &str, event: &Value) -> Row {
     let id = event.get("id").and_then(Value::as_str).unwrap_or("-");
     match stack.invoke(event).await {
         Ok(Invocation::Response(reply)) => {
@@ -184,7 +121,7 @@ async fn run_eventbridge(stack: &Stack, file: &str, event: &Value) -> Row {
             let queue = if class.is_empty() {
                 String::new()
             } else {
-                queue_name_of(stack, &class)
+                local.queue_name_of(&class)
             };
             row(file, id, &outcome, &class, &queue)
         }
@@ -203,53 +140,11 @@ async fn run_eventbridge(stack: &Stack, file: &str, event: &Value) -> Row {
     }
 }
 
-/// The Connect user a record's body names, if it names one plainly.
-fn user_of(body: &str, stack: &Stack, instances: &[String]) -> Option<String> {
-    let doc: Value = serde_json::from_str(body).ok()?;
-    let doc = doc.get("detail").unwrap_or(&doc);
-    if let Some(id) = doc.get("UserId").and_then(Value::as_str) {
-        return Some(id.rsplit('/').next().unwrap_or(id).to_owned());
-    }
-    let username = doc
-        .get("Username")
-        .or_else(|| doc.get("userName"))
-        .and_then(Value::as_str)?;
-    instances.iter().find_map(|i| {
-        stack
-            .emulator
-            .users(i)?
-            .into_iter()
-            .find(|u| u.username == username)
-            .map(|u| u.id)
-    })
-}
-
-/// Dead letters taken off the queues so far, by class.
-type Collected = BTreeMap<String, Vec<Message>>;
-
-/// Moves what the dead-letter queues hold into `collected`; returns the new ones by `SourceId`.
-async fn collect(
-    stack: &Stack,
-    collected: &mut Collected,
-) -> Result<BTreeMap<String, String>, harness::HarnessError> {
-    let mut fresh = BTreeMap::new();
-    for (class, queue) in &stack.dlqs {
-        for m in stack.sqs.drain(&queue.url).await? {
-            fresh.insert(
-                m.attr("SourceId").unwrap_or_default().to_owned(),
-                class.clone(),
-            );
-            collected.entry(class.clone()).or_default().push(m);
-        }
-    }
-    Ok(fresh)
-}
-
 async fn run_sqs(
     stack: &Stack,
+    local: &Local<'_>,
     file: &str,
     event: &Value,
-    instances: &[String],
     collected: &mut Collected,
     origins: &mut BTreeMap<String, String>,
 ) -> Result<Vec<Row>, harness::HarnessError> {
@@ -312,13 +207,7 @@ async fn run_sqs(
         stack.mapping()
     };
     let report = mapping.run(Duration::from_secs(60)).await?;
-    let journal: Vec<_> = stack
-        .emulator
-        .journal()
-        .into_iter()
-        .skip(journal_before)
-        .collect();
-    let letters = collect(stack, collected).await?;
+    let letters = local.collect(collected).await?;
     let handed_back = report.handed_back();
     let deleted = report.deleted();
     let mut rows = Vec::new();
@@ -335,16 +224,11 @@ async fn run_sqs(
                 original,
                 &format!("dead_lettered{note}"),
                 class,
-                &queue_name_of(stack, class),
+                &local.queue_name_of(class),
             ));
         } else if deleted.contains(id) {
-            let user = user_of(body, stack, instances);
-            let updated = journal.iter().any(|e| {
-                e.operation == "UpdateUserIdentityInfo"
-                    && e.status == 200
-                    && e.user_id.is_some()
-                    && e.user_id == user
-            });
+            let user = local.user_of(body);
+            let updated = local.updated_since(journal_before, user.as_deref());
             let outcome = if updated { "updated" } else { "unchanged" };
             rows.push(row(file, original, &format!("{outcome}{note}"), "", ""));
         } else {
@@ -358,16 +242,6 @@ async fn run_sqs(
         }
     }
     Ok(rows)
-}
-
-fn short(text: &str, max: usize) -> String {
-    let one_line = text.replace('\n', " ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }
 
 async fn demo(args: Args) -> Result<(), String> {
@@ -405,7 +279,13 @@ async fn demo(args: Args) -> Result<(), String> {
         stack.runtime.endpoint()
     );
 
-    let instances = seed_instances(&seed);
+    let local = Local {
+        sqs: &stack.sqs,
+        emulator: &stack.emulator,
+        dlqs: &stack.dlqs,
+        last_resort: Some(&stack.source_dlq),
+        instances: seed_instances(&seed),
+    };
     let mut collected = Collected::new();
     // SQS message id → the file and record it was sent for.
     let mut origins = BTreeMap::new();
@@ -417,20 +297,14 @@ async fn demo(args: Args) -> Result<(), String> {
         let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         match serde_json::from_slice::<Value>(&raw) {
             Ok(event) if event.get("Records").is_some_and(Value::is_array) => {
-                let sqs_rows = run_sqs(
-                    &stack,
-                    &file,
-                    &event,
-                    &instances,
-                    &mut collected,
-                    &mut origins,
-                )
-                .await;
+                let sqs_rows =
+                    run_sqs(&stack, &local, &file, &event, &mut collected, &mut origins).await;
                 rows.extend(sqs_rows.map_err(|e| e.to_string())?);
             }
             Ok(event) if event.get("detail").is_some() => {
-                rows.push(run_eventbridge(&stack, &file, &event).await);
-                collect(&stack, &mut collected)
+                rows.push(run_eventbridge(&stack, &local, &file, &event).await);
+                local
+                    .collect(&mut collected)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -455,76 +329,124 @@ async fn demo(args: Args) -> Result<(), String> {
         }
     }
 
-    println!("Results");
-    let table: Vec<[String; 5]> = rows
-        .into_iter()
-        .map(|r| [r.file, r.record, r.outcome, r.class, r.queue])
-        .collect();
-    print_table(["FILE", "RECORD", "OUTCOME", "CLASS", "QUEUE"], &table);
+    print_rows(&rows);
+    local
+        .print_summary(&mut collected, &origins)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(local);
 
-    println!("\nDead-letter queues");
-    collect(&stack, &mut collected)
-        .await
-        .map_err(|e| e.to_string())?;
-    for class in stack.dlqs.keys() {
-        let name = queue_name_of(&stack, class);
-        let messages = collected.get(class).map_or(&[][..], Vec::as_slice);
-        if messages.is_empty() {
-            println!("  {name:<34} empty");
-            continue;
-        }
-        println!("  {name:<34} {} message(s)", messages.len());
-        for m in messages {
-            let attr = |n: &str| m.attr(n).unwrap_or("-").to_owned();
-            println!(
-                "    - {} {}  SourceId={}  EventId={}  InstanceId={}  UserId={}  Attempts={}  FailedAt={}",
-                attr("SourceType"),
-                attr("ErrorClass"),
-                attr("SourceId"),
-                attr("EventId"),
-                attr("InstanceId"),
-                attr("UserId"),
-                attr("Attempts"),
-                attr("FailedAt"),
-            );
-            if let Some(origin) = m.attr("SourceId").and_then(|id| origins.get(id)) {
-                println!("      sent for: {origin}");
-            }
-            println!("      ErrorMessage: {}", short(&attr("ErrorMessage"), 160));
-            println!("      body: {}", short(&m.body, 160));
-        }
+    let redrive = args
+        .function
+        .with_file_name("connect-identity-sync-redrive");
+    match seed_instances(&seed).first() {
+        Some(instance) if redrive.is_file() => redrive_act(&stack, &redrive, instance).await?,
+        _ => println!("\n(no redrive shown: build {} first)", redrive.display()),
     }
-    let last_resort = stack
+    println!("\nstopping moto, the emulator and the function");
+    drop(stack);
+    Ok(())
+}
+
+/// A change for an agent who does not exist yet is dead-lettered; once the agent exists,
+/// the redrive command moves it back to the source queue and the function applies it.
+async fn redrive_act(stack: &Stack, redrive: &Path, instance: &str) -> Result<(), String> {
+    const USER: &str = "u-nhaddad";
+    let err = |e: harness::HarnessError| e.to_string();
+    println!("\nRedrive: a change for an agent who does not exist yet");
+    let body = json!({
+        "UserId": USER,
+        "IdentityInfo": {"LastName": "Haddad-Rahman"},
+        "EventId": "hr-9001",
+    })
+    .to_string();
+    stack
         .sqs
-        .receive_all(&stack.source_dlq.url)
+        .send_body(&stack.source.url, &body)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(err)?;
+    stack
+        .mapping()
+        .run(Duration::from_secs(60))
+        .await
+        .map_err(err)?;
+    let dlq = stack.dlq("ResourceNotFoundException");
+    let held = stack.sqs.total_depth(&dlq.url).await.map_err(err)?;
     println!(
-        "  {:<34} {} message(s) (the source queue's own redrive target, the last resort)",
-        stack.source_dlq.name,
-        last_resort.len()
+        "  1. sent {body}\n     -> dead-lettered: {} holds {held} message(s)",
+        dlq.name
     );
 
-    let journal = stack.emulator.journal();
-    let mut calls: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for e in &journal {
-        let entry = calls.entry(e.operation.clone()).or_default();
-        entry.0 += 1;
-        if e.status == 200 {
-            entry.1 += 1;
-        }
+    stack
+        .emulator
+        .seed_json(json!({"users": [{
+            "instanceId": instance, "id": USER, "username": "nhaddad",
+            "identityInfo": {"FirstName": "Noor", "LastName": "Haddad", "Email": "noor.haddad@example.com"},
+            "securityProfileIds": ["sp-agent"],
+        }]}))
+        .map_err(|e| format!("{e:?}"))?;
+    println!("  2. fixed: the agent {USER} now exists in Connect");
+
+    let args = [
+        "--from",
+        dlq.url.as_str(),
+        "--to",
+        stack.source.url.as_str(),
+        "--class",
+        "ResourceNotFoundException",
+    ];
+    println!("  3. $ connect-identity-sync-redrive {}", args.join(" "));
+    let out = tokio::process::Command::new(redrive)
+        .args(args)
+        .env("AWS_ENDPOINT_URL_SQS", stack.moto.endpoint())
+        .env("AWS_REGION", harness::sqs::REGION)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", redrive.display()))?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("       {line}");
     }
-    println!("\nConnect calls the function made");
-    for (op, (all, ok)) in &calls {
-        println!("  {op:<24} {all:>3} ({ok} succeeded)");
+    if !out.status.success() {
+        return Err(format!(
+            "the redrive failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
+
+    stack
+        .mapping()
+        .run(Duration::from_secs(60))
+        .await
+        .map_err(err)?;
     let updates = stack
         .emulator
         .calls(Operation::UpdateUserIdentityInfo)
-        .len();
-    println!("  UpdateUserIdentityInfo calls in all: {updates}");
-    println!("\nstopping moto, the emulator and the function");
-    drop(stack);
+        .into_iter()
+        .filter(|c| c.user_id.as_deref() == Some(USER) && c.status == 200)
+        .count();
+    let last_name = stack
+        .emulator
+        .user(instance, USER)
+        .and_then(|u| u.identity_info.last_name)
+        .unwrap_or_default();
+    let left = stack.sqs.total_depth(&dlq.url).await.map_err(err)?;
+    println!(
+        "  4. applied: {updates} UpdateUserIdentityInfo call(s) for {USER}, LastName is now {last_name}; {} holds {left} message(s)",
+        dlq.name
+    );
+    if updates != 1 {
+        return Err(format!(
+            "the redriven change was not applied:\n{}",
+            stack.function.logs()
+        ));
+    }
     Ok(())
 }
 

@@ -1,0 +1,244 @@
+//! The staleness guard's watermarks in Amazon DynamoDB behind the `Watermarks` port:
+//! one item per user (`pk` = `<instance id>#<user id>`), a lease taken and the
+//! watermarks read in one conditional `UpdateItem`, the watermarks written and the lease
+//! given up in another.
+//!
+//! Item attributes: `lease_owner` (S) and `lease_until` (N, epoch milliseconds) while a
+//! lease is held; `wm_FirstName` … `wm_Mobile` (N, epoch nanoseconds of the field's last
+//! applied `OccurredAt`); `expires_at` (N, epoch seconds, the table's TTL attribute),
+//! pushed forward by every request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Utc};
+
+use crate::domain::error::ErrorClass;
+use crate::domain::identity::{Field, InstanceId, UserId};
+use crate::domain::ports::{CallFailure, Lease, Leased, Watermarks};
+use crate::domain::watermark::{FieldWatermarks, item_key};
+
+/// The partition key attribute (SPEC §2.5).
+pub const KEY: &str = "pk";
+/// The item's TTL attribute.
+pub const EXPIRY: &str = "expires_at";
+const LEASE_OWNER: &str = "lease_owner";
+const LEASE_UNTIL: &str = "lease_until";
+
+/// The attribute holding a field's watermark.
+pub fn watermark_attribute(field: Field) -> String {
+    format!("wm_{}", field.as_str())
+}
+
+pub struct DynamoWatermarks {
+    client: Client,
+    table: String,
+    /// How long an item outlives its last request.
+    retention: Duration,
+    /// Unique to this container; each lease adds a counter to it.
+    container: String,
+    leases: AtomicU64,
+}
+
+impl DynamoWatermarks {
+    /// Watermarks in `table`, each item kept `retention` after its last request.
+    pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        DynamoWatermarks {
+            client,
+            table: table.into(),
+            retention,
+            container: format!("{:x}-{started:x}", std::process::id()),
+            leases: AtomicU64::new(0),
+        }
+    }
+
+    fn expiry(&self, now: DateTime<Utc>) -> AttributeValue {
+        let secs = now
+            .timestamp()
+            .saturating_add(self.retention.as_secs() as i64);
+        AttributeValue::N(secs.to_string())
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> AttributeValue {
+    AttributeValue::N(at.timestamp_millis().to_string())
+}
+
+/// Epoch nanoseconds, saturating outside 1677–2262 (no real `OccurredAt` is there).
+fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(if at.timestamp() > 0 {
+        i64::MAX
+    } else {
+        i64::MIN
+    })
+}
+
+fn read_watermarks(item: &HashMap<String, AttributeValue>) -> Result<FieldWatermarks, String> {
+    let mut marks = FieldWatermarks::default();
+    for field in Field::ALL {
+        let name = watermark_attribute(field);
+        let Some(value) = item.get(&name) else {
+            continue;
+        };
+        let n = value
+            .as_n()
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+            .ok_or_else(|| format!("the watermark item's {name} is not a whole number"))?;
+        marks = marks.with(field, DateTime::from_timestamp_nanos(n));
+    }
+    Ok(marks)
+}
+
+/// Every failure of the guard is `UnknownError`: retryable, and never a reason to
+/// apply a change unguarded. The message says which kind, without the item's contents.
+fn failure(
+    operation: &'static str,
+    err: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> CallFailure {
+    let what = match err {
+        SdkError::ServiceError(service) => match service.err() {
+            UpdateItemError::ConditionalCheckFailedException(_) => {
+                "the lease was no longer held, or a watermark would have moved back"
+            }
+            UpdateItemError::ResourceNotFoundException(_) => "the table does not exist",
+            UpdateItemError::ProvisionedThroughputExceededException(_)
+            | UpdateItemError::RequestLimitExceeded(_)
+            | UpdateItemError::ThrottlingException(_) => "DynamoDB throttled the request",
+            UpdateItemError::InternalServerError(_) => "DynamoDB failed internally",
+            UpdateItemError::TransactionConflictException(_)
+            | UpdateItemError::ReplicatedWriteConflictException(_) => {
+                "a conflicting write to the item"
+            }
+            // `Unhandled` and variants added in later SDK versions.
+            e => match e.code() {
+                Some("ThrottlingException" | "ProvisionedThroughputExceededException") => {
+                    "DynamoDB throttled the request"
+                }
+                _ => "an error this function does not model",
+            },
+        },
+        SdkError::TimeoutError(_) => "a timeout",
+        SdkError::DispatchFailure(_) => "a connection failure",
+        SdkError::ResponseError(_) => "an unreadable response",
+        SdkError::ConstructionFailure(_) => "a request that could not be built",
+        _ => "an unknown SDK error",
+    };
+    let step = match operation {
+        "acquire" => "taking the lease",
+        _ => "writing the watermarks",
+    };
+    CallFailure::new(
+        ErrorClass::UnknownError,
+        format!("staleness guard: {step} failed: {what}"),
+        1,
+    )
+}
+
+impl Watermarks for DynamoWatermarks {
+    async fn acquire(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Leased>, CallFailure> {
+        let now = Utc::now();
+        let lease = Lease {
+            key: item_key(instance, user),
+            owner: format!(
+                "{}-{}",
+                self.container,
+                self.leases.fetch_add(1, Ordering::Relaxed)
+            ),
+            until,
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(lease.key.clone()))
+            .update_expression("SET #owner = :me, #until = :until, #exp = :exp")
+            .condition_expression("attribute_not_exists(#until) OR #until < :now")
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#exp", EXPIRY)
+            .expression_attribute_values(":me", AttributeValue::S(lease.owner.clone()))
+            .expression_attribute_values(":until", millis(until))
+            .expression_attribute_values(":now", millis(now))
+            .expression_attribute_values(":exp", self.expiry(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(failure("acquire", &e)),
+        };
+        let item = out.attributes().cloned().unwrap_or_default();
+        let watermarks = match read_watermarks(&item) {
+            Ok(marks) => marks,
+            Err(problem) => {
+                // The lease is held: give it up before failing.
+                let _ = self.release(&lease, None).await;
+                return Err(CallFailure::new(
+                    ErrorClass::UnknownError,
+                    format!("staleness guard: {problem}"),
+                    1,
+                ));
+            }
+        };
+        Ok(Some(Leased { lease, watermarks }))
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        advanced: Option<&FieldWatermarks>,
+    ) -> Result<(), CallFailure> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(lease.key.clone()))
+            .expression_attribute_names("#owner", LEASE_OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#exp", EXPIRY)
+            .expression_attribute_values(":me", AttributeValue::S(lease.owner.clone()))
+            .expression_attribute_values(":exp", self.expiry(Utc::now()));
+        let mut sets = vec!["#exp = :exp".to_owned()];
+        let mut conditions = vec!["#owner = :me".to_owned()];
+        for (i, field) in Field::ALL.into_iter().enumerate() {
+            let Some(at) = advanced.and_then(|m| m.get(field)) else {
+                continue;
+            };
+            let (name, value) = (format!("#w{i}"), format!(":w{i}"));
+            sets.push(format!("{name} = {value}"));
+            // Forward only, even should the lease logic ever be wrong.
+            conditions.push(format!(
+                "(attribute_not_exists({name}) OR {name} <= {value})"
+            ));
+            request = request
+                .expression_attribute_names(&name, watermark_attribute(field))
+                .expression_attribute_values(&value, AttributeValue::N(nanos(at).to_string()));
+        }
+        request
+            .update_expression(format!("SET {} REMOVE #owner, #until", sets.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("release", &e))
+    }
+}

@@ -1,0 +1,189 @@
+//! The staleness guard around one user's read-modify-write (SPEC §2.5): take the
+//! user's lease and read the watermarks before the reads, drop the field changes they
+//! supersede, and once the update succeeded (or found nothing to change) write the
+//! watermarks forward and give the lease up. Without a table configured it passes the
+//! changes through untouched.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use tokio::time::{Instant, sleep, timeout_at};
+use tracing::warn;
+
+use crate::domain::change::ChangeRequest;
+use crate::domain::error::Failure;
+use crate::domain::identity::{InstanceId, UserId};
+use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Lease, Leased, Watermarks};
+use crate::domain::watermark::{FieldWatermarks, Screened};
+
+use super::apply::Tally;
+use super::{Outcome, Pipeline};
+
+/// How far past the invocation deadline a lease runs: room for clocks of two
+/// containers that disagree. Lambda stops an invocation at its deadline, so the holder
+/// is not working on the user by then.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// How often a lease held by another invocation is asked for again before the user's
+/// records are handed back.
+const LEASE_TRIES: u32 = 5;
+/// The pause before the second try; doubled before each later one.
+const LEASE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The guard of no table: never built, so never called.
+pub enum NoWatermarks {}
+
+impl Watermarks for NoWatermarks {
+    async fn acquire(
+        &self,
+        _: &InstanceId,
+        _: &UserId,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<Option<Leased>, CallFailure> {
+        match *self {}
+    }
+
+    async fn release(&self, _: &Lease, _: Option<&FieldWatermarks>) -> Result<(), CallFailure> {
+        match *self {}
+    }
+}
+
+/// One user's changes as the guard left them, and the lease to give back.
+pub(super) struct Guarded {
+    /// The changes with their superseded field changes dropped, in the order given.
+    pub changes: Vec<ChangeRequest>,
+    /// Per change: every field it touched was superseded, so it ends `unchanged`.
+    pub superseded: Vec<bool>,
+    held: Option<Leased>,
+}
+
+impl Guarded {
+    /// Whether nothing is left to apply.
+    pub fn nothing_left(&self) -> bool {
+        self.changes.iter().all(|c| c.change.is_empty())
+    }
+}
+
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+    /// Takes the user's lease and screens `changes` against the watermarks it read.
+    /// A lease held by another invocation is asked for again a few times; then, like
+    /// any failure of the table, the changes fail with `UnknownError` and are handed
+    /// back: none is applied unguarded.
+    pub(super) async fn guard(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        changes: &[ChangeRequest],
+        deadline: Instant,
+        tally: &Tally,
+    ) -> Result<Guarded, Outcome> {
+        let Some(table) = &self.watermarks else {
+            return Ok(Guarded {
+                changes: changes.to_vec(),
+                superseded: vec![false; changes.len()],
+                held: None,
+            });
+        };
+        let cutoff = deadline
+            .checked_sub(self.settings.deadline_margin)
+            .unwrap_or_else(Instant::now);
+        let latest_start = cutoff
+            .checked_sub(self.settings.call_budget)
+            .unwrap_or_else(Instant::now);
+        let remaining = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
+        let until = Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX);
+        let mut tries = 0;
+        let leased = loop {
+            if Instant::now() > latest_start {
+                return Err(Outcome::Deferred);
+            }
+            tries += 1;
+            tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
+            match timeout_at(cutoff, table.acquire(instance, user, until)).await {
+                Ok(Ok(Some(leased))) => break leased,
+                Ok(Ok(None)) => {}
+                Ok(Err(failure)) => return Err(Outcome::from(failure)),
+                Err(_) => return Err(Outcome::Deferred),
+            }
+            let backoff = LEASE_BACKOFF * 2u32.pow(tries - 1);
+            if tries >= LEASE_TRIES || Instant::now() + backoff > latest_start {
+                return Err(Outcome::from(Failure::unknown(
+                    "staleness guard: the user is leased by another invocation",
+                )));
+            }
+            sleep(backoff).await;
+        };
+        tally.guarded_users.fetch_add(1, Ordering::Relaxed);
+        let (changes, superseded): (Vec<_>, Vec<_>) = changes
+            .iter()
+            .map(|c| {
+                let Screened {
+                    change,
+                    superseded: fields,
+                } = leased.watermarks.screen(c.change.clone(), c.occurred_at);
+                let all = !fields.is_empty() && change.is_empty();
+                (
+                    ChangeRequest {
+                        change,
+                        ..c.clone()
+                    },
+                    all,
+                )
+            })
+            .unzip();
+        let dropped = superseded.iter().filter(|s| **s).count();
+        tally.superseded.fetch_add(
+            u32::try_from(dropped).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(Guarded {
+            changes,
+            superseded,
+            held: Some(leased),
+        })
+    }
+
+    /// Gives the lease back. `applied` are the changes now in place in Connect (the
+    /// update succeeded, or found nothing to change): their fields' watermarks move to
+    /// their times. `None`: the apply failed, nothing moves.
+    ///
+    /// # Errors
+    /// The table's failure when the watermarks could not be written: the changes must
+    /// come again, so that they are written.
+    pub(super) async fn release_guard(
+        &self,
+        guarded: &Guarded,
+        applied: Option<&[&ChangeRequest]>,
+        deadline: Instant,
+        tally: &Tally,
+    ) -> Result<(), Failure> {
+        let (Some(table), Some(held)) = (&self.watermarks, &guarded.held) else {
+            return Ok(());
+        };
+        let advanced = applied.map(|applied| {
+            held.watermarks
+                .advanced(applied.iter().map(|c| (&c.change, c.occurred_at)))
+        });
+        let advanced = advanced.filter(|a| *a != held.watermarks);
+        let send_by = deadline
+            .checked_sub(self.settings.deadline_margin / 2)
+            .unwrap_or_else(Instant::now);
+        tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
+        let result = match timeout_at(send_by, table.release(&held.lease, advanced.as_ref())).await
+        {
+            Ok(result) => result.map_err(|f| f.failure),
+            Err(_) => Err(Failure::unknown(
+                "staleness guard: writing the watermarks did not finish before the deadline",
+            )),
+        };
+        if let Err(failure) = &result {
+            warn!(error_message = %failure.message, "the lease lapses on its own");
+        }
+        match (applied, result) {
+            // Nothing was to be written: the lease lapses by itself.
+            (None, _) => Ok(()),
+            (Some(_), result) => result,
+        }
+    }
+}

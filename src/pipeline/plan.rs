@@ -1,0 +1,370 @@
+//! Planning, pure and without ports: group admitted changes by user and FIFO lane,
+//! order each user's changes by `OccurredAt` (ties in arrival order), judge each
+//! change on its own against the identity the earlier accepted ones leave, and merge
+//! the accepted ones into at most one update.
+
+use std::collections::HashMap;
+
+use crate::domain::change::{ChangeRequest, IdentityInfo};
+use crate::domain::error::Failure;
+use crate::domain::identity::{Field, InstanceId, UserId};
+use crate::domain::instance::{IdentityManagement, UpdatePlan};
+use crate::domain::policy::Policy;
+use crate::domain::ports::UserRecord;
+use crate::domain::record::Record;
+
+use super::Outcome;
+
+/// An admitted change and the user it resolved to.
+pub(super) struct Target {
+    pub instance: InstanceId,
+    pub user: UserId,
+    pub request: ChangeRequest,
+}
+
+/// Records worked on together: one user's changes (`members[i]` carried
+/// `changes[i]`), or a record whose outcome is already known.
+pub(super) struct Unit {
+    pub members: Vec<usize>,
+    pub work: Work,
+}
+
+pub(super) enum Work {
+    Done(Outcome),
+    Apply {
+        instance: InstanceId,
+        user: UserId,
+        changes: Vec<ChangeRequest>,
+    },
+}
+
+/// Groups records into lanes run one after another inside, lanes side by side.
+/// Outside FIFO every user is a lane, holding all of that user's changes of the
+/// invocation; in FIFO every message group is a lane, and consecutive changes to the
+/// same user within it form one unit. A user reached from several lanes is worked on
+/// by one lane at a time (see `apply`).
+pub(super) fn build_lanes(
+    records: &[Record],
+    targets: Vec<Result<Target, Outcome>>,
+    fifo: bool,
+) -> Vec<Vec<Unit>> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum LaneKey {
+        Group(String),
+        User(InstanceId, UserId),
+    }
+    let mut lanes: Vec<Vec<Unit>> = Vec::new();
+    let mut lane_by_key: HashMap<LaneKey, usize> = HashMap::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let key = if fifo {
+            records[i].group.clone().map(LaneKey::Group)
+        } else {
+            target
+                .as_ref()
+                .ok()
+                .map(|t| LaneKey::User(t.instance.clone(), t.user.clone()))
+        };
+        let lane_index = match key {
+            Some(key) => *lane_by_key.entry(key).or_insert_with(|| {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            }),
+            None => {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            }
+        };
+        let lane = &mut lanes[lane_index];
+        match target {
+            Err(outcome) => lane.push(Unit {
+                members: vec![i],
+                work: Work::Done(outcome),
+            }),
+            Ok(target) => match lane.last_mut() {
+                Some(Unit {
+                    members,
+                    work:
+                        Work::Apply {
+                            instance,
+                            user,
+                            changes,
+                        },
+                }) if *instance == target.instance && *user == target.user => {
+                    members.push(i);
+                    changes.push(target.request);
+                }
+                _ => lane.push(Unit {
+                    members: vec![i],
+                    work: Work::Apply {
+                        instance: target.instance,
+                        user: target.user,
+                        changes: vec![target.request],
+                    },
+                }),
+            },
+        }
+    }
+    lanes
+}
+
+/// The positions of `changes` in `OccurredAt` order, ties (and changes without a
+/// time) in arrival order.
+pub fn order(changes: &[ChangeRequest]) -> Vec<usize> {
+    let mut positions: Vec<usize> = (0..changes.len()).collect();
+    positions.sort_by_key(|i| (changes[*i].occurred_at, *i));
+    positions
+}
+
+/// What becomes of each of one user's changes, and the update they share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    /// Per change, in the order given: accepted, or refused with its own failure.
+    pub verdicts: Vec<Result<(), Failure>>,
+    /// The one update the accepted changes share; `None` when they change nothing.
+    pub update: Option<UpdatePlan>,
+    /// The fields that update changes.
+    pub changed: Vec<Field>,
+}
+
+/// Judges one user's changes after the reads (SPEC §2.3 step 4, §2.4): a protected
+/// security profile refuses them all; otherwise each change, in `order`, is judged
+/// by the Email-domain rule and the identity-mode rules against the identity as the
+/// earlier accepted changes leave it, and the accepted ones are merged.
+pub fn judge(
+    current: &UserRecord,
+    management: &IdentityManagement,
+    policy: &Policy,
+    changes: &[ChangeRequest],
+) -> Judgement {
+    if let Err(refused) =
+        policy.check_security_profiles(current.security_profile_ids.iter().map(String::as_str))
+    {
+        return Judgement {
+            verdicts: vec![Err(refused); changes.len()],
+            update: None,
+            changed: Vec::new(),
+        };
+    }
+    let mut verdicts: Vec<Result<(), Failure>> = vec![Ok(()); changes.len()];
+    let mut state: IdentityInfo = current.info.clone();
+    for i in order(changes) {
+        match judge_one(&state, management, policy, &changes[i]) {
+            Ok(next) => state = next,
+            Err(refused) => verdicts[i] = Err(refused),
+        }
+    }
+    let changed = current.info.changed_fields(&state);
+    let update = (!changed.is_empty()).then_some(UpdatePlan {
+        info: state,
+        send_email: !matches!(management, IdentityManagement::Saml),
+    });
+    Judgement {
+        verdicts,
+        update,
+        changed,
+    }
+}
+
+/// The identity after `change`, or why `change` is refused there.
+fn judge_one(
+    state: &IdentityInfo,
+    management: &IdentityManagement,
+    policy: &Policy,
+    change: &ChangeRequest,
+) -> Result<IdentityInfo, Failure> {
+    let next = change.change.apply_to(state);
+    policy.check_email_change(state.email.as_deref(), next.email.as_deref())?;
+    Ok(management.plan(state, next)?.info)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::domain::change::{FieldChange, IdentityChange};
+    use crate::domain::error::ErrorClass;
+    use crate::domain::identity::{E164, EmailAddress, PersonName, UserRef};
+    use crate::domain::policy::EmailDomains;
+
+    fn policy() -> Policy {
+        Policy {
+            allowed_instances: [instance()].into(),
+            email_domains: EmailDomains::parse(Some("example.com")).unwrap(),
+            protected_profiles: ["sp-admin".to_owned()].into(),
+            trusted_sources: None,
+        }
+    }
+
+    fn instance() -> InstanceId {
+        InstanceId::parse("11111111-2222-3333-4444-555555555555").unwrap()
+    }
+
+    fn user(profiles: &[&str]) -> UserRecord {
+        UserRecord {
+            info: IdentityInfo {
+                first_name: Some("Jane".into()),
+                last_name: Some("Doe".into()),
+                email: Some("jane@example.com".into()),
+                secondary_email: None,
+                mobile: None,
+            },
+            security_profile_ids: profiles.iter().map(|p| (*p).to_owned()).collect(),
+            username: None,
+        }
+    }
+
+    fn at(s: &str) -> Option<DateTime<Utc>> {
+        Some(s.parse().unwrap())
+    }
+
+    fn request(change: IdentityChange, occurred_at: Option<DateTime<Utc>>) -> ChangeRequest {
+        ChangeRequest {
+            instance: instance(),
+            user: UserRef::Id(UserId::parse("u-1").unwrap()),
+            change,
+            event_id: None,
+            occurred_at,
+        }
+    }
+
+    fn first(name: &str) -> IdentityChange {
+        IdentityChange {
+            first_name: FieldChange::Set(
+                PersonName::parse(Field::FirstName, name, 255)
+                    .unwrap()
+                    .unwrap(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn email(address: &str) -> IdentityChange {
+        IdentityChange {
+            email: FieldChange::Set(EmailAddress::parse(Field::Email, address).unwrap().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn mobile(number: &str) -> IdentityChange {
+        IdentityChange {
+            mobile: FieldChange::Set(E164::parse(number, None).unwrap().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn class(v: &Result<(), Failure>) -> Option<ErrorClass> {
+        v.as_ref().err().map(|f| f.class)
+    }
+
+    #[test]
+    fn changes_are_ordered_by_occurred_at_with_ties_in_arrival_order() {
+        let changes = [
+            request(first("C"), at("2026-11-29T10:00:02Z")),
+            request(first("A"), at("2026-11-29T10:00:01Z")),
+            request(first("B"), at("2026-11-29T10:00:02Z")),
+        ];
+        assert_eq!(order(&changes), vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn a_refused_email_is_refused_alone_and_the_other_changes_are_merged() {
+        let changes = [
+            request(mobile("+14155550123"), at("2026-11-29T10:00:00Z")),
+            request(email("jane@evil.test"), at("2026-11-29T10:00:01Z")),
+            request(first("Janet"), at("2026-11-29T10:00:02Z")),
+        ];
+        let j = judge(
+            &user(&[]),
+            &IdentityManagement::ConnectManaged,
+            &policy(),
+            &changes,
+        );
+        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        assert_eq!(classes, [None, Some(ErrorClass::PolicyViolation), None]);
+        let plan = j.update.unwrap();
+        assert_eq!(plan.info.email.as_deref(), Some("jane@example.com"));
+        assert_eq!(plan.info.first_name.as_deref(), Some("Janet"));
+        assert_eq!(plan.info.mobile.as_deref(), Some("+14155550123"));
+        assert_eq!(j.changed, vec![Field::FirstName, Field::Mobile]);
+    }
+
+    #[test]
+    fn each_change_is_judged_against_the_identity_the_earlier_accepted_ones_leave() {
+        // On EXISTING_DIRECTORY a name that differs is refused; the earlier change was
+        // refused, so the later one, which sets the current name, is no name change.
+        let changes = [
+            request(first("Eve"), at("2026-11-29T10:00:00Z")),
+            request(first("Jane"), at("2026-11-29T10:00:01Z")),
+        ];
+        let j = judge(
+            &user(&[]),
+            &IdentityManagement::ExistingDirectory,
+            &policy(),
+            &changes,
+        );
+        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        assert_eq!(classes, [Some(ErrorClass::ValidationError), None]);
+        assert_eq!(j.update, None, "nothing left to change");
+
+        // An accepted Email change is the state the next change is judged against: the
+        // same Email again is no Email change, so no domain rule applies to it.
+        let changes = [
+            request(email("new@example.com"), at("2026-11-29T10:00:00Z")),
+            request(email("new@example.com"), at("2026-11-29T10:00:01Z")),
+        ];
+        let j = judge(
+            &user(&[]),
+            &IdentityManagement::ConnectManaged,
+            &policy(),
+            &changes,
+        );
+        assert!(j.verdicts.iter().all(Result::is_ok));
+        assert_eq!(j.changed, vec![Field::Email]);
+    }
+
+    #[test]
+    fn an_email_change_on_a_saml_instance_is_refused_alone_and_email_is_never_sent() {
+        let changes = [
+            request(email("new@example.com"), None),
+            request(mobile("+14155550123"), None),
+        ];
+        let j = judge(&user(&[]), &IdentityManagement::Saml, &policy(), &changes);
+        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        assert_eq!(classes, [Some(ErrorClass::ValidationError), None]);
+        let plan = j.update.unwrap();
+        assert!(!plan.send_email);
+        assert_eq!(j.changed, vec![Field::Mobile]);
+    }
+
+    #[test]
+    fn a_protected_security_profile_refuses_every_change() {
+        let changes = [
+            request(mobile("+14155550123"), None),
+            request(first("Ann"), None),
+        ];
+        let j = judge(
+            &user(&["sp-admin"]),
+            &IdentityManagement::ConnectManaged,
+            &policy(),
+            &changes,
+        );
+        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        assert_eq!(classes, [Some(ErrorClass::PolicyViolation); 2]);
+        assert_eq!(j.update, None);
+    }
+
+    #[test]
+    fn changes_that_leave_the_user_as_they_are_need_no_update() {
+        let changes = [request(first("Jane"), None)];
+        let j = judge(
+            &user(&[]),
+            &IdentityManagement::ConnectManaged,
+            &policy(),
+            &changes,
+        );
+        assert_eq!(j.verdicts, vec![Ok(())]);
+        assert_eq!(j.update, None);
+        assert!(j.changed.is_empty());
+    }
+}

@@ -1,0 +1,151 @@
+//! Settlement per record: acknowledge, dead-letter with its class, or hand back, and
+//! the one log line each record ends with. A dead-letter send starts only while it
+//! can finish before the reply is due, and once started it is never cut short: SQS
+//! may already have taken the message.
+
+use chrono::Utc;
+use tokio::time::Instant;
+use tracing::{info, info_span, warn};
+
+use crate::domain::error::{ErrorClass, Failure};
+use crate::domain::identity::Field;
+use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory, Watermarks};
+use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
+
+use super::Outcome;
+use super::Pipeline;
+
+/// The ids a record is known by, for its span, its log line and its dead letter.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Ids {
+    pub event_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+    /// Decides what happens to one record given its outcome, dead-lettering it when
+    /// it must be.
+    pub(super) async fn settle(
+        &self,
+        record: &Record,
+        ids: &Ids,
+        outcome: &Outcome,
+        deadline: Instant,
+    ) -> Disposition {
+        let can_hand_back = record.kind == SourceKind::Sqs && !record.source_id.is_empty();
+        let (failure, attempts) = match outcome {
+            Outcome::Updated(fields) => {
+                let d = Disposition::Updated;
+                log_disposition(record, ids, &d, None, fields);
+                return d;
+            }
+            Outcome::Unchanged => {
+                let d = Disposition::Unchanged;
+                log_disposition(record, ids, &d, None, &[]);
+                return d;
+            }
+            Outcome::Deferred if can_hand_back => {
+                let d = Disposition::HandedBack(HandBack::Deadline);
+                log_disposition(record, ids, &d, None, &[]);
+                return d;
+            }
+            Outcome::Deferred => (
+                Failure::unknown("the invocation deadline came before the change could be applied"),
+                0,
+            ),
+            Outcome::Failed(f, attempts) => (f.clone(), *attempts),
+        };
+        let class = failure.class;
+        if class.is_retryable()
+            && can_hand_back
+            && record.receive_count < self.settings.max_receive_count
+        {
+            let d = Disposition::HandedBack(HandBack::Retry(class));
+            log_disposition(record, ids, &d, Some(&failure), &[]);
+            return d;
+        }
+        let letter = DeadLetter {
+            class,
+            message: failure.message.clone(),
+            source: record.kind,
+            source_id: record.source_id.clone(),
+            failed_at: Utc::now(),
+            event_id: ids.event_id.clone(),
+            instance_id: ids.instance_id.clone(),
+            user_id: ids.user_id.clone(),
+            attempts: match record.kind {
+                SourceKind::Sqs => record.receive_count,
+                SourceKind::EventBridge => attempts.max(1),
+            },
+            body: record.body.clone(),
+            group: record.group.clone(),
+        };
+        // The dead-letter client bounds a send (its retries included) to this budget;
+        // half the margin is kept for the reply.
+        let send_budget = self.settings.dead_letter_budget();
+        let last_start = deadline
+            .checked_sub(self.settings.deadline_margin / 2 + send_budget)
+            .unwrap_or_else(Instant::now);
+        if Instant::now() > last_start {
+            let d = if can_hand_back {
+                Disposition::HandedBack(HandBack::Deadline)
+            } else {
+                Disposition::NotAcknowledged(class)
+            };
+            warn!(error_class = %class, "no time left for a dead-letter send of at most {send_budget:?}; the record is not acknowledged");
+            log_disposition(record, ids, &d, Some(&failure), &[]);
+            return d;
+        }
+        let sent = self.sink.send(&letter).await;
+        let d = match sent {
+            Ok(()) => Disposition::DeadLettered(class),
+            Err(reason) => {
+                warn!(error_class = %class, reason = %reason, "dead-letter send failed; the record is not acknowledged");
+                if can_hand_back {
+                    Disposition::HandedBack(HandBack::DeadLetterFailed(class))
+                } else {
+                    Disposition::NotAcknowledged(class)
+                }
+            }
+        };
+        log_disposition(record, ids, &d, Some(&failure), &[]);
+        d
+    }
+}
+
+pub(super) fn record_span(record: &Record, ids: &Ids) -> tracing::Span {
+    info_span!(
+        "record",
+        source = record.kind.as_str(),
+        message_id = %record.source_id,
+        event_id = ids.event_id.as_deref().unwrap_or(""),
+        instance_id = ids.instance_id.as_deref().unwrap_or(""),
+        user_id = ids.user_id.as_deref().unwrap_or(""),
+    )
+}
+
+/// One line per record outcome: ids, outcome, class and the names of the fields
+/// changed; never a value.
+pub(super) fn log_disposition(
+    record: &Record,
+    ids: &Ids,
+    d: &Disposition,
+    failure: Option<&Failure>,
+    fields: &[Field],
+) {
+    let fields: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
+    info!(
+        source = record.kind.as_str(),
+        message_id = %record.source_id,
+        event_id = ids.event_id.as_deref().unwrap_or(""),
+        instance_id = ids.instance_id.as_deref().unwrap_or(""),
+        user_id = ids.user_id.as_deref().unwrap_or(""),
+        outcome = d.outcome(),
+        error_class = d.class().map_or("", ErrorClass::as_str),
+        reason = ?match d { Disposition::HandedBack(h) => Some(*h), _ => None },
+        error_message = failure.map_or("", |f| f.message.as_str()),
+        fields_changed = fields.join(","),
+        "record settled"
+    );
+}

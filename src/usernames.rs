@@ -1,0 +1,736 @@
+//! Username resolution for a batch, and its confirmation: cached resolutions first (no call,
+//! no limiter token), then per instance the cheaper of a `ListUsers` index and one
+//! `SearchUsers` per username (`domain::directory_index::choose`), every call through the
+//! caller's gate (its limiter and its deadline: a page that cannot finish in time is not
+//! started). A resolution is used only while `DescribeUser` returns the same `Username`;
+//! [`Usernames::confirm`] says what to do when it does not.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, stream};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::domain::directory_index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
+use crate::domain::error::ErrorClass;
+use crate::domain::identity::{InstanceId, UserId};
+use crate::domain::ports::{CallFailure, Directory, UserRecord};
+
+/// The look-up calls, each with its own limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    SearchUsers,
+    ListUsers,
+}
+
+/// Why a call was not made or did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Halt {
+    Failed(CallFailure),
+    /// The deadline left no room for the call.
+    Deferred,
+}
+
+/// Runs a look-up call, attempt by attempt, under its operation's limiter and the
+/// invocation's deadline.
+///
+/// Boxed, with named lifetimes: opaque futures here trip the compiler's proof that the
+/// function's top-level future is `Send` (higher-ranked lifetimes of the closure).
+pub trait Gate: Sync {
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        op: Lookup,
+        attempt: Attempt<'a, T>,
+    ) -> BoxFuture<'a, Result<T, Halt>>;
+}
+
+/// Makes one attempt of a call.
+pub type Attempt<'a, T> = Box<dyn Fn() -> BoxFuture<'a, Result<T, CallFailure>> + Send + Sync + 'a>;
+
+/// Where a resolution came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Index,
+    Search,
+}
+
+/// A username's user, still to be confirmed by `DescribeUser`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub user: UserId,
+    pub source: Source,
+}
+
+/// What `DescribeUser`'s answer means for a resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Same `Username`: use the user.
+    Confirmed,
+    /// Another `Username`, or no such user: resolve once more (the entry is forgotten).
+    ResolveAgain,
+    /// Already resolved again and still not that user: decide with this failure.
+    Refused(CallFailure),
+}
+
+/// Calls a batch's resolution made, for metrics and the bench.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupCalls {
+    pub search: u32,
+    pub list: u32,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The last complete listing and when it finished.
+    complete: Option<(DirectoryIndex, Instant)>,
+    /// A listing cut short by a deadline, and the token of its next page.
+    partial: Option<(DirectoryIndex, Option<String>)>,
+}
+
+/// The container-lifetime username indexes, one per instance.
+pub struct Usernames {
+    slots: Mutex<HashMap<InstanceId, Slot>>,
+    /// `false`: never list, resolve with `SearchUsers` only.
+    index_enabled: bool,
+    concurrency: usize,
+}
+
+type Key = (InstanceId, String);
+
+impl Usernames {
+    pub fn new(index_enabled: bool, concurrency: usize) -> Self {
+        Usernames {
+            slots: Mutex::new(HashMap::new()),
+            index_enabled,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self, instance: &InstanceId) -> IndexState {
+        let slots = self.lock();
+        let Some(slot) = slots.get(instance) else {
+            return IndexState::Unknown;
+        };
+        let last_pages = slot.complete.as_ref().map(|(i, _)| i.pages());
+        match (&slot.partial, &slot.complete) {
+            (Some((partial, _)), _) => freshness(Some(partial), Default::default(), last_pages),
+            (None, Some((index, at))) => freshness(Some(index), at.elapsed(), last_pages),
+            (None, None) => IndexState::Unknown,
+        }
+    }
+
+    fn candidate(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
+        let slots = self.lock();
+        let (index, _) = slots.get(instance)?.complete.as_ref()?;
+        index.candidate(username)
+    }
+
+    /// Resolves every distinct `(instance, username)` of a batch; a username without a
+    /// result was not reached before the deadline (`Halt::Deferred`).
+    pub async fn resolve<D: Directory, G: Gate>(
+        &self,
+        directory: &D,
+        gate: &G,
+        names: &[Key],
+    ) -> (HashMap<Key, Result<Resolved, Halt>>, LookupCalls) {
+        let mut results = HashMap::new();
+        let mut calls = LookupCalls::default();
+        let mut unresolved: HashMap<InstanceId, Vec<String>> = HashMap::new();
+        for (instance, username) in names {
+            let key = (instance.clone(), username.clone());
+            if results.contains_key(&key) {
+                continue;
+            }
+            match directory.cached_user(instance, username) {
+                Some(user) => {
+                    results.insert(
+                        key,
+                        Ok(Resolved {
+                            user,
+                            source: Source::Cache,
+                        }),
+                    );
+                }
+                None => unresolved
+                    .entry(instance.clone())
+                    .or_default()
+                    .push(username.clone()),
+            }
+        }
+        let mut searches: Vec<Key> = Vec::new();
+        for (instance, mut usernames) in unresolved {
+            usernames.sort();
+            usernames.dedup();
+            let strategy = if self.index_enabled {
+                choose(usernames.len(), self.state(&instance))
+            } else {
+                Strategy::Search
+            };
+            // A fresh index (`pages: 0`) is read as it is.
+            if let Strategy::Index { pages } = strategy
+                && pages > 0
+            {
+                calls.list += self.list(directory, gate, &instance, pages).await;
+            }
+            for username in usernames {
+                match self.candidate(&instance, &username) {
+                    Some(user) => {
+                        results.insert(
+                            (instance.clone(), username),
+                            Ok(Resolved {
+                                user,
+                                source: Source::Index,
+                            }),
+                        );
+                    }
+                    None => searches.push((instance.clone(), username)),
+                }
+            }
+        }
+        calls.search += searches.len() as u32;
+        let searched: Vec<(Key, Result<Resolved, Halt>)> = stream::iter(searches)
+            .map(|key| async move {
+                let result = self.search(directory, gate, &key.0, &key.1).await;
+                (key, result)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        results.extend(searched);
+        (results, calls)
+    }
+
+    async fn search<D: Directory, G: Gate>(
+        &self,
+        directory: &D,
+        gate: &G,
+        instance: &InstanceId,
+        username: &str,
+    ) -> Result<Resolved, Halt> {
+        let user = gate
+            .call(
+                Lookup::SearchUsers,
+                Box::new(move || directory.find_user(instance, username).boxed()),
+            )
+            .await?;
+        Ok(Resolved {
+            user,
+            source: Source::Search,
+        })
+    }
+
+    /// Lists `instance` (or goes on with a listing cut short) page by page, at most
+    /// `budget` pages, each through the gate; returns the pages read. A listing that
+    /// ends replaces the index; one the budget or the deadline cuts short is kept for a
+    /// later batch; a failed page drops it (the batch then searches).
+    async fn list<D: Directory, G: Gate>(
+        &self,
+        directory: &D,
+        gate: &G,
+        instance: &InstanceId,
+        budget: u32,
+    ) -> u32 {
+        let (mut index, mut token) = self
+            .lock()
+            .get_mut(instance)
+            .and_then(|s| s.partial.take())
+            .unwrap_or_default();
+        let mut read = 0;
+        loop {
+            if index.pages() > 0 && token.is_none() {
+                break;
+            }
+            if read == budget {
+                self.lock().entry(instance.clone()).or_default().partial = Some((index, token));
+                return read;
+            }
+            let after = token.clone();
+            let page = gate
+                .call(
+                    Lookup::ListUsers,
+                    Box::new(move || {
+                        let after = after.clone();
+                        async move { directory.list_users_page(instance, after.as_deref()).await }
+                            .boxed()
+                    }),
+                )
+                .await;
+            match page {
+                Ok(page) => {
+                    read += 1;
+                    index.add_page(page.users.iter().map(|(u, i)| (u.as_str(), i.as_str())));
+                    token = page.next_token;
+                }
+                Err(Halt::Deferred) => {
+                    info!(instance_id = %instance, pages = index.pages(), "username index listing paused by the deadline");
+                    self.lock().entry(instance.clone()).or_default().partial = Some((index, token));
+                    return read;
+                }
+                Err(Halt::Failed(f)) => {
+                    warn!(instance_id = %instance, error_class = %f.failure.class, "username index listing failed; resolving with SearchUsers");
+                    return read;
+                }
+            }
+        }
+        index.finish();
+        info!(instance_id = %instance, users = index.len(), pages = index.pages(), bytes = index.heap_bytes(), "username index listed");
+        self.lock().entry(instance.clone()).or_default().complete = Some((index, Instant::now()));
+        read
+    }
+
+    /// Judges `DescribeUser`'s answer for a user resolved from `username`. `again` says
+    /// whether this resolution is already the second one.
+    pub fn confirm<D: Directory>(
+        &self,
+        directory: &D,
+        instance: &InstanceId,
+        username: &str,
+        resolved: &Resolved,
+        described: Result<&UserRecord, &CallFailure>,
+        again: bool,
+    ) -> Confirmation {
+        let verdict = match described {
+            Ok(record) if record.username.as_deref() == Some(username) => {
+                directory.cache_user(instance, username, &resolved.user);
+                return Confirmation::Confirmed;
+            }
+            Ok(_) => CallFailure::new(
+                ErrorClass::ResourceNotFoundException,
+                "the user found by Username no longer has that Username",
+                1,
+            ),
+            Err(f) if f.failure.class == ErrorClass::ResourceNotFoundException => f.clone(),
+            // Any other failure says nothing about the resolution: decide with it.
+            Err(f) => return Confirmation::Refused(f.clone()),
+        };
+        self.forget(directory, instance, username);
+        if again {
+            Confirmation::Refused(verdict)
+        } else {
+            Confirmation::ResolveAgain
+        }
+    }
+
+    /// Resolves `username` once more with `SearchUsers` after its resolution was refused.
+    pub async fn resolve_again<D: Directory, G: Gate>(
+        &self,
+        directory: &D,
+        gate: &G,
+        instance: &InstanceId,
+        username: &str,
+    ) -> Result<Resolved, Halt> {
+        self.forget(directory, instance, username);
+        self.search(directory, gate, instance, username).await
+    }
+
+    fn forget<D: Directory>(&self, directory: &D, instance: &InstanceId, username: &str) {
+        directory.forget_user(instance, username);
+        if let Some(slot) = self.lock().get_mut(instance)
+            && let Some((index, _)) = slot.complete.as_mut()
+        {
+            index.forget(username);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::change::IdentityInfo;
+    use crate::domain::directory_index::INDEX_MAX_AGE;
+    use crate::domain::instance::{IdentityManagement, UpdatePlan};
+    use crate::domain::ports::UserPage;
+
+    const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn instance() -> InstanceId {
+        InstanceId::parse(INSTANCE).unwrap()
+    }
+
+    fn uuid(i: usize) -> String {
+        format!("{i:08x}-0000-4000-8000-{i:012x}")
+    }
+
+    /// A directory of `users` (username → id) that counts its calls and caches like the
+    /// adapter does.
+    #[derive(Default)]
+    struct Fake {
+        users: Mutex<Vec<(String, String)>>,
+        cache: Mutex<HashMap<String, UserId>>,
+        search: AtomicU32,
+        list: AtomicU32,
+    }
+
+    impl Fake {
+        fn of(n: usize) -> Self {
+            let fake = Fake::default();
+            *fake.users.lock().unwrap() = (0..n).map(|i| (format!("agent{i}"), uuid(i))).collect();
+            fake
+        }
+    }
+
+    impl Directory for Fake {
+        async fn identity_management(
+            &self,
+            _: &InstanceId,
+        ) -> Result<IdentityManagement, CallFailure> {
+            Ok(IdentityManagement::ConnectManaged)
+        }
+
+        async fn find_user(&self, _: &InstanceId, username: &str) -> Result<UserId, CallFailure> {
+            self.search.fetch_add(1, Ordering::SeqCst);
+            let users = self.users.lock().unwrap();
+            let id = users
+                .iter()
+                .find(|(u, _)| u == username)
+                .map(|(_, id)| UserId::parse(id).unwrap())
+                .ok_or_else(|| {
+                    CallFailure::new(ErrorClass::ResourceNotFoundException, "no user", 1)
+                })?;
+            self.cache
+                .lock()
+                .unwrap()
+                .insert(username.to_owned(), id.clone());
+            Ok(id)
+        }
+
+        fn cached_user(&self, _: &InstanceId, username: &str) -> Option<UserId> {
+            self.cache.lock().unwrap().get(username).cloned()
+        }
+
+        fn cache_user(&self, _: &InstanceId, username: &str, user: &UserId) {
+            self.cache
+                .lock()
+                .unwrap()
+                .insert(username.to_owned(), user.clone());
+        }
+
+        fn forget_user(&self, _: &InstanceId, username: &str) {
+            self.cache.lock().unwrap().remove(username);
+        }
+
+        async fn list_users_page(
+            &self,
+            _: &InstanceId,
+            next_token: Option<&str>,
+        ) -> Result<UserPage, CallFailure> {
+            self.list.fetch_add(1, Ordering::SeqCst);
+            let users = self.users.lock().unwrap();
+            let offset: usize = next_token.map_or(0, |t| t.parse().unwrap());
+            let end = (offset + 1000).min(users.len());
+            Ok(UserPage {
+                users: users[offset..end].to_vec(),
+                next_token: (end < users.len()).then(|| end.to_string()),
+            })
+        }
+
+        async fn describe_user(
+            &self,
+            _: &InstanceId,
+            _: &UserId,
+        ) -> Result<UserRecord, CallFailure> {
+            unreachable!("resolution never describes")
+        }
+
+        async fn update_identity(
+            &self,
+            _: &InstanceId,
+            _: &UserId,
+            _: &UpdatePlan,
+        ) -> Result<(), CallFailure> {
+            unreachable!("resolution never updates")
+        }
+    }
+
+    /// A gate that lets `budget` calls through (each counted as one token) and defers the
+    /// rest, as the deadline would.
+    struct Budget {
+        left: AtomicU32,
+        tokens: AtomicU32,
+    }
+
+    impl Budget {
+        fn new(budget: u32) -> Self {
+            Budget {
+                left: AtomicU32::new(budget),
+                tokens: AtomicU32::new(0),
+            }
+        }
+    }
+
+    impl Gate for Budget {
+        fn call<'a, T: Send + 'a>(
+            &'a self,
+            _op: Lookup,
+            attempt: Attempt<'a, T>,
+        ) -> BoxFuture<'a, Result<T, Halt>> {
+            async move { self.pass(attempt).await }.boxed()
+        }
+    }
+
+    impl Budget {
+        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Halt> {
+            if self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+            {
+                return Err(Halt::Deferred);
+            }
+            self.tokens.fetch_add(1, Ordering::SeqCst);
+            attempt().await.map_err(Halt::Failed)
+        }
+    }
+
+    fn names(range: std::ops::Range<usize>) -> Vec<Key> {
+        range.map(|i| (instance(), format!("agent{i}"))).collect()
+    }
+
+    fn record(username: &str) -> UserRecord {
+        UserRecord {
+            info: IdentityInfo::default(),
+            security_profile_ids: vec![],
+            username: Some(username.to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_instances_pages_lists_it_instead_of_searching() {
+        let fake = Fake::of(2500);
+        let usernames = Usernames::new(true, 4);
+        let gate = Budget::new(1000);
+        let (found, calls) = usernames.resolve(&fake, &gate, &names(0..200)).await;
+        assert_eq!(calls, LookupCalls { search: 0, list: 3 });
+        assert_eq!(fake.list.load(Ordering::SeqCst), 3);
+        assert_eq!(fake.search.load(Ordering::SeqCst), 0);
+        assert_eq!(gate.tokens.load(Ordering::SeqCst), 3);
+        for i in 0..200 {
+            let r = found[&(instance(), format!("agent{i}"))].as_ref().unwrap();
+            assert_eq!(r.user.as_str(), uuid(i));
+            assert_eq!(r.source, Source::Index);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_does_not_end_searches_and_the_next_batch_goes_on_listing() {
+        let fake = Fake::of(2500);
+        let usernames = Usernames::new(true, 4);
+        // Three names, an instance of unknown size: at most two pages, then search.
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..3))
+            .await;
+        assert_eq!(calls, LookupCalls { search: 3, list: 2 });
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Search)
+        );
+        // The next batch of three goes on from page three, which is the last.
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(10..13))
+            .await;
+        assert_eq!(calls, LookupCalls { search: 0, list: 1 });
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Index)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_username_is_searched_without_listing() {
+        let fake = Fake::of(2500);
+        let usernames = Usernames::new(true, 4);
+        let (_, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..1))
+            .await;
+        assert_eq!(calls, LookupCalls { search: 1, list: 0 });
+    }
+
+    #[tokio::test]
+    async fn cached_usernames_take_no_call_and_no_token() {
+        let fake = Fake::of(10);
+        // Searched once (the adapter caches a search's answer).
+        let usernames = Usernames::new(false, 4);
+        usernames
+            .resolve(&fake, &Budget::new(10), &names(0..2))
+            .await;
+        let gate = Budget::new(0);
+        let (found, calls) = usernames.resolve(&fake, &gate, &names(0..2)).await;
+        assert_eq!(calls, LookupCalls::default());
+        assert_eq!(gate.tokens.load(Ordering::SeqCst), 0);
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Cache)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_miss_on_a_fresh_index_is_searched_without_listing_again() {
+        let fake = Fake::of(100);
+        let usernames = Usernames::new(true, 4);
+        usernames
+            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .await;
+        assert_eq!(fake.list.load(Ordering::SeqCst), 1);
+        fake.users
+            .lock()
+            .unwrap()
+            .push(("newcomer".into(), uuid(9999)));
+        let mut batch = names(20..40);
+        batch.push((instance(), "newcomer".into()));
+        let (found, calls) = usernames.resolve(&fake, &Budget::new(100), &batch).await;
+        assert_eq!(calls, LookupCalls { search: 1, list: 0 });
+        assert_eq!(
+            found[&(instance(), "newcomer".into())]
+                .as_ref()
+                .unwrap()
+                .user
+                .as_str(),
+            uuid(9999)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_index_is_listed_again_only_when_that_is_cheaper() {
+        let fake = Fake::of(1500);
+        let usernames = Usernames::new(true, 4);
+        usernames
+            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .await;
+        assert_eq!(fake.list.load(Ordering::SeqCst), 2);
+        tokio::time::advance(INDEX_MAX_AGE + Duration::from_secs(1)).await;
+        fake.users.lock().unwrap().push(("late".into(), uuid(7777)));
+        // Two misses against a two-page instance: searching is cheaper.
+        let two = vec![
+            (instance(), "late".to_owned()),
+            (instance(), "nobody".to_owned()),
+        ];
+        let (_, calls) = usernames.resolve(&fake, &Budget::new(100), &two).await;
+        assert_eq!(calls, LookupCalls { search: 2, list: 0 });
+        // Three misses: listing the two pages again is cheaper.
+        let three: Vec<Key> = ["x", "y", "z"]
+            .iter()
+            .map(|u| (instance(), (*u).to_owned()))
+            .collect();
+        let (_, calls) = usernames.resolve(&fake, &Budget::new(100), &three).await;
+        assert_eq!(calls.list, 2);
+        assert_eq!(fake.list.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_listing_the_deadline_cuts_short_goes_on_in_the_next_batch() {
+        let fake = Fake::of(5000);
+        let usernames = Usernames::new(true, 4);
+        // Two pages fit; the rest of the batch is not reached.
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(2), &names(0..50))
+            .await;
+        assert_eq!(calls.list, 2);
+        assert!(found.values().all(|r| *r == Err(Halt::Deferred)));
+        let (found, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..50))
+            .await;
+        // Three pages left of five, not five again.
+        assert_eq!(calls, LookupCalls { search: 0, list: 3 });
+        assert_eq!(fake.list.load(Ordering::SeqCst), 5);
+        assert!(
+            found
+                .values()
+                .all(|r| r.as_ref().unwrap().source == Source::Index)
+        );
+    }
+
+    #[tokio::test]
+    async fn with_the_index_off_every_username_is_searched() {
+        let fake = Fake::of(10);
+        let usernames = Usernames::new(false, 4);
+        let (_, calls) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..10))
+            .await;
+        assert_eq!(
+            calls,
+            LookupCalls {
+                search: 10,
+                list: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_username_on_another_account_is_resolved_once_more_then_refused() {
+        let fake = Fake::of(100);
+        let usernames = Usernames::new(true, 4);
+        let (found, _) = usernames
+            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .await;
+        let key = (instance(), "agent3".to_owned());
+        let resolved = found[&key].as_ref().unwrap().clone();
+        fake.cache_user(&key.0, &key.1, &resolved.user);
+        // DescribeUser says that id is now `agent3.old`.
+        let verdict = usernames.confirm(
+            &fake,
+            &key.0,
+            &key.1,
+            &resolved,
+            Ok(&record("agent3.old")),
+            false,
+        );
+        assert_eq!(verdict, Confirmation::ResolveAgain);
+        assert!(fake.cached_user(&key.0, &key.1).is_none());
+        assert!(usernames.candidate(&key.0, &key.1).is_none());
+        // `agent3` now belongs to a new account.
+        fake.users.lock().unwrap()[3] = ("agent3".into(), uuid(4242));
+        let again = usernames
+            .resolve_again(&fake, &Budget::new(1), &key.0, &key.1)
+            .await
+            .unwrap();
+        assert_eq!(again.user.as_str(), uuid(4242));
+        assert_eq!(
+            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("agent3")), true),
+            Confirmation::Confirmed
+        );
+        assert_eq!(
+            fake.cached_user(&key.0, &key.1).unwrap().as_str(),
+            uuid(4242)
+        );
+        // A second refusal decides.
+        let refused =
+            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("someone")), true);
+        assert!(
+            matches!(refused, Confirmation::Refused(f) if f.failure.class == ErrorClass::ResourceNotFoundException)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_user_is_resolved_once_more_and_other_failures_decide_at_once() {
+        let fake = Fake::of(5);
+        let usernames = Usernames::new(true, 4);
+        let key = (instance(), "agent1".to_owned());
+        let resolved = Resolved {
+            user: UserId::parse(&uuid(1)).unwrap(),
+            source: Source::Cache,
+        };
+        let gone = CallFailure::new(ErrorClass::ResourceNotFoundException, "gone", 1);
+        assert_eq!(
+            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&gone), false),
+            Confirmation::ResolveAgain
+        );
+        let throttled = CallFailure::new(ErrorClass::ThrottlingException, "slow down", 1);
+        assert_eq!(
+            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&throttled), false),
+            Confirmation::Refused(throttled)
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! The staleness guard in the pipeline over in-memory ports: a lease held elsewhere and a
+//! failed watermark write hand the records back, a failed update moves no watermark, a
+//! refused change moves none for its fields, and changes in one invocation are screened
+//! against the stored watermarks while keeping their own order.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
+use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, Watermarks};
+use connect_identity_sync::domain::record::{Disposition, HandBack};
+use connect_identity_sync::domain::watermark::{FieldWatermarks, item_key};
+use serde_json::json;
+
+/// Watermarks in memory; scripted to refuse leases or writes.
+#[derive(Default)]
+struct FakeTable {
+    items: Mutex<HashMap<String, FieldWatermarks>>,
+    held: Mutex<HashMap<String, String>>,
+    refuse_leases: Mutex<bool>,
+    fail_writes: Mutex<bool>,
+    acquires: Mutex<u32>,
+    /// Each release: the lease key and what it wrote.
+    releases: Mutex<Vec<(String, Option<FieldWatermarks>)>>,
+}
+
+impl Watermarks for &FakeTable {
+    async fn acquire(
+        &self,
+        instance: &InstanceId,
+        user: &UserId,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Leased>, CallFailure> {
+        *self.acquires.lock().unwrap() += 1;
+        let key = item_key(instance, user);
+        if *self.refuse_leases.lock().unwrap() || self.held.lock().unwrap().contains_key(&key) {
+            return Ok(None);
+        }
+        let owner = format!("lease-{}", self.acquires.lock().unwrap());
+        self.held.lock().unwrap().insert(key.clone(), owner.clone());
+        let watermarks = self
+            .items
+            .lock()
+            .unwrap()
+            .get(&key)
+            .copied()
+            .unwrap_or_default();
+        Ok(Some(Leased {
+            lease: Lease { key, owner, until },
+            watermarks,
+        }))
+    }
+
+    async fn release(
+        &self,
+        lease: &Lease,
+        advanced: Option<&FieldWatermarks>,
+    ) -> Result<(), CallFailure> {
+        self.releases
+            .lock()
+            .unwrap()
+            .push((lease.key.clone(), advanced.copied()));
+        if *self.fail_writes.lock().unwrap() {
+            return Err(CallFailure::new(
+                ErrorClass::UnknownError,
+                "staleness guard: writing the watermarks failed: DynamoDB throttled the request",
+                1,
+            ));
+        }
+        self.held.lock().unwrap().remove(&lease.key);
+        if let Some(marks) = advanced {
+            let mut items = self.items.lock().unwrap();
+            let entry = items.entry(lease.key.clone()).or_default();
+            *entry = entry.max(marks);
+        }
+        Ok(())
+    }
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn key(user: &str) -> String {
+    format!("{INSTANCE}#{user}")
+}
+
+fn jane() -> FakeConnect {
+    FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])])
+}
+
+#[tokio::test]
+async fn a_lease_held_elsewhere_is_asked_for_again_then_the_records_are_handed_back() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.refuse_leases.lock().unwrap() = true;
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::UnknownError
+        ))]
+    );
+    assert_eq!(*table.acquires.lock().unwrap(), 5);
+    assert_eq!(report.watermark_requests, 5);
+    assert_eq!(connect.count("DescribeUser"), 0, "nothing read unguarded");
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+}
+
+#[tokio::test]
+async fn watermarks_that_cannot_be_written_after_an_update_hand_the_record_back() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.fail_writes.lock().unwrap() = true;
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::UnknownError
+        ))]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Smith"));
+
+    // Delivered again once the table is back: no update, and the watermark is written.
+    *table.fail_writes.lock().unwrap() = false;
+    table.held.lock().unwrap().clear(); // the lease lapsed
+    let again = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 2, None),
+    ]});
+    let (recs, fifo) = records(&again);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Unchanged]);
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    assert_eq!(
+        table.items.lock().unwrap()[&key("u-1")].get(Field::LastName),
+        Some(t("2026-11-29T10:00:01Z"))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_update_moves_no_watermark_and_gives_the_lease_back() {
+    let connect = jane();
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::InvalidParameterException],
+    );
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::DeadLettered(
+            ErrorClass::InvalidParameterException
+        )]
+    );
+    assert_eq!(
+        *table.releases.lock().unwrap(),
+        vec![(key("u-1"), None)],
+        "released, nothing written"
+    );
+    assert!(table.held.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_change_moves_no_watermark_for_its_fields() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let payload = json!({"Records": [
+        sqs_record("m-email", &change("u-1", json!({"Email": "jane@evil.test"}), "2026-11-29T10:00:02Z"), 1, None),
+        sqs_record("m-name", &change("u-1", json!({"FirstName": "Janet"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![
+            Disposition::DeadLettered(ErrorClass::PolicyViolation),
+            Disposition::Updated
+        ]
+    );
+    let marks = table.items.lock().unwrap()[&key("u-1")];
+    assert_eq!(marks.get(Field::FirstName), Some(t("2026-11-29T10:00:01Z")));
+    assert_eq!(
+        marks.get(Field::Email),
+        None,
+        "a refused change is not applied"
+    );
+}
+
+#[tokio::test]
+async fn in_one_invocation_a_stale_change_is_dropped_and_a_newer_one_applies() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    table.items.lock().unwrap().insert(
+        key("u-1"),
+        FieldWatermarks::default().with(Field::LastName, t("2026-11-29T10:00:05Z")),
+    );
+    let payload = json!({"Records": [
+        sqs_record("m-stale", &change("u-1", json!({"LastName": "Old"}), "2026-11-29T10:00:01Z"), 1, None),
+        sqs_record("m-new", &change("u-1", json!({"LastName": "New"}), "2026-11-29T10:00:09Z"), 1, None),
+        sqs_record("m-part", &change("u-1", json!({"LastName": "Older", "FirstName": "Jo"}), "2026-11-29T10:00:02Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![
+            Disposition::Unchanged,
+            Disposition::Updated,
+            Disposition::Updated
+        ]
+    );
+    assert_eq!(report.superseded, 1);
+    assert_eq!(report.watermark_requests, 2);
+    let user = connect.user("u-1");
+    assert_eq!(user.last_name.as_deref(), Some("New"));
+    assert_eq!(user.first_name.as_deref(), Some("Jo"));
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
+    let marks = table.items.lock().unwrap()[&key("u-1")];
+    assert_eq!(marks.get(Field::LastName), Some(t("2026-11-29T10:00:09Z")));
+    assert_eq!(marks.get(Field::FirstName), Some(t("2026-11-29T10:00:02Z")));
+}

@@ -1,0 +1,291 @@
+//! The watermark adapter (`DynamoWatermarks`) against moto's DynamoDB over HTTP: a
+//! lease refuses a second one until it is released or lapses, watermarks written at
+//! release are read by the next lease and never move backwards, the item's expiry
+//! follows the configured retention, and a missing table or an unreachable endpoint is
+//! `UnknownError`. Throttling, which moto cannot produce, is checked against a mocked
+//! client (`aws-smithy-mocks`).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::error::{
+    ProvisionedThroughputExceededException, RequestLimitExceeded, ThrottlingException,
+};
+use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, create_mock_http_client, mock};
+use chrono::{DateTime, TimeDelta, Utc};
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
+use connect_identity_sync::domain::ports::{CallFailure, Watermarks};
+use connect_identity_sync::domain::watermark::FieldWatermarks;
+use connect_identity_sync::outbound::watermarks::DynamoWatermarks;
+use harness::{Moto, WATERMARK_TABLE};
+
+const INSTANCE: &str = "8d3c2b1a-1111-4a4a-9b9b-0123456789ab";
+const USER: &str = "f0e1d2c3-3333-4b4b-8c8c-ba9876543210";
+const OTHER_USER: &str = "f0e1d2c3-4444-4b4b-8c8c-ba9876543210";
+const RETENTION: Duration = Duration::from_secs(28 * 86_400);
+
+fn instance() -> InstanceId {
+    InstanceId::parse(INSTANCE).unwrap()
+}
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn soon() -> DateTime<Utc> {
+    Utc::now() + TimeDelta::seconds(30)
+}
+
+fn client(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+struct Table {
+    moto: Moto,
+    store: DynamoWatermarks,
+}
+
+async fn table() -> Table {
+    let moto = Moto::start().await.expect("moto");
+    moto.dynamo()
+        .await
+        .create_watermark_table(WATERMARK_TABLE)
+        .await
+        .expect("table");
+    let store = DynamoWatermarks::new(client(&moto.endpoint()), WATERMARK_TABLE, RETENTION);
+    Table { moto, store }
+}
+
+fn assert_unknown(result: Result<impl std::fmt::Debug, CallFailure>, says: &str) {
+    let failure = result.expect_err("the guard must fail").failure;
+    assert_eq!(failure.class, ErrorClass::UnknownError, "{failure:?}");
+    assert!(failure.message.contains(says), "{failure:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_on_a_user_refuses_a_second_one_until_it_is_released() {
+    let db = table().await;
+    let first = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .expect("first lease")
+        .expect("not leased elsewhere");
+    assert!(first.watermarks.is_empty(), "a new user has no watermarks");
+    assert_eq!(first.lease.key, format!("{INSTANCE}#{USER}"));
+
+    assert_eq!(
+        db.store.acquire(&instance(), &user(USER), soon()).await,
+        Ok(None),
+        "a second lease in the same container is refused"
+    );
+    // Another container (a second adapter) is refused just the same.
+    let other = DynamoWatermarks::new(client(&db.moto.endpoint()), WATERMARK_TABLE, RETENTION);
+    assert_eq!(
+        other.acquire(&instance(), &user(USER), soon()).await,
+        Ok(None)
+    );
+    // Other users are not blocked.
+    let neighbour = db
+        .store
+        .acquire(&instance(), &user(OTHER_USER), soon())
+        .await
+        .expect("another user's lease")
+        .expect("not leased elsewhere");
+    db.store.release(&neighbour.lease, None).await.unwrap();
+
+    db.store.release(&first.lease, None).await.expect("release");
+    let again = other
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .expect("free once released")
+        .expect("not leased elsewhere");
+    other.release(&again.lease, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_holder_died_lapses_and_the_holder_can_no_longer_write() {
+    let db = table().await;
+    let dead = db
+        .store
+        .acquire(
+            &instance(),
+            &user(USER),
+            Utc::now() + TimeDelta::milliseconds(300),
+        )
+        .await
+        .expect("lease")
+        .expect("not leased elsewhere");
+    assert_eq!(
+        db.store.acquire(&instance(), &user(USER), soon()).await,
+        Ok(None)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .expect("a lapsed lease is taken over")
+        .expect("not leased elsewhere");
+
+    let late = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:01Z"));
+    assert_unknown(
+        db.store.release(&dead.lease, Some(&late)).await,
+        "the lease was no longer held",
+    );
+    let item = db
+        .moto
+        .dynamo()
+        .await
+        .item(WATERMARK_TABLE, &next.lease.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !item.contains_key("wm_LastName"),
+        "the lapsed holder wrote nothing: {item:?}"
+    );
+    assert_eq!(item["lease_owner"], next.lease.owner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move_back() {
+    let db = table().await;
+    let lease = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("not leased elsewhere");
+    let marks = FieldWatermarks::default()
+        .with(Field::LastName, t("2026-01-01T10:00:05.123456789Z"))
+        .with(Field::Mobile, t("2026-01-01T09:00:00Z"));
+    db.store.release(&lease.lease, Some(&marks)).await.unwrap();
+
+    let item = db
+        .moto
+        .dynamo()
+        .await
+        .item(WATERMARK_TABLE, &lease.lease.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!item.contains_key("lease_owner"), "released: {item:?}");
+    assert!(!item.contains_key("lease_until"), "released: {item:?}");
+    let expires: i64 = item["expires_at"].parse().unwrap();
+    let expected = (Utc::now() + TimeDelta::seconds(RETENTION.as_secs() as i64)).timestamp();
+    assert!(
+        (expected - expires).abs() < 60,
+        "expiry {expires} is the retention after the last write ({expected})"
+    );
+
+    let next = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("not leased elsewhere");
+    assert_eq!(next.watermarks, marks, "nanoseconds survive the round trip");
+
+    let backwards = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:01Z"));
+    assert_unknown(
+        db.store.release(&next.lease, Some(&backwards)).await,
+        "writing the watermarks failed",
+    );
+    db.store.release(&next.lease, None).await.unwrap();
+    let last = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("not leased elsewhere");
+    assert_eq!(
+        last.watermarks, marks,
+        "the older watermark was not written"
+    );
+    db.store.release(&last.lease, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_an_unknown_error() {
+    let moto = Moto::start().await.expect("moto");
+    let store = DynamoWatermarks::new(client(&moto.endpoint()), "no-such-table", RETENTION);
+    assert_unknown(
+        store.acquire(&instance(), &user(USER), soon()).await,
+        "the table does not exist",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_table_is_an_unknown_error() {
+    let port = harness::moto::free_port().unwrap();
+    let store = DynamoWatermarks::new(
+        client(&format!("http://127.0.0.1:{port}")),
+        WATERMARK_TABLE,
+        RETENTION,
+    );
+    assert_unknown(
+        store.acquire(&instance(), &user(USER), soon()).await,
+        "a connection failure",
+    );
+}
+
+fn mocked(error: fn() -> UpdateItemError) -> DynamoWatermarks {
+    let rule = mock!(Client::update_item).then_error(error);
+    let mocks = MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&rule);
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+        .http_client(create_mock_http_client())
+        .interceptor(mocks)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    DynamoWatermarks::new(Client::from_conf(config), WATERMARK_TABLE, RETENTION)
+}
+
+#[tokio::test]
+async fn a_throttled_table_is_an_unknown_error_on_both_requests() {
+    let throttles: [fn() -> UpdateItemError; 3] = [
+        || {
+            UpdateItemError::ProvisionedThroughputExceededException(
+                ProvisionedThroughputExceededException::builder().build(),
+            )
+        },
+        || UpdateItemError::RequestLimitExceeded(RequestLimitExceeded::builder().build()),
+        || UpdateItemError::ThrottlingException(ThrottlingException::builder().build()),
+    ];
+    for throttle in throttles {
+        let store = mocked(throttle);
+        assert_unknown(
+            store.acquire(&instance(), &user(USER), soon()).await,
+            "DynamoDB throttled the request",
+        );
+        let lease = connect_identity_sync::domain::ports::Lease {
+            key: format!("{INSTANCE}#{USER}"),
+            owner: "someone".into(),
+            until: soon(),
+        };
+        assert_unknown(
+            store.release(&lease, None).await,
+            "DynamoDB throttled the request",
+        );
+    }
+}
