@@ -2,11 +2,12 @@
 //! read-modify-write of the complete identity, duplicates that cost nothing,
 //! coalescing and ordering per user, FIFO groups, the document formats.
 
+use harness::Stack;
 use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
-    self, INSTANCE, Record, batch_item_failures, change, eventbridge, user_arn,
+    self, INSTANCE, Record, batch_item_failures, change, eventbridge, identity, requests_for,
+    response, user_arn,
 };
-use harness::{Invocation, Stack};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -15,35 +16,8 @@ async fn stack() -> Stack {
     fixtures::stack(BIN, 0).start().await.expect("stack starts")
 }
 
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
-
 fn updates_for(stack: &Stack, user: &str) -> Vec<Value> {
-    stack
-        .emulator
-        .calls(Operation::UpdateUserIdentityInfo)
-        .into_iter()
-        .filter(|c| c.user_id.as_deref() == Some(user))
-        .map(|c| c.request_body)
-        .collect()
-}
-
-fn identity(stack: &Stack, user: &str) -> Value {
-    serde_json::to_value(
-        stack
-            .emulator
-            .user(INSTANCE, user)
-            .expect("user")
-            .identity_info,
-    )
-    .unwrap()
+    requests_for(stack, Operation::UpdateUserIdentityInfo, user)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,27 +5,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change};
-use harness::{Invocation, Stack, StackConfig};
-use serde_json::{Value, json};
+use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change, response, start};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:changes";
 const FIFO_QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:changes.fifo";
-
-async fn start(config: StackConfig) -> Stack {
-    config.start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, INSTANCE, change, eventbridge};
-use harness::{Invocation, Stack, WATERMARK_TABLE};
+use harness::fixtures::{self, INSTANCE, change, eventbridge, response};
+use harness::{Stack, WATERMARK_TABLE};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -18,13 +18,6 @@ async fn stack() -> Stack {
         .start()
         .await
         .expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!("{other:?}\n{}", stack.function.logs()),
-    }
 }
 
 /// The JSON log lines whose message is `message`, waiting briefly for them to arrive.

@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change, eventbridge};
-use harness::{Invocation, Stack, StackConfig};
-use serde_json::{Value, json};
+use harness::fixtures::{
+    self, INSTANCE, Record, batch_item_failures, change, eventbridge, response, start,
+};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 
@@ -25,20 +26,6 @@ const PERSONAL: [&str; 12] = [
     "Ünïcödé",
     "+4420794609",
 ];
-
-async fn start(config: StackConfig) -> Stack {
-    config.start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
 
 async fn assert_no_personal_data(level: &str) {
     let stack = start(

@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use harness::connect_emulator::{JournalEntry, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, eventbridge};
-use harness::{Invocation, Stack, StackConfig, WATERMARK_TABLE};
+use harness::fixtures::{
+    self, INSTANCE, Record, batch_item_failures, calls_for, eventbridge, identity, response,
+};
+use harness::{StackConfig, WATERMARK_TABLE};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -21,38 +23,8 @@ fn guarded(extra: usize) -> StackConfig {
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
 }
 
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
-
 fn at(user: &str, identity: &Value, occurred_at: &str) -> Value {
     json!({"InstanceId": INSTANCE, "UserId": user, "IdentityInfo": identity, "OccurredAt": occurred_at})
-}
-
-fn identity(stack: &Stack, user: &str) -> Value {
-    serde_json::to_value(
-        stack
-            .emulator
-            .user(INSTANCE, user)
-            .expect("user")
-            .identity_info,
-    )
-    .unwrap()
-}
-
-fn calls_for(stack: &Stack, operation: Operation, user: &str) -> usize {
-    stack
-        .emulator
-        .calls(operation)
-        .iter()
-        .filter(|c| c.user_id.as_deref() == Some(user))
-        .count()
 }
 
 /// The per-invocation "staleness guard" log lines: (records, superseded, users under a
