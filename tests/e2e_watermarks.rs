@@ -30,9 +30,8 @@ fn at(user: &str, identity: &Value, occurred_at: &str) -> Value {
 /// The per-invocation "staleness guard" log lines: (records, superseded, users under a
 /// lease, watermark table requests).
 fn guard_lines(logs: &[String]) -> Vec<(u64, u64, u64, u64)> {
-    logs.iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["fields"]["message"] == "staleness guard")
+    fixtures::log_messages(logs, "staleness guard")
+        .iter()
         .map(|v| {
             let f = &v["fields"];
             let n = |k: &str| f[k].as_u64().unwrap_or(0);

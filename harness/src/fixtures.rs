@@ -466,3 +466,21 @@ pub fn json_lines(lines: &[String]) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .collect()
 }
+
+/// The JSON log lines whose `fields.message` is `message`.
+#[must_use]
+pub fn log_messages(lines: &[String], message: &str) -> Vec<Value> {
+    json_lines(lines)
+        .into_iter()
+        .filter(|v| v["fields"]["message"] == message)
+        .collect()
+}
+
+/// The CloudWatch embedded-metric-format documents among the log lines.
+#[must_use]
+pub fn emf_documents(lines: &[String]) -> Vec<Value> {
+    json_lines(lines)
+        .into_iter()
+        .filter(|v| v.get("_aws").is_some())
+        .collect()
+}
