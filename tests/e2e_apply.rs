@@ -5,8 +5,8 @@
 use harness::Stack;
 use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
-    self, INSTANCE, Record, batch_item_failures, change, eventbridge, identity, requests_for,
-    response, user_arn,
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, change, eventbridge,
+    identity, requests_for, response, user_arn,
 };
 use serde_json::{Value, json};
 
@@ -95,9 +95,7 @@ async fn a_duplicate_costs_no_update_call() {
     let reply = response(stack.invoke(&event).await.unwrap(), &stack);
     assert_eq!(reply, json!({"outcome": "unchanged"}));
     assert_eq!(updates_for(&stack, "u-asmith").len(), 1);
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class}: {letters:#?}");
-    }
+    assert_no_dead_letters(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,9 +207,7 @@ async fn a_scim_user_resource_in_an_sqs_body_is_applied_without_clearing_anythin
     let event = fixtures::sqs_event(&stack.source.arn, &[Record::json("m-scim", &scim)]);
     let reply = response(stack.invoke(&event).await.unwrap(), &stack);
     assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class}: {letters:#?}");
-    }
+    assert_no_dead_letters(&stack).await;
     assert_eq!(
         identity(&stack, "u-bking"),
         json!({"FirstName": "Beatrice", "LastName": "King", "Email": "bea.king@example.com",

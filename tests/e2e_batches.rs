@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change, response, start};
+use harness::fixtures::{
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, change, response, start,
+};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -155,14 +157,7 @@ async fn slow_failing_attempts(timeout_ms: u64) -> usize {
         });
         assert!(finished <= sent + timeout_ms - MARGIN_MS + 50);
     }
-    assert!(
-        stack
-            .dead_letters()
-            .await
-            .unwrap()
-            .values()
-            .all(Vec::is_empty)
-    );
+    assert_no_dead_letters(&stack).await;
     attempts.len()
 }
 

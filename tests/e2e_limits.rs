@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use harness::connect_emulator::Operation;
 use harness::fixtures::{
-    self, INSTANCE, Record, batch_item_failures, change, eventbridge, response, start,
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, change, eventbridge,
+    response, start,
 };
 use serde_json::json;
 
@@ -247,12 +248,5 @@ async fn slow_connect_calls_meet_a_short_deadline_with_every_record_applied_or_h
             "m-{n}: applied {applied}, handed back {back}"
         );
     }
-    assert!(
-        stack
-            .dead_letters()
-            .await
-            .unwrap()
-            .values()
-            .all(Vec::is_empty)
-    );
+    assert_no_dead_letters(&stack).await;
 }

@@ -4,7 +4,9 @@
 
 use harness::Stack;
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, Record, batch_item_failures, eventbridge, identity, response};
+use harness::fixtures::{
+    self, Record, assert_no_dead_letters, batch_item_failures, eventbridge, identity, response,
+};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -22,12 +24,6 @@ fn patch(user: &str, operations: &Value) -> Value {
         "Username"
     };
     json!({"schemas": [PATCH], key: user, "Operations": operations})
-}
-
-async fn assert_no_dead_letters(stack: &Stack) {
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class}: {letters:#?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use harness::connect_emulator::{JournalEntry, Operation};
 use harness::fixtures::{
-    self, INSTANCE, Record, batch_item_failures, calls_for, eventbridge, identity, response,
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, calls_for, eventbridge,
+    identity, response,
 };
 use harness::{StackConfig, WATERMARK_TABLE};
 use serde_json::{Value, json};
@@ -363,11 +364,7 @@ async fn two_containers_on_one_queue_leave_every_user_with_the_newest_value_of_e
             r.failed_invocations()
         );
     }
-    let letters = stack.dead_letters().await.unwrap();
-    assert!(
-        letters.values().all(Vec::is_empty),
-        "changes were dead-lettered: {letters:?}"
-    );
+    assert_no_dead_letters(&stack).await;
 
     for (user, latest) in &expected {
         let now = identity(&stack, user);

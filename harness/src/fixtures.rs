@@ -484,3 +484,13 @@ pub fn emf_documents(lines: &[String]) -> Vec<Value> {
         .filter(|v| v.get("_aws").is_some())
         .collect()
 }
+
+/// Asserts that every dead-letter queue of the stack is empty.
+///
+/// # Panics
+/// When one holds a message (naming its class and what it holds), or SQS fails.
+pub async fn assert_no_dead_letters(stack: &Stack) {
+    for (class, letters) in stack.dead_letters().await.expect("dead-letter queues read") {
+        assert!(letters.is_empty(), "{class} holds {letters:#?}");
+    }
+}
