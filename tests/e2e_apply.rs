@@ -2,11 +2,12 @@
 //! read-modify-write of the complete identity, duplicates that cost nothing,
 //! coalescing and ordering per user, FIFO groups, the document formats.
 
+use harness::Stack;
 use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
-    self, INSTANCE, Record, batch_item_failures, change, eventbridge, user_arn,
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, change, eventbridge,
+    identity, requests_for, response, user_arn,
 };
-use harness::{Invocation, Stack};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -15,35 +16,8 @@ async fn stack() -> Stack {
     fixtures::stack(BIN, 0).start().await.expect("stack starts")
 }
 
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
-
 fn updates_for(stack: &Stack, user: &str) -> Vec<Value> {
-    stack
-        .emulator
-        .calls(Operation::UpdateUserIdentityInfo)
-        .into_iter()
-        .filter(|c| c.user_id.as_deref() == Some(user))
-        .map(|c| c.request_body)
-        .collect()
-}
-
-fn identity(stack: &Stack, user: &str) -> Value {
-    serde_json::to_value(
-        stack
-            .emulator
-            .user(INSTANCE, user)
-            .expect("user")
-            .identity_info,
-    )
-    .unwrap()
+    requests_for(stack, Operation::UpdateUserIdentityInfo, user)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,9 +95,7 @@ async fn a_duplicate_costs_no_update_call() {
     let reply = response(stack.invoke(&event).await.unwrap(), &stack);
     assert_eq!(reply, json!({"outcome": "unchanged"}));
     assert_eq!(updates_for(&stack, "u-asmith").len(), 1);
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class}: {letters:#?}");
-    }
+    assert_no_dead_letters(&stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,9 +207,7 @@ async fn a_scim_user_resource_in_an_sqs_body_is_applied_without_clearing_anythin
     let event = fixtures::sqs_event(&stack.source.arn, &[Record::json("m-scim", &scim)]);
     let reply = response(stack.invoke(&event).await.unwrap(), &stack);
     assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class}: {letters:#?}");
-    }
+    assert_no_dead_letters(&stack).await;
     assert_eq!(
         identity(&stack, "u-bking"),
         json!({"FirstName": "Beatrice", "LastName": "King", "Email": "bea.king@example.com",

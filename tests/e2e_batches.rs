@@ -5,27 +5,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change};
-use harness::{Invocation, Stack, StackConfig};
-use serde_json::{Value, json};
+use harness::fixtures::{
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, change, response, start,
+};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:changes";
 const FIFO_QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:changes.fifo";
-
-async fn start(config: StackConfig) -> Stack {
-    config.start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -170,14 +157,7 @@ async fn slow_failing_attempts(timeout_ms: u64) -> usize {
         });
         assert!(finished <= sent + timeout_ms - MARGIN_MS + 50);
     }
-    assert!(
-        stack
-            .dead_letters()
-            .await
-            .unwrap()
-            .values()
-            .all(Vec::is_empty)
-    );
+    assert_no_dead_letters(&stack).await;
     attempts.len()
 }
 

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
     self, DIRECTORY_INSTANCE, Expected, FOREIGN_INSTANCE, INSTANCE, Record, SAML_INSTANCE,
-    batch_item_failures, change, dead_letter_problems, eventbridge, eventbridge_from,
+    assert_no_dead_letters, batch_item_failures, change, dead_letter_problems, eventbridge,
+    eventbridge_from,
 };
 use harness::{Invocation, Message, Stack};
 use serde_json::{Value, json};
@@ -432,9 +433,7 @@ async fn every_failure_class_of_a_direct_eventbridge_event_reaches_its_own_queue
         );
         assert!(problems.is_empty(), "{id}: {problems:#?}");
     }
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class} holds more: {letters:#?}");
-    }
+    assert_no_dead_letters(&stack).await;
     assert_no_personal_data_in_logs(&stack);
 }
 

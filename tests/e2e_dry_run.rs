@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, INSTANCE, change, eventbridge};
-use harness::{Invocation, Stack, WATERMARK_TABLE};
+use harness::fixtures::{self, INSTANCE, change, eventbridge, response};
+use harness::{Stack, WATERMARK_TABLE};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -20,24 +20,11 @@ async fn stack() -> Stack {
         .expect("stack starts")
 }
 
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!("{other:?}\n{}", stack.function.logs()),
-    }
-}
-
 /// The JSON log lines whose message is `message`, waiting briefly for them to arrive.
 async fn log_lines(stack: &Stack, message: &str, at_least: usize) -> Vec<Value> {
     let mut lines = Vec::new();
     for _ in 0..50 {
-        lines = stack
-            .function
-            .log_lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["fields"]["message"] == message)
-            .collect();
+        lines = fixtures::log_messages(&stack.function.log_lines(), message);
         if lines.len() >= at_least {
             break;
         }
@@ -116,12 +103,9 @@ async fn a_dry_run_reads_and_decides_but_sends_no_update_and_says_so() {
             .is_empty()
     );
 
-    let metrics: Vec<Value> = stack
-        .function
-        .log_lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("_aws").is_some() && v.get("Updated").is_some())
+    let metrics: Vec<Value> = fixtures::emf_documents(&stack.function.log_lines())
+        .into_iter()
+        .filter(|v| v.get("Updated").is_some())
         .collect();
     assert!(!metrics.is_empty(), "{}", stack.function.logs());
     assert!(metrics.iter().all(|m| m["DryRun"] == json!(true)));

@@ -4,9 +4,11 @@
 use std::time::{Duration, Instant};
 
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change, eventbridge};
-use harness::{Invocation, Stack, StackConfig};
-use serde_json::{Value, json};
+use harness::fixtures::{
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, change, eventbridge,
+    response, start,
+};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 
@@ -25,20 +27,6 @@ const PERSONAL: [&str; 12] = [
     "Ünïcödé",
     "+4420794609",
 ];
-
-async fn start(config: StackConfig) -> Stack {
-    config.start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
 
 async fn assert_no_personal_data(level: &str) {
     let stack = start(
@@ -260,12 +248,5 @@ async fn slow_connect_calls_meet_a_short_deadline_with_every_record_applied_or_h
             "m-{n}: applied {applied}, handed back {back}"
         );
     }
-    assert!(
-        stack
-            .dead_letters()
-            .await
-            .unwrap()
-            .values()
-            .all(Vec::is_empty)
-    );
+    assert_no_dead_letters(&stack).await;
 }

@@ -6,8 +6,8 @@
 //! error that echoes request values.
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::fixtures::{self, INSTANCE, Record, change, eventbridge};
-use harness::{Invocation, Stack};
+use harness::fixtures::{self, INSTANCE, Record, change, eventbridge, response};
+
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -91,16 +91,6 @@ fn scim_patch() -> Value {
     })
 }
 
-fn reply(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
-
 /// Runs every kind of record through a function logging with `vars`, then checks its
 /// whole output.
 async fn nothing_personal_is_logged_with(vars: &[(&str, &str)]) {
@@ -119,7 +109,7 @@ async fn nothing_personal_is_logged(vars: &[(&str, &str)], outcomes: bool) {
     let canonical = json!({"FirstName": "Ottoline", "LastName": "Featherstonehaugh",
         "Email": "ottoline.f@example.com", "SecondaryEmail": "ottie.private@example.com",
         "Mobile": "(415) 555-0199"});
-    let applied = reply(
+    let applied = response(
         stack
             .invoke(&eventbridge(
                 "eb-canonical",
@@ -136,7 +126,7 @@ async fn nothing_personal_is_logged(vars: &[(&str, &str)], outcomes: bool) {
         stack.function.logs()
     );
 
-    let scim = reply(
+    let scim = response(
         stack
             .invoke(&eventbridge("eb-scim", &scim_resource()))
             .await
@@ -172,7 +162,7 @@ async fn nothing_personal_is_logged(vars: &[(&str, &str)], outcomes: bool) {
             ),
         ],
     );
-    reply(stack.invoke(&batch).await.unwrap(), &stack);
+    response(stack.invoke(&batch).await.unwrap(), &stack);
 
     // Connect refuses the update with a message that echoes what it was sent.
     stack.emulator.inject_fault(
@@ -184,7 +174,7 @@ async fn nothing_personal_is_logged(vars: &[(&str, &str)], outcomes: bool) {
         .for_user(USER)
         .with_message("Invalid Email echoed.secret@example.com for Ignatius Featherstonehaugh"),
     );
-    let refused = reply(
+    let refused = response(
         stack
             .invoke(&eventbridge("eb-echo", &change(INSTANCE, USER, &canonical)))
             .await

@@ -2,7 +2,7 @@
 //! EventBridge event is answered with a `MalformedEvent` error, nothing is
 //! dead-lettered for it, and the process goes on serving.
 
-use harness::fixtures::{self, INSTANCE, change, eventbridge};
+use harness::fixtures::{self, INSTANCE, assert_no_dead_letters, change, eventbridge};
 use harness::{Invocation, Stack};
 use serde_json::json;
 
@@ -35,9 +35,7 @@ async fn payloads_of_no_known_shape_get_a_malformed_event_error_and_the_process_
         }
         assert!(stack.function.is_running(), "{shown}: the process ended");
     }
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class} holds {letters:#?}");
-    }
+    assert_no_dead_letters(&stack).await;
     // Still serving.
     let event = eventbridge(
         "eb-after",

@@ -14,13 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 
 /// The EMF documents the function wrote so far.
 fn emf_documents(stack: &Stack) -> Vec<Value> {
-    stack
-        .function
-        .log_lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("_aws").is_some())
-        .collect()
+    fixtures::emf_documents(&stack.function.log_lines())
 }
 
 /// Waits until the function's output holds `n` totals documents (one per invocation).

@@ -4,27 +4,15 @@
 //! dead-lettered as `MalformedEvent` — without ever making its neighbours deliver again.
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change, eventbridge};
-use harness::{Invocation, Message, Stack, StackConfig};
+use harness::fixtures::{
+    self, INSTANCE, Record, batch_item_failures, change, eventbridge, response, start,
+};
+use harness::{Message, Stack};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:identity-changes";
 const FIFO_QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:identity-changes.fifo";
-
-async fn start(config: StackConfig) -> Stack {
-    config.start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
 
 /// `event` with record `i`'s `messageId` set to `id` (`None`: taken out).
 fn with_message_id(mut event: Value, i: usize, id: Option<Value>) -> Value {

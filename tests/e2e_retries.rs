@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, change, eventbridge};
+use harness::fixtures::{
+    self, INSTANCE, Record, batch_item_failures, change, eventbridge, response,
+};
 use harness::{Invocation, Outgoing, Stack};
 use serde_json::json;
 
@@ -13,16 +15,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 
 async fn stack() -> Stack {
     fixtures::stack(BIN, 2).start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> serde_json::Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,11 @@
 //! them (forwarded with the user named beside `Operations`), through the Lambda
 //! Runtime API, against the Connect emulator and moto over real HTTP.
 
+use harness::Stack;
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, eventbridge};
-use harness::{Invocation, Stack};
+use harness::fixtures::{
+    self, Record, assert_no_dead_letters, batch_item_failures, eventbridge, identity, response,
+};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -22,33 +24,6 @@ fn patch(user: &str, operations: &Value) -> Value {
         "Username"
     };
     json!({"schemas": [PATCH], key: user, "Operations": operations})
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
-
-fn identity(stack: &Stack, user: &str) -> Value {
-    serde_json::to_value(
-        stack
-            .emulator
-            .user(INSTANCE, user)
-            .expect("user")
-            .identity_info,
-    )
-    .unwrap()
-}
-
-async fn assert_no_dead_letters(stack: &Stack) {
-    for (class, letters) in stack.dead_letters().await.unwrap() {
-        assert!(letters.is_empty(), "{class}: {letters:#?}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

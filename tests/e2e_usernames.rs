@@ -6,26 +6,14 @@
 
 use std::time::Duration;
 
+use harness::Stack;
 use harness::connect_emulator::Operation;
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, eventbridge};
-use harness::{Invocation, Stack, StackConfig};
+use harness::fixtures::{
+    self, INSTANCE, Record, batch_item_failures, calls_for, eventbridge, response, start,
+};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
-
-async fn start(config: StackConfig) -> Stack {
-    config.start().await.expect("stack starts")
-}
-
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
 
 fn by_username(username: &str, identity: &Value) -> Value {
     json!({"InstanceId": INSTANCE, "Username": username, "IdentityInfo": identity})
@@ -41,12 +29,7 @@ fn last_name(stack: &Stack, user: &str) -> Option<String> {
 }
 
 fn updates_for(stack: &Stack, user: &str) -> usize {
-    stack
-        .emulator
-        .calls(Operation::UpdateUserIdentityInfo)
-        .iter()
-        .filter(|c| c.user_id.as_deref() == Some(user))
-        .count()
+    calls_for(stack, Operation::UpdateUserIdentityInfo, user)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

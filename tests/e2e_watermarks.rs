@@ -9,8 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use harness::connect_emulator::{JournalEntry, Operation};
-use harness::fixtures::{self, INSTANCE, Record, batch_item_failures, eventbridge};
-use harness::{Invocation, Stack, StackConfig, WATERMARK_TABLE};
+use harness::fixtures::{
+    self, INSTANCE, Record, assert_no_dead_letters, batch_item_failures, calls_for, eventbridge,
+    identity, response,
+};
+use harness::{StackConfig, WATERMARK_TABLE};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
@@ -21,46 +24,15 @@ fn guarded(extra: usize) -> StackConfig {
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
 }
 
-fn response(reply: Invocation, stack: &Stack) -> Value {
-    match reply {
-        Invocation::Response(v) => v,
-        other => panic!(
-            "the invocation failed: {other:?}\n{}",
-            stack.function.logs()
-        ),
-    }
-}
-
 fn at(user: &str, identity: &Value, occurred_at: &str) -> Value {
     json!({"InstanceId": INSTANCE, "UserId": user, "IdentityInfo": identity, "OccurredAt": occurred_at})
-}
-
-fn identity(stack: &Stack, user: &str) -> Value {
-    serde_json::to_value(
-        stack
-            .emulator
-            .user(INSTANCE, user)
-            .expect("user")
-            .identity_info,
-    )
-    .unwrap()
-}
-
-fn calls_for(stack: &Stack, operation: Operation, user: &str) -> usize {
-    stack
-        .emulator
-        .calls(operation)
-        .iter()
-        .filter(|c| c.user_id.as_deref() == Some(user))
-        .count()
 }
 
 /// The per-invocation "staleness guard" log lines: (records, superseded, users under a
 /// lease, watermark table requests).
 fn guard_lines(logs: &[String]) -> Vec<(u64, u64, u64, u64)> {
-    logs.iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["fields"]["message"] == "staleness guard")
+    fixtures::log_messages(logs, "staleness guard")
+        .iter()
         .map(|v| {
             let f = &v["fields"];
             let n = |k: &str| f[k].as_u64().unwrap_or(0);
@@ -392,11 +364,7 @@ async fn two_containers_on_one_queue_leave_every_user_with_the_newest_value_of_e
             r.failed_invocations()
         );
     }
-    let letters = stack.dead_letters().await.unwrap();
-    assert!(
-        letters.values().all(Vec::is_empty),
-        "changes were dead-lettered: {letters:?}"
-    );
+    assert_no_dead_letters(&stack).await;
 
     for (user, latest) in &expected {
         let now = identity(&stack, user);

@@ -3,12 +3,9 @@
 //! read an item, delete the table.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{Credentials, Region};
+
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -16,7 +13,6 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::HarnessError;
-use crate::sqs::REGION;
 
 /// The watermark table's name in a stack that asks for one.
 pub const WATERMARK_TABLE: &str = "identity-watermarks";
@@ -34,24 +30,7 @@ fn dynamo_error(e: impl std::error::Error) -> HarnessError {
 impl Dynamo {
     /// A client for the DynamoDB at `endpoint` (moto serves it beside SQS).
     pub async fn new(endpoint: &str) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(
-                "AKIAIOSFODNN7EXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                None,
-                None,
-                "harness",
-            ))
-            .endpoint_url(endpoint)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(25))
-                    .build(),
-            )
-            .load()
-            .await;
+        let config = crate::local_aws::sdk_config(endpoint).await;
         Self {
             client: Client::new(&config),
         }

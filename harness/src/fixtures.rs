@@ -1,15 +1,19 @@
 //! A contact centre to test against and the events that reach the function: the
 //! emulator seed, the function configuration that goes with it, EventBridge
 //! envelopes and Lambda SQS events built by hand (for invocations that bypass a
-//! queue), and checks on dead-letter messages.
+//! queue), checks on dead-letter messages, and what end-to-end tests read back from a
+//! running stack (the reply, an identity, journalled calls, JSON log lines).
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use connect_emulator::Operation;
+
+use crate::runtime_api::Invocation;
 use crate::sqs::{Message, REGION};
-use crate::stack::StackConfig;
+use crate::stack::{Stack, StackConfig};
 
 /// `CONNECT_MANAGED` instance: the default and allowed one.
 pub const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
@@ -390,4 +394,103 @@ pub fn looks_like_rfc3339(s: &str) -> bool {
         || (rest.len() == 6
             && (rest.starts_with('+') || rest.starts_with('-'))
             && rest.as_bytes()[3] == b':')
+}
+
+/// The stack `config` describes, started.
+///
+/// # Panics
+/// When it does not start.
+pub async fn start(config: StackConfig) -> Stack {
+    config.start().await.expect("stack starts")
+}
+
+/// The function's reply to an invocation that succeeded.
+///
+/// # Panics
+/// When the invocation failed, with the function's logs (so a call whose reply is
+/// not read still checks that it succeeded).
+pub fn response(reply: Invocation, stack: &Stack) -> Value {
+    match reply {
+        Invocation::Response(v) => v,
+        other => panic!(
+            "the invocation failed: {other:?}\n{}",
+            stack.function.logs()
+        ),
+    }
+}
+
+/// The identity of `user` in [`INSTANCE`] as the emulator holds it now.
+///
+/// # Panics
+/// When the emulator has no such user.
+#[must_use]
+pub fn identity(stack: &Stack, user: &str) -> Value {
+    serde_json::to_value(
+        stack
+            .emulator
+            .user(INSTANCE, user)
+            .expect("user")
+            .identity_info,
+    )
+    .expect("an identity is JSON")
+}
+
+/// The request bodies of the `operation` calls the emulator journalled for `user`.
+#[must_use]
+pub fn requests_for(stack: &Stack, operation: Operation, user: &str) -> Vec<Value> {
+    stack
+        .emulator
+        .calls(operation)
+        .into_iter()
+        .filter(|c| c.user_id.as_deref() == Some(user))
+        .map(|c| c.request_body)
+        .collect()
+}
+
+/// How many `operation` calls the emulator journalled for `user`.
+#[must_use]
+pub fn calls_for(stack: &Stack, operation: Operation, user: &str) -> usize {
+    stack
+        .emulator
+        .calls(operation)
+        .iter()
+        .filter(|c| c.user_id.as_deref() == Some(user))
+        .count()
+}
+
+/// The log lines that are JSON documents, parsed (the others are left out).
+#[must_use]
+pub fn json_lines(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+/// The JSON log lines whose `fields.message` is `message`.
+#[must_use]
+pub fn log_messages(lines: &[String], message: &str) -> Vec<Value> {
+    json_lines(lines)
+        .into_iter()
+        .filter(|v| v["fields"]["message"] == message)
+        .collect()
+}
+
+/// The CloudWatch embedded-metric-format documents among the log lines.
+#[must_use]
+pub fn emf_documents(lines: &[String]) -> Vec<Value> {
+    json_lines(lines)
+        .into_iter()
+        .filter(|v| v.get("_aws").is_some())
+        .collect()
+}
+
+/// Asserts that every dead-letter queue of the stack is empty.
+///
+/// # Panics
+/// When one holds a message (naming its class and what it holds), or SQS fails.
+pub async fn assert_no_dead_letters(stack: &Stack) {
+    for (class, letters) in stack.dead_letters().await.expect("dead-letter queues read") {
+        assert!(letters.is_empty(), "{class} holds {letters:#?}");
+    }
 }

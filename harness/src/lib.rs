@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod esm;
 pub mod fixtures;
 pub mod function;
+pub mod local_aws;
 pub mod moto;
 pub mod report;
 pub mod runtime_api;

@@ -4,7 +4,7 @@
 //! sample events (`events/expected-outcomes.txt`), checked row by row.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use connect_emulator::EmulatorHandle;
 use connect_emulator::Operation;
@@ -82,6 +82,45 @@ pub fn print_rows(rows: &[Row]) {
         })
         .collect();
     print_table(["FILE", "RECORD", "OUTCOME", "CLASS", "QUEUE"], &table);
+}
+
+/// The emulator seed at `path`, as JSON.
+///
+/// # Errors
+/// When the file cannot be read or is not JSON.
+pub fn read_seed(path: &Path) -> Result<Value, String> {
+    serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+    )
+    .map_err(|e| format!("{} is not JSON: {e}", path.display()))
+}
+
+/// The `*.json` files in `dir`, sorted by path.
+///
+/// # Errors
+/// When the folder cannot be read.
+pub fn event_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// An event file's name (the report's FILE column) and its bytes.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn read_event_file(path: &Path) -> Result<(String, Vec<u8>), String> {
+    let file = path
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((file, raw))
 }
 
 /// Instances of an emulator seed, the first being the default.

@@ -3,12 +3,9 @@
 //! attributes, queue depth.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::{Credentials, Region};
+
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use serde::Serialize;
 
@@ -204,24 +201,7 @@ fn sdk_err(e: impl std::error::Error) -> HarnessError {
 impl Sqs {
     /// A client for the SQS endpoint at `endpoint`, with static credentials.
     pub async fn new(endpoint: &str) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(
-                "AKIAIOSFODNN7EXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                None,
-                None,
-                "harness",
-            ))
-            .endpoint_url(endpoint)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(25))
-                    .build(),
-            )
-            .load()
-            .await;
+        let config = crate::local_aws::sdk_config(endpoint).await;
         Self {
             client: Client::new(&config),
         }

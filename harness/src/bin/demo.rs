@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use harness::connect_emulator::Operation;
-use harness::report::{Collected, Local, Row, print_rows, row, seed_instances};
+use harness::report::{
+    Collected, Local, Row, event_files, print_rows, read_event_file, read_seed, row, seed_instances,
+};
 use harness::{Attribute, Invocation, Outgoing, Stack, StackConfig, workspace_root};
 use serde_json::{Value, json};
 
@@ -251,18 +253,8 @@ async fn demo(args: Args) -> Result<(), String> {
             args.function.display()
         ));
     }
-    let seed: Value = serde_json::from_str(
-        &std::fs::read_to_string(&args.seed)
-            .map_err(|e| format!("cannot read {}: {e}", args.seed.display()))?,
-    )
-    .map_err(|e| format!("{} is not JSON: {e}", args.seed.display()))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.events)
-        .map_err(|e| format!("cannot read {}: {e}", args.events.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let seed = read_seed(&args.seed)?;
+    let files = event_files(&args.events)?;
 
     println!(
         "starting moto (SQS), the Connect emulator and {} …",
@@ -291,10 +283,7 @@ async fn demo(args: Args) -> Result<(), String> {
     let mut origins = BTreeMap::new();
     let mut rows = Vec::new();
     for path in &files {
-        let file = path
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-        let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (file, raw) = read_event_file(path)?;
         match serde_json::from_slice::<Value>(&raw) {
             Ok(event) if event.get("Records").is_some_and(Value::is_array) => {
                 let sqs_rows =

@@ -20,7 +20,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use harness::report::{Collected, Expectations, Local, Row, print_rows, row, seed_instances};
+use harness::report::{
+    Collected, Expectations, Local, Row, event_files, print_rows, read_event_file, read_seed, row,
+    seed_instances,
+};
 use harness::{ERROR_CLASSES, Moto, QueueSpec, kebab, workspace_root};
 use serde_json::{Map, Value, json};
 
@@ -277,18 +280,8 @@ fn sqs_rows(
 
 async fn run(args: Args) -> Result<bool, String> {
     let expect = Expectations::load(&args.expect)?;
-    let seed: Value = serde_json::from_str(
-        &std::fs::read_to_string(&args.seed)
-            .map_err(|e| format!("cannot read {}: {e}", args.seed.display()))?,
-    )
-    .map_err(|e| format!("{} is not JSON: {e}", args.seed.display()))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.events)
-        .map_err(|e| format!("cannot read {}: {e}", args.events.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let seed = read_seed(&args.seed)?;
+    let files = event_files(&args.events)?;
 
     println!("starting moto (SQS) and the Connect emulator …");
     let moto = Moto::start().await.map_err(|e| e.to_string())?;
@@ -354,10 +347,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut rows = Vec::new();
     let started = Instant::now();
     for path in &files {
-        let file = path
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-        let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (file, raw) = read_event_file(path)?;
         let journal_before = emulator.journal().len();
         let one = Instant::now();
         let invoked = sam_invoke(&args, path).await?;
