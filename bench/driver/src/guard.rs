@@ -392,7 +392,7 @@ pub fn section(o: &mut String, g: &Guard) {
 
 #[cfg(test)]
 mod tests {
-    use super::guard_totals;
+    use super::{Guard, Side, guard_totals, section};
 
     #[test]
     fn the_staleness_guard_lines_are_summed_and_other_lines_ignored() {
@@ -404,5 +404,41 @@ mod tests {
         ]
         .map(str::to_owned);
         assert_eq!(guard_totals(&lines), (2, 39, 19, 1));
+    }
+
+    #[test]
+    fn the_report_gives_the_difference_guard_on_minus_off_per_record() {
+        let g = Guard {
+            records: 100,
+            batch: 10,
+            batches: 10,
+            off: Side {
+                label: "off".into(),
+                wall_ms: 200.0,
+                cpu_ms: 150.0,
+                updates: 100,
+                ..Side::default()
+            },
+            on: Side {
+                label: "on".into(),
+                wall_ms: 1000.0,
+                cpu_ms: 400.0,
+                updates: 100,
+                guard_lines: 10,
+                watermark_requests: 210,
+                guarded_users: 100,
+                ..Side::default()
+            },
+            ..Guard::default()
+        };
+        let mut o = String::new();
+        section(&mut o, &g);
+        assert!(
+            o.contains("**+8000 µs wall** and **+2500 µs CPU** per record"),
+            "{o}"
+        );
+        assert!(o.contains("| on | 10000 µs |"), "{o}");
+        assert!(o.contains("| 210 | 100 | 2.10 |"), "{o}");
+        assert!(o.contains("moto"), "{o}");
     }
 }
