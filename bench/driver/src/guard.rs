@@ -165,10 +165,14 @@ async fn start(
                 "IdentityInfo": {"FirstName": format!("Warm {side}")}}),
     );
     let payload = serde_json::to_vec(&sqs_event(&[warm_up])).map_err(text)?;
-    runtime
+    let reply = runtime
         .invoke(payload, FUNCTION_TIMEOUT)
         .await
         .map_err(|e| format!("{e}; logs: {}", function.logs()))?;
+    match reply {
+        harness::Invocation::Response(v) if batch_item_failures(&v) == Some(0) => {}
+        other => return Err(format!("{label}: the warm-up was answered {other:?}")),
+    }
     let cpu0 = procfs::cpu_time(pid, ticks).ok_or("no /proc stat")?;
     let logs0 = function.log_lines().len();
     Ok(Process {
