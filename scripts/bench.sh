@@ -6,7 +6,8 @@
 #                               bench (benches/pipeline.rs), then bench-driver: start-up,
 #                               memory and CPU over 1000 records, throughput against an
 #                               emulated quota, update calls for duplicates and no-ops,
-#                               binary size -> BENCHMARKS.md
+#                               users by Username, the staleness guard's cost per record
+#                               (off against on), binary size -> BENCHMARKS.md
 #   scripts/bench.sh profiles   first builds release-profile variants (opt-level s/z/3,
 #                               CPU jitter entropy on/off, non-PIE), each in its own target dir
 #                               under target/bench-profiles, and records their start-up
@@ -17,7 +18,8 @@
 # `make test` or CI: it takes minutes and wants a quiet machine.
 #
 # Environment: BENCH_RUNS (start-up runs per binary, default 20), BENCH_RECORDS (1000),
-# BENCH_QUOTA_CHANGES (400), BENCH_VARIANTS (for `profiles`: opt-level, then
+# BENCH_QUOTA_CHANGES (400), BENCH_GUARD_RECORDS (records of the staleness guard run,
+# default BENCH_RECORDS), BENCH_VARIANTS (for `profiles`: opt-level, then
 # -jitter for jitter entropy on, -static for non-PIE; default "s-jitter s z 3 z-static"),
 # BENCH_ARM64=1 (also build the arm64 Lambda bootstrap with cargo-lambda from .venv; the
 # report shows the size of whichever bootstrap it finds).
@@ -32,6 +34,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 runs="${BENCH_RUNS:-20}"
 records="${BENCH_RECORDS:-1000}"
 quota_changes="${BENCH_QUOTA_CHANGES:-400}"
+guard_records="${BENCH_GUARD_RECORDS:-$records}"
 driver=target/debug/bench-driver
 
 step() { printf '\n== bench: %s\n' "$*" >&2; }
@@ -97,5 +100,6 @@ cp target/release/connect-identity-sync target/release/noop-lambda target/bench/
 
 step "end to end"
 "$driver" report --runs "$runs" --records "$records" --quota-changes "$quota_changes" \
+    --guard-records "$guard_records" \
     --function target/bench/connect-identity-sync --noop target/bench/noop-lambda \
     --criterion target/criterion --profiles bench/results/profiles.jsonl --out BENCHMARKS.md

@@ -11,9 +11,11 @@
 //!                      [--label TEXT,…] [--runs 20] [--opt-level L,…] [--jitter-entropy on|off,…]
 //! bench-driver load    --function BIN [--records 1000] [--batch 10]
 //! bench-driver usernames --function BIN [--changes 200] [--large-users 50000]
+//! bench-driver guard   --function BIN [--records 1000] [--batch 10]
 //! ```
 
 mod criterion;
+mod guard;
 mod lab;
 mod procfs;
 mod report;
@@ -34,7 +36,8 @@ fn usage() -> ! {
          bench-driver startup --function BIN[,BIN...] --noop BIN[,BIN...] --append FILE \
          [--label TEXT,...] [--runs N] [--opt-level L,...] [--jitter-entropy on|off,...]\n  \
          bench-driver load --function BIN [--records N] [--batch N]\n  \
-         bench-driver usernames --function BIN [--changes N] [--large-users N]"
+         bench-driver usernames --function BIN [--changes N] [--large-users N]\n  \
+         bench-driver guard --function BIN [--records N] [--batch N]"
     );
     std::process::exit(2)
 }
@@ -108,6 +111,7 @@ async fn main() {
         "startup" => run_startup(&args).await,
         "load" => run_load(&args).await,
         "usernames" => run_usernames(&args).await,
+        "guard" => run_guard(&args).await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -168,6 +172,10 @@ async fn run_report(args: &Args) -> Result<(), String> {
     eprintln!("bench: {username_changes} changes by Username, SearchUsers and ListUsers at 2/s");
     let usernames = usernames::usernames(&lab, &function, username_changes, large_users).await?;
     print_usernames(&usernames);
+    let guard_records = args.number("guard-records", records);
+    eprintln!("bench: {guard_records} changes with the staleness guard off and on, in turn");
+    let guard = guard::guard(&lab, &function, guard_records, batch).await?;
+    print_guard(&guard);
 
     let estimates = criterion::estimates(
         &criterion_dir,
@@ -191,6 +199,7 @@ async fn run_report(args: &Args) -> Result<(), String> {
         quota_default_describe: &quota_default_describe,
         duplicates: &duplicates,
         usernames: &usernames,
+        guard: &guard,
         estimates: &estimates,
         profiles: &profile_rows,
         profiles_path: &profiles,
@@ -219,6 +228,43 @@ fn print_usernames(u: &usernames::Usernames) {
         "  index of {} users: peak RSS {} KiB, {} ListUsers calls, {} applied",
         u.large_users, u.large_peak_rss_kib, u.large_list_calls, u.large_applied
     );
+}
+
+fn print_guard(g: &guard::Guard) {
+    for s in [&g.off, &g.on] {
+        eprintln!(
+            "  {}: {:.0} µs wall, {:.0} µs CPU per record; {} DynamoDB requests for {} users",
+            s.label,
+            s.wall_us_per_record(g.records),
+            s.cpu_us_per_record(g.records),
+            s.watermark_requests,
+            s.guarded_users
+        );
+    }
+    let (wall, cpu) = g.difference_us();
+    eprintln!("  guard on minus off: {wall:+.0} µs wall, {cpu:+.0} µs CPU per record");
+    for p in &g.problems {
+        eprintln!("  problem: {p}");
+    }
+}
+
+/// Only the staleness guard's cost, off against on.
+async fn run_guard(args: &Args) -> Result<(), String> {
+    let function = args.path("function");
+    let lab = Lab::start().await?;
+    let g = guard::guard(
+        &lab,
+        &function,
+        args.number("records", 1000),
+        args.number("batch", 10),
+    )
+    .await?;
+    print_guard(&g);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&g).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }
 
 /// Only the username-resolution run.

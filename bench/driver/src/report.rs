@@ -42,6 +42,7 @@ pub struct Results<'a> {
     pub quota_default_describe: &'a Quota,
     pub duplicates: &'a [Phase],
     pub usernames: &'a crate::usernames::Usernames,
+    pub guard: &'a crate::guard::Guard,
     pub estimates: &'a [Estimate],
     pub profiles: &'a [ProfileRow],
     pub profiles_path: &'a Path,
@@ -432,6 +433,7 @@ pub fn markdown(r: &Results<'_>) -> String {
     let _ = writeln!(o);
 
     usernames_section(&mut o, r.usernames);
+    crate::guard::section(&mut o, r.guard);
 
     let _ = writeln!(o, "## 5. Binary size\n");
     let _ = writeln!(
