@@ -248,10 +248,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         Fut: Future<Output = Result<T, CallFailure>>,
     {
         let budget = self.settings.call_budget;
-        let cutoff = deadline
-            .checked_sub(self.settings.deadline_margin)
-            .unwrap_or_else(Instant::now);
-        let latest_start = cutoff.checked_sub(budget).unwrap_or_else(Instant::now);
+        let (latest_start, cutoff) = self.settings.attempt_window(deadline);
         let mut made = 0;
         let mut last: Option<Failure> = None;
         while made < MAX_ATTEMPTS {

@@ -85,12 +85,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                 held: None,
             });
         };
-        let cutoff = deadline
-            .checked_sub(self.settings.deadline_margin)
-            .unwrap_or_else(Instant::now);
-        let latest_start = cutoff
-            .checked_sub(self.settings.call_budget)
-            .unwrap_or_else(Instant::now);
+        let (latest_start, cutoff) = self.settings.attempt_window(deadline);
         let remaining = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
         let until = Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX);
         let mut tries = 0;

@@ -54,6 +54,18 @@ impl Settings {
     pub fn dead_letter_budget(&self) -> Duration {
         (self.deadline_margin / 2).max(Duration::from_millis(100))
     }
+
+    /// When a request under `deadline` may start at the latest (an attempt budget
+    /// before the cutoff), and the cutoff itself (the deadline less the margin).
+    pub(crate) fn attempt_window(&self, deadline: Instant) -> (Instant, Instant) {
+        let cutoff = deadline
+            .checked_sub(self.deadline_margin)
+            .unwrap_or_else(Instant::now);
+        let latest_start = cutoff
+            .checked_sub(self.call_budget)
+            .unwrap_or_else(Instant::now);
+        (latest_start, cutoff)
+    }
 }
 
 /// How the work on one record (or on a group of coalesced records) ended.
@@ -122,13 +134,6 @@ impl RateLimits {
     /// `DescribeInstance`) and `SearchUsers`. A burst of one keeps every second under
     /// the rate however the calls fall.
     pub fn new(update_rps: f64, describe_rps: f64, search_rps: f64) -> Self {
-        let limiter = |rps: f64| {
-            let period = Duration::from_secs_f64(1.0 / rps.max(0.001));
-            let quota = Quota::with_period(period)
-                .expect("a positive rate gives a non-zero period")
-                .allow_burst(NonZeroU32::MIN);
-            RateLimiter::direct(quota)
-        };
         RateLimits {
             update: limiter(update_rps),
             describe: limiter(describe_rps),
@@ -141,16 +146,19 @@ impl RateLimits {
     /// and every username is resolved with `SearchUsers`.
     #[must_use]
     pub fn with_list(mut self, list_rps: f64) -> Self {
-        self.list = (list_rps > 0.0).then(|| {
-            let period = Duration::from_secs_f64(1.0 / list_rps);
-            RateLimiter::direct(
-                Quota::with_period(period)
-                    .expect("a positive rate gives a non-zero period")
-                    .allow_burst(NonZeroU32::MIN),
-            )
-        });
+        self.list = (list_rps > 0.0).then(|| limiter(list_rps));
         self
     }
+}
+
+/// A limiter of `rps` requests per second with a burst of one (the configuration keeps
+/// rates within 0.01–1000, so the period is never zero).
+fn limiter(rps: f64) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / rps.max(0.001));
+    let quota = Quota::with_period(period)
+        .expect("a positive rate gives a non-zero period")
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
 }
 
 pub struct Pipeline<D, S, W = NoWatermarks> {
