@@ -172,11 +172,12 @@ impl Function {
         })?;
         let pid = child.id();
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            spawn_reader(out, Arc::clone(&logs), config.echo);
+            readers.push(spawn_reader(out, Arc::clone(&logs), config.echo));
         }
         if let Some(err) = child.stderr.take() {
-            spawn_reader(err, Arc::clone(&logs), config.echo);
+            readers.push(spawn_reader(err, Arc::clone(&logs), config.echo));
         }
         runtime.clear_exited();
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -186,6 +187,15 @@ impl Function {
             tokio::select! {
                 status = child.wait() => {
                     let status = status.ok();
+                    // The exit is told only once the process's last lines are read, so
+                    // that whoever waits for it sees everything it wrote (bounded, in
+                    // case something else still holds the pipes).
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        for reader in readers {
+                            let _ = reader.await;
+                        }
+                    })
+                    .await;
                     let text = status.map_or_else(|| "unknown".to_owned(), |s| s.to_string());
                     runtime.mark_exited(text);
                     let _ = exit_tx.send(status);
@@ -266,7 +276,11 @@ impl Drop for Function {
     }
 }
 
-fn spawn_reader<R>(stream: R, logs: Arc<Mutex<Vec<String>>>, echo: bool)
+fn spawn_reader<R>(
+    stream: R,
+    logs: Arc<Mutex<Vec<String>>>,
+    echo: bool,
+) -> tokio::task::JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -278,5 +292,5 @@ where
             }
             logs.lock().expect("log buffer").push(line);
         }
-    });
+    })
 }
