@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod handler;
 pub mod inbound;
+pub mod limiter;
 pub mod metrics;
 pub mod outbound;
 pub mod pipeline;

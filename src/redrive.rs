@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::num::NonZeroU32;
-use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -14,9 +12,9 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
     QueueAttributeName,
 };
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::domain::error::ErrorClass;
+use crate::limiter::Limiter;
 use crate::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
 
 /// The row of messages that carry no `ErrorClass` attribute (not written by this function).
@@ -182,7 +180,7 @@ pub async fn redrive(
     options: &Options,
     mut progress: impl FnMut(&Tally),
 ) -> Result<Tally, Aborted> {
-    let limiter = limiter(options.rate);
+    let limiter = Limiter::per_second(options.rate);
     // Long enough for a full batch at the chosen rate; a message that reappears anyway
     // is recognised by its id.
     let hide_for = (10.0 / options.rate.max(0.001)).ceil() as i32 + 60;
@@ -239,7 +237,7 @@ pub async fn redrive(
                 held.insert(id, handle);
             } else {
                 taken += 1;
-                limiter.until_ready().await;
+                limiter.take().await;
                 match move_one(client, options, &message, &handle, fifo_target).await {
                     Ok(()) => tally.row(&label).moved += 1,
                     Err((reason, still_there)) => {
@@ -266,14 +264,6 @@ pub async fn redrive(
         Some(reason) => Err(Aborted { reason, tally }),
         None => Ok(tally),
     }
-}
-
-fn limiter(rate: f64) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-    let quota = Quota::with_period(period)
-        .expect("a positive rate gives a non-zero period")
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
 }
 
 fn class_label(message: &Message) -> String {

@@ -323,9 +323,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             Op::DescribeInstance => return true,
         };
         let from = Instant::now();
-        let ready = timeout_at(latest_start, limiter.until_ready()).await;
+        let ready = limiter.take_by(latest_start).await;
         let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
         tally.limiter_wait_us.fetch_add(waited, Ordering::Relaxed);
-        ready.is_ok()
+        ready
     }
 }

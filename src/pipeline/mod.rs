@@ -8,12 +8,10 @@ mod plan;
 mod resolve;
 mod settle;
 
-use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, stream};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -23,6 +21,7 @@ use crate::domain::error::Failure;
 use crate::domain::identity::{Field, InstanceId, UserRef};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record};
+use crate::limiter::Limiter;
 use crate::usernames::Usernames;
 
 use apply::{Tally, UserLocks};
@@ -122,11 +121,11 @@ pub struct RunReport {
 
 /// Client-side rate limits per Connect operation, shared by every task of the container.
 pub struct RateLimits {
-    pub(super) update: DefaultDirectRateLimiter,
-    pub(super) describe: DefaultDirectRateLimiter,
-    pub(super) search: DefaultDirectRateLimiter,
+    pub(super) update: Limiter,
+    pub(super) describe: Limiter,
+    pub(super) search: Limiter,
     /// `ListUsers`, for the username index; `None` never lists.
-    pub(super) list: Option<DefaultDirectRateLimiter>,
+    pub(super) list: Option<Limiter>,
 }
 
 impl RateLimits {
@@ -135,9 +134,9 @@ impl RateLimits {
     /// the rate however the calls fall.
     pub fn new(update_rps: f64, describe_rps: f64, search_rps: f64) -> Self {
         RateLimits {
-            update: limiter(update_rps),
-            describe: limiter(describe_rps),
-            search: limiter(search_rps),
+            update: Limiter::per_second(update_rps),
+            describe: Limiter::per_second(describe_rps),
+            search: Limiter::per_second(search_rps),
             list: None,
         }
     }
@@ -146,19 +145,9 @@ impl RateLimits {
     /// and every username is resolved with `SearchUsers`.
     #[must_use]
     pub fn with_list(mut self, list_rps: f64) -> Self {
-        self.list = (list_rps > 0.0).then(|| limiter(list_rps));
+        self.list = (list_rps > 0.0).then(|| Limiter::per_second(list_rps));
         self
     }
-}
-
-/// A limiter of `rps` requests per second with a burst of one (the configuration keeps
-/// rates within 0.01–1000, so the period is never zero).
-fn limiter(rps: f64) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(1.0 / rps.max(0.001));
-    let quota = Quota::with_period(period)
-        .expect("a positive rate gives a non-zero period")
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
 }
 
 pub struct Pipeline<D, S, W = NoWatermarks> {
