@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{Config, ConfigError, Operations};
 use crate::handler::{deadline_from_epoch_ms, invoke};
-use crate::outbound::connect::{AttemptCounter, ConnectDirectory};
+use crate::outbound::connect::ConnectDirectory;
 use crate::outbound::dead_letter::SqsDeadLetters;
 use crate::outbound::dry_run::DryRunnable;
 use crate::outbound::watermarks::DynamoWatermarks;
@@ -55,10 +55,7 @@ pub async fn build(config: Config) -> Function {
             "WATERMARK_TABLE is not set: no staleness guard, so a change redelivered after a newer change to the same field overwrites it"
         );
     }
-    let connect_config = aws_sdk_connect::config::Builder::from(&shared)
-        .interceptor(AttemptCounter)
-        .build();
-    let connect = aws_sdk_connect::Client::from_conf(connect_config);
+    let connect = aws_sdk_connect::Client::new(&shared);
     // Dead letters: the SDK's standard retries, the whole send (retries included)
     // bounded by the pipeline's dead-letter budget, which it starts a send only
     // within, so that a send ends before the reply is due.

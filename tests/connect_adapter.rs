@@ -45,7 +45,7 @@ use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
 use connect_identity_sync::domain::ports::{CallFailure, Directory, Reach};
-use connect_identity_sync::outbound::connect::{AttemptCounter, ConnectDirectory};
+use connect_identity_sync::outbound::connect::ConnectDirectory;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -139,22 +139,6 @@ fn base_config(rules: &[&Rule]) -> aws_sdk_connect::config::Builder {
 fn directory(rules: &[&Rule]) -> ConnectDirectory {
     let config = base_config(rules)
         .retry_config(RetryConfig::disabled())
-        .interceptor(AttemptCounter)
-        .build();
-    ConnectDirectory::new(Client::from_conf(config))
-}
-
-/// A directory over mocked Connect with the function's retry budget (3 attempts, a
-/// negligible backoff) and the attempt counter, as the function builds it.
-fn directory_with_retries(rules: &[&Rule]) -> ConnectDirectory {
-    let config = base_config(rules)
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(1))
-                .with_max_backoff(Duration::from_millis(5)),
-        )
-        .interceptor(AttemptCounter)
         .build();
     ConnectDirectory::new(Client::from_conf(config))
 }
@@ -176,7 +160,6 @@ fn directory_over(http: SharedHttpClient, retry: RetryConfig) -> ConnectDirector
                 .operation_attempt_timeout(Duration::from_millis(100))
                 .build(),
         )
-        .interceptor(AttemptCounter)
         .build();
     ConnectDirectory::new(Client::from_conf(config))
 }
@@ -704,106 +687,6 @@ async fn a_connection_refused_by_a_real_closed_port_was_never_sent() {
         "{}",
         failure.failure.message
     );
-}
-
-// ---------------------------------------------------------------------------------------
-// Attempts, with the SDK's retries and the AttemptCounter interceptor
-// ---------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn with_retries_a_throttle_then_success_updates_in_two_attempts() {
-    let rule = mock!(Client::update_user_identity_info)
-        .sequence()
-        .http_response(throttled)
-        .output(|| UpdateUserIdentityInfoOutput::builder().build())
-        .build();
-    directory_with_retries(&[&rule])
-        .update_identity(&instance(), &user(), &full_plan())
-        .await
-        .expect("the second attempt succeeds");
-    assert_eq!(rule.num_calls(), 2);
-}
-
-#[tokio::test]
-async fn with_retries_a_persistent_throttle_reports_three_attempts() {
-    let rule = mock!(Client::update_user_identity_info)
-        .sequence()
-        .http_response(throttled)
-        .times(5)
-        .build();
-    let failure = directory_with_retries(&[&rule])
-        .update_identity(&instance(), &user(), &full_plan())
-        .await
-        .unwrap_err();
-    assert_eq!(failure.failure.class, ErrorClass::ThrottlingException);
-    assert_eq!(failure.attempts, 3);
-    assert_eq!(rule.num_calls(), 3);
-}
-
-#[tokio::test]
-async fn with_retries_a_persistent_internal_error_reports_three_attempts() {
-    let rule = mock!(Client::describe_user)
-        .sequence()
-        .http_response(internal_error)
-        .times(5)
-        .build();
-    let failure = directory_with_retries(&[&rule])
-        .describe_user(&instance(), &user())
-        .await
-        .unwrap_err();
-    assert_eq!(failure.failure.class, ErrorClass::InternalServiceException);
-    assert_eq!(failure.attempts, 3);
-    assert_eq!(rule.num_calls(), 3);
-}
-
-#[tokio::test]
-async fn with_retries_a_non_retryable_error_reports_one_attempt() {
-    let rule = mock!(Client::update_user_identity_info)
-        .sequence()
-        .http_response(|| http_error(400, "InvalidParameterException"))
-        .times(5)
-        .build();
-    let failure = directory_with_retries(&[&rule])
-        .update_identity(&instance(), &user(), &full_plan())
-        .await
-        .unwrap_err();
-    assert_eq!(failure.failure.class, ErrorClass::InvalidParameterException);
-    assert_eq!(failure.attempts, 1);
-    assert_eq!(rule.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn with_retries_a_refused_connection_reports_three_attempts() {
-    let http = http_client_fn(|_, _| SharedHttpConnector::new(Refused));
-    let connect = directory_over(http, RetryConfig::standard().with_max_attempts(3));
-    let failure = connect
-        .describe_user(&instance(), &user())
-        .await
-        .unwrap_err();
-    assert_eq!(failure.failure.class, ErrorClass::UnknownError);
-    assert_eq!(failure.attempts, 3);
-}
-
-#[tokio::test]
-async fn attempts_are_counted_per_call_not_per_client() {
-    let rule = mock!(Client::describe_user)
-        .sequence()
-        .http_response(throttled)
-        .times(3)
-        .http_response(|| http_error(400, "InvalidRequestException"))
-        .build();
-    let connect = directory_with_retries(&[&rule]);
-    let first = connect
-        .describe_user(&instance(), &user())
-        .await
-        .unwrap_err();
-    assert_eq!(first.attempts, 3);
-    let second = connect
-        .describe_user(&instance(), &user())
-        .await
-        .unwrap_err();
-    assert_eq!(second.failure.class, ErrorClass::InvalidRequestException);
-    assert_eq!(second.attempts, 1, "the count starts again for each call");
 }
 
 // ---------------------------------------------------------------------------------------

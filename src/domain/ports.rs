@@ -42,7 +42,7 @@ pub enum Reach {
 }
 
 /// A failed call: its class (SPEC §3), a message without personal data, how many
-/// attempts the SDK made, and whether Connect may have acted on it.
+/// attempts were made, and whether Connect may have acted on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
     pub failure: Failure,

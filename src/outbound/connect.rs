@@ -1,14 +1,11 @@
 //! Amazon Connect behind the `Directory` port: the SDK calls, their errors mapped to
 //! failure classes variant by variant, and the container-lifetime caches.
 
-use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use aws_sdk_connect::Client;
-use aws_sdk_connect::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_connect::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_connect::error::{BoxError, SdkError};
+use aws_sdk_connect::error::SdkError;
 use aws_sdk_connect::operation::describe_instance::DescribeInstanceError;
 use aws_sdk_connect::operation::describe_user::DescribeUserError;
 use aws_sdk_connect::operation::search_users::SearchUsersError;
@@ -25,49 +22,25 @@ use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
 use crate::domain::ports::{CallFailure, Directory, Reach, UserPage, UserRecord};
 
-tokio::task_local! {
-    /// Attempts the SDK made for the call running in this task.
-    static ATTEMPTS: Cell<u32>;
-}
-
-/// Counts the SDK's attempts per call, so a dead letter can say how many were made.
-#[derive(Debug)]
-pub struct AttemptCounter;
-
-impl Intercept for AttemptCounter {
-    fn name(&self) -> &'static str {
-        "AttemptCounter"
-    }
-
-    fn read_before_attempt(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let _ = ATTEMPTS.try_with(|a| a.set(a.get() + 1));
-        Ok(())
-    }
-}
-
-/// Runs one SDK call, counting its attempts and classifying its error.
+/// Runs one SDK call, one attempt (the client's retries are off: the pipeline retries,
+/// so that every attempt takes a limiter token and meets the deadline), and classifies
+/// its error.
 ///
 /// The SDK's `send()` future is several kilobytes; it is boxed here, once, so that the
 /// futures that await a call (the pipeline's deadline and limiter timeouts, the panic
 /// guard around a user's changes, the users in flight) hold a pointer to it instead of
 /// copying it each time one is built or moved: those copies were about a quarter of the
 /// instructions spent per record.
-fn counted<T, E, R>(
+fn call<T, E, R>(
     operation: &'static str,
-    call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    send: impl Future<Output = Result<T, SdkError<E, R>>>,
     classify: fn(&E) -> ErrorClass,
 ) -> impl Future<Output = Result<T, CallFailure>> {
-    let call = Box::pin(call);
-    ATTEMPTS.scope(Cell::new(0), async move {
-        let result = call.await;
-        let attempts = ATTEMPTS.with(Cell::get).max(1);
-        result.map_err(|e| classify_sdk_error(operation, &e, classify, attempts))
-    })
+    let send = Box::pin(send);
+    async move {
+        send.await
+            .map_err(|e| classify_sdk_error(operation, &e, classify))
+    }
 }
 
 /// Maps an SDK error to its class without ever turning it into a string first; the
@@ -79,7 +52,6 @@ fn classify_sdk_error<E, R>(
     operation: &'static str,
     err: &SdkError<E, R>,
     classify: fn(&E) -> ErrorClass,
-    attempts: u32,
 ) -> CallFailure {
     let (class, what, reach) = match err {
         SdkError::ServiceError(service) => {
@@ -122,7 +94,7 @@ fn classify_sdk_error<E, R>(
     } else {
         format!("Connect {operation} failed with {what}")
     };
-    CallFailure::new(class, message, attempts).with_reach(reach)
+    CallFailure::new(class, message, 1).with_reach(reach)
 }
 
 /// Whether a dispatch failed before the request could leave: the connection was
@@ -265,7 +237,7 @@ impl Directory for ConnectDirectory {
         if let Some(hit) = self.instances.lock().expect("cache lock").get(instance) {
             return Ok(hit.clone());
         }
-        let out = counted(
+        let out = call(
             "DescribeInstance",
             self.client
                 .describe_instance()
@@ -312,7 +284,7 @@ impl Directory for ConnectDirectory {
                     .build(),
             )
             .build();
-        let out = counted(
+        let out = call(
             "SearchUsers",
             self.client
                 .search_users()
@@ -363,7 +335,7 @@ impl Directory for ConnectDirectory {
         instance: &InstanceId,
         next_token: Option<&str>,
     ) -> Result<UserPage, CallFailure> {
-        counted(
+        call(
             "ListUsers",
             super::directory_index::list_users_page(&self.client, instance, next_token),
             super::directory_index::list_users_class,
@@ -377,7 +349,7 @@ impl Directory for ConnectDirectory {
         instance: &InstanceId,
         user: &UserId,
     ) -> Result<UserRecord, CallFailure> {
-        let out = counted(
+        let out = call(
             "DescribeUser",
             self.client
                 .describe_user()
@@ -426,7 +398,7 @@ impl Directory for ConnectDirectory {
             .set_secondary_email(info.secondary_email.clone())
             .set_mobile(info.mobile.clone())
             .build();
-        counted(
+        call(
             "UpdateUserIdentityInfo",
             self.client
                 .update_user_identity_info()
