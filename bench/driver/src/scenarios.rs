@@ -305,6 +305,7 @@ pub struct Load {
     pub updates: usize,
     pub describe_user_calls: usize,
     pub search_users_calls: usize,
+    pub list_users_calls: usize,
     /// Records handed back in `batchItemFailures`.
     pub handed_back: usize,
     pub dead_letters: Vec<String>,
@@ -430,6 +431,7 @@ pub async fn load(
         updates,
         describe_user_calls: lab.calls(Operation::DescribeUser).len(),
         search_users_calls: lab.calls(Operation::SearchUsers).len(),
+        list_users_calls: lab.calls(Operation::ListUsers).len(),
         handed_back,
         dead_letters: lab.drain_dead_letters().await?,
         problems,
