@@ -340,7 +340,7 @@ pub fn section(o: &mut String, g: &Guard) {
          {} SQS events of {}, sent to two processes of the same binary in the same run, event \
          by event in turn (which goes first alternating): one without `WATERMARK_TABLE`, one \
          with a watermark table in moto's DynamoDB. The emulator answers at once and enforces \
-         no quota; the limiters are out of the way. Both processes had one warm-up invocation \
+         no quota; the limiters run at 1000/s, as in section 2. Both processes had one warm-up invocation \
          first. Wall time is the sum of invoke → reply of the events; CPU is user + system time \
          of the process's threads over the events (`/proc/<pid>/stat`, clock-tick resolution). \
          DynamoDB requests come from the function's `staleness guard` log lines \
