@@ -9,7 +9,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -34,8 +34,8 @@ pub fn read_invocation(payload: &RawValue) -> Result<Invocation, Failure> {
     let Ok(shape) = serde_json::from_str::<Shape<'_>>(payload.get()) else {
         return Err(Failure::malformed("the payload is not a JSON object"));
     };
-    if let Some(records) = shape.records {
-        let Ok(records) = serde_json::from_str::<Vec<&RawValue>>(records.get()) else {
+    if let Some(RecordTexts(records)) = shape.records {
+        let Some(records) = records else {
             return Err(Failure::malformed("Records is not an array"));
         };
         // One record at a time: a record whose fields are not of the types Lambda sends
@@ -77,7 +77,7 @@ pub fn read_invocation(payload: &RawValue) -> Result<Invocation, Failure> {
 /// unread.
 #[derive(Default)]
 struct Shape<'a> {
-    records: Option<&'a RawValue>,
+    records: Option<RecordTexts<'a>>,
     detail_type: bool,
     detail: Option<&'a RawValue>,
     id: Option<&'a RawValue>,
@@ -125,6 +125,53 @@ impl<'de> Deserialize<'de> for Shape<'de> {
             }
         }
         deserializer.deserialize_map(ShapeVisitor)
+    }
+}
+
+/// `Records`: each record's JSON text when it is an array, else `None` (read in the
+/// same pass as the payload's other keys, so that a payload is scanned once for its
+/// shape).
+struct RecordTexts<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de> Deserialize<'de> for RecordTexts<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordsVisitor;
+        impl<'de> Visitor<'de> for RecordsVisitor {
+            type Value = RecordTexts<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(record) = seq.next_element()? {
+                    records.push(record);
+                }
+                Ok(RecordTexts(Some(records)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(RecordTexts(None))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+        }
+        deserializer.deserialize_any(RecordsVisitor)
     }
 }
 
