@@ -308,6 +308,26 @@ async fn a_batch_of_scim_shapes_ends_record_by_record() {
     );
 }
 
+/// The message ids of `sqs-mixed-batch.json`, in order.
+const MIXED: [&str; 5] = [
+    "0f8a1c52-1111-4d7e-8a55-000000000001",
+    "0f8a1c52-2222-4d7e-8a55-000000000002",
+    "0f8a1c52-3333-4d7e-8a55-000000000003",
+    "0f8a1c52-4444-4d7e-8a55-000000000004",
+    "0f8a1c52-5555-4d7e-8a55-000000000005",
+];
+
+/// Each record of the mixed batch was dead-lettered with its class (`None`: it was
+/// not), and nothing else was.
+fn assert_mixed_letters(queues: &FakeQueues, classes: [Option<ErrorClass>; 5]) {
+    let letters = queues.letters.lock().unwrap();
+    for (id, class) in MIXED.iter().zip(classes) {
+        let got = letters.iter().find(|l| l.source_id == *id).map(|l| l.class);
+        assert_eq!(got, class, "{id}");
+    }
+    assert_eq!(letters.len(), classes.iter().flatten().count());
+}
+
 #[tokio::test]
 async fn a_mixed_sqs_batch_ends_record_by_record() {
     let (connect, queues, reply) = run("sqs-mixed-batch.json").await;
@@ -321,23 +341,17 @@ async fn a_mixed_sqs_batch_ends_record_by_record() {
         1,
         "the EventBridge-in-SQS change is a no-op"
     );
+    assert_mixed_letters(
+        &queues,
+        [
+            None,
+            Some(ErrorClass::MalformedEvent),
+            Some(ErrorClass::ValidationError),
+            Some(ErrorClass::ResourceNotFoundException),
+            None,
+        ],
+    );
     let letters = queues.letters.lock().unwrap();
-    let class_of = |id: &str| letters.iter().find(|l| l.source_id == id).map(|l| l.class);
-    assert_eq!(class_of("0f8a1c52-1111-4d7e-8a55-000000000001"), None);
-    assert_eq!(
-        class_of("0f8a1c52-2222-4d7e-8a55-000000000002"),
-        Some(ErrorClass::MalformedEvent)
-    );
-    assert_eq!(
-        class_of("0f8a1c52-3333-4d7e-8a55-000000000003"),
-        Some(ErrorClass::ValidationError)
-    );
-    assert_eq!(
-        class_of("0f8a1c52-4444-4d7e-8a55-000000000004"),
-        Some(ErrorClass::ResourceNotFoundException)
-    );
-    assert_eq!(class_of("0f8a1c52-5555-4d7e-8a55-000000000005"), None);
-    assert_eq!(letters.len(), 3);
     let original = sample("sqs-mixed-batch.json");
     let malformed = letters
         .iter()
@@ -368,28 +382,19 @@ async fn a_record_with_a_field_of_another_type_is_malformed_alone_and_its_neighb
         Some("+14155550124"),
         "the odd record changed nothing"
     );
+    // Attributes that are not an object make a malformed record, and only that one.
+    assert_mixed_letters(
+        &queues,
+        [
+            None,
+            Some(ErrorClass::MalformedEvent),
+            Some(ErrorClass::MalformedEvent),
+            Some(ErrorClass::ResourceNotFoundException),
+            None,
+        ],
+    );
     let letters = queues.letters.lock().unwrap();
-    let class_of = |id: &str| letters.iter().find(|l| l.source_id == id).map(|l| l.class);
-    assert_eq!(class_of("0f8a1c52-1111-4d7e-8a55-000000000001"), None);
-    assert_eq!(
-        class_of("0f8a1c52-2222-4d7e-8a55-000000000002"),
-        Some(ErrorClass::MalformedEvent)
-    );
-    assert_eq!(
-        class_of("0f8a1c52-3333-4d7e-8a55-000000000003"),
-        Some(ErrorClass::MalformedEvent),
-        "attributes that are not an object make a malformed record"
-    );
-    assert_eq!(
-        class_of("0f8a1c52-4444-4d7e-8a55-000000000004"),
-        Some(ErrorClass::ResourceNotFoundException)
-    );
-    assert_eq!(class_of("0f8a1c52-5555-4d7e-8a55-000000000005"), None);
-    assert_eq!(letters.len(), 3);
-    let odd = letters
-        .iter()
-        .find(|l| l.source_id == "0f8a1c52-3333-4d7e-8a55-000000000003")
-        .unwrap();
+    let odd = letters.iter().find(|l| l.source_id == MIXED[2]).unwrap();
     assert_eq!(
         odd.body,
         batch["Records"][2]["body"].as_str().unwrap(),
@@ -414,7 +419,7 @@ async fn a_retryable_sqs_failure_is_reported_in_batch_item_failures() {
     .await;
     assert_eq!(
         reply.unwrap(),
-        json!({"batchItemFailures": [{"itemIdentifier": "0f8a1c52-1111-4d7e-8a55-000000000001"}]})
+        json!({"batchItemFailures": [{"itemIdentifier": MIXED[0]}]})
     );
 }
 
