@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -54,14 +55,14 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
-/// Handles one invocation payload.
+/// Handles one invocation payload, given as its JSON text.
 ///
 /// # Errors
 /// `MalformedEvent` for a payload of no known shape; `DeadLetterUnavailable` when a
 /// record that cannot be handed back could not be dead-lettered.
 pub async fn handle<D: Directory, S: DeadLetterSink, W: Watermarks>(
     pipeline: &Pipeline<D, S, W>,
-    payload: &Value,
+    payload: &RawValue,
     deadline: Instant,
 ) -> Result<Value, InvocationError> {
     invoke(pipeline, payload, deadline, false).await.reply
@@ -79,7 +80,7 @@ pub struct Handled {
 /// carries `dry_run` and an EventBridge reply adds `"dryRun": true`.
 pub async fn invoke<D: Directory, S: DeadLetterSink, W: Watermarks>(
     pipeline: &Pipeline<D, S, W>,
-    payload: &Value,
+    payload: &RawValue,
     deadline: Instant,
     dry_run: bool,
 ) -> Handled {
@@ -103,7 +104,7 @@ pub async fn invoke<D: Directory, S: DeadLetterSink, W: Watermarks>(
 
 async fn run<D: Directory, S: DeadLetterSink, W: Watermarks>(
     pipeline: &Pipeline<D, S, W>,
-    payload: &Value,
+    payload: &RawValue,
     deadline: Instant,
 ) -> (Result<Value, InvocationError>, RunReport) {
     let invocation = match read_invocation(payload) {

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{LambdaEvent, LambdaInvocation};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::{Config, ConfigError, Operations};
 use crate::handler::{deadline_from_epoch_ms, invoke};
@@ -121,7 +121,7 @@ pub async fn build(config: Config) -> Function {
 /// When the Runtime API cannot be reached.
 pub async fn serve(function: Function) -> Result<(), lambda_runtime::Error> {
     let function = Arc::new(function);
-    let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
+    let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let function = Arc::clone(&function);
         async move {
             let deadline = deadline_from_epoch_ms(event.context.deadline);

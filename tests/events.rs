@@ -6,11 +6,21 @@ use common::*;
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::handler::{InvocationError, handle};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-fn sample(name: &str) -> Value {
+fn sample_text(name: &str) -> String {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    std::fs::read_to_string(&path).unwrap()
+}
+
+fn sample(name: &str) -> Value {
+    serde_json::from_str(&sample_text(name)).unwrap()
+}
+
+/// A sample as the runtime hands it over: the file's JSON text as it is.
+fn sample_raw(name: &str) -> Box<RawValue> {
+    serde_json::from_str(&sample_text(name)).unwrap()
 }
 
 fn person(first: &str, last: &str, email: &str, mobile: Option<&str>) -> IdentityInfo {
@@ -111,7 +121,12 @@ fn contact_centre() -> FakeConnect {
 async fn run(name: &str) -> (FakeConnect, FakeQueues, Result<Value, InvocationError>) {
     let connect = contact_centre();
     let queues = FakeQueues::default();
-    let reply = handle(&pipeline(&connect, &queues), &sample(name), in_seconds(10)).await;
+    let reply = handle(
+        &pipeline(&connect, &queues),
+        &sample_raw(name),
+        in_seconds(10),
+    )
+    .await;
     (connect, queues, reply)
 }
 
@@ -293,6 +308,26 @@ async fn a_batch_of_scim_shapes_ends_record_by_record() {
     );
 }
 
+/// The message ids of `sqs-mixed-batch.json`, in order.
+const MIXED: [&str; 5] = [
+    "0f8a1c52-1111-4d7e-8a55-000000000001",
+    "0f8a1c52-2222-4d7e-8a55-000000000002",
+    "0f8a1c52-3333-4d7e-8a55-000000000003",
+    "0f8a1c52-4444-4d7e-8a55-000000000004",
+    "0f8a1c52-5555-4d7e-8a55-000000000005",
+];
+
+/// Each record of the mixed batch was dead-lettered with its class (`None`: it was
+/// not), and nothing else was.
+fn assert_mixed_letters(queues: &FakeQueues, classes: [Option<ErrorClass>; 5]) {
+    let letters = queues.letters.lock().unwrap();
+    for (id, class) in MIXED.iter().zip(classes) {
+        let got = letters.iter().find(|l| l.source_id == *id).map(|l| l.class);
+        assert_eq!(got, class, "{id}");
+    }
+    assert_eq!(letters.len(), classes.iter().flatten().count());
+}
+
 #[tokio::test]
 async fn a_mixed_sqs_batch_ends_record_by_record() {
     let (connect, queues, reply) = run("sqs-mixed-batch.json").await;
@@ -306,23 +341,17 @@ async fn a_mixed_sqs_batch_ends_record_by_record() {
         1,
         "the EventBridge-in-SQS change is a no-op"
     );
+    assert_mixed_letters(
+        &queues,
+        [
+            None,
+            Some(ErrorClass::MalformedEvent),
+            Some(ErrorClass::ValidationError),
+            Some(ErrorClass::ResourceNotFoundException),
+            None,
+        ],
+    );
     let letters = queues.letters.lock().unwrap();
-    let class_of = |id: &str| letters.iter().find(|l| l.source_id == id).map(|l| l.class);
-    assert_eq!(class_of("0f8a1c52-1111-4d7e-8a55-000000000001"), None);
-    assert_eq!(
-        class_of("0f8a1c52-2222-4d7e-8a55-000000000002"),
-        Some(ErrorClass::MalformedEvent)
-    );
-    assert_eq!(
-        class_of("0f8a1c52-3333-4d7e-8a55-000000000003"),
-        Some(ErrorClass::ValidationError)
-    );
-    assert_eq!(
-        class_of("0f8a1c52-4444-4d7e-8a55-000000000004"),
-        Some(ErrorClass::ResourceNotFoundException)
-    );
-    assert_eq!(class_of("0f8a1c52-5555-4d7e-8a55-000000000005"), None);
-    assert_eq!(letters.len(), 3);
     let original = sample("sqs-mixed-batch.json");
     let malformed = letters
         .iter()
@@ -331,6 +360,44 @@ async fn a_mixed_sqs_batch_ends_record_by_record() {
     assert_eq!(
         malformed.body,
         original["Records"][1]["body"].as_str().unwrap(),
+        "byte for byte"
+    );
+}
+
+#[tokio::test]
+async fn a_record_with_a_field_of_another_type_is_malformed_alone_and_its_neighbours_end_as_before()
+{
+    let mut batch = sample("sqs-mixed-batch.json");
+    batch["Records"][2]["attributes"] = json!(5);
+    let connect = contact_centre();
+    let queues = FakeQueues::default();
+    let reply = handle(&pipeline(&connect, &queues), &raw(&batch), in_seconds(10)).await;
+    assert_eq!(reply.unwrap(), json!({"batchItemFailures": []}));
+    assert_eq!(
+        connect.user("u-kobrien").last_name.as_deref(),
+        Some("O'Brien-Walsh")
+    );
+    assert_eq!(
+        connect.user("u-asmith").mobile.as_deref(),
+        Some("+14155550124"),
+        "the odd record changed nothing"
+    );
+    // Attributes that are not an object make a malformed record, and only that one.
+    assert_mixed_letters(
+        &queues,
+        [
+            None,
+            Some(ErrorClass::MalformedEvent),
+            Some(ErrorClass::MalformedEvent),
+            Some(ErrorClass::ResourceNotFoundException),
+            None,
+        ],
+    );
+    let letters = queues.letters.lock().unwrap();
+    let odd = letters.iter().find(|l| l.source_id == MIXED[2]).unwrap();
+    assert_eq!(
+        odd.body,
+        batch["Records"][2]["body"].as_str().unwrap(),
         "byte for byte"
     );
 }
@@ -346,13 +413,13 @@ async fn a_retryable_sqs_failure_is_reported_in_batch_item_failures() {
     let queues = FakeQueues::default();
     let reply = handle(
         &pipeline(&connect, &queues),
-        &sample("sqs-mixed-batch.json"),
+        &sample_raw("sqs-mixed-batch.json"),
         in_seconds(10),
     )
     .await;
     assert_eq!(
         reply.unwrap(),
-        json!({"batchItemFailures": [{"itemIdentifier": "0f8a1c52-1111-4d7e-8a55-000000000001"}]})
+        json!({"batchItemFailures": [{"itemIdentifier": MIXED[0]}]})
     );
 }
 
@@ -366,7 +433,9 @@ async fn any_other_payload_gets_a_malformed_event_error_and_nothing_is_dead_lett
         json!({"hello": "world"}),
         json!({"Records": [{"eventSource": "aws:s3"}]}),
     ] {
-        let err = handle(&p, &payload, in_seconds(10)).await.unwrap_err();
+        let err = handle(&p, &raw(&payload), in_seconds(10))
+            .await
+            .unwrap_err();
         assert_eq!(err.error_type(), "MalformedEvent", "{payload}");
         let diagnostic = lambda_runtime::Diagnostic::from(err);
         assert_eq!(diagnostic.error_type, "MalformedEvent");
@@ -381,7 +450,7 @@ async fn a_direct_event_that_cannot_be_dead_lettered_fails_the_invocation() {
     *queues.down.lock().unwrap() = true;
     let err = handle(
         &pipeline(&connect, &queues),
-        &sample("eventbridge-protected-user.json"),
+        &sample_raw("eventbridge-protected-user.json"),
         in_seconds(10),
     )
     .await

@@ -60,7 +60,7 @@ async fn change_last_name(dry_run: bool) -> (FakeConnect, Handled) {
     ));
     let handled = invoke(
         &dry(&connect, &queues, dry_run),
-        &event,
+        &raw(&event),
         in_seconds(10),
         dry_run,
     )
@@ -109,7 +109,7 @@ async fn the_summary_of_a_batch_adds_up_to_its_records_by_outcome_and_class() {
     ]});
     let handled = invoke(
         &pipeline(&connect, &queues),
-        &payload,
+        &raw(&payload),
         in_seconds(10),
         false,
     )

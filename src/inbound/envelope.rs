@@ -1,12 +1,17 @@
 //! Envelope detection: an SQS event or a direct EventBridge event, told apart by shape and
-//! read into `aws_lambda_events`' types. Each SQS record is deserialised on its own, so one
-//! bad record never fails its neighbours.
+//! read from the payload's JSON text into `aws_lambda_events`' types. Each SQS record is
+//! deserialised on its own, from its own text, so one bad record never fails its
+//! neighbours.
+
+use std::fmt;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{Carrier, read_document};
 use crate::domain::document::ChangeDocument;
@@ -20,83 +25,210 @@ pub enum Invocation {
     EventBridge(Box<Record>),
 }
 
-/// Reads an invocation payload.
+/// Reads an invocation payload from its JSON text.
 ///
 /// # Errors
 /// `MalformedEvent` when the payload is neither an SQS event nor an EventBridge event;
 /// nothing is dead-lettered for it.
-pub fn read_invocation(payload: &Value) -> Result<Invocation, Failure> {
-    let Value::Object(map) = payload else {
+pub fn read_invocation(payload: &RawValue) -> Result<Invocation, Failure> {
+    let Ok(shape) = serde_json::from_str::<Shape<'_>>(payload.get()) else {
         return Err(Failure::malformed("the payload is not a JSON object"));
     };
-    if let Some(records) = map.get("Records") {
-        let Value::Array(records) = records else {
+    if let Some(RecordTexts(records)) = shape.records {
+        let Some(records) = records else {
             return Err(Failure::malformed("Records is not an array"));
         };
         // One record at a time: a record whose fields are not of the types Lambda sends
         // is a malformed record, not a malformed batch.
-        let messages: Vec<(&Value, Option<SqsMessage>)> = records
+        let messages: Vec<Message<'_>> = records.into_iter().map(Message::read).collect();
+        if !messages
             .iter()
-            .map(|raw| (raw, SqsMessage::deserialize(raw).ok()))
-            .collect();
-        // A record that did not read as an SQS message is still told by its raw fields.
-        fn raw_text<'a>(raw: &'a Value, key: &str) -> Option<&'a str> {
-            raw.get(key).and_then(Value::as_str)
-        }
-        let from_sqs = |(raw, m): &(&Value, Option<SqsMessage>)| {
-            let source = match m {
-                Some(m) => m.event_source.as_deref(),
-                None => raw_text(raw, "eventSource"),
-            };
-            source == Some("aws:sqs")
-        };
-        if !messages.iter().all(from_sqs) {
+            .all(|m| m.text(|m| &m.event_source, "eventSource") == Some("aws:sqs"))
+        {
             return Err(Failure::malformed(
                 "Records holds a record whose eventSource is not aws:sqs",
             ));
         }
-        let fifo = messages.iter().any(|(raw, m)| {
-            match m {
-                Some(m) => m.event_source_arn.as_deref(),
-                None => raw_text(raw, "eventSourceARN"),
-            }
-            .is_some_and(|arn| arn.ends_with(".fifo"))
+        let fifo = messages.iter().any(|m| {
+            m.text(|m| &m.event_source_arn, "eventSourceARN")
+                .is_some_and(|arn| arn.ends_with(".fifo"))
         });
         let records = messages
             .into_iter()
-            .map(|(raw, m)| match m {
-                Some(message) => sqs_record(raw, message, fifo),
-                None => unreadable_sqs_record(raw, fifo),
+            .map(|m| match m.read {
+                Ok(message) => sqs_record(m.raw, message, fifo),
+                Err(fields) => unreadable_sqs_record(m.raw, &fields, fifo),
             })
             .collect();
         return Ok(Invocation::Sqs { records, fifo });
     }
-    if is_eventbridge(map) {
-        let id = map
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("(no event id)")
-            .to_owned();
-        let document = EventBridgeEvent::<Value>::deserialize(payload)
-            .map_err(|_| unreadable_eventbridge())
-            .and_then(|event| eventbridge_document(event, Carrier::default()));
-        return Ok(Invocation::EventBridge(Box::new(Record {
-            kind: SourceKind::EventBridge,
-            source_id: id,
-            receive_count: 1,
-            group: None,
-            body: sqs_safe_json(payload),
-            document,
-            event_id_hint: event_id_hint(payload, None),
-        })));
+    if let (true, Some(detail)) = (shape.detail_type, shape.detail) {
+        return Ok(Invocation::EventBridge(Box::new(direct_eventbridge(
+            payload, detail, shape.id,
+        ))));
     }
     Err(Failure::malformed(
         "the payload is neither an SQS event nor an EventBridge event",
     ))
 }
 
-fn is_eventbridge(map: &Map<String, Value>) -> bool {
+/// The top-level keys that tell a payload's shape, each kept as its JSON text (the last
+/// one where a key repeats, as a JSON object keeps it); every other key is skipped
+/// unread.
+#[derive(Default)]
+struct Shape<'a> {
+    records: Option<RecordTexts<'a>>,
+    detail_type: bool,
+    detail: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum ShapeKey {
+    Records,
+    #[serde(rename = "detail-type")]
+    DetailType,
+    #[serde(rename = "detail")]
+    Detail,
+    #[serde(rename = "id")]
+    Id,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Shape<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ShapeVisitor;
+        impl<'de> Visitor<'de> for ShapeVisitor {
+            type Value = Shape<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape<'de>, A::Error> {
+                let mut shape = Shape::default();
+                while let Some(key) = map.next_key::<ShapeKey>()? {
+                    match key {
+                        ShapeKey::Records => shape.records = Some(map.next_value()?),
+                        ShapeKey::Detail => shape.detail = Some(map.next_value()?),
+                        ShapeKey::Id => shape.id = Some(map.next_value()?),
+                        ShapeKey::DetailType => {
+                            map.next_value::<IgnoredAny>()?;
+                            shape.detail_type = true;
+                        }
+                        ShapeKey::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(shape)
+            }
+        }
+        deserializer.deserialize_map(ShapeVisitor)
+    }
+}
+
+/// `Records`: each record's JSON text when it is an array, else `None` (read in the
+/// same pass as the payload's other keys, so that a payload is scanned once for its
+/// shape).
+struct RecordTexts<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de> Deserialize<'de> for RecordTexts<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RecordsVisitor;
+        impl<'de> Visitor<'de> for RecordsVisitor {
+            type Value = RecordTexts<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(record) = seq.next_element()? {
+                    records.push(record);
+                }
+                Ok(RecordTexts(Some(records)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(RecordTexts(None))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RecordTexts(None))
+            }
+        }
+        deserializer.deserialize_any(RecordsVisitor)
+    }
+}
+
+/// One SQS record: its JSON text and what it read as. A record that does not read as
+/// an SQS message is kept as a JSON tree, to still be told by its raw fields.
+struct Message<'a> {
+    raw: &'a RawValue,
+    read: Result<SqsMessage, Value>,
+}
+
+impl<'a> Message<'a> {
+    fn read(raw: &'a RawValue) -> Self {
+        let read = serde_json::from_str::<SqsMessage>(raw.get())
+            .map_err(|_| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
+        Message { raw, read }
+    }
+
+    /// A string field: as read into the message, or from the raw record.
+    fn text<'s>(
+        &'s self,
+        typed: impl Fn(&SqsMessage) -> &Option<String>,
+        key: &str,
+    ) -> Option<&'s str> {
+        match &self.read {
+            Ok(message) => typed(message).as_deref(),
+            Err(fields) => fields.get(key).and_then(Value::as_str),
+        }
+    }
+}
+
+/// A direct EventBridge event: one record whose body is the whole event.
+fn direct_eventbridge(payload: &RawValue, detail: &RawValue, id: Option<&RawValue>) -> Record {
+    let id = id
+        .and_then(|id| serde_json::from_str::<String>(id.get()).ok())
+        .filter(|s| !s.is_empty());
+    let event = serde_json::from_str::<EventBridgeEvent<Value>>(payload.get());
+    // The detail's EventId when it is a non-empty string, else the event's id.
+    let hint = |detail: &Value| text(detail, "EventId").or_else(|| id.clone());
+    let event_id_hint = match &event {
+        Ok(event) => hint(&event.detail),
+        Err(_) => hint(&serde_json::from_str(detail.get()).unwrap_or(Value::Null)),
+    };
+    let document = event
+        .map_err(|_| unreadable_eventbridge())
+        .and_then(|event| eventbridge_document(event, Carrier::default()));
+    Record {
+        kind: SourceKind::EventBridge,
+        source_id: id.unwrap_or_else(|| "(no event id)".to_owned()),
+        receive_count: 1,
+        group: None,
+        body: sqs_safe_json(payload.get()),
+        document,
+        event_id_hint,
+    }
+}
+
+fn is_eventbridge(map: &serde_json::Map<String, Value>) -> bool {
     map.contains_key("detail-type") && map.contains_key("detail")
 }
 
@@ -126,42 +258,45 @@ fn eventbridge_document(
     read_document(&event.detail, carrier)
 }
 
-/// The whole event as JSON text that SQS takes as a message body: the noncharacters
-/// U+FFFE and U+FFFF, which SQS refuses and which can only stand inside JSON strings,
-/// are written as escapes (the same JSON).
-fn sqs_safe_json(value: &Value) -> String {
-    let text = value.to_string();
+/// JSON text as SQS takes it for a message body: the noncharacters U+FFFE and U+FFFF,
+/// which SQS refuses and which can only stand inside JSON strings, are written as
+/// escapes (the same JSON). Anything else JSON text holds outside its strings is
+/// whitespace SQS accepts.
+fn sqs_safe_json(text: &str) -> String {
     if text.contains(['\u{FFFE}', '\u{FFFF}']) {
         text.replace('\u{FFFE}', "\\ufffe")
             .replace('\u{FFFF}', "\\uffff")
     } else {
-        text
+        text.to_owned()
     }
 }
 
-/// The best-effort event id of a record whose document may not read: the document's
+/// `key` of a JSON object when it is a non-empty string.
+fn text(value: &Value, key: &str) -> Option<String> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The best-effort event id of an SQS body whose document may not read: the document's
 /// `EventId` when it is a non-empty string, else an EventBridge event's `id`, else
 /// `outer` (the SQS `messageId`).
-fn event_id_hint(value: &Value, outer: Option<&str>) -> Option<String> {
-    let text = |v: &Value, key: &str| {
-        v.get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let eventbridge = matches!(value, Value::Object(map) if is_eventbridge(map));
+fn event_id_hint(body: &Value, outer: Option<&str>) -> Option<String> {
+    let eventbridge = matches!(body, Value::Object(map) if is_eventbridge(map));
     let document = if eventbridge {
-        value.get("detail").unwrap_or(&Value::Null)
+        body.get("detail").unwrap_or(&Value::Null)
     } else {
-        value
+        body
     };
     text(document, "EventId")
-        .or_else(|| eventbridge.then(|| text(value, "id")).flatten())
+        .or_else(|| eventbridge.then(|| text(body, "id")).flatten())
         .or_else(|| outer.map(str::to_owned))
 }
 
 /// One SQS message as Lambda sends it.
-fn sqs_record(raw: &Value, message: SqsMessage, fifo: bool) -> Record {
+fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
     let SqsMessage {
         message_id,
         body,
@@ -210,7 +345,7 @@ fn sqs_record(raw: &Value, message: SqsMessage, fifo: bool) -> Record {
         group,
         // SQS takes no empty message body: a record without one is dead-lettered as
         // the whole record, the only thing there is to keep.
-        body: body.unwrap_or_else(|| sqs_safe_json(raw)),
+        body: body.unwrap_or_else(|| sqs_safe_json(raw.get())),
         document,
         event_id_hint,
     }
@@ -220,15 +355,15 @@ fn sqs_record(raw: &Value, message: SqsMessage, fifo: bool) -> Record {
 /// attribute that is not a string, ...): malformed, known by its `messageId` when that
 /// is a string, with its body (or, without a string body, the whole record) kept for
 /// its dead letter.
-fn unreadable_sqs_record(raw: &Value, fifo: bool) -> Record {
+fn unreadable_sqs_record(raw: &RawValue, fields: &Value, fifo: bool) -> Record {
     fn text<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
         v.and_then(|v| v.get(key))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     }
-    let attributes = raw.get("attributes");
-    let message_id = text(Some(raw), "messageId").map(str::to_owned);
-    let body = text(Some(raw), "body");
+    let attributes = fields.get("attributes");
+    let message_id = text(Some(fields), "messageId").map(str::to_owned);
+    let body = text(Some(fields), "body");
     let group = if fifo && message_id.is_some() {
         text(attributes, "MessageGroupId").map(str::to_owned)
     } else {
@@ -248,7 +383,7 @@ fn unreadable_sqs_record(raw: &Value, fifo: bool) -> Record {
         source_id: message_id.clone().unwrap_or_default(),
         receive_count,
         group,
-        body: body.map_or_else(|| sqs_safe_json(raw), str::to_owned),
+        body: body.map_or_else(|| sqs_safe_json(raw.get()), str::to_owned),
         document: Err(Failure::malformed(failure)),
         event_id_hint: message_id,
     }
@@ -274,6 +409,15 @@ mod tests {
     use crate::domain::document::RawUser;
     use crate::domain::error::ErrorClass;
     use serde_json::json;
+
+    /// Reads a payload from its JSON text, as the runtime hands it over.
+    fn read(payload: &Value) -> Result<Invocation, Failure> {
+        read_invocation(&serde_json::value::to_raw_value(payload).unwrap())
+    }
+
+    fn read_text(payload: &str) -> Result<Invocation, Failure> {
+        read_invocation(&serde_json::from_str::<Box<RawValue>>(payload).unwrap())
+    }
 
     fn sqs(records: Vec<Value>) -> Value {
         json!({ "Records": records })
@@ -305,7 +449,7 @@ mod tests {
             record("m-2", "{not json"),
             record("m-3", &good),
         ]);
-        let Invocation::Sqs { records, fifo } = read_invocation(&payload).unwrap() else {
+        let Invocation::Sqs { records, fifo } = read(&payload).unwrap() else {
             panic!("expected SQS");
         };
         assert!(!fifo);
@@ -340,7 +484,7 @@ mod tests {
         let mut odd = record("m-2", &good);
         odd["attributes"]["ApproximateReceiveCount"] = json!(2);
         let payload = sqs(vec![record("m-1", &good), odd, record("m-3", &good)]);
-        let Invocation::Sqs { records, .. } = read_invocation(&payload).unwrap() else {
+        let Invocation::Sqs { records, .. } = read(&payload).unwrap() else {
             panic!("expected SQS");
         };
         assert!(records[0].document.is_ok());
@@ -357,7 +501,7 @@ mod tests {
     fn an_eventbridge_event_with_an_unreadable_time_is_malformed_without_echoing_it() {
         let mut event = eventbridge(json!({"UserId": "u-1", "IdentityInfo": {}}));
         event["time"] = json!("jane.doe@example.com");
-        let Invocation::EventBridge(rec) = read_invocation(&event).unwrap() else {
+        let Invocation::EventBridge(rec) = read(&event).unwrap() else {
             panic!("expected EventBridge");
         };
         let failure = rec.document.unwrap_err();
@@ -368,8 +512,7 @@ mod tests {
     #[test]
     fn an_eventbridge_event_in_an_sqs_body_gives_its_id_time_and_source() {
         let body = eventbridge(json!({"Username": "jdoe", "IdentityInfo": {}})).to_string();
-        let Invocation::Sqs { records, .. } =
-            read_invocation(&sqs(vec![record("m-1", &body)])).unwrap()
+        let Invocation::Sqs { records, .. } = read(&sqs(vec![record("m-1", &body)])).unwrap()
         else {
             panic!("expected SQS");
         };
@@ -386,7 +529,7 @@ mod tests {
     #[test]
     fn a_direct_eventbridge_event_is_one_record_with_the_whole_event_as_body() {
         let event = eventbridge(json!({"UserId": "u-1", "IdentityInfo": {"Mobile": null}}));
-        let Invocation::EventBridge(rec) = read_invocation(&event).unwrap() else {
+        let Invocation::EventBridge(rec) = read(&event).unwrap() else {
             panic!("expected EventBridge");
         };
         assert_eq!(rec.source_id, "ev-1");
@@ -399,7 +542,7 @@ mod tests {
     #[test]
     fn an_eventbridge_event_with_a_bad_detail_is_a_malformed_record_not_a_bad_payload() {
         let event = eventbridge(json!("not an object"));
-        let Invocation::EventBridge(rec) = read_invocation(&event).unwrap() else {
+        let Invocation::EventBridge(rec) = read(&event).unwrap() else {
             panic!("expected EventBridge");
         };
         assert_eq!(rec.document.unwrap_err().class, ErrorClass::MalformedEvent);
@@ -410,7 +553,7 @@ mod tests {
         let mut r = record("m-1", "{}");
         r["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:1:changes.fifo");
         r["attributes"]["MessageGroupId"] = json!("g-1");
-        let Invocation::Sqs { records, fifo } = read_invocation(&sqs(vec![r])).unwrap() else {
+        let Invocation::Sqs { records, fifo } = read(&sqs(vec![r])).unwrap() else {
             panic!("expected SQS");
         };
         assert!(fifo);
@@ -421,7 +564,7 @@ mod tests {
     fn a_record_without_message_id_is_malformed() {
         let mut r = record("m-1", "{}");
         r.as_object_mut().unwrap().remove("messageId");
-        let Invocation::Sqs { records, .. } = read_invocation(&sqs(vec![r])).unwrap() else {
+        let Invocation::Sqs { records, .. } = read(&sqs(vec![r])).unwrap() else {
             panic!("expected SQS");
         };
         assert_eq!(records[0].source_id, "");
@@ -441,7 +584,7 @@ mod tests {
             json!({"Records": [{"eventSource": "aws:sns"}]}),
         ] {
             assert_eq!(
-                read_invocation(&bad).unwrap_err().class,
+                read(&bad).unwrap_err().class,
                 ErrorClass::MalformedEvent,
                 "{bad}"
             );
@@ -449,7 +592,7 @@ mod tests {
     }
 
     fn only_record(payload: &Value) -> Record {
-        let Invocation::Sqs { mut records, .. } = read_invocation(payload).unwrap() else {
+        let Invocation::Sqs { mut records, .. } = read(payload).unwrap() else {
             panic!("expected SQS");
         };
         records.remove(0)
@@ -487,8 +630,7 @@ mod tests {
         )]));
         assert!(r.document.is_err());
         assert_eq!(r.event_id_hint.as_deref(), Some("idp-7"));
-        let Invocation::EventBridge(direct) =
-            read_invocation(&eventbridge(json!("not an object"))).unwrap()
+        let Invocation::EventBridge(direct) = read(&eventbridge(json!("not an object"))).unwrap()
         else {
             panic!("expected EventBridge");
         };
@@ -533,11 +675,67 @@ mod tests {
     #[test]
     fn noncharacters_in_a_direct_event_are_escaped_in_the_same_json() {
         let event = eventbridge(json!({"UserId": "u-\u{FFFE}\u{FFFF}", "IdentityInfo": {}}));
-        let Invocation::EventBridge(rec) = read_invocation(&event).unwrap() else {
+        let Invocation::EventBridge(rec) = read(&event).unwrap() else {
             panic!("expected EventBridge");
         };
         assert!(!rec.body.contains(['\u{FFFE}', '\u{FFFF}']), "{}", rec.body);
         let same: Value = serde_json::from_str(&rec.body).unwrap();
         assert_eq!(same, event);
+    }
+
+    #[test]
+    fn a_record_whose_attributes_are_not_an_object_fails_alone_and_keeps_its_message_id() {
+        let good = json!({"UserId": "u-1", "IdentityInfo": {"FirstName": "A"}}).to_string();
+        let mut odd = record("m-2", &good);
+        odd["attributes"] = json!(5);
+        let payload = sqs(vec![record("m-1", &good), odd, record("m-3", &good)]);
+        let Invocation::Sqs { records, .. } = read(&payload).unwrap() else {
+            panic!("expected SQS");
+        };
+        assert_eq!(records.len(), 3);
+        assert!(records[0].document.is_ok());
+        assert!(records[2].document.is_ok());
+        assert_eq!(
+            records[1].document.as_ref().unwrap_err().class,
+            ErrorClass::MalformedEvent
+        );
+        assert_eq!(records[1].source_id, "m-2");
+        assert_eq!(records[1].body, good, "the body is kept byte for byte");
+    }
+
+    #[test]
+    fn a_direct_event_is_kept_as_the_json_text_it_came_in() {
+        let text = r#"{"detail-type": "UserUpdated", "id": "ev-1", "source": "com.okta",
+            "time": "2026-11-29T08:00:00Z", "resources": [], "version": "0",
+            "detail": {"UserId": "u-1", "IdentityInfo": {"LastName": "D\u00f6e"}}}"#;
+        let Invocation::EventBridge(rec) = read_text(text).unwrap() else {
+            panic!("expected EventBridge");
+        };
+        assert_eq!(rec.body, text, "the whole event, byte for byte");
+        assert_eq!(rec.source_id, "ev-1");
+        assert!(rec.document.is_ok());
+    }
+
+    #[test]
+    fn top_level_keys_read_as_json_objects_read_them() {
+        let good = json!({"UserId": "u-1", "IdentityInfo": {"FirstName": "A"}}).to_string();
+        let records = json!([record("m-1", &good)]);
+        // A key written with an escape is the same key; of a repeated key, the last one
+        // counts.
+        for text in [
+            format!(r#"{{"Rec\u006frds": {records}}}"#),
+            format!(r#"{{"Records": "x", "Records": {records}}}"#),
+        ] {
+            let Invocation::Sqs { records, .. } = read_text(&text).unwrap() else {
+                panic!("expected SQS: {text}");
+            };
+            assert!(records[0].document.is_ok(), "{text}");
+        }
+        assert_eq!(
+            read_text(r#"{"Records": [], "Records": null}"#)
+                .unwrap_err()
+                .class,
+            ErrorClass::MalformedEvent
+        );
     }
 }

@@ -17,6 +17,7 @@ use connect_identity_sync::domain::ports::{
 use connect_identity_sync::domain::record::Record;
 use connect_identity_sync::inbound::{Invocation, read_invocation};
 use connect_identity_sync::pipeline::{Pipeline, RateLimits, Settings};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -322,8 +323,13 @@ pub fn change(user: &str, fields: Value, at: &str) -> Value {
     json!({"UserId": user, "IdentityInfo": fields, "OccurredAt": at})
 }
 
+/// A payload as the runtime hands it over: its JSON text.
+pub fn raw(payload: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(payload).expect("JSON")
+}
+
 pub fn records(payload: &Value) -> (Vec<Record>, bool) {
-    match read_invocation(payload).unwrap() {
+    match read_invocation(&raw(payload)).unwrap() {
         Invocation::Sqs { records, fifo } => (records, fifo),
         Invocation::EventBridge(r) => (vec![*r], false),
     }
