@@ -3,6 +3,8 @@
 //! gives one, `EventId`), and a record without a `messageId` ends on its own —
 //! dead-lettered as `MalformedEvent` — without ever making its neighbours deliver again.
 
+use std::time::Duration;
+
 use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
     self, INSTANCE, Record, batch_item_failures, change, eventbridge, response, start,
@@ -193,11 +195,12 @@ async fn a_record_without_a_message_id_whose_dead_letter_fails_redelivers_no_nei
     );
     assert_eq!(first_name(&stack, "u-jdoe").as_deref(), Some("Janet"));
     assert_eq!(first_name(&stack, "u-asmith").as_deref(), Some("Alexa"));
-    let logs = stack.function.logs();
-    assert!(
-        logs.contains("a record without a messageId could not be dead-lettered"),
-        "the loss is said:\n{logs}"
-    );
+    let said = "a record without a messageId could not be dead-lettered";
+    let logs = stack
+        .function
+        .logs_once_containing(said, Duration::from_secs(5))
+        .await;
+    assert!(logs.contains(said), "the loss is said:\n{logs}");
     assert!(stack.function.is_running());
 }
 

@@ -231,6 +231,20 @@ impl Function {
         self.log_lines().join("\n")
     }
 
+    /// The logs once they hold `needle`, or as they are after `limit`. A line written
+    /// just before a reply may still be on its way through the pipe when the reply is
+    /// in: a test that looks for such a line waits for it here.
+    pub async fn logs_once_containing(&self, needle: &str, limit: Duration) -> String {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || tokio::time::Instant::now() >= until {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The exit status, if the process has ended.
     #[must_use]
     pub fn exit_status(&self) -> Option<ExitStatus> {
