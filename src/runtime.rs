@@ -15,6 +15,7 @@ use crate::handler::{deadline_from_epoch_ms, invoke};
 use crate::outbound::connect::ConnectDirectory;
 use crate::outbound::dead_letter::SqsDeadLetters;
 use crate::outbound::dry_run::DryRunnable;
+use crate::outbound::https;
 use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
@@ -47,9 +48,15 @@ pub async fn build(config: Config) -> Function {
         )
         // The attempt timeout bounds a response that stalls; the stall monitor would
         // add a throughput check (a timer and its polls) to every response body.
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-        .load()
-        .await;
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+    // Without SSL_CERT_FILE, Amazon Trust Services' roots, compiled in: no CA bundle to
+    // read at start-up (`outbound::https`).
+    let shared = match https::client(std::env::var_os("SSL_CERT_FILE").is_some()) {
+        Some(client) => shared.http_client(client),
+        None => shared,
+    }
+    .load()
+    .await;
     if config.watermarks.is_none() {
         tracing::warn!(
             "WATERMARK_TABLE is not set: no staleness guard, so a change redelivered after a newer change to the same field overwrites it"

@@ -15,6 +15,7 @@ pub mod report;
 pub mod runtime_api;
 pub mod sqs;
 pub mod stack;
+pub mod tls_front;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ pub use moto::Moto;
 pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
 pub use stack::{Replica, Stack, StackConfig};
+pub use tls_front::TlsFront;
 
 pub use connect_emulator;
 

@@ -202,10 +202,8 @@ CASES = [
      lambda t: setitem(env(t), "AWS_LAMBDA_LOG_FORMAT", "Text")),
     ("logs kept forever", checks.check_logs_are_json_in_an_explicit_group,
      lambda t: t["Resources"]["FunctionLogGroup"]["Properties"].pop("RetentionInDays")),
-    ("no CA bundle named", checks.check_ca_roots_come_from_the_images_bundle,
-     lambda t: env(t).pop("SSL_CERT_FILE")),
-    ("a bundle path of another image", checks.check_ca_roots_come_from_the_images_bundle,
-     lambda t: setitem(env(t), "SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")),
+    ("the image's CA bundle read at start-up", checks.check_no_ca_bundle_is_read,
+     lambda t: setitem(env(t), "SSL_CERT_FILE", checks.AL2023_CA_BUNDLE)),
     # Staleness guard
     ("a provisioned watermark table", checks.check_watermark_table_is_on_demand_encrypted_recoverable_and_expiring,
      lambda t: setitem(qprops(t, "WatermarkTable"), "BillingMode", "PROVISIONED")),

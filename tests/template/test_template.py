@@ -101,8 +101,8 @@ def test_function_logs_json_to_its_own_group_with_retention(template):
     checks.check_logs_are_json_in_an_explicit_group(template)
 
 
-def test_function_reads_its_ca_roots_from_the_images_bundle(template):
-    checks.check_ca_roots_come_from_the_images_bundle(template)
+def test_function_trusts_its_compiled_in_roots_and_reads_no_ca_bundle(template):
+    checks.check_no_ca_bundle_is_read(template)
 
 
 # Staleness guard ---------------------------------------------------------------------------

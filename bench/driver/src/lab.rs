@@ -17,9 +17,6 @@ pub const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:identity-changes
 /// Users seeded: `u-0001` … (username `agent0001`, name `Agent 0001`).
 pub const USERS: usize = 1200;
 
-/// The CA bundle of this (Debian-family) machine.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 /// Per-invocation function timeout (the deadline the Runtime API hands out).
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -54,15 +51,11 @@ impl Lab {
         })
     }
 
-    /// The function's configuration (SPEC §3/§5/§6) plus `extra`. `SSL_CERT_FILE` names
-    /// this machine's CA bundle, as `template.yaml` names the runtime image's: the SDK's
-    /// HTTPS client reads that one file at start-up.
+    /// The function's configuration (SPEC §3/§5/§6) plus `extra`. No `SSL_CERT_FILE`, as
+    /// `template.yaml` sets none: the HTTPS client trusts its compiled-in roots and reads
+    /// no CA bundle at start-up.
     pub fn config(&self, binary: &Path, extra: &[(&str, &str)]) -> FunctionConfig {
-        let mut config = FunctionConfig::new(binary);
-        if Path::new(SYSTEM_CA_BUNDLE).is_file() {
-            config = config.env("SSL_CERT_FILE", SYSTEM_CA_BUNDLE);
-        }
-        let mut config = config
+        let mut config = FunctionConfig::new(binary)
             .env("DEFAULT_INSTANCE_ID", INSTANCE)
             .env("ALLOWED_INSTANCE_IDS", INSTANCE)
             .env("EMAIL_DOMAIN_ALLOWLIST", "example.com")
@@ -226,132 +219,4 @@ pub fn batch_item_failures(reply: &Value) -> Option<usize> {
         .map(Vec::len)
 }
 
-/// A TLS front (`scripts/tls-front.py`) before the emulator, with a certificate
-/// chain made here and a CA bundle (the system's roots plus the bench CA) for the
-/// function's `SSL_CERT_FILE`: the start-up then includes loading the roots and a
-/// TLS handshake, as against the real Connect endpoint.
-pub struct TlsFront {
-    child: std::process::Child,
-    pub endpoint: String,
-    pub bundle: std::path::PathBuf,
-    dir: std::path::PathBuf,
-}
-
-impl TlsFront {
-    pub fn start(emulator: &str) -> Result<Self, String> {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let dir = std::env::temp_dir().join(format!("bench-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let run = |args: &[&str]| -> Result<(), String> {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .map_err(|e| format!("openssl: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "openssl {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            }
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=bench-ca",
-        ]);
-        run(&ca)?;
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend([
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        run(&csr)?;
-        std::fs::write(
-            dir.join("leaf.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .map_err(|e| e.to_string())?;
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ])?;
-        let mut bundle = std::fs::read_to_string(SYSTEM_CA_BUNDLE).unwrap_or_default();
-        bundle.push_str(&std::fs::read_to_string(dir.join("ca.pem")).map_err(|e| e.to_string())?);
-        let bundle_path = dir.join("bundle.pem");
-        std::fs::write(&bundle_path, bundle).map_err(|e| e.to_string())?;
-
-        let target = emulator.trim_start_matches("http://");
-        let script = harness::workspace_root().join("scripts/tls-front.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(["--cert", "leaf.pem", "--key", "leaf.key", "--to", target])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("python3 tls-front.py: {e}"))?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            std::io::BufReader::new(out)
-                .read_line(&mut line)
-                .map_err(|e| e.to_string())?;
-        }
-        let Some(addr) = line.trim().strip_prefix("listening ") else {
-            let _ = child.kill();
-            return Err(format!("tls-front did not start: {line:?}"));
-        };
-        let port = addr.rsplit(':').next().unwrap_or_default().to_owned();
-        Ok(Self {
-            child,
-            endpoint: format!("https://localhost:{port}"),
-            bundle: bundle_path,
-            dir,
-        })
-    }
-}
-
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub use harness::TlsFront;

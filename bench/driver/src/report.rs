@@ -265,13 +265,13 @@ pub fn markdown(r: &Results<'_>) -> String {
          answers `{{}}` to the same event. The binaries alternate, {} runs each after one unrecorded \
          run each. CPU is the process's threads' run time (`/proc/<pid>/task/*/schedstat`) when the \
          reply is in: unlike wall time it hardly moves with what else the machine runs. Peak RSS is \
-         `VmHWM` once the reply is in. Every run of the function has `SSL_CERT_FILE` set to this \
-         machine's CA bundle, as `template.yaml` sets it to the runtime image's, so the SDK's \
-         HTTPS client reads its roots from that one file during start-up. In the HTTPS row the \
-         Connect endpoint is a TLS front (`scripts/tls-front.py`) before the same emulator and \
-         the bundle is the system's roots plus the bench CA, so the first reply also waits for \
-         one TLS handshake (the first use of aws-lc's random generator), as against the real \
-         Connect endpoint.\n",
+         `VmHWM` once the reply is in. The function runs without `SSL_CERT_FILE`, as \
+         `template.yaml` deploys it: its HTTPS client trusts the compiled-in roots of Amazon \
+         Trust Services and reads no CA bundle. In the HTTPS row the Connect endpoint is a TLS \
+         front (`scripts/tls-front.py`) before the same emulator, and `SSL_CERT_FILE` names the \
+         bench CA alone (one certificate, standing in for the five compiled-in roots), so the \
+         first reply also waits for one TLS handshake (the first use of aws-lc's random \
+         generator), as against the real Connect endpoint.\n",
         s.function.to_next_ms.runs
     );
     let _ = writeln!(
