@@ -12,7 +12,8 @@
 #                with tests/sam; installs and starts what it needs (Docker; runs as root)
 #   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
 #
-# Needs only a Rust toolchain and Python 3 with pip; everything else is installed here.
+# Needs only a Rust toolchain, Python 3 with pip and the openssl command (TLS tests);
+# everything else is installed here.
 
 CARGO   ?= cargo
 PYTHON  ?= python3
@@ -41,7 +42,7 @@ endif
 all: build
 
 help:
-	@sed -n '2,15p' Makefile
+	@sed -n '2,16p' Makefile
 
 build:
 	$(CARGO) build --workspace
