@@ -17,13 +17,10 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 /// cross-signs Amazon Root CA 1 for older chains).
 pub const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../../certs/amazon-trust-services.pem");
 
-/// The client to give the SDK: `None` leaves the SDK's default, which reads
-/// `SSL_CERT_FILE`; otherwise a client like the default (rustls on aws-lc, proxies
-/// from the environment) that trusts Amazon Trust Services' roots only.
-pub fn client(ssl_cert_file_set: bool) -> Option<SharedHttpClient> {
-    if ssl_cert_file_set {
-        return None;
-    }
+/// A client like the SDK's default (rustls on aws-lc, proxies from the environment)
+/// that trusts Amazon Trust Services' roots only. For a function without
+/// `SSL_CERT_FILE`; with it, the SDK's default client reads that file.
+pub fn amazon_roots_client() -> SharedHttpClient {
     let context = TlsContext::builder()
         .with_trust_store(
             TrustStore::empty()
@@ -32,19 +29,17 @@ pub fn client(ssl_cert_file_set: bool) -> Option<SharedHttpClient> {
         )
         .build()
         .expect("a trust store of PEM certificates only");
-    Some(
-        Builder::new().build_with_connector_fn(move |settings, components| {
-            let mut connector = ConnectorBuilder::default()
-                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-                .tls_context(context.clone());
-            connector.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                connector.set_sleep_impl(components.sleep_impl());
-            }
-            connector.set_proxy_config(Some(ProxyConfig::from_env()));
-            connector.build()
-        }),
-    )
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 #[cfg(test)]
