@@ -143,18 +143,15 @@ fn directory(rules: &[&Rule]) -> ConnectDirectory {
     ConnectDirectory::new(Client::from_conf(config))
 }
 
-/// A directory whose HTTP client is given by `http`, no mock rules.
-fn directory_over(http: SharedHttpClient, retry: RetryConfig) -> ConnectDirectory {
+/// A directory whose HTTP client is given by `http`, no mock rules, retries disabled
+/// as the function runs them.
+fn directory_over(http: SharedHttpClient) -> ConnectDirectory {
     let config = aws_sdk_connect::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("eu-west-2"))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
         .http_client(http)
-        .retry_config(
-            retry
-                .with_initial_backoff(Duration::from_millis(1))
-                .with_max_backoff(Duration::from_millis(5)),
-        )
+        .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
                 .operation_attempt_timeout(Duration::from_millis(100))
@@ -580,7 +577,7 @@ async fn an_unreadable_success_response_is_classified_unknown_error() {
 #[tokio::test]
 async fn a_refused_connection_is_classified_unknown_error_without_retries() {
     let http = http_client_fn(|_, _| SharedHttpConnector::new(Refused));
-    let connect = directory_over(http, RetryConfig::disabled());
+    let connect = directory_over(http);
     for op in OPERATIONS {
         let failure = op.call(&connect).await.unwrap_err();
         assert_eq!(failure.failure.class, ErrorClass::UnknownError, "{op:?}");
@@ -592,7 +589,7 @@ async fn a_refused_connection_is_classified_unknown_error_without_retries() {
 #[tokio::test]
 async fn a_call_that_times_out_is_classified_unknown_error_without_retries() {
     let http = http_client_fn(|_, _| SharedHttpConnector::new(Silent));
-    let connect = directory_over(http, RetryConfig::disabled());
+    let connect = directory_over(http);
     let failure = connect
         .update_identity(&instance(), &user(), &full_plan())
         .await
@@ -624,7 +621,7 @@ async fn an_error_connect_answered_says_connect_did_not_act() {
 #[tokio::test]
 async fn a_call_that_times_out_leaves_its_outcome_unknown() {
     let http = http_client_fn(|_, _| SharedHttpConnector::new(Silent));
-    let connect = directory_over(http, RetryConfig::disabled());
+    let connect = directory_over(http);
     let failure = connect
         .update_identity(&instance(), &user(), &full_plan())
         .await
@@ -647,7 +644,7 @@ impl HttpConnector for Broken {
 #[tokio::test]
 async fn a_connection_broken_after_sending_leaves_the_outcome_unknown() {
     let http = http_client_fn(|_, _| SharedHttpConnector::new(Broken));
-    let connect = directory_over(http, RetryConfig::disabled());
+    let connect = directory_over(http);
     for op in OPERATIONS {
         let failure = op.call(&connect).await.unwrap_err();
         assert_eq!(failure.reach, Reach::Unknown, "{op:?}");
