@@ -13,13 +13,17 @@ mod resolve;
 mod run;
 mod settle;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
-use crate::domain::identity::Field;
+use crate::domain::identity::{Field, InstanceId};
+use crate::domain::instance::IdentityManagement;
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, Record};
 use crate::usernames::Usernames;
@@ -127,7 +131,11 @@ pub struct Pipeline<D, S, W = NoWatermarks> {
     /// The staleness guard's table; `None`: no guard.
     watermarks: Option<W>,
     usernames: Usernames,
+    /// Each instance's identity management, asked for once per container.
+    instances: InstanceCells,
 }
+
+type InstanceCells = Mutex<HashMap<InstanceId, Arc<OnceCell<IdentityManagement>>>>;
 
 impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
     pub fn new(
@@ -146,6 +154,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             limits,
             watermarks: None,
             usernames,
+            instances: InstanceCells::default(),
         }
     }
 
@@ -160,6 +169,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             limits: self.limits,
             watermarks,
             usernames: self.usernames,
+            instances: self.instances,
         }
     }
 }
@@ -169,5 +179,16 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// invocation cost in Connect calls.
     pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {
         Run::new(self, deadline).records(records, fifo).await
+    }
+
+    /// Where `instance`'s identity management is kept once known.
+    fn instance_cell(&self, instance: &InstanceId) -> Arc<OnceCell<IdentityManagement>> {
+        Arc::clone(
+            self.instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(instance.clone())
+                .or_default(),
+        )
     }
 }
