@@ -78,6 +78,8 @@ enum Outcome {
     Failed(Failure, u32),
     /// Not done before the deadline.
     Deferred,
+    /// The user's lease stayed held by another invocation until the deadline.
+    LeaseHeld,
 }
 
 impl From<Failure> for Outcome {
