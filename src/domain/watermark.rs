@@ -16,7 +16,6 @@
 //! watermark.
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::change::{FieldChange, IdentityChange};
 use super::identity::{Field, InstanceId, UserId};
@@ -32,22 +31,12 @@ pub fn item_key(instance: &InstanceId, user: &UserId) -> String {
 /// as a read-modify-write of the same values).
 pub const EVENTS_PER_MARK: usize = 32;
 
-/// How a change's `EventId` is kept in a watermark: as it is when it is a plain token
-/// (at most 128 of `A-Z a-z 0-9 . _ : -`, what every identity provider and SQS use),
-/// else as a digest of itself, so that an item stays small whatever a publisher
-/// writes, and holds no document text.
+/// How a change's `EventId` is kept in a watermark: as it is when it is a plain token,
+/// else as a digest of itself (`event_id::plain`), so that an item stays small whatever
+/// a publisher writes, and holds no document text. Ids read from a document are plain
+/// already; this holds for any other caller.
 pub fn event_key(event_id: &str) -> String {
-    let plain = event_id.len() <= 128
-        && !event_id.is_empty()
-        && event_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
-    if plain {
-        return event_id.to_owned();
-    }
-    let digest = Sha256::digest(event_id.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256-{hex}")
+    super::event_id::plain(event_id)
 }
 
 /// One field's watermark: the time of the last change applied to it, and the ids of
@@ -558,7 +547,7 @@ mod tests {
         let long = "x".repeat(129);
         for odd in ["jane@example.com", "a b", "", long.as_str()] {
             let key = event_key(odd);
-            assert!(key.starts_with("sha256-") && key.len() == 71, "{key}");
+            assert!(key.starts_with("sha256:") && key.len() == 71, "{key}");
             assert_eq!(key, event_key(odd), "the same id, the same key");
         }
         let second = "2026-01-01T10:00:05Z";

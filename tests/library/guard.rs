@@ -3,13 +3,11 @@
 //! refused change moves none for its fields, and changes in one invocation are screened
 //! against the stored watermarks while keeping their own order.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
 use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, Watermarks};
