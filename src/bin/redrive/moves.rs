@@ -13,9 +13,9 @@ use aws_sdk_sqs::types::{
     QueueAttributeName,
 };
 
-use crate::domain::error::ErrorClass;
-use crate::limiter::Limiter;
-use crate::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::limiter::Limiter;
+use connect_identity_sync::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
 
 /// The row of messages that carry no `ErrorClass` attribute (not written by this function).
 pub const UNCLASSIFIED: &str = "(none)";
