@@ -23,6 +23,7 @@ fn admission() -> Admission {
         policy: Policy {
             allowed_instances: [InstanceId::parse(INSTANCE).expect("instance id")].into(),
             email_domains: EmailDomains::Only(["example.com".to_owned()].into()),
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: ["sp-admin".to_owned()].into(),
             trusted_sources: Some(["com.example.idp".to_owned()].into()),
         },

@@ -122,6 +122,9 @@ impl Config {
         }
         let email_domains = EmailDomains::parse(get("EMAIL_DOMAIN_ALLOWLIST").as_deref())
             .map_err(|p| err("EMAIL_DOMAIN_ALLOWLIST", p))?;
+        let secondary_email_domains =
+            EmailDomains::parse_open_by_default(get("SECONDARY_EMAIL_DOMAIN_ALLOWLIST").as_deref())
+                .map_err(|p| err("SECONDARY_EMAIL_DOMAIN_ALLOWLIST", p))?;
         let protected_profiles = get("PROTECTED_SECURITY_PROFILE_IDS")
             .map(|l| split(&l).map(str::to_owned).collect())
             .unwrap_or_default();
@@ -262,6 +265,7 @@ impl Config {
                 policy: Policy {
                     allowed_instances,
                     email_domains,
+                    secondary_email_domains,
                     protected_profiles,
                     trusted_sources,
                 },
@@ -424,6 +428,11 @@ mod tests {
         assert_eq!(c.rps_search, 2.0);
         assert_eq!(c.rps_list, 2.0);
         assert_eq!(c.admission.policy.email_domains, EmailDomains::NoneAllowed);
+        assert_eq!(
+            c.admission.policy.secondary_email_domains,
+            EmailDomains::Any,
+            "unset, SECONDARY_EMAIL_DOMAIN_ALLOWLIST allows any domain"
+        );
         assert!(c.admission.policy.trusted_sources.is_none());
     }
 
@@ -472,6 +481,7 @@ mod tests {
             ("CONNECT_RPS_LIST", "-1"),
             ("DEFAULT_PHONE_REGION", "Narnia"),
             ("EMAIL_DOMAIN_ALLOWLIST", "*.example.com"),
+            ("SECONDARY_EMAIL_DOMAIN_ALLOWLIST", "example"),
             ("ALLOWED_INSTANCE_IDS", "arn:aws:sqs:us-east-1:1:q"),
             ("DLQ_URL_THROTTLING", "not-a-url"),
         ] {
@@ -561,6 +571,10 @@ mod tests {
         pairs.push(("TRUSTED_SOURCES", "com.okta, com.entra ,"));
         pairs.push(("PROTECTED_SECURITY_PROFILE_IDS", "sp-1,sp-2"));
         pairs.push((
+            "SECONDARY_EMAIL_DOMAIN_ALLOWLIST",
+            " example.com, Example.org ,",
+        ));
+        pairs.push((
             "ALLOWED_INSTANCE_IDS",
             "arn:aws:connect:us-east-1:1:instance/i-1, i-2",
         ));
@@ -568,6 +582,10 @@ mod tests {
         let p = &c.admission.policy;
         assert_eq!(p.trusted_sources.as_ref().unwrap().len(), 2);
         assert!(p.protected_profiles.contains("sp-2"));
+        assert_eq!(
+            p.secondary_email_domains,
+            EmailDomains::Only(["example.com".into(), "example.org".into()].into())
+        );
         assert!(
             p.allowed_instances
                 .contains(&InstanceId::parse("i-1").unwrap())

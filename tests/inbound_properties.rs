@@ -781,6 +781,7 @@ fn admissions() -> Vec<Admission> {
         policy: Policy {
             allowed_instances: [instance(I1), instance(I2)].into(),
             email_domains: EmailDomains::Any,
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: Default::default(),
             trusted_sources: None,
         },

@@ -118,6 +118,9 @@ impl Admission {
         if let Some(arn_instance) = &arn_instance {
             self.policy.check_instance(arn_instance)?;
         }
+        if let RawField::Set(secondary) = &doc.identity.secondary_email {
+            self.policy.check_secondary_email(Some(secondary))?;
+        }
 
         // 3. Values.
         if let Some(arn_instance) = &arn_instance
@@ -184,6 +187,7 @@ mod tests {
                 ]
                 .into(),
                 email_domains: EmailDomains::Any,
+                secondary_email_domains: EmailDomains::Any,
                 protected_profiles: Default::default(),
                 trusted_sources: Some(["com.okta".into()].into()),
             },
@@ -238,6 +242,30 @@ mod tests {
             admission().admit(d).unwrap_err().class,
             ErrorClass::PolicyViolation
         );
+    }
+
+    #[test]
+    fn a_secondary_email_outside_its_allowlist_is_a_policy_violation_before_any_value_check() {
+        let mut a = admission();
+        a.policy.secondary_email_domains =
+            EmailDomains::parse_open_by_default(Some("example.com")).unwrap();
+        let mut d = doc("u-1");
+        d.identity.secondary_email = RawField::Set("jane@evil.test".into());
+        d.identity.mobile = RawField::Set("not a number".into());
+        assert_eq!(
+            a.admit(d.clone()).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
+        d.identity.secondary_email = RawField::Set("jane@example.com".into());
+        assert_eq!(
+            a.admit(d.clone()).unwrap_err().class,
+            ErrorClass::ValidationError,
+            "an allowed domain passes on to the value checks"
+        );
+        d.identity.mobile = RawField::Keep;
+        assert!(a.admit(d.clone()).is_ok());
+        d.identity.secondary_email = RawField::Clear;
+        assert!(a.admit(d).is_ok(), "clearing it is allowed");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use super::{Carrier, read_document};
 use crate::domain::document::ChangeDocument;
 use crate::domain::error::Failure;
+use crate::domain::event_id;
 use crate::domain::record::{Record, SourceKind};
 
 /// The records of one invocation.
@@ -213,13 +214,14 @@ fn direct_eventbridge(payload: &RawValue, detail: &RawValue, id: Option<&RawValu
     let event_id_hint = match &event {
         Ok(event) => hint(&event.detail),
         Err(_) => hint(&serde_json::from_str(detail.get()).unwrap_or(Value::Null)),
-    };
+    }
+    .map(|id| event_id::plain(&id));
     let document = event
         .map_err(|_| unreadable_eventbridge())
         .and_then(|event| eventbridge_document(event, Carrier::default()));
     Record {
         kind: SourceKind::EventBridge,
-        source_id: id.unwrap_or_else(|| "(no event id)".to_owned()),
+        source_id: id.map_or_else(|| "(no event id)".to_owned(), |id| event_id::plain(&id)),
         receive_count: 1,
         group: None,
         body: sqs_safe_json(payload.get()),
@@ -251,7 +253,7 @@ fn eventbridge_document(
         return Err(Failure::malformed("the EventBridge event has no string id"));
     };
     let carrier = Carrier {
-        event_id: Some(id).or(outer.event_id),
+        event_id: Some(event_id::plain(&id)).or(outer.event_id),
         occurred_at: event.time.or(outer.occurred_at),
         source: Some(event.source),
     };
@@ -293,6 +295,7 @@ fn event_id_hint(body: &Value, outer: Option<&str>) -> Option<String> {
     text(document, "EventId")
         .or_else(|| eventbridge.then(|| text(body, "id")).flatten())
         .or_else(|| outer.map(str::to_owned))
+        .map(|id| event_id::plain(&id))
 }
 
 /// One SQS message as Lambda sends it.
@@ -323,7 +326,7 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
     let parsed = body.as_deref().map(serde_json::from_str::<Value>);
     let event_id_hint = match &parsed {
         Some(Ok(value)) => event_id_hint(value, message_id.as_deref()),
-        _ => message_id.clone(),
+        _ => message_id.as_deref().map(event_id::plain),
     };
     let document = match (&message_id, parsed) {
         (None, _) => Err(Failure::malformed("the SQS record has no messageId")),
@@ -332,7 +335,7 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
         (Some(id), Some(Ok(value))) => sqs_body_document(
             value,
             Carrier {
-                event_id: Some(id.clone()),
+                event_id: Some(event_id::plain(id)),
                 occurred_at: sent_at,
                 source: None,
             },
@@ -385,7 +388,7 @@ fn unreadable_sqs_record(raw: &RawValue, fields: &Value, fifo: bool) -> Record {
         group,
         body: body.map_or_else(|| sqs_safe_json(raw.get()), str::to_owned),
         document: Err(Failure::malformed(failure)),
-        event_id_hint: message_id,
+        event_id_hint: message_id.as_deref().map(event_id::plain),
     }
 }
 
@@ -619,6 +622,38 @@ mod tests {
             r.event_id_hint.as_deref(),
             Some("m-2"),
             "an EventId that is not a string is not an id"
+        );
+    }
+
+    #[test]
+    fn an_event_id_that_is_not_a_plain_token_is_known_by_its_digest_readable_or_not() {
+        let free_text = "wilhelmina.quackenbush@example.com";
+        let digest = crate::domain::event_id::plain(free_text);
+        assert_ne!(digest, free_text);
+        // Readable, unreadable, inside an EventBridge event, and an event's own id.
+        let readable = json!({"EventId": free_text, "UserId": "u-1", "IdentityInfo": {}});
+        let unreadable = json!({"EventId": free_text, "IdentityInfo": 3});
+        for body in [
+            readable.to_string(),
+            unreadable.to_string(),
+            eventbridge(readable.clone()).to_string(),
+        ] {
+            let r = only_record(&sqs(vec![record("m-1", &body)]));
+            assert_eq!(r.event_id_hint.as_deref(), Some(digest.as_str()), "{body}");
+            if let Ok(doc) = &r.document {
+                assert_eq!(doc.event_id.as_deref(), Some(digest.as_str()), "{body}");
+            }
+        }
+        let mut event = eventbridge(json!({"UserId": "u-1", "IdentityInfo": {}}));
+        event["id"] = json!(free_text);
+        let Invocation::EventBridge(direct) = read(&event).unwrap() else {
+            panic!("expected EventBridge");
+        };
+        assert_eq!(direct.source_id, digest);
+        assert_eq!(direct.event_id_hint.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            direct.document.unwrap().event_id.as_deref(),
+            Some(digest.as_str())
         );
     }
 

@@ -264,6 +264,7 @@ pub fn admission(domains: EmailDomains) -> Admission {
         policy: Policy {
             allowed_instances: [InstanceId::parse(INSTANCE).unwrap()].into(),
             email_domains: domains,
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: ["sp-admin".to_owned()].into(),
             trusted_sources: None,
         },
