@@ -41,6 +41,10 @@ pub struct Config {
     pub watermarks: Option<WatermarkSettings>,
     /// Dry run and metrics (SPEC §7).
     pub operations: Operations,
+    /// `SSL_CERT_FILE`: the CA bundle the HTTPS client trusts instead of the compiled-in
+    /// roots (a TLS-inspecting proxy, a private CA); checked to be a file here, read by the
+    /// SDK's client.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 /// Where the staleness guard keeps its watermarks and how long they last.
@@ -62,6 +66,22 @@ pub const DEFAULT_WATERMARK_TTL_DAYS: u64 = 28;
 /// the function cannot read the queues' own settings, so it assumes the longest),
 /// at most ten years.
 pub const WATERMARK_TTLS_DAYS: std::ops::RangeInclusive<u64> = DEFAULT_WATERMARK_TTL_DAYS..=3650;
+
+/// The environment variable naming `class`'s dead-letter queue.
+#[must_use]
+pub const fn queue_variable(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::MalformedEvent => "DLQ_URL_MALFORMED_EVENT",
+        ErrorClass::ValidationError => "DLQ_URL_VALIDATION_ERROR",
+        ErrorClass::PolicyViolation => "DLQ_URL_POLICY_VIOLATION",
+        ErrorClass::InvalidRequestException => "DLQ_URL_INVALID_REQUEST",
+        ErrorClass::InvalidParameterException => "DLQ_URL_INVALID_PARAMETER",
+        ErrorClass::ResourceNotFoundException => "DLQ_URL_RESOURCE_NOT_FOUND",
+        ErrorClass::ThrottlingException => "DLQ_URL_THROTTLING",
+        ErrorClass::InternalServiceException => "DLQ_URL_INTERNAL_SERVICE",
+        ErrorClass::UnknownError => "DLQ_URL_UNKNOWN",
+    }
+}
 
 impl Config {
     /// # Errors
@@ -138,7 +158,7 @@ impl Config {
         let fallback = get("DLQ_URL");
         let mut dead_letter_queues = BTreeMap::new();
         for class in ErrorClass::ALL {
-            let var = class.queue_variable();
+            let var = queue_variable(class);
             let (url, from) = match get(var) {
                 Some(url) => (url, var),
                 None => match &fallback {
@@ -211,9 +231,8 @@ impl Config {
         // (the template points it at the runtime image's bundle, which spares the scan
         // of the certificate directory at start-up). A path that is not a file would
         // leave it trusting no one and fail every call.
-        if let Some(path) = get("SSL_CERT_FILE")
-            && !std::path::Path::new(&path).is_file()
-        {
+        let ca_bundle = get("SSL_CERT_FILE").map(std::path::PathBuf::from);
+        if ca_bundle.as_ref().is_some_and(|path| !path.is_file()) {
             return Err(err(
                 "SSL_CERT_FILE",
                 "not a file: the HTTPS client would trust no certificate authority",
@@ -282,6 +301,7 @@ impl Config {
             attempt_timeout: Duration::from_millis(attempt_ms),
             watermarks,
             operations: Operations::from_lookup(&get)?,
+            ca_bundle,
         })
     }
 }
@@ -377,6 +397,15 @@ fn shown(raw: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_class_has_its_own_queue_variable() {
+        let mut vars: Vec<_> = ErrorClass::ALL.iter().map(|c| queue_variable(*c)).collect();
+        vars.sort();
+        vars.dedup();
+        assert_eq!(vars.len(), ErrorClass::ALL.len());
+        assert!(vars.iter().all(|v| v.starts_with("DLQ_URL_")));
+    }
+
     const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -436,7 +465,7 @@ mod tests {
         let e = Config::from_lookup(lookup(&[("DEFAULT_INSTANCE_ID", INSTANCE)])).unwrap_err();
         assert_eq!(e.variable, "DLQ_URL_MALFORMED_EVENT");
         let mut pairs: Vec<(&str, &str)> = vec![("DEFAULT_INSTANCE_ID", INSTANCE)];
-        let vars: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.queue_variable()).collect();
+        let vars: Vec<&str> = ErrorClass::ALL.iter().map(|c| queue_variable(*c)).collect();
         for v in &vars[..8] {
             pairs.push((v, "http://localhost/q"));
         }

@@ -45,8 +45,7 @@ const ODD_BODY: &str = "  \tFirstName=Zoe\u{0308}\r\n  Email = zoe.okonkwo@examp
 fn queue_url(class: ErrorClass) -> String {
     format!(
         "https://sqs.eu-west-2.amazonaws.com/111122223333/cis-dlq-{}",
-        class
-            .queue_variable()
+        connect_identity_sync::config::queue_variable(class)
             .to_ascii_lowercase()
             .replace('_', "-")
     )

@@ -15,10 +15,10 @@ use aws_sdk_sqs::types::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::error::ErrorClass;
-use crate::domain::record::OCCURRED_AT_ATTRIBUTE;
-use crate::limiter::Limiter;
-use crate::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::record::OCCURRED_AT_ATTRIBUTE;
+use connect_identity_sync::limiter::Limiter;
+use connect_identity_sync::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
 
 /// The row of messages that carry no `ErrorClass` attribute (not written by this function).
 pub const UNCLASSIFIED: &str = "(none)";
