@@ -1,38 +1,35 @@
-//! Usernames in the pipeline: a batch's names resolved by `crate::usernames` (cache, index
-//! or `SearchUsers`) through the pipeline's attempts, limiters and deadline; and, after
-//! `DescribeUser`, a resolution used only while the user still has that `Username`,
-//! otherwise resolved once more before the change is decided.
+//! Usernames in the pipeline, steps of `Run`: a batch's names resolved by
+//! `crate::usernames` (cache, index or `SearchUsers`) through `Run::calls` (attempts,
+//! limiters and deadline); and, after `DescribeUser`, a resolution used only while the
+//! user still has that `Username`, otherwise resolved once more before the change is
+//! decided.
 
 use std::collections::HashMap;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::time::Instant;
 
 use crate::domain::change::ChangeRequest;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Reach, UserRecord, Watermarks};
 use crate::usernames::{Attempt, Confirmation, Gate, Halt, Lookup, Resolved, Source};
 
-use super::apply::{Op, Tally, UserLocks};
-use super::{Outcome, Pipeline};
+use super::Outcome;
+use super::calls::{Calls, Op};
+use super::run::Run;
 
-/// What one user's read-modify-write came to.
-pub(super) enum Applied {
-    /// One outcome per change, in the order given.
-    Outcomes(Vec<Outcome>),
-    /// `DescribeUser` refused a resolution by Username: resolve it once more.
+/// What `DescribeUser`'s answer means for the changes that named the user by Username.
+pub(super) enum Confirmed {
+    /// Go on with the read-modify-write.
+    Go,
+    /// `DescribeUser` refused a resolution: resolve it once more.
     ResolveAgain,
+    /// What the changes come to instead, one outcome per change.
+    Refused(Vec<Outcome>),
 }
 
-/// The pipeline's calls, seen by the resolver.
-struct PipelineGate<'a, D, S, W> {
-    pipeline: &'a Pipeline<D, S, W>,
-    deadline: Instant,
-    tally: &'a Tally,
-}
-
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Gate for PipelineGate<'_, D, S, W> {
+/// The invocation's calls, seen by the resolver.
+impl Gate for Calls<'_> {
     fn call<'a, T: Send + 'a>(
         &'a self,
         op: Lookup,
@@ -43,17 +40,14 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Gate for PipelineGate<'_, D
             Lookup::ListUsers => Op::ListUsers,
         };
         async move {
-            self.pipeline
-                .call(op, self.deadline, self.tally, attempt)
-                .await
-                .map_err(|o| match o {
-                    Outcome::Failed(failure, attempts) => Halt::Failed(CallFailure {
-                        failure,
-                        attempts,
-                        reach: Reach::Answered,
-                    }),
-                    _ => Halt::Deferred,
-                })
+            Calls::call(self, op, attempt).await.map_err(|o| match o {
+                Outcome::Failed(failure, attempts) => Halt::Failed(CallFailure {
+                    failure,
+                    attempts,
+                    reach: Reach::Answered,
+                }),
+                _ => Halt::Deferred,
+            })
         }
         .boxed()
     }
@@ -66,27 +60,24 @@ fn outcome_of(halt: Halt) -> Outcome {
     }
 }
 
-fn username_of(change: &ChangeRequest) -> Option<&str> {
+pub(super) fn username_of(change: &ChangeRequest) -> Option<&str> {
     match &change.user {
         UserRef::Username(name) => Some(name),
         _ => None,
     }
 }
 
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Resolves a batch's distinct usernames: cached ones without a call or a token.
     pub(super) async fn resolve_names(
         &self,
         names: &[(InstanceId, String)],
-        deadline: Instant,
-        tally: &Tally,
     ) -> HashMap<(InstanceId, String), Result<UserId, Outcome>> {
-        let gate = PipelineGate {
-            pipeline: self,
-            deadline,
-            tally,
-        };
-        let (found, _) = self.usernames.resolve(&self.directory, &gate, names).await;
+        let pipeline = self.pipeline;
+        let (found, _) = pipeline
+            .usernames
+            .resolve(&pipeline.directory, &self.calls, names)
+            .await;
         names
             .iter()
             .map(|key| {
@@ -100,8 +91,23 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             .collect()
     }
 
+    /// Resolves `name` once more, past the cache: its resolution was refused.
+    pub(super) async fn resolve_again(
+        &self,
+        instance: &InstanceId,
+        name: &str,
+    ) -> Result<UserId, Outcome> {
+        let pipeline = self.pipeline;
+        pipeline
+            .usernames
+            .resolve_again(&pipeline.directory, &self.calls, instance, name)
+            .await
+            .map(|again| again.user)
+            .map_err(outcome_of)
+    }
+
     /// Judges `DescribeUser`'s answer for the changes that named the user by Username:
-    /// `None` to go on, or what the changes come to instead.
+    /// go on, resolve again, or what the changes come to instead.
     pub(super) fn confirm_usernames(
         &self,
         instance: &InstanceId,
@@ -109,7 +115,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         changes: &[ChangeRequest],
         described: &Result<UserRecord, Outcome>,
         again: bool,
-    ) -> Option<Applied> {
+    ) -> Confirmed {
         let mut names: Vec<&str> = changes.iter().filter_map(username_of).collect();
         names.sort_unstable();
         names.dedup();
@@ -121,7 +127,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                 Err(&failure)
             }
             // Not read at all: nothing to confirm, the outcome decides.
-            Err(_) => return None,
+            Err(_) => return Confirmed::Go,
         };
         let mut refused = None;
         let resolved = Resolved {
@@ -129,8 +135,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             source: Source::Cache,
         };
         for name in names {
-            match self.usernames.confirm(
-                &self.directory,
+            match self.pipeline.usernames.confirm(
+                &self.pipeline.directory,
                 instance,
                 name,
                 &resolved,
@@ -138,17 +144,19 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                 again,
             ) {
                 Confirmation::Confirmed => {}
-                Confirmation::ResolveAgain => return Some(Applied::ResolveAgain),
+                Confirmation::ResolveAgain => return Confirmed::ResolveAgain,
                 Confirmation::Refused(f) => refused = Some(f),
             }
         }
-        let refused = refused?;
+        let Some(refused) = refused else {
+            return Confirmed::Go;
+        };
         // A failed read decides by itself. Otherwise this is a second pass, which holds
         // one Username's changes only: they are refused.
         if described.is_err() {
-            return None;
+            return Confirmed::Go;
         }
-        Some(Applied::Outcomes(
+        Confirmed::Refused(
             changes
                 .iter()
                 .map(|c| match username_of(c) {
@@ -156,84 +164,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                     None => Outcome::Deferred,
                 })
                 .collect(),
-        ))
-    }
-
-    /// One user's read-modify-write, resolving a refused Username once more: the changes
-    /// by id go on with `user`, each Username's changes with the user it resolves to now.
-    pub(super) async fn apply_resolved(
-        &self,
-        instance: &InstanceId,
-        user: &UserId,
-        changes: &[ChangeRequest],
-        deadline: Instant,
-        locks: &UserLocks,
-        tally: &Tally,
-    ) -> Vec<Outcome> {
-        match self
-            .apply_user(instance, user, changes, deadline, locks, tally, false)
-            .await
-        {
-            Applied::Outcomes(outcomes) => return outcomes,
-            Applied::ResolveAgain => {}
-        }
-        let gate = PipelineGate {
-            pipeline: self,
-            deadline,
-            tally,
-        };
-        // Group the changes: by id (kept with `user`), and per Username.
-        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-        for (i, c) in changes.iter().enumerate() {
-            let name = username_of(c);
-            match groups.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((name, vec![i])),
-            }
-        }
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
-        for (name, members) in groups {
-            let subset: Vec<ChangeRequest> = members.iter().map(|&i| changes[i].clone()).collect();
-            let result = match name {
-                None => match self
-                    .apply_user(instance, user, &subset, deadline, locks, tally, true)
-                    .await
-                {
-                    Applied::Outcomes(o) => o,
-                    Applied::ResolveAgain => unreachable!("a second pass decides"),
-                },
-                Some(name) => {
-                    match self
-                        .usernames
-                        .resolve_again(&self.directory, &gate, instance, name)
-                        .await
-                    {
-                        Ok(again) => match self
-                            .apply_user(
-                                instance,
-                                &again.user,
-                                &subset,
-                                deadline,
-                                locks,
-                                tally,
-                                true,
-                            )
-                            .await
-                        {
-                            Applied::Outcomes(o) => o,
-                            Applied::ResolveAgain => unreachable!("a second pass decides"),
-                        },
-                        Err(halt) => vec![outcome_of(halt); subset.len()],
-                    }
-                }
-            };
-            for (k, i) in members.into_iter().enumerate() {
-                outcomes[i] = result.get(k).cloned();
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Deferred))
-            .collect()
+        )
     }
 }
