@@ -366,14 +366,22 @@ impl Directory for ConnectDirectory {
                 1,
             ));
         };
-        let info = found.identity_info();
+        // Without IdentityInfo the current identity is not known, and an empty one
+        // merged and sent whole (the update is a full replace) would clear every field.
+        let Some(info) = found.identity_info() else {
+            return Err(CallFailure::new(
+                ErrorClass::UnknownError,
+                "Connect DescribeUser returned a user without IdentityInfo",
+                1,
+            ));
+        };
         Ok(UserRecord {
             info: IdentityInfo {
-                first_name: non_empty(info.and_then(|i| i.first_name())),
-                last_name: non_empty(info.and_then(|i| i.last_name())),
-                email: non_empty(info.and_then(|i| i.email())),
-                secondary_email: non_empty(info.and_then(|i| i.secondary_email())),
-                mobile: non_empty(info.and_then(|i| i.mobile())),
+                first_name: non_empty(info.first_name()),
+                last_name: non_empty(info.last_name()),
+                email: non_empty(info.email()),
+                secondary_email: non_empty(info.secondary_email()),
+                mobile: non_empty(info.mobile()),
             },
             security_profile_ids: found.security_profile_ids().to_vec(),
             username: found.username().map(str::to_owned),

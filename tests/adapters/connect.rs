@@ -1010,7 +1010,7 @@ async fn describe_user_reads_empty_and_absent_fields_as_none() {
 }
 
 #[tokio::test]
-async fn describe_user_without_identity_info_is_an_empty_identity() {
+async fn describe_user_without_identity_info_is_classified_unknown_error_not_an_empty_identity() {
     let rule = mock!(Client::describe_user).then_output(|| {
         DescribeUserOutput::builder()
             .user(
@@ -1021,12 +1021,12 @@ async fn describe_user_without_identity_info_is_an_empty_identity() {
             )
             .build()
     });
-    let record = directory(&[&rule])
+    let failure = directory(&[&rule])
         .describe_user(&instance(), &user())
         .await
-        .unwrap();
-    assert_eq!(record.info, IdentityInfo::default());
-    assert_eq!(record.security_profile_ids, vec!["sp-agent".to_owned()]);
+        .unwrap_err();
+    assert_eq!(failure.failure.class, ErrorClass::UnknownError);
+    assert!(failure.failure.message.contains("IdentityInfo"));
 }
 
 #[tokio::test]
