@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use crate::domain::document::Admission;
+use crate::domain::document::{Admission, DEFAULT_MAX_CLOCK_SKEW};
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, PhoneRegion};
 use crate::domain::policy::{EmailDomains, Policy};
@@ -60,6 +60,12 @@ pub struct WatermarkSettings {
 /// The default `WATERMARK_TTL_DAYS`: SQS's longest retention (14 days) in the source
 /// queue, then as long again in a dead-letter queue before a replay.
 pub const DEFAULT_WATERMARK_TTL_DAYS: u64 = 28;
+
+/// `WATERMARK_TTL_DAYS`: never shorter than a message can still come back (the
+/// longest retention SQS allows, in the source queue and then in a dead-letter queue:
+/// the function cannot read the queues' own settings, so it assumes the longest),
+/// at most ten years.
+pub const WATERMARK_TTLS_DAYS: std::ops::RangeInclusive<u64> = DEFAULT_WATERMARK_TTL_DAYS..=3650;
 
 /// The environment variable naming `class`'s dead-letter queue.
 #[must_use]
@@ -140,6 +146,14 @@ impl Config {
                 })
             })
             .transpose()?;
+
+        let max_clock_skew = number(
+            &get,
+            "MAX_CLOCK_SKEW_SECONDS",
+            DEFAULT_MAX_CLOCK_SKEW.num_seconds(),
+            |n| CLOCK_SKEWS_SECONDS.contains(n),
+            "a whole number of seconds from 1 to 86400",
+        )?;
 
         let fallback = get("DLQ_URL");
         let mut dead_letter_queues = BTreeMap::new();
@@ -229,8 +243,8 @@ impl Config {
             &get,
             "WATERMARK_TTL_DAYS",
             DEFAULT_WATERMARK_TTL_DAYS,
-            |n| (1..=3650).contains(n),
-            "a whole number of days from 1 to 3650",
+            |n| WATERMARK_TTLS_DAYS.contains(n),
+            "a whole number of days from 28 to 3650: a change can come back for up to 14 days from the source queue, then 14 more from a dead-letter queue before its replay, and the watermarks must outlive it",
         )?;
         let watermarks = get("WATERMARK_TABLE")
             .map(|table| {
@@ -271,6 +285,7 @@ impl Config {
                 },
                 default_instance,
                 phone_region,
+                max_clock_skew: chrono::TimeDelta::seconds(max_clock_skew),
             },
             dead_letter_queues,
             settings: Settings {
@@ -343,6 +358,9 @@ pub const RATES: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
 pub const ATTEMPT_TIMEOUTS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 /// `DEADLINE_MARGIN_MS`: time kept free before the invocation's deadline.
 pub const DEADLINE_MARGINS_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
+/// `MAX_CLOCK_SKEW_SECONDS`: how far ahead of the function's clock an `OccurredAt` may
+/// be; at least a second (clocks are never exactly in step), at most a day.
+pub const CLOCK_SKEWS_SECONDS: std::ops::RangeInclusive<i64> = 1..=86_400;
 /// `MAX_CONCURRENT_USERS`.
 pub const CONCURRENT_USERS: std::ops::RangeInclusive<usize> = 1..=64;
 
@@ -556,12 +574,43 @@ mod tests {
         ] {
             assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
         }
-        for value in ["0", "-3", "two weeks", "3651"] {
+        for value in ["0", "-3", "two weeks", "3651", "14", "27"] {
             let e = failing(&[
                 ("WATERMARK_TABLE", "identity-watermarks"),
                 ("WATERMARK_TTL_DAYS", value),
             ]);
             assert_eq!(e.variable, "WATERMARK_TTL_DAYS", "{value}");
+        }
+    }
+
+    #[test]
+    fn watermarks_that_would_expire_before_a_message_can_come_back_do_not_start() {
+        let e = failing(&[
+            ("WATERMARK_TABLE", "identity-watermarks"),
+            ("WATERMARK_TTL_DAYS", "14"),
+        ]);
+        assert_eq!(e.variable, "WATERMARK_TTL_DAYS");
+        assert!(e.problem.contains("dead-letter queue"), "{}", e.problem);
+        let mut pairs = base();
+        pairs.push(("WATERMARK_TABLE", "identity-watermarks"));
+        pairs.push(("WATERMARK_TTL_DAYS", "28"));
+        assert!(Config::from_lookup(lookup(&pairs)).is_ok());
+    }
+
+    #[test]
+    fn the_clock_skew_is_five_minutes_unless_set_and_is_checked() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(c.admission.max_clock_skew, chrono::TimeDelta::seconds(300));
+        let mut pairs = base();
+        pairs.push(("MAX_CLOCK_SKEW_SECONDS", "60"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.admission.max_clock_skew, chrono::TimeDelta::seconds(60));
+        for value in ["0", "-1", "86401", "5m", "1.5"] {
+            assert_eq!(
+                failing(&[("MAX_CLOCK_SKEW_SECONDS", value)]).variable,
+                "MAX_CLOCK_SKEW_SECONDS",
+                "{value}"
+            );
         }
     }
 
@@ -596,8 +645,10 @@ mod tests {
         );
     }
 
-    const NUMERIC: [&str; 7] = [
+    const NUMERIC: [&str; 9] = [
         "MAX_RECEIVE_COUNT",
+        "MAX_CLOCK_SKEW_SECONDS",
+        "WATERMARK_TTL_DAYS",
         "CONNECT_RPS_UPDATE",
         "CONNECT_RPS_DESCRIBE",
         "CONNECT_RPS_SEARCH",

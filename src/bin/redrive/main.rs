@@ -13,8 +13,10 @@ use moves::{Options, parse_class};
 
 /// Moves dead letters of connect-identity-sync back to a queue, byte for byte.
 ///
-/// Each selected message is sent to --to and deleted from --from only after the send
-/// succeeded; messages of other classes stay in --from, visible again at the end. Prints
+/// Each selected message is sent to --to with its attributes (OccurredAt and EventId keep
+/// a replayed change's original time and id, so the staleness guard never takes it for
+/// newer than changes applied since; a message without OccurredAt gets its
+/// SentTimestamp) and deleted from --from only after the send succeeded; messages of other classes stay in --from, visible again at the end. Prints
 /// one row per class (seen, moved, left). Exit status: 0 when every selected message was
 /// moved, 1 when one could not be, 2 on a usage error. SQS is reached through the
 /// standard AWS configuration (AWS_REGION, credentials, AWS_ENDPOINT_URL_SQS).
