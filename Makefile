@@ -65,9 +65,9 @@ test: venv
 # Only the end-to-end tests of the built binary.
 e2e: venv
 ifeq ($(NEXTEST),yes)
-	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) nextest run --no-fail-fast -E 'binary(/^e2e_/)'
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) nextest run --no-fail-fast -E 'binary(e2e)'
 else
-	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) test --no-fail-fast --test 'e2e_*'
+	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) test --no-fail-fast --test e2e
 endif
 
 sam-local: venv

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use connect_identity_sync::domain::change::IdentityInfo;
-use connect_identity_sync::domain::document::{Admission, ChangeDocument};
+use connect_identity_sync::domain::document::{Admission, ChangeDocument, DEFAULT_MAX_CLOCK_SKEW};
 use connect_identity_sync::domain::identity::InstanceId;
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
 use connect_identity_sync::domain::record::Record;
@@ -23,11 +23,13 @@ fn admission() -> Admission {
         policy: Policy {
             allowed_instances: [InstanceId::parse(INSTANCE).expect("instance id")].into(),
             email_domains: EmailDomains::Only(["example.com".to_owned()].into()),
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: ["sp-admin".to_owned()].into(),
             trusted_sources: Some(["com.example.idp".to_owned()].into()),
         },
         default_instance: Some(InstanceId::parse(INSTANCE).expect("instance id")),
         phone_region: Some("US".parse().expect("region")),
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
     }
 }
 

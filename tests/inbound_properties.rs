@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use connect_identity_sync::domain::document::{Admission, ChangeDocument};
+use connect_identity_sync::domain::document::{Admission, ChangeDocument, DEFAULT_MAX_CLOCK_SKEW};
 use connect_identity_sync::domain::error::{ErrorClass, Failure};
 use connect_identity_sync::domain::identity::InstanceId;
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
@@ -781,11 +781,13 @@ fn admissions() -> Vec<Admission> {
         policy: Policy {
             allowed_instances: [instance(I1), instance(I2)].into(),
             email_domains: EmailDomains::Any,
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: Default::default(),
             trusted_sources: None,
         },
         default_instance: Some(instance(I1)),
         phone_region: Some("US".parse().expect("a region")),
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
     };
     let without_defaults = Admission {
         default_instance: None,

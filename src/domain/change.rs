@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::identity::{E164, EmailAddress, Field, InstanceId, PersonName, UserRef};
+use super::watermark::Stamp;
 
 /// What a change does to one field.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -92,6 +93,24 @@ impl IdentityChange {
         .collect()
     }
 
+    /// What the change does to `field`, its value as the function would send it.
+    pub fn get(&self, field: Field) -> FieldChange<&str> {
+        fn view<T: AsRef<str>>(change: &FieldChange<T>) -> FieldChange<&str> {
+            match change {
+                FieldChange::Keep => FieldChange::Keep,
+                FieldChange::Set(v) => FieldChange::Set(v.as_ref()),
+                FieldChange::Clear => FieldChange::Clear,
+            }
+        }
+        match field {
+            Field::FirstName => view(&self.first_name),
+            Field::LastName => view(&self.last_name),
+            Field::Email => view(&self.email),
+            Field::SecondaryEmail => view(&self.secondary_email),
+            Field::Mobile => view(&self.mobile),
+        }
+    }
+
     /// This change followed by a later one: the later wins for each field it touches.
     #[must_use]
     pub fn then(self, later: IdentityChange) -> IdentityChange {
@@ -154,6 +173,14 @@ pub struct ChangeRequest {
     pub change: IdentityChange,
     pub event_id: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
+}
+
+impl ChangeRequest {
+    /// When the change happened and which change it is, as the staleness guard
+    /// orders it.
+    pub fn stamp(&self) -> Stamp<'_> {
+        Stamp::new(self.occurred_at, self.event_id.as_deref())
+    }
 }
 
 #[cfg(test)]

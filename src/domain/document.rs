@@ -1,7 +1,7 @@
 //! A change document as received (values not yet checked) and its admission: the
 //! checks of SPEC §2.3 steps 1–3, in that order, none of which needs a call.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::change::{ChangeRequest, FieldChange, IdentityChange};
 use super::error::Failure;
@@ -27,6 +27,30 @@ pub struct RawIdentity {
     pub email: RawField,
     pub secondary_email: RawField,
     pub mobile: RawField,
+}
+
+impl RawIdentity {
+    /// One field as received.
+    pub fn get(&self, field: Field) -> &RawField {
+        match field {
+            Field::FirstName => &self.first_name,
+            Field::LastName => &self.last_name,
+            Field::Email => &self.email,
+            Field::SecondaryEmail => &self.secondary_email,
+            Field::Mobile => &self.mobile,
+        }
+    }
+
+    /// Sets what the document does to `field`.
+    pub fn set(&mut self, field: Field, raw: RawField) {
+        *match field {
+            Field::FirstName => &mut self.first_name,
+            Field::LastName => &mut self.last_name,
+            Field::Email => &mut self.email,
+            Field::SecondaryEmail => &mut self.secondary_email,
+            Field::Mobile => &mut self.mobile,
+        } = raw;
+    }
 }
 
 /// How a document names its user.
@@ -83,7 +107,16 @@ pub struct Admission {
     pub policy: Policy,
     pub default_instance: Option<InstanceId>,
     pub phone_region: Option<PhoneRegion>,
+    /// How far ahead of the function's clock an `OccurredAt` may be
+    /// (`MAX_CLOCK_SKEW_SECONDS`): a later one is refused, so that no publisher can
+    /// pin a field with a time in the future.
+    pub max_clock_skew: TimeDelta,
 }
+
+/// The default `MAX_CLOCK_SKEW_SECONDS`: five minutes, far more than the drift of
+/// clocks kept by NTP (Lambda's and the identity providers'), far less than the time
+/// between two edits of one user that anyone expects to see in order.
+pub const DEFAULT_MAX_CLOCK_SKEW: TimeDelta = TimeDelta::seconds(300);
 
 impl Admission {
     /// Admits a document: `MalformedEvent`, then `PolicyViolation`, then
@@ -92,6 +125,18 @@ impl Admission {
     /// # Errors
     /// The failure of the first check that refuses the document.
     pub fn admit(&self, doc: ChangeDocument) -> Result<ChangeRequest, Failure> {
+        self.admit_at(doc, Utc::now())
+    }
+
+    /// Admits a document as `admit` does, with the function's clock reading `now`.
+    ///
+    /// # Errors
+    /// As `admit`.
+    pub fn admit_at(
+        &self,
+        doc: ChangeDocument,
+        now: DateTime<Utc>,
+    ) -> Result<ChangeRequest, Failure> {
         // 1. Shape: who and where.
         let user = match &doc.user {
             RawUser::UserId(raw) => UserRef::parse_user_id(raw)?,
@@ -118,6 +163,9 @@ impl Admission {
         if let Some(arn_instance) = &arn_instance {
             self.policy.check_instance(arn_instance)?;
         }
+        if let RawField::Set(secondary) = &doc.identity.secondary_email {
+            self.policy.check_secondary_email(Some(secondary))?;
+        }
 
         // 3. Values.
         if let Some(arn_instance) = &arn_instance
@@ -127,7 +175,17 @@ impl Admission {
                 "the user ARN belongs to another instance than InstanceId",
             ));
         }
-        let change = self.validate_identity(&doc.identity)?;
+        let change = validate_identity(&doc.identity, self.phone_region)?;
+        if let Some(at) = doc.occurred_at
+            && now
+                .checked_add_signed(self.max_clock_skew)
+                .is_some_and(|latest| at > latest)
+        {
+            return Err(Failure::validation(format!(
+                "OccurredAt is more than MAX_CLOCK_SKEW_SECONDS ({}) ahead of the function's clock",
+                self.max_clock_skew.num_seconds()
+            )));
+        }
         Ok(ChangeRequest {
             instance,
             user,
@@ -136,23 +194,33 @@ impl Admission {
             occurred_at: doc.occurred_at,
         })
     }
+}
 
-    fn validate_identity(&self, raw: &RawIdentity) -> Result<IdentityChange, Failure> {
-        let name = |field, raw: &RawField, max| read(raw, |s| PersonName::parse(field, s, max));
-        Ok(IdentityChange {
-            first_name: name(
-                Field::FirstName,
-                &raw.first_name,
-                PersonName::FIRST_NAME_MAX,
-            )?,
-            last_name: name(Field::LastName, &raw.last_name, PersonName::LAST_NAME_MAX)?,
-            email: read(&raw.email, |s| EmailAddress::parse(Field::Email, s))?,
-            secondary_email: read(&raw.secondary_email, |s| {
-                EmailAddress::parse(Field::SecondaryEmail, s)
-            })?,
-            mobile: read(&raw.mobile, |s| E164::parse(s, self.phone_region))?,
-        })
-    }
+/// The identity fields of a document read as admission reads them (SPEC §2.2): names
+/// trimmed and in NFC, emails in Connect's pattern, a mobile in E.164 with a national
+/// number read in `phone_region`. Also what the reconcile command compares with, so that
+/// what it calls a difference is what the function would change.
+///
+/// # Errors
+/// `ValidationError` for the first field whose value the function refuses.
+pub fn validate_identity(
+    raw: &RawIdentity,
+    phone_region: Option<PhoneRegion>,
+) -> Result<IdentityChange, Failure> {
+    let name = |field, raw: &RawField, max| read(raw, |s| PersonName::parse(field, s, max));
+    Ok(IdentityChange {
+        first_name: name(
+            Field::FirstName,
+            &raw.first_name,
+            PersonName::FIRST_NAME_MAX,
+        )?,
+        last_name: name(Field::LastName, &raw.last_name, PersonName::LAST_NAME_MAX)?,
+        email: read(&raw.email, |s| EmailAddress::parse(Field::Email, s))?,
+        secondary_email: read(&raw.secondary_email, |s| {
+            EmailAddress::parse(Field::SecondaryEmail, s)
+        })?,
+        mobile: read(&raw.mobile, |s| E164::parse(s, phone_region))?,
+    })
 }
 
 fn read<T>(
@@ -184,11 +252,13 @@ mod tests {
                 ]
                 .into(),
                 email_domains: EmailDomains::Any,
+                secondary_email_domains: EmailDomains::Any,
                 protected_profiles: Default::default(),
                 trusted_sources: Some(["com.okta".into()].into()),
             },
             default_instance: Some(InstanceId::parse(I1).unwrap()),
             phone_region: Some("US".parse().unwrap()),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 
@@ -238,6 +308,30 @@ mod tests {
             admission().admit(d).unwrap_err().class,
             ErrorClass::PolicyViolation
         );
+    }
+
+    #[test]
+    fn a_secondary_email_outside_its_allowlist_is_a_policy_violation_before_any_value_check() {
+        let mut a = admission();
+        a.policy.secondary_email_domains =
+            EmailDomains::parse_open_by_default(Some("example.com")).unwrap();
+        let mut d = doc("u-1");
+        d.identity.secondary_email = RawField::Set("jane@evil.test".into());
+        d.identity.mobile = RawField::Set("not a number".into());
+        assert_eq!(
+            a.admit(d.clone()).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
+        d.identity.secondary_email = RawField::Set("jane@example.com".into());
+        assert_eq!(
+            a.admit(d.clone()).unwrap_err().class,
+            ErrorClass::ValidationError,
+            "an allowed domain passes on to the value checks"
+        );
+        d.identity.mobile = RawField::Keep;
+        assert!(a.admit(d.clone()).is_ok());
+        d.identity.secondary_email = RawField::Clear;
+        assert!(a.admit(d).is_ok(), "clearing it is allowed");
     }
 
     #[test]
@@ -302,5 +396,54 @@ mod tests {
         };
         let default = InstanceId::parse(I1).unwrap();
         assert_eq!(d.known_ids(Some(&default)), (Some(I1.into()), None));
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-06T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn an_occurred_at_beyond_the_clock_skew_is_a_validation_error() {
+        let mut d = doc("u-1");
+        d.occurred_at = Some(now() + TimeDelta::seconds(301));
+        let e = admission().admit_at(d, now()).unwrap_err();
+        assert_eq!(e.class, ErrorClass::ValidationError);
+        assert!(
+            e.message.contains("MAX_CLOCK_SKEW_SECONDS"),
+            "{}",
+            e.message
+        );
+        let mut far = doc("u-1");
+        far.occurred_at = Some(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            admission().admit_at(far, now()).unwrap_err().class,
+            ErrorClass::ValidationError
+        );
+    }
+
+    #[test]
+    fn an_occurred_at_within_the_clock_skew_or_in_the_past_is_admitted() {
+        for at in [
+            now() + TimeDelta::seconds(300),
+            now(),
+            now() - TimeDelta::days(3650),
+        ] {
+            let mut d = doc("u-1");
+            d.occurred_at = Some(at);
+            assert!(admission().admit_at(d, now()).is_ok(), "{at}");
+        }
+    }
+
+    #[test]
+    fn a_future_time_from_an_untrusted_source_is_a_policy_violation_first() {
+        let mut d = doc("u-1");
+        d.source = Some("com.evil".into());
+        d.occurred_at = Some(now() + TimeDelta::days(1));
+        assert_eq!(
+            admission().admit_at(d, now()).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
     }
 }

@@ -10,7 +10,8 @@ pub enum IdentityManagement {
     Saml,
     ConnectManaged,
     ExistingDirectory,
-    /// A type this version does not know; no extra rule applies.
+    /// A type this version does not know: the strictest rules apply (SPEC §5), those of
+    /// every known type at once.
     Other(String),
 }
 
@@ -40,13 +41,17 @@ impl IdentityManagement {
                     "Email cannot be changed on a SAML instance",
                 ));
             }
-            IdentityManagement::ExistingDirectory => {
+            IdentityManagement::ExistingDirectory | IdentityManagement::Other(_) => {
                 if let Some(f) = [Field::FirstName, Field::LastName, Field::Email]
                     .into_iter()
                     .find(|f| differs(*f))
                 {
+                    let kind = match self {
+                        IdentityManagement::ExistingDirectory => "an EXISTING_DIRECTORY instance",
+                        _ => "an instance whose identity management type is not known",
+                    };
                     return Err(Failure::validation(format!(
-                        "{f} cannot be changed on an EXISTING_DIRECTORY instance"
+                        "{f} cannot be changed on {kind}"
                     )));
                 }
             }
@@ -54,7 +59,9 @@ impl IdentityManagement {
         }
         if matches!(
             self,
-            IdentityManagement::Saml | IdentityManagement::ConnectManaged
+            IdentityManagement::Saml
+                | IdentityManagement::ConnectManaged
+                | IdentityManagement::Other(_)
         ) {
             if let Some(f) = [Field::FirstName, Field::LastName]
                 .into_iter()
@@ -137,6 +144,33 @@ mod tests {
         let plan = dir.plan(&current(), merged.clone()).unwrap();
         assert_eq!(plan.info, merged, "current names are sent back unchanged");
         assert!(plan.send_email);
+    }
+
+    #[test]
+    fn an_instance_of_an_unknown_type_allows_no_name_or_email_change() {
+        let unknown = IdentityManagement::from_wire("SOME_FUTURE_TYPE");
+        for (field, value) in [
+            (Field::FirstName, Some("Janet")),
+            (Field::LastName, None),
+            (Field::Email, Some("new@example.com")),
+            (Field::Email, None),
+        ] {
+            let mut merged = current();
+            match field {
+                Field::FirstName => merged.first_name = value.map(Into::into),
+                Field::LastName => merged.last_name = value.map(Into::into),
+                _ => merged.email = value.map(Into::into),
+            }
+            let err = unknown.plan(&current(), merged).unwrap_err();
+            assert_eq!(err.class, ErrorClass::ValidationError, "{field}");
+            assert!(err.message.contains(field.as_str()), "{}", err.message);
+            assert!(!err.message.contains("FUTURE"), "{}", err.message);
+        }
+        let mut merged = current();
+        merged.mobile = Some("+14155550123".into());
+        merged.secondary_email = Some("jd@example.com".into());
+        let plan = unknown.plan(&current(), merged.clone()).unwrap();
+        assert_eq!(plan.info, merged, "current names and Email are sent back");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! no serde, no I/O.
 
 pub mod change;
-pub mod directory_index;
 pub mod document;
 pub mod error;
+pub mod event_id;
 pub mod identity;
 pub mod instance;
 pub mod policy;

@@ -55,6 +55,32 @@ impl EmailDomains {
         }
         Ok(EmailDomains::Only(domains))
     }
+
+    /// Reads `SECONDARY_EMAIL_DOMAIN_ALLOWLIST`: as `EMAIL_DOMAIN_ALLOWLIST`, except that
+    /// unset (or empty) allows any domain.
+    ///
+    /// # Errors
+    /// As [`EmailDomains::parse`].
+    pub fn parse_open_by_default(raw: Option<&str>) -> Result<Self, String> {
+        match Self::parse(raw)? {
+            EmailDomains::NoneAllowed => Ok(EmailDomains::Any),
+            domains => Ok(domains),
+        }
+    }
+
+    /// Whether an address at `domain` (as written after its `@`) may be set.
+    fn allows(&self, domain: &str) -> bool {
+        match self {
+            EmailDomains::Any => true,
+            EmailDomains::NoneAllowed => false,
+            EmailDomains::Only(domains) => domains.contains(&domain.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// The part of an address after its last `@`; empty without one.
+fn domain_of(address: &str) -> &str {
+    address.trim().rsplit_once('@').map_or("", |(_, d)| d)
 }
 
 /// The rules, read once from the configuration.
@@ -62,6 +88,8 @@ impl EmailDomains {
 pub struct Policy {
     pub allowed_instances: HashSet<InstanceId>,
     pub email_domains: EmailDomains,
+    /// `SECONDARY_EMAIL_DOMAIN_ALLOWLIST`: the domains a SecondaryEmail may be set to.
+    pub secondary_email_domains: EmailDomains,
     pub protected_profiles: HashSet<String>,
     /// `None`: no restriction on EventBridge `source`.
     pub trusted_sources: Option<HashSet<String>>,
@@ -127,9 +155,8 @@ impl Policy {
                 "Email changes are refused: EMAIL_DOMAIN_ALLOWLIST is not set",
             )),
             (EmailDomains::Only(_), None) => Ok(()),
-            (EmailDomains::Only(domains), Some(next)) => {
-                let domain = next.rsplit_once('@').map_or("", |(_, d)| d);
-                if domains.contains(&domain.to_ascii_lowercase()) {
+            (domains @ EmailDomains::Only(_), Some(next)) => {
+                if domains.allows(domain_of(next)) {
                     Ok(())
                 } else {
                     Err(Failure::policy(
@@ -137,6 +164,23 @@ impl Policy {
                     ))
                 }
             }
+        }
+    }
+
+    /// Checks the SecondaryEmail a document sets, as written (`None`: it keeps or clears
+    /// it). SecondaryEmail receives every notification but password resets, so setting
+    /// it is judged on the document alone, before any call, whatever the user holds now.
+    ///
+    /// # Errors
+    /// `PolicyViolation` when its domain is not in `SECONDARY_EMAIL_DOMAIN_ALLOWLIST`.
+    pub fn check_secondary_email(&self, set_to: Option<&str>) -> Result<(), Failure> {
+        match set_to.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(address) if !self.secondary_email_domains.allows(domain_of(address)) => {
+                Err(Failure::policy(
+                    "the SecondaryEmail's domain is not in SECONDARY_EMAIL_DOMAIN_ALLOWLIST",
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -150,6 +194,7 @@ mod tests {
         Policy {
             allowed_instances: [InstanceId::parse("i-1").unwrap()].into(),
             email_domains: domains,
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: ["sp-admin".to_owned()].into(),
             trusted_sources: Some(["com.okta".to_owned()].into()),
         }
@@ -224,6 +269,48 @@ mod tests {
             EmailDomains::parse(Some(" , ")).unwrap(),
             EmailDomains::NoneAllowed
         );
+    }
+
+    #[test]
+    fn a_secondary_email_is_set_only_to_an_allowlisted_domain_and_any_when_unset() {
+        let open = policy(EmailDomains::Any);
+        assert_eq!(
+            EmailDomains::parse_open_by_default(None).unwrap(),
+            EmailDomains::Any
+        );
+        assert!(open.check_secondary_email(Some("x@anything.test")).is_ok());
+        let p = Policy {
+            secondary_email_domains: EmailDomains::parse_open_by_default(Some(
+                "example.com, Partner.example.org",
+            ))
+            .unwrap(),
+            ..open
+        };
+        for allowed in [
+            Some("a@example.com"),
+            Some(" a@EXAMPLE.com "),
+            Some("b@partner.example.org"),
+            None,
+            Some("   "),
+        ] {
+            assert!(p.check_secondary_email(allowed).is_ok(), "{allowed:?}");
+        }
+        for refused in [
+            "a@evil.test",
+            "a@example.com.evil.test",
+            "a@sub.example.com",
+            "a@example.com@evil.test",
+            "no-at-sign",
+        ] {
+            let err = p.check_secondary_email(Some(refused)).unwrap_err();
+            assert_eq!(err.class, ErrorClass::PolicyViolation, "{refused}");
+            assert!(!err.message.contains(refused), "{}", err.message);
+        }
+        assert_eq!(
+            EmailDomains::parse_open_by_default(Some("*")).unwrap(),
+            EmailDomains::Any
+        );
+        assert!(EmailDomains::parse_open_by_default(Some("*.example.com")).is_err());
     }
 
     #[test]

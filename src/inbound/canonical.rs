@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::{Carrier, read_time};
 use crate::domain::document::{ChangeDocument, RawField, RawIdentity, RawUser};
 use crate::domain::error::Failure;
+use crate::domain::event_id;
 
 const IDENTITY_FIELDS: [&str; 5] = ["FirstName", "LastName", "Email", "SecondaryEmail", "Mobile"];
 
@@ -50,8 +51,10 @@ pub(super) fn with_metadata(
         instance: opt_str(map, "InstanceId")?.map(str::to_owned),
         user,
         identity,
+        // An empty EventId names nothing: the carrier's id stands in for it.
         event_id: opt_str(map, "EventId")?
-            .map(str::to_owned)
+            .filter(|id| !id.is_empty())
+            .map(event_id::plain)
             .or(carrier.event_id),
         occurred_at,
         source: carrier.source,
@@ -59,11 +62,11 @@ pub(super) fn with_metadata(
 }
 
 fn read_identity(info: &Map<String, Value>) -> Result<RawIdentity, Failure> {
-    if let Some(unknown) = info.keys().find(|k| !IDENTITY_FIELDS.contains(&k.as_str())) {
-        return Err(Failure::malformed(format!(
-            "IdentityInfo has an unknown field {}",
-            printable_key(unknown)
-        )));
+    // The key itself is not repeated: it is the document's text, and may be anything.
+    if info.keys().any(|k| !IDENTITY_FIELDS.contains(&k.as_str())) {
+        return Err(Failure::malformed(
+            "IdentityInfo has a field other than FirstName, LastName, Email, SecondaryEmail and Mobile",
+        ));
     }
     let field = |name: &str| -> Result<RawField, Failure> {
         match info.get(name) {
@@ -82,21 +85,6 @@ fn read_identity(info: &Map<String, Value>) -> Result<RawIdentity, Failure> {
         secondary_email: field("SecondaryEmail")?,
         mobile: field("Mobile")?,
     })
-}
-
-/// A key named in a message: keys are not personal data, but they are input, so
-/// only a short, plain form is repeated.
-fn printable_key(key: &str) -> String {
-    let plain: String = key
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(40)
-        .collect();
-    if plain.is_empty() {
-        "(unprintable)".into()
-    } else {
-        plain
-    }
 }
 
 /// An optional string member; `null` counts as absent.
@@ -157,6 +145,45 @@ mod tests {
         assert_eq!(
             doc.occurred_at.unwrap().to_rfc3339(),
             "2020-01-01T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn an_unknown_identity_field_is_refused_without_repeating_its_name() {
+        let err = read_json(json!({"UserId": "u",
+            "IdentityInfo": {"wilhelmina.quackenbush@example.com": "x"}}))
+        .unwrap_err();
+        assert_eq!(err.class, ErrorClass::MalformedEvent);
+        assert!(err.message.contains("IdentityInfo"), "{}", err.message);
+        let lower = err.message.to_lowercase();
+        for echoed in ["wilhelmina", "quackenbush", "example"] {
+            assert!(!lower.contains(echoed), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn an_event_id_that_is_not_a_plain_token_is_read_as_its_digest() {
+        let doc = read_json(json!({"UserId": "u", "IdentityInfo": {},
+            "EventId": "wilhelmina.quackenbush@example.com"}))
+        .unwrap();
+        let id = doc.event_id.unwrap();
+        assert!(
+            id.starts_with("sha256:") && !id.contains("wilhelmina"),
+            "{id}"
+        );
+        let doc = read_json(json!({"UserId": "u", "IdentityInfo": {}, "EventId": "okta:e-1.2_3"}))
+            .unwrap();
+        assert_eq!(doc.event_id.as_deref(), Some("okta:e-1.2_3"));
+        let carrier = Carrier {
+            event_id: Some("m-1".into()),
+            ..Carrier::default()
+        };
+        let v = json!({"UserId": "u", "IdentityInfo": {}, "EventId": ""});
+        let doc = crate::inbound::read_document(&v, carrier).unwrap();
+        assert_eq!(
+            doc.event_id.as_deref(),
+            Some("m-1"),
+            "an empty EventId names nothing"
         );
     }
 

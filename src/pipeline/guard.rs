@@ -2,7 +2,8 @@
 //! user's lease and read the watermarks before the reads, drop the field changes they
 //! supersede, and once the update succeeded (or found nothing to change) write the
 //! watermarks forward and give the lease up. Without a table configured it passes the
-//! changes through untouched.
+//! changes through untouched. Steps of `Run`; touch the watermark table and the
+//! guard's counts only.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,8 +18,8 @@ use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Lease, Leased, Watermarks};
 use crate::domain::watermark::{FieldWatermarks, Screened};
 
-use super::apply::Tally;
-use super::{Outcome, Pipeline};
+use super::Outcome;
+use super::run::Run;
 
 /// How far past the invocation deadline a lease runs: room for clocks of two
 /// containers that disagree. Lambda stops an invocation at its deadline, so the holder
@@ -65,7 +66,7 @@ impl Guarded {
     }
 }
 
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Takes the user's lease and screens `changes` against the watermarks it read.
     /// A lease held by another invocation is asked for again a few times; then, like
     /// any failure of the table, the changes fail with `UnknownError` and are handed
@@ -75,17 +76,17 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         instance: &InstanceId,
         user: &UserId,
         changes: &[ChangeRequest],
-        deadline: Instant,
-        tally: &Tally,
     ) -> Result<Guarded, Outcome> {
-        let Some(table) = &self.watermarks else {
+        let tally = &self.guard_counts;
+        let deadline = self.deadline;
+        let Some(table) = &self.pipeline.watermarks else {
             return Ok(Guarded {
                 changes: changes.to_vec(),
                 superseded: vec![false; changes.len()],
                 held: None,
             });
         };
-        let (latest_start, cutoff) = self.settings.attempt_window(deadline);
+        let (latest_start, cutoff) = self.pipeline.settings.attempt_window(deadline);
         let remaining = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
         let until = Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX);
         let mut tries = 0;
@@ -116,7 +117,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
                 let Screened {
                     change,
                     superseded: fields,
-                } = leased.watermarks.screen(c.change.clone(), c.occurred_at);
+                } = leased.watermarks.screen(c.change.clone(), c.stamp());
                 let all = !fields.is_empty() && change.is_empty();
                 (
                     ChangeRequest {
@@ -150,19 +151,20 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         &self,
         guarded: &Guarded,
         applied: Option<&[&ChangeRequest]>,
-        deadline: Instant,
-        tally: &Tally,
     ) -> Result<(), Failure> {
-        let (Some(table), Some(held)) = (&self.watermarks, &guarded.held) else {
+        let tally = &self.guard_counts;
+        let (Some(table), Some(held)) = (&self.pipeline.watermarks, &guarded.held) else {
             return Ok(());
         };
         let advanced = applied.map(|applied| {
             held.watermarks
-                .advanced(applied.iter().map(|c| (&c.change, c.occurred_at)))
+                .clone()
+                .advanced(applied.iter().map(|c| (&c.change, c.stamp())))
         });
         let advanced = advanced.filter(|a| *a != held.watermarks);
-        let send_by = deadline
-            .checked_sub(self.settings.deadline_margin / 2)
+        let send_by = self
+            .deadline
+            .checked_sub(self.pipeline.settings.deadline_margin / 2)
             .unwrap_or_else(Instant::now);
         tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
         let result = match timeout_at(send_by, table.release(&held.lease, advanced.as_ref())).await

@@ -1,34 +1,32 @@
-//! One invocation: admit each record, resolve usernames, plan the work per user and
-//! FIFO lane (`plan`), apply each user's changes (`apply`), and settle every record
-//! (`settle`).
+//! The pipeline: `Pipeline` is what a container keeps between invocations (the ports,
+//! the limits, the caches), and `Pipeline::run` makes one `Run` per invocation
+//! (`run.rs`), whose steps admit each record, resolve usernames (`resolve`), plan the
+//! work per user and FIFO lane (`plan`, pure), apply each user's changes (`apply`,
+//! under the staleness `guard`) and settle every record (`settle`). Every Connect call
+//! goes through `calls`, the one place that knows how a call is paced.
 
 mod apply;
+mod calls;
 mod guard;
 mod plan;
-mod resolve;
+mod run;
 mod settle;
+mod usernames;
 
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, stream};
 use tokio::time::Instant;
-use tracing::Instrument;
 
-use crate::domain::change::ChangeRequest;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
-use crate::domain::identity::{Field, InstanceId, UserRef};
+use crate::domain::identity::Field;
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
-use crate::domain::record::{Disposition, HandBack, Record};
-use crate::limiter::Limiter;
-use crate::usernames::Usernames;
+use crate::domain::record::{Disposition, Record};
+use usernames::Usernames;
 
-use apply::{Tally, UserLocks};
-use plan::{Target, Unit, Work, build_lanes};
-use settle::{Ids, log_disposition, record_span};
+use run::Run;
 
-pub use apply::MAX_ATTEMPTS;
+pub use calls::{MAX_ATTEMPTS, RateLimits};
 pub use guard::NoWatermarks;
 pub use plan::{Judgement, judge, order};
 
@@ -119,37 +117,7 @@ pub struct RunReport {
     pub guarded_users: u32,
 }
 
-/// Client-side rate limits per Connect operation, shared by every task of the container.
-pub struct RateLimits {
-    pub(super) update: Limiter,
-    pub(super) describe: Limiter,
-    pub(super) search: Limiter,
-    /// `ListUsers`, for the username index; `None` never lists.
-    pub(super) list: Option<Limiter>,
-}
-
-impl RateLimits {
-    /// Requests per second for `UpdateUserIdentityInfo`, `DescribeUser` (and
-    /// `DescribeInstance`) and `SearchUsers`. A burst of one keeps every second under
-    /// the rate however the calls fall.
-    pub fn new(update_rps: f64, describe_rps: f64, search_rps: f64) -> Self {
-        RateLimits {
-            update: Limiter::per_second(update_rps),
-            describe: Limiter::per_second(describe_rps),
-            search: Limiter::per_second(search_rps),
-            list: None,
-        }
-    }
-
-    /// `ListUsers` requests per second for the username index; 0 (or less) never lists,
-    /// and every username is resolved with `SearchUsers`.
-    #[must_use]
-    pub fn with_list(mut self, list_rps: f64) -> Self {
-        self.list = (list_rps > 0.0).then(|| Limiter::per_second(list_rps));
-        self
-    }
-}
-
+/// What a container keeps between invocations: the ports, the limits and the caches.
 pub struct Pipeline<D, S, W = NoWatermarks> {
     directory: D,
     sink: S,
@@ -169,7 +137,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         settings: Settings,
         limits: RateLimits,
     ) -> Self {
-        let usernames = Usernames::new(limits.list.is_some(), settings.concurrency);
+        let usernames = Usernames::new(limits.lists(), settings.concurrency);
         Pipeline {
             directory,
             sink,
@@ -200,170 +168,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// Handles the records of one invocation: how each ended, in order, and what the
     /// invocation cost in Connect calls.
     pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {
-        let tally = Tally::default();
-        let default_instance = self.admission.default_instance.as_ref();
-        let mut ids: Vec<Ids> = records
-            .iter()
-            .map(|r| match &r.document {
-                Ok(doc) => {
-                    let (instance_id, user_id) = doc.known_ids(default_instance);
-                    Ids {
-                        event_id: doc.event_id.clone(),
-                        instance_id,
-                        user_id,
-                    }
-                }
-                Err(_) => Ids {
-                    event_id: r.event_id_hint.clone(),
-                    ..Ids::default()
-                },
-            })
-            .collect();
-        let admitted: Vec<Result<ChangeRequest, Failure>> = records
-            .iter()
-            .map(|r| {
-                let doc = r.document.clone()?;
-                std::panic::catch_unwind(AssertUnwindSafe(|| self.admission.admit(doc)))
-                    .unwrap_or_else(|_| {
-                        Err(Failure::unknown("internal error while reading the change"))
-                    })
-            })
-            .collect();
-
-        let targets = self.resolve_users(admitted, deadline, &tally).await;
-        for (i, target) in targets.iter().enumerate() {
-            if let Ok(t) = target {
-                ids[i].instance_id = Some(t.instance.to_string());
-                ids[i].user_id = Some(t.user.to_string());
-            }
-        }
-        let lanes = build_lanes(records, targets, fifo);
-        let locks = UserLocks::default();
-
-        let mut dispositions: Vec<Option<Disposition>> = vec![None; records.len()];
-        let settled: Vec<Vec<(usize, Disposition)>> = stream::iter(lanes)
-            .map(|lane| self.run_lane(lane, records, &ids, fifo, deadline, &locks, &tally))
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        for (i, d) in settled.into_iter().flatten() {
-            dispositions[i] = Some(d);
-        }
-        let dispositions = dispositions
-            .into_iter()
-            .map(|d| d.expect("every record belongs to exactly one lane"))
-            .collect();
-        let report = tally.report(dispositions);
-        if self.watermarks.is_some() {
-            tracing::info!(
-                records = records.len(),
-                superseded = report.superseded,
-                guarded_users = report.guarded_users,
-                watermark_requests = report.watermark_requests,
-                "staleness guard"
-            );
-        }
-        report
-    }
-
-    /// Resolves every distinct username once (cached by the directory).
-    async fn resolve_users(
-        &self,
-        admitted: Vec<Result<ChangeRequest, Failure>>,
-        deadline: Instant,
-        tally: &Tally,
-    ) -> Vec<Result<Target, Outcome>> {
-        let mut names: Vec<(InstanceId, String)> = admitted
-            .iter()
-            .filter_map(|r| match r {
-                Ok(ChangeRequest {
-                    instance,
-                    user: UserRef::Username(name),
-                    ..
-                }) => Some((instance.clone(), name.clone())),
-                _ => None,
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        let found = self.resolve_names(&names, deadline, tally).await;
-        admitted
-            .into_iter()
-            .map(|r| {
-                let request = r?;
-                let user = match &request.user {
-                    UserRef::Id(id) | UserRef::Arn { user: id, .. } => id.clone(),
-                    UserRef::Username(name) => {
-                        found[&(request.instance.clone(), name.clone())].clone()?
-                    }
-                };
-                Ok(Target {
-                    instance: request.instance.clone(),
-                    user,
-                    request,
-                })
-            })
-            .collect()
-    }
-
-    /// Works through one lane's units in order. In FIFO, once a record is handed back
-    /// every later record of the lane is handed back too, record by record, even one
-    /// that shared the handed-back record's update.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_lane(
-        &self,
-        lane: Vec<Unit>,
-        records: &[Record],
-        ids: &[Ids],
-        fifo: bool,
-        deadline: Instant,
-        locks: &UserLocks,
-        tally: &Tally,
-    ) -> Vec<(usize, Disposition)> {
-        let mut out = Vec::new();
-        let mut blocked = false;
-        for unit in lane {
-            let n = unit.members.len();
-            let outcomes: Vec<Outcome> = if blocked {
-                Vec::new()
-            } else {
-                match unit.work {
-                    Work::Done(outcome) => vec![outcome],
-                    Work::Apply {
-                        instance,
-                        user,
-                        changes,
-                    } => AssertUnwindSafe(
-                        self.apply_resolved(&instance, &user, &changes, deadline, locks, tally),
-                    )
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
-                        vec![
-                            Outcome::from(Failure::unknown(
-                                "internal error while applying the change"
-                            ));
-                            n
-                        ]
-                    }),
-                }
-            };
-            for (k, i) in unit.members.into_iter().enumerate() {
-                if blocked {
-                    let d = Disposition::HandedBack(HandBack::GroupOrder);
-                    log_disposition(&records[i], &ids[i], &d, None, &[]);
-                    out.push((i, d));
-                    continue;
-                }
-                let span = record_span(&records[i], &ids[i]);
-                let d = self
-                    .settle(&records[i], &ids[i], &outcomes[k], deadline)
-                    .instrument(span)
-                    .await;
-                blocked |= fifo && matches!(d, Disposition::HandedBack(_));
-                out.push((i, d));
-            }
-        }
-        out
+        Run::new(self, deadline).records(records, fifo).await
     }
 }

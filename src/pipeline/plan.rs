@@ -191,6 +191,7 @@ mod tests {
         Policy {
             allowed_instances: [instance()].into(),
             email_domains: EmailDomains::parse(Some("example.com")).unwrap(),
+            secondary_email_domains: EmailDomains::Any,
             protected_profiles: ["sp-admin".to_owned()].into(),
             trusted_sources: None,
         }

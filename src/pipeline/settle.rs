@@ -1,11 +1,11 @@
 //! Settlement per record: acknowledge, dead-letter with its class, or hand back, and
 //! the one log line each record ends with. A dead-letter send starts only while it
 //! can finish before the reply is due, and once started it is never cut short: SQS
-//! may already have taken the message.
+//! may already have taken the message. Steps of `Run`; touch the dead-letter sink only.
 
 use chrono::Utc;
 use tokio::time::Instant;
-use tracing::{info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::Field;
@@ -13,26 +13,32 @@ use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
 use super::Outcome;
-use super::Pipeline;
+use super::run::{Ids, Run};
 
-/// The ids a record is known by, for its span, its log line and its dead letter.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Ids {
-    pub event_id: Option<String>,
-    pub instance_id: Option<String>,
-    pub user_id: Option<String>,
-}
-
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Decides what happens to one record given its outcome, dead-lettering it when
-    /// it must be.
+    /// it must be; in the record's span.
     pub(super) async fn settle(
         &self,
         record: &Record,
         ids: &Ids,
         outcome: &Outcome,
-        deadline: Instant,
     ) -> Disposition {
+        self.settle_record(record, ids, outcome)
+            .instrument(record_span(record, ids))
+            .await
+    }
+
+    /// Hands back a FIFO record whose group has an earlier record handed back.
+    pub(super) fn behind_in_group(&self, record: &Record, ids: &Ids) -> Disposition {
+        let d = Disposition::HandedBack(HandBack::GroupOrder);
+        log_disposition(record, ids, &d, None, &[]);
+        d
+    }
+
+    async fn settle_record(&self, record: &Record, ids: &Ids, outcome: &Outcome) -> Disposition {
+        let settings = &self.pipeline.settings;
+        let deadline = self.deadline;
         let can_hand_back = record.kind == SourceKind::Sqs && !record.source_id.is_empty();
         let (failure, attempts) = match outcome {
             Outcome::Updated(fields) => {
@@ -59,7 +65,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         let class = failure.class;
         if class.is_retryable()
             && can_hand_back
-            && record.receive_count < self.settings.max_receive_count
+            && record.receive_count < settings.max_receive_count
         {
             let d = Disposition::HandedBack(HandBack::Retry(class));
             log_disposition(record, ids, &d, Some(&failure), &[]);
@@ -74,6 +80,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             event_id: ids.event_id.clone(),
             instance_id: ids.instance_id.clone(),
             user_id: ids.user_id.clone(),
+            occurred_at: record.document.as_ref().ok().and_then(|d| d.occurred_at),
             attempts: match record.kind {
                 SourceKind::Sqs => record.receive_count,
                 SourceKind::EventBridge => attempts.max(1),
@@ -83,9 +90,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         };
         // The dead-letter client bounds a send (its retries included) to this budget;
         // half the margin is kept for the reply.
-        let send_budget = self.settings.dead_letter_budget();
+        let send_budget = settings.dead_letter_budget();
         let last_start = deadline
-            .checked_sub(self.settings.deadline_margin / 2 + send_budget)
+            .checked_sub(settings.deadline_margin / 2 + send_budget)
             .unwrap_or_else(Instant::now);
         if Instant::now() > last_start {
             let d = if can_hand_back {
@@ -97,7 +104,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
             log_disposition(record, ids, &d, Some(&failure), &[]);
             return d;
         }
-        let sent = self.sink.send(&letter).await;
+        let sent = self.pipeline.sink.send(&letter).await;
         let d = match sent {
             Ok(()) => Disposition::DeadLettered(class),
             Err(reason) => {
@@ -114,7 +121,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     }
 }
 
-pub(super) fn record_span(record: &Record, ids: &Ids) -> tracing::Span {
+fn record_span(record: &Record, ids: &Ids) -> tracing::Span {
     info_span!(
         "record",
         source = record.kind.as_str(),
@@ -127,7 +134,7 @@ pub(super) fn record_span(record: &Record, ids: &Ids) -> tracing::Span {
 
 /// One line per record outcome: ids, outcome, class and the names of the fields
 /// changed; never a value.
-pub(super) fn log_disposition(
+fn log_disposition(
     record: &Record,
     ids: &Ids,
     d: &Disposition,

@@ -231,6 +231,179 @@ def sub_string(node: Any) -> Any:
     return node
 
 
+# ----------------------------------------------------------------------------- deployments
+# The template as CloudFormation deploys it for given parameter values: conditions decided,
+# Fn::If, Fn::Join, Fn::Split, Fn::Sub and AWS::NoValue resolved, resources whose condition
+# is false left out. A resource's Ref becomes "ref:<id>" and its GetAtt "<id>.<attr>".
+
+ACCOUNT = "123456789012"
+PSEUDO = {"AWS::AccountId": ACCOUNT, "AWS::Region": "us-east-1", "AWS::Partition": "aws",
+          "AWS::StackName": "connect-identity-sync"}
+_NO_VALUE = object()
+
+# Parameter values of a deployment that names every optional sender and a queue key.
+UNNAMED_SENDER = f"arn:aws:iam::{ACCOUNT}:role/developer"
+NAMED_PUBLISHER = f"arn:aws:iam::{ACCOUNT}:role/scim-bridge"
+REDRIVE_OPERATOR = f"arn:aws:iam::{ACCOUNT}:role/operations"
+QUEUE_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+FULL_PARAMETERS = {
+    "SourceQueuePublisherArns": NAMED_PUBLISHER,
+    "RedriveOperatorArns": REDRIVE_OPERATOR,
+    "QueueKmsKeyArn": QUEUE_KEY,
+}
+
+
+def instantiate(t: dict, **values: str) -> dict:
+    """The template deployed with `values` (parameter name -> value as given to
+    CloudFormation), the other parameters at their defaults."""
+    params = {}
+    for name, p in t.get("Parameters", {}).items():
+        raw = values.get(name, p.get("Default"))
+        params[name] = raw.split(",") if p.get("Type") == "CommaDelimitedList" and raw is not None else raw
+    conditions: dict[str, bool] = {}
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = bool(value(t["Conditions"][name]))
+        return conditions[name]
+
+    def sub(text: str, extra: dict) -> str:
+        def one(m: re.Match) -> str:
+            name = m.group(1)
+            if name in extra:
+                return str(value(extra[name]))
+            if "." in name:
+                return "{}.{}".format(*name.split(".", 1))
+            return str(value({"Ref": name}))
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def value(node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in map(value, node) if v is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
+                if arg in PSEUDO:
+                    return PSEUDO[arg]
+                return params[arg] if arg in params else f"ref:{arg}"
+            if key == "Fn::GetAtt":
+                target = arg.split(".", 1) if isinstance(arg, str) else arg
+                return f"{target[0]}.{target[1]}"
+            if key == "Fn::If":
+                return value(arg[1] if condition(arg[0]) else arg[2])
+            if key == "Condition":
+                return condition(arg)
+            if key == "Fn::Equals":
+                a, b = value(arg)
+                return a == b
+            if key == "Fn::Not":
+                return not value(arg[0])
+            if key == "Fn::And":
+                return all(value(arg))
+            if key == "Fn::Or":
+                return any(value(arg))
+            if key == "Fn::Join":
+                sep, items = arg
+                return sep.join(str(i) for i in value(items))
+            if key == "Fn::Split":
+                sep, text = value(arg)
+                return text.split(sep)
+            if key == "Fn::Sub":
+                return sub(arg, {}) if isinstance(arg, str) else sub(arg[0], arg[1])
+        return {k: v for k, v in ((k, value(v)) for k, v in node.items()) if v is not _NO_VALUE}
+
+    out = {k: v for k, v in t.items() if k not in ("Resources", "Outputs", "Conditions")}
+    out["Resources"] = {
+        lid: value({k: v for k, v in res.items() if k != "Condition"})
+        for lid, res in t.get("Resources", {}).items()
+        if "Condition" not in res or condition(res["Condition"])
+    }
+    return out
+
+
+def deployments(t: dict) -> Iterator[tuple[dict, dict]]:
+    """(parameter values, deployed template): the defaults, and every optional sender
+    named with a customer-managed queue key."""
+    yield {}, instantiate(t)
+    yield FULL_PARAMETERS, instantiate(t, **FULL_PARAMETERS)
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), text) is not None
+
+
+def _condition_holds(condition: dict, keys: dict[str, str]) -> bool:
+    for operator, tests in condition.items():
+        base = operator.removesuffix("IfExists")
+        assert not base.startswith(("ForAnyValue", "ForAllValues")), f"{operator} is not evaluated here"
+        negated = "Not" in base
+        for key, wanted in tests.items():
+            if key not in keys:
+                # A missing key: ...IfExists and negated operators hold, the others do not.
+                if operator.endswith("IfExists") or negated:
+                    continue
+                return False
+            have = keys[key]
+            if base.startswith("Bool"):
+                hit = any(str(w).lower() == have for w in as_list(wanted))
+            elif base.endswith("Like") or base.startswith("Arn"):
+                hit = any(_matches(str(w), have) for w in as_list(wanted))
+            elif base.startswith("StringEquals") or base.startswith("StringNotEquals"):
+                hit = have in [str(w) for w in as_list(wanted)]
+            else:
+                raise AssertionError(f"{operator} is not evaluated here")
+            if hit == negated:
+                return False
+    return True
+
+
+def _principal_matches(principal: Any, caller: str) -> bool:
+    if principal == "*":
+        return True
+    assert isinstance(principal, dict), f"principal {principal!r}"
+    if caller.startswith("service:"):
+        return caller.removeprefix("service:") in as_list(principal.get("Service", []))
+    arns = as_list(principal.get("AWS", []))
+    return "*" in arns or caller in arns or f"arn:aws:iam::{ACCOUNT}:root" in arns or ACCOUNT in arns
+
+
+def queue_policy_decision(d: dict, queue: str, caller: str, action: str, keys: dict[str, str]) -> str:
+    """What the policies of `queue` in the deployed template `d` say to a request:
+    "deny", "allow", or "none" (the caller's own IAM policy then decides, for a principal
+    of the account; a service is refused). `caller` is an IAM principal ARN or
+    "service:<name>"."""
+    decision = "none"
+    for res in resources(d, "AWS::SQS::QueuePolicy").values():
+        if f"ref:{queue}" not in res["Properties"]["Queues"]:
+            continue
+        for st in as_list(res["Properties"]["PolicyDocument"].get("Statement", [])):
+            assert "NotPrincipal" not in st and "NotAction" not in st, "NotPrincipal/NotAction are not evaluated here"
+            if not _principal_matches(st.get("Principal"), caller):
+                continue
+            if not any(_matches(a.lower(), action.lower()) for a in actions(st)):
+                continue
+            if not _condition_holds(st.get("Condition", {}), keys):
+                continue
+            if st.get("Effect") == "Deny":
+                return "deny"
+            decision = "allow"
+    return decision
+
+
+def iam_request(principal: str, secure: bool = True) -> tuple[str, dict[str, str]]:
+    return principal, {"aws:PrincipalArn": principal, "aws:PrincipalAccount": ACCOUNT,
+                       "aws:SecureTransport": str(secure).lower()}
+
+
+def service_request(service: str, source_arn: str, secure: bool = True) -> tuple[str, dict[str, str]]:
+    return f"service:{service}", {"aws:SourceArn": source_arn, "aws:PrincipalServiceName": service,
+                                   "aws:SecureTransport": str(secure).lower()}
+
+
 # ----------------------------------------------------------------------------- checks: IAM
 
 
@@ -308,10 +481,14 @@ def check_role_statements_only_allow_what_the_function_uses(t: dict) -> None:
         "sqs:GetQueueAttributes",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+        # Only with QueueKmsKeyArn (check_a_queue_key_is_usable_by_every_role_that_reads_or_writes_the_queues).
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
     } | DYNAMODB_ACTIONS
-    for st in role_statements(t, role):
-        for a in actions(st):
-            assert a in used, f"the function role allows {a!r}, which the function does not use"
+    for _, d in deployments(t):
+        for st in role_statements(d, role):
+            for a in actions(st):
+                assert a in used, f"the function role allows {a!r}, which the function does not use"
     assert not props(t, role).get("ManagedPolicyArns"), "managed policies on the function role"
 
 
@@ -332,10 +509,37 @@ def check_deployed_role_has_no_managed_policy(transformed: dict) -> None:
 
 def check_every_queue_is_encrypted(t: dict) -> None:
     assert queues(t), "no queues"
-    for lid, q in queues(t).items():
-        p = q.get("Properties", {})
-        assert p.get("SqsManagedSseEnabled") is True or p.get("KmsMasterKeyId"), f"{lid} is not encrypted at rest"
-        assert p.get("SqsManagedSseEnabled") is not False or p.get("KmsMasterKeyId"), f"{lid} turns encryption off"
+    for params, d in deployments(t):
+        key = params.get("QueueKmsKeyArn")
+        for lid, q in queues(d).items():
+            p = q.get("Properties", {})
+            if key:
+                assert p.get("KmsMasterKeyId") == key, f"{lid} is not encrypted with QueueKmsKeyArn"
+                assert p.get("SqsManagedSseEnabled") is not True, f"{lid} asks for SSE-SQS and a KMS key at once"
+            else:
+                assert p.get("SqsManagedSseEnabled") is True or p.get("KmsMasterKeyId"), f"{lid} is not encrypted at rest"
+                assert p.get("SqsManagedSseEnabled") is not False or p.get("KmsMasterKeyId"), f"{lid} turns encryption off"
+
+
+def check_a_queue_key_is_usable_by_every_role_that_reads_or_writes_the_queues(t: dict) -> None:
+    """With QueueKmsKeyArn set, the roles that poll, dead-letter and redrive may use that
+    key and no other; without it, no role holds a KMS permission."""
+    kms = {"kms:Decrypt", "kms:GenerateDataKey"}
+    for params, d in deployments(t):
+        key = params.get("QueueKmsKeyArn")
+        roles = resources(d, "AWS::IAM::Role")
+        for role in roles:
+            granted = {}
+            for st in role_statements(d, role):
+                for a in actions(st):
+                    if a.lower().startswith("kms:"):
+                        granted.setdefault(a, set()).update(map(str, as_list(st.get("Resource"))))
+            if not key:
+                assert not granted, f"{role} holds {sorted(granted)} without a queue key"
+                continue
+            assert set(granted) == kms, f"{role}: KMS actions {sorted(granted)}, expected {sorted(kms)}"
+            for a, res in granted.items():
+                assert res == {key}, f"{role}: {a} on {sorted(res)}, not the queue key alone"
 
 
 def check_dead_letter_queues_keep_messages_fourteen_days(t: dict) -> None:
@@ -513,6 +717,9 @@ def check_defaults_refuse(t: dict) -> None:
     for bad in ("*", "", "arn:aws:connect:us-east-1:123456789012:instance/*"):
         assert not re.fullmatch(params["ConnectInstanceId"]["AllowedPattern"], bad), f"instance id {bad!r} accepted"
     assert ref_target(env.get("EMAIL_DOMAIN_ALLOWLIST")) == "EmailDomainAllowlist"
+    assert ref_target(env.get("SECONDARY_EMAIL_DOMAIN_ALLOWLIST")) == "SecondaryEmailDomainAllowlist", (
+        "the deployment cannot restrict SecondaryEmail's domains"
+    )
     assert params["EmailDomainAllowlist"].get("Default", "") == "", "Email changes must be refused until domains are listed"
     assert ref_target(env.get("PROTECTED_SECURITY_PROFILE_IDS")) == "ProtectedSecurityProfileIds"
     trusted = env.get("TRUSTED_SOURCES")
@@ -620,22 +827,59 @@ def check_rule_filters_and_targets_the_source_queue(t: dict) -> None:
     assert targets == [SOURCE_QUEUE], f"rule targets {targets}"
 
 
-def check_only_the_rule_may_send_to_the_source_queue(t: dict) -> None:
-    rule = next(iter(resources(t, "AWS::Events::Rule")))
-    found = False
-    for lid, qp in resources(t, "AWS::SQS::QueuePolicy").items():
-        p = qp["Properties"]
-        if SOURCE_QUEUE not in {ref_target(q) for q in p["Queues"]}:
-            continue
-        for st in as_list(p["PolicyDocument"]["Statement"]):
-            if st.get("Effect") != "Allow":
-                continue
-            assert st.get("Principal") == {"Service": "events.amazonaws.com"}, f"{lid}: {st.get('Principal')!r} may use the queue"
-            assert actions(st) == ["sqs:SendMessage"]
-            cond = st.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn")
-            assert ref_target(cond) == rule, f"{lid}: not limited to the rule {rule}"
-            found = True
-    assert found, "no queue policy lets the rule deliver to the source queue"
+def check_source_queue_refuses_every_sender_it_does_not_name(t: dict) -> None:
+    """SPEC section 5: a bare document carries no source, so the source queue's policy
+    decides who may send one: the rule, the redrive role and the named publishers; every
+    other principal is refused by an explicit deny, whatever its own IAM policy allows
+    (a developer role with sqs:*)."""
+    send = "sqs:SendMessage"
+    rule_arn = f"{next(iter(resources(t, 'AWS::Events::Rule')))}.Arn"
+    for params, d in deployments(t):
+        decide = lambda req: queue_policy_decision(d, SOURCE_QUEUE, req[0], send, req[1])
+        assert decide(service_request("events.amazonaws.com", rule_arn)) == "allow", (
+            f"{params}: the EventBridge rule cannot deliver to the source queue"
+        )
+        refused = [
+            iam_request(UNNAMED_SENDER),
+            iam_request(f"{function_role(t)}.Arn"),
+            iam_request(f"arn:aws:iam::{ACCOUNT}:root"),
+            service_request("events.amazonaws.com", f"arn:aws:events:us-east-1:{ACCOUNT}:rule/another-rule"),
+            service_request("sns.amazonaws.com", f"arn:aws:sns:us-east-1:{ACCOUNT}:a-topic"),
+        ]
+        if not params:
+            refused += [iam_request(NAMED_PUBLISHER), iam_request(REDRIVE_OPERATOR)]
+        for caller, keys in refused:
+            assert decide((caller, keys)) == "deny", f"{params}: {caller} may send to the source queue"
+        if params:
+            assert decide(iam_request(NAMED_PUBLISHER)) == "allow", f"{params}: a named publisher cannot send"
+            roles = resources(d, "AWS::IAM::Role")
+            assert "RedriveRole" in roles, "no redrive role although RedriveOperatorArns names its operators"
+            trust = as_list(roles["RedriveRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+            assert [st.get("Principal") for st in trust] == [{"AWS": [REDRIVE_OPERATOR]}], (
+                f"the redrive role trusts {trust}, not RedriveOperatorArns alone"
+            )
+            assert decide(iam_request("RedriveRole.Arn")) != "deny", "the redrive role cannot send back to the source queue"
+        else:
+            assert "RedriveRole" not in resources(d, "AWS::IAM::Role"), "a redrive role nobody was named to use"
+
+
+def check_every_queue_refuses_plain_http(t: dict) -> None:
+    """Every queue denies every request that does not come over TLS
+    (aws:SecureTransport false), whoever makes it: the dead-letter queues hold personal data."""
+    rule_arn = f"{next(iter(resources(t, 'AWS::Events::Rule')))}.Arn"
+    callers = [
+        iam_request(UNNAMED_SENDER, secure=False),
+        iam_request(NAMED_PUBLISHER, secure=False),
+        iam_request(f"{function_role(t)}.Arn", secure=False),
+        iam_request("RedriveRole.Arn", secure=False),
+        service_request("events.amazonaws.com", rule_arn, secure=False),
+    ]
+    for params, d in deployments(t):
+        for q in queues(d):
+            for caller, keys in callers:
+                for action in ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+                    got = queue_policy_decision(d, q, caller, action, keys)
+                    assert got == "deny", f"{params}: {q} lets {caller} {action} over plain HTTP ({got})"
 
 
 def check_outputs(t: dict) -> None:

@@ -51,11 +51,47 @@ def alarm_on(t, queue):
     raise KeyError(queue)
 
 
-def source_queue_policy(t):
+def queue_statements(t, queue):
+    """The statements of `queue`'s policy (Fn::If entries included, as written)."""
     for res in checks.resources(t, "AWS::SQS::QueuePolicy").values():
-        if checks.ref_target(res["Properties"]["Queues"][0]) == SOURCE_QUEUE:
-            return res["Properties"]["PolicyDocument"]["Statement"][0]
-    raise KeyError("source queue policy")
+        if checks.ref_target(res["Properties"]["Queues"][0]) == queue:
+            return res["Properties"]["PolicyDocument"]["Statement"]
+    raise KeyError(queue)
+
+
+def queue_statement(t, queue, sid):
+    for st in queue_statements(t, queue):
+        if st.get("Sid") == sid:
+            return st
+    raise KeyError(sid)
+
+
+def drop_statement(t, queue, sid):
+    statements = queue_statements(t, queue)
+    statements.remove(queue_statement(t, queue, sid))
+
+
+def deny_condition(t, named):
+    """The NoOtherSender deny's condition with (`named`) or without named senders."""
+    branches = queue_statement(t, SOURCE_QUEUE, "NoOtherSender")["Condition"]["Fn::If"]
+    return branches[1] if named else branches[2]
+
+
+def drop_queue_policy(t, queue):
+    for lid, res in list(checks.resources(t, "AWS::SQS::QueuePolicy").items()):
+        if checks.ref_target(res["Properties"]["Queues"][0]) == queue:
+            del t["Resources"][lid]
+            return
+    raise KeyError(queue)
+
+
+def function_kms_statement(t):
+    for pol in role(t)["Policies"]:
+        statements = pol["PolicyDocument"]["Statement"]
+        for st in statements:
+            if "Fn::If" in st and st["Fn::If"][1].get("Sid") == "UseQueueKey":
+                return statements, st
+    raise KeyError("UseQueueKey")
 
 
 def rule(t):
@@ -204,6 +240,8 @@ CASES = [
      lambda t: setitem(param(t, "ConnectInstanceId"), "Default", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")),
     ("instance id accepting anything", checks.check_defaults_refuse,
      lambda t: setitem(param(t, "ConnectInstanceId"), "AllowedPattern", ".*")),
+    ("no SecondaryEmail allowlist", checks.check_defaults_refuse,
+     lambda t: env(t).pop("SECONDARY_EMAIL_DOMAIN_ALLOWLIST")),
     ("any source trusted when the parameter is empty", checks.check_defaults_refuse,
      lambda t: setitem(env(t), "TRUSTED_SOURCES", {"Ref": "TrustedSources"})),
     ("text logs", checks.check_logs_are_json_in_an_explicit_group,
@@ -247,10 +285,48 @@ CASES = [
      lambda t: rule(t)["EventPattern"].pop("detail-type")),
     ("a rule targeting a dead-letter queue", checks.check_rule_filters_and_targets_the_source_queue,
      lambda t: setitem(rule(t)["Targets"][0], "Arn", {"Fn::GetAtt": ["UnknownErrorDeadLetterQueue", "Arn"]})),
-    ("any rule may send to the source queue", checks.check_only_the_rule_may_send_to_the_source_queue,
-     lambda t: source_queue_policy(t).pop("Condition")),
-    ("anyone may send to the source queue", checks.check_only_the_rule_may_send_to_the_source_queue,
-     lambda t: setitem(source_queue_policy(t), "Principal", "*")),
+    # The source queue's senders (issue 22): each case lets an unnamed sender in.
+    ("no deny for unnamed senders", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: drop_statement(t, SOURCE_QUEUE, "NoOtherSender")),
+    ("a deny that spares every role of the account", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: setitem(deny_condition(t, named=False), "ArnNotLike", {"aws:PrincipalArn": "arn:aws:iam::*:role/*"})),
+    ("a deny for plain HTTP senders only", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: setitem(deny_condition(t, named=True), "Bool", {"aws:SecureTransport": "false"})),
+    ("a deny that spares any EventBridge rule", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: setitem(deny_condition(t, named=False), "ArnNotEquals",
+                       {"aws:SourceArn": "arn:aws:events:*", "aws:PrincipalArn": checks.UNNAMED_SENDER.replace("developer", "x")})),
+    ("the rule not allowed to deliver", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: drop_statement(t, SOURCE_QUEUE, "IdentityChangeRule")),
+    ("the whole account allowed to send", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: (drop_statement(t, SOURCE_QUEUE, "NoOtherSender"),
+                queue_statements(t, SOURCE_QUEUE).append({"Sid": "Account", "Effect": "Allow", "Action": "sqs:SendMessage",
+                                                         "Principal": {"AWS": f"arn:aws:iam::{checks.ACCOUNT}:root"}}))),
+    ("a deny that also refuses the rule", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: deny_condition(t, named=False)["ArnNotEquals"].pop("aws:SourceArn")),
+    ("a redrive role anyone in the account may assume", checks.check_source_queue_refuses_every_sender_it_does_not_name,
+     lambda t: setitem(t["Resources"]["RedriveRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0], "Principal",
+                       {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}})),
+    # TLS only, on every queue.
+    ("a dead-letter queue without a policy", checks.check_every_queue_refuses_plain_http,
+     lambda t: drop_queue_policy(t, "PolicyViolationDeadLetterQueue")),
+    ("the source queue accepting plain HTTP", checks.check_every_queue_refuses_plain_http,
+     lambda t: drop_statement(t, SOURCE_QUEUE, "HttpsOnly")),
+    ("the catch-all queue accepting plain HTTP", checks.check_every_queue_refuses_plain_http,
+     lambda t: drop_statement(t, checks.redrive_target(t), "HttpsOnly")),
+    ("a TLS deny on sends only", checks.check_every_queue_refuses_plain_http,
+     lambda t: setitem(queue_statement(t, "UnknownErrorDeadLetterQueue", "HttpsOnly"), "Action", "sqs:SendMessage")),
+    ("a TLS deny that asks for the wrong value", checks.check_every_queue_refuses_plain_http,
+     lambda t: setitem(queue_statement(t, "ThrottlingDeadLetterQueue", "HttpsOnly")["Condition"]["Bool"], "aws:SecureTransport", "true")),
+    # A customer-managed key.
+    ("a queue that ignores the key parameter", checks.check_every_queue_is_encrypted,
+     lambda t: (qprops(t, "ValidationErrorDeadLetterQueue").pop("KmsMasterKeyId"),
+                setitem(qprops(t, "ValidationErrorDeadLetterQueue"), "SqsManagedSseEnabled", True))),
+    ("the function role cannot use the key", checks.check_a_queue_key_is_usable_by_every_role_that_reads_or_writes_the_queues,
+     lambda t: (lambda sts, st: sts.remove(st))(*function_kms_statement(t))),
+    ("the function role may use every key", checks.check_a_queue_key_is_usable_by_every_role_that_reads_or_writes_the_queues,
+     lambda t: setitem(function_kms_statement(t)[1]["Fn::If"][1], "Resource", "*")),
+    ("a KMS grant without a key", checks.check_a_queue_key_is_usable_by_every_role_that_reads_or_writes_the_queues,
+     lambda t: setitem(function_kms_statement(t)[1]["Fn::If"], 2, dict(function_kms_statement(t)[1]["Fn::If"][1], Resource="*"))),
     ("a queue URL missing from the outputs", checks.check_outputs,
      lambda t: t["Outputs"].pop("ThrottlingDeadLetterQueueUrl")),
     # Metrics and dry run

@@ -135,8 +135,17 @@ def test_eventbridge_rule_filters_on_source_and_detail_type_into_the_source_queu
     checks.check_rule_filters_and_targets_the_source_queue(template)
 
 
-def test_only_the_identity_change_rule_may_send_to_the_source_queue(template):
-    checks.check_only_the_rule_may_send_to_the_source_queue(template)
+def test_source_queue_refuses_every_sender_but_the_rule_the_redrive_role_and_named_publishers(template):
+    checks.check_source_queue_refuses_every_sender_it_does_not_name(template)
+
+
+def test_every_queue_refuses_requests_over_plain_http(template):
+    checks.check_every_queue_refuses_plain_http(template)
+
+
+def test_a_customer_managed_queue_key_is_a_parameter_away(template):
+    checks.check_every_queue_is_encrypted(template)
+    checks.check_a_queue_key_is_usable_by_every_role_that_reads_or_writes_the_queues(template)
 
 
 def test_outputs_give_every_queue_url_and_the_function_arn(template):

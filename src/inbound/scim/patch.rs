@@ -182,9 +182,11 @@ impl<'a> Operation<'a> {
             Err(e) => {
                 return match e.attr {
                     Some(attr) if !is_identity(&attr) => Ok(()),
-                    Some(attr) => {
-                        Err(self.malformed(&format!("{what} {}… {}", path::short(&attr), e.reason)))
-                    }
+                    Some(attr) => Err(self.malformed(&format!(
+                        "{what} {}… {}",
+                        path::attribute_name(&attr),
+                        e.reason
+                    ))),
                     None => Err(self.malformed(&format!("{what} {}", e.reason))),
                 };
             }
@@ -805,7 +807,7 @@ mod tests {
             (json!([{"op": "add"}]), "has no value"),
             (
                 json!([{"op": "add", "path": "name.givenName"}]),
-                "name.givenname",
+                "name.givenName",
             ),
         ] {
             assert_malformed(&patch(operations), names);
@@ -854,11 +856,54 @@ mod tests {
     }
 
     #[test]
+    fn names_the_document_made_up_are_not_repeated() {
+        // SPEC §3.1: a filter's attribute, a sub-attribute or a key is the document's
+        // text, and may be an address.
+        for (operation, names) in [
+            (
+                json!({"op": "replace", "path": "emails[wilhelmina eq \"work\"].value", "value": "x"}),
+                "emails[(another attribute) eq …].value",
+            ),
+            (
+                json!({"op": "replace", "path": "emails[type eq \"work\"].quackenbush", "value": "x"}),
+                "emails[type eq …].(another sub-attribute)",
+            ),
+            (
+                json!({"op": "replace", "path": "phoneNumbers[wilhelmina-quackenbush eq true].value", "value": "x"}),
+                "phoneNumbers[(another attribute) eq …].value",
+            ),
+            (
+                json!({"op": "add", "value": {"emails[quackenbush eq \"x\"].value": "x"}}),
+                "value key emails[(another attribute) eq …].value",
+            ),
+            (
+                json!({"op": "add", "path": "emails[wilhelmina.quackenbush@example.com", "value": "x"}),
+                "Operations[0] path emails…",
+            ),
+        ] {
+            let err = read_json(&patch(json!([operation]))).unwrap_err();
+            assert_eq!(err.class, ErrorClass::MalformedEvent);
+            assert!(
+                err.message.contains(names),
+                "{:?} does not name {names}",
+                err.message
+            );
+            for echoed in ["wilhelmina", "quackenbush", "example"] {
+                assert!(
+                    !err.message.to_lowercase().contains(echoed),
+                    "{:?}",
+                    err.message
+                );
+            }
+        }
+    }
+
+    #[test]
     fn values_of_the_wrong_type_are_malformed_and_name_the_path() {
         for (operation, names) in [
             (
                 json!({"op": "add", "path": "name.givenName", "value": 5}),
-                "name.givenname",
+                "name.givenName",
             ),
             (
                 json!({"op": "add", "path": "name", "value": "Jane Doe"}),
@@ -882,7 +927,7 @@ mod tests {
             ),
             (
                 json!({"op": "add", "path": "phoneNumbers", "value": "+1 206 555 0199"}),
-                "phonenumbers",
+                "phoneNumbers",
             ),
             (json!({"op": "add", "value": "Jane"}), "not an object"),
             (

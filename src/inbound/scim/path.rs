@@ -52,27 +52,57 @@ pub struct Path {
     pub sub: Option<String>,
 }
 
-/// A name as it may be repeated in a message: it is ASCII already (the grammar's
-/// names are), and cut to a length no message is filled by.
-pub fn short(name: &str) -> &str {
-    name.get(..40).unwrap_or(name)
+/// An attribute as a message may name it: the identity attributes this function reads,
+/// in RFC 7643's spelling. Any other name is the document's text and is not repeated.
+pub fn attribute_name(attr: &str) -> &'static str {
+    match attr {
+        "name" => "name",
+        "emails" => "emails",
+        "phonenumbers" => "phoneNumbers",
+        _ => "(another attribute)",
+    }
+}
+
+/// A filter's attribute as a message may name it.
+fn filter_attribute_name(attr: &str) -> &'static str {
+    match attr {
+        "type" => "type",
+        "primary" => "primary",
+        "value" => "value",
+        _ => "(another attribute)",
+    }
+}
+
+/// A sub-attribute as a message may name it.
+fn sub_attribute_name(sub: &str) -> &'static str {
+    match sub {
+        "value" => "value",
+        "givenname" => "givenName",
+        "familyname" => "familyName",
+        _ => "(another sub-attribute)",
+    }
 }
 
 impl Path {
-    /// The path as it can be repeated in a message: names as parsed, a filter's
-    /// value left out (it may be an address).
+    /// The path as it can be repeated in a message (SPEC §3.1): the names this function
+    /// reads, in RFC 7643's spelling, and the filter's operator (one of the grammar's);
+    /// any other name, and a filter's value (it may be an address), is left out.
     pub fn shown(&self) -> String {
         let mut out = match self.schema {
-            Schema::Core => short(&self.attr).to_owned(),
+            Schema::Core => attribute_name(&self.attr).to_owned(),
             Schema::CoreResource => return "(core User schema)".into(),
             Schema::Extension => return "(extension attribute)".into(),
         };
         if let Some(f) = &self.filter {
-            out.push_str(&format!("[{} {} …]", short(&f.attr), f.op));
+            let op = OPERATORS
+                .iter()
+                .find(|op| **op == f.op)
+                .unwrap_or(&"(operator)");
+            out.push_str(&format!("[{} {op} …]", filter_attribute_name(&f.attr)));
         }
         if let Some(sub) = &self.sub {
             out.push('.');
-            out.push_str(short(sub));
+            out.push_str(sub_attribute_name(sub));
         }
         out
     }

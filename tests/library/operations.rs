@@ -2,9 +2,7 @@
 //! update while everything else runs as usual, and the invocation summary adds up to
 //! the records whatever they became.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::policy::EmailDomains;
 use connect_identity_sync::handler::{Handled, invoke};

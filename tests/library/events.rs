@@ -1,8 +1,6 @@
 //! The sample events in `events/` through the handler, with the replies of SPEC §4.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::handler::{InvocationError, handle};

@@ -1,11 +1,9 @@
 //! The pipeline over in-memory ports: grouping, ordering, coalescing, FIFO order,
 //! deadline, retries and dead-lettering, record by record.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::instance::IdentityManagement;

@@ -1,0 +1,239 @@
+//! One Connect call as attempts: each attempt takes a token of its operation's limiter,
+//! starts only while the attempt budget still fits before the deadline less the margin,
+//! and is counted; a retryable failure is tried again, at most `MAX_ATTEMPTS` times.
+//! The only place that knows how a call is paced. Touches the container's limiters and
+//! this invocation's counts, nothing else.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep, timeout_at};
+use tracing::warn;
+
+use crate::domain::error::{ErrorClass, Failure};
+use crate::domain::ports::{CallFailure, Reach};
+use crate::limiter::Limiter;
+
+use super::{Outcome, PerOperation, Settings};
+
+/// Attempts per call at most (SPEC §3).
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The pause before the second attempt; doubled before the third. Retries of a
+/// throttled call are paced by the limiter as well, since each takes a token.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+/// The Connect operations the function calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    DescribeInstance,
+    SearchUsers,
+    DescribeUser,
+    UpdateUserIdentityInfo,
+    ListUsers,
+}
+
+impl Op {
+    const fn name(self) -> &'static str {
+        match self {
+            Op::DescribeInstance => "DescribeInstance",
+            Op::SearchUsers => "SearchUsers",
+            Op::DescribeUser => "DescribeUser",
+            Op::UpdateUserIdentityInfo => "UpdateUserIdentityInfo",
+            Op::ListUsers => "ListUsers",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Client-side rate limits per Connect operation, shared by every task of the container.
+pub struct RateLimits {
+    update: Limiter,
+    describe: Limiter,
+    search: Limiter,
+    /// `ListUsers`, for the username index; `None` never lists.
+    list: Option<Limiter>,
+}
+
+impl RateLimits {
+    /// Requests per second for `UpdateUserIdentityInfo`, `DescribeUser` (and
+    /// `DescribeInstance`) and `SearchUsers`. A burst of one keeps every second under
+    /// the rate however the calls fall.
+    pub fn new(update_rps: f64, describe_rps: f64, search_rps: f64) -> Self {
+        RateLimits {
+            update: Limiter::per_second(update_rps),
+            describe: Limiter::per_second(describe_rps),
+            search: Limiter::per_second(search_rps),
+            list: None,
+        }
+    }
+
+    /// `ListUsers` requests per second for the username index; 0 (or less) never lists,
+    /// and every username is resolved with `SearchUsers`.
+    #[must_use]
+    pub fn with_list(mut self, list_rps: f64) -> Self {
+        self.list = (list_rps > 0.0).then(|| Limiter::per_second(list_rps));
+        self
+    }
+
+    /// Whether `ListUsers` may be called at all.
+    pub(super) fn lists(&self) -> bool {
+        self.list.is_some()
+    }
+}
+
+/// What one invocation's calls cost, counted as they happen.
+#[derive(Default)]
+struct Counts {
+    calls: [AtomicU32; 5],
+    throttled: [AtomicU32; 5],
+    limiter_wait_us: AtomicU64,
+}
+
+impl Counts {
+    fn per_operation(counts: &[AtomicU32; 5]) -> PerOperation {
+        let get = |op: Op| counts[op.index()].load(Ordering::Relaxed);
+        PerOperation {
+            describe_instance: get(Op::DescribeInstance),
+            search_users: get(Op::SearchUsers),
+            describe_user: get(Op::DescribeUser),
+            update_user_identity_info: get(Op::UpdateUserIdentityInfo),
+            list_users: get(Op::ListUsers),
+        }
+    }
+}
+
+/// One invocation's Connect calls: the container's limiters, this invocation's attempt
+/// window, and what the calls cost.
+pub(super) struct Calls<'p> {
+    limits: &'p RateLimits,
+    budget: Duration,
+    latest_start: Instant,
+    cutoff: Instant,
+    counts: Counts,
+}
+
+impl<'p> Calls<'p> {
+    pub(super) fn new(limits: &'p RateLimits, settings: &Settings, deadline: Instant) -> Self {
+        let (latest_start, cutoff) = settings.attempt_window(deadline);
+        Calls {
+            limits,
+            budget: settings.call_budget,
+            latest_start,
+            cutoff,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Calls made, each attempt counted.
+    pub(super) fn made(&self) -> PerOperation {
+        Counts::per_operation(&self.counts.calls)
+    }
+
+    /// Attempts Connect answered with a throttle.
+    pub(super) fn throttled(&self) -> PerOperation {
+        Counts::per_operation(&self.counts.throttled)
+    }
+
+    /// Time spent waiting for limiter tokens, summed over every attempt.
+    pub(super) fn limiter_wait(&self) -> Duration {
+        Duration::from_micros(self.counts.limiter_wait_us.load(Ordering::Relaxed))
+    }
+
+    /// Makes one Connect call as up to `MAX_ATTEMPTS` attempts. Each attempt starts
+    /// only if the attempt budget still fits before the deadline less the margin, and
+    /// only once it holds a token of its operation's limiter; a back-off must fit
+    /// too. A retryable failure is tried again; an update whose outcome is unknown
+    /// is not. When time runs out the last failure stands, or `Deferred` when no
+    /// attempt was made.
+    pub(super) async fn call<T, F, Fut>(&self, op: Op, attempt: F) -> Result<T, Outcome>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CallFailure>>,
+    {
+        let mut made = 0;
+        let mut last: Option<Failure> = None;
+        while made < MAX_ATTEMPTS {
+            if made > 0 {
+                let backoff = BACKOFF * 2u32.pow(made - 1);
+                if Instant::now() + backoff > self.latest_start {
+                    break;
+                }
+                sleep(backoff).await;
+            }
+            if Instant::now() > self.latest_start || !self.take_token(op).await {
+                break;
+            }
+            made += 1;
+            self.counts.calls[op.index()].fetch_add(1, Ordering::Relaxed);
+            // The SDK's own attempt timeout ends the attempt first; this bound holds
+            // for any directory.
+            let ends = (Instant::now() + self.budget).min(self.cutoff);
+            let failure = match timeout_at(ends, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(failure)) => failure,
+                Err(_) => {
+                    warn!(
+                        operation = op.name(),
+                        "Connect attempt cut at its time budget"
+                    );
+                    CallFailure::new(
+                        ErrorClass::UnknownError,
+                        format!("Connect {} failed with a timeout", op.name()),
+                        1,
+                    )
+                    .with_reach(Reach::Unknown)
+                }
+            };
+            if failure.failure.class == ErrorClass::ThrottlingException {
+                self.counts.throttled[op.index()].fetch_add(1, Ordering::Relaxed);
+            }
+            if op == Op::UpdateUserIdentityInfo && failure.reach == Reach::Unknown {
+                return Err(Outcome::Failed(
+                    Failure::unknown(format!(
+                        "{} after the request was sent: the outcome is unknown",
+                        failure.failure.message
+                    )),
+                    made,
+                ));
+            }
+            let retryable = failure.failure.class.is_retryable();
+            last = Some(failure.failure);
+            if !retryable {
+                break;
+            }
+        }
+        Err(match last {
+            Some(failure) => Outcome::Failed(failure, made),
+            None => Outcome::Deferred,
+        })
+    }
+
+    /// Waits for a token of `op`'s limiter, no later than the latest start; counts the
+    /// wait. `DescribeInstance` has none: it is made at most once per instance for
+    /// the life of the container.
+    async fn take_token(&self, op: Op) -> bool {
+        let limiter = match op {
+            Op::UpdateUserIdentityInfo => &self.limits.update,
+            Op::DescribeUser => &self.limits.describe,
+            Op::SearchUsers => &self.limits.search,
+            // Only made when the index is on, which needs a rate.
+            Op::ListUsers => match &self.limits.list {
+                Some(list) => list,
+                None => return false,
+            },
+            Op::DescribeInstance => return true,
+        };
+        let from = Instant::now();
+        let ready = limiter.take_by(self.latest_start).await;
+        let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.counts
+            .limiter_wait_us
+            .fetch_add(waited, Ordering::Relaxed);
+        ready
+    }
+}

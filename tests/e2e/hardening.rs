@@ -1,0 +1,242 @@
+//! End to end over the built binary, the hardening of issue 22: nothing of a document is
+//! echoed in a log line or an `ErrorMessage` at any level (SPEC §3.1), an `EventId` that
+//! is not a plain token is known by its digest, and `SECONDARY_EMAIL_DOMAIN_ALLOWLIST`
+//! refuses a SecondaryEmail at another domain before any call (SPEC §5).
+
+use std::collections::BTreeMap;
+
+use harness::connect_emulator::Operation;
+use harness::fixtures::{
+    self, INSTANCE, Record, batch_item_failures, calls_for, identity, log_messages, response,
+};
+use harness::{Message, Stack};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// Text a producer made up: a key, a filter attribute, a sub-attribute and an event id.
+const MADE_UP: &str = "wilhelmina.quackenbush@example.com";
+/// What must not appear anywhere the function writes, in any letter case.
+const ECHOES: [&str; 2] = ["wilhelmina", "quackenbush"];
+
+fn sha256_token(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn patch(user: &str, operations: &Value) -> Value {
+    json!({"schemas": [PATCH], "UserId": user, "Operations": operations})
+}
+
+/// Dead letters by the `SourceId` (messageId) they carry: (class, message).
+async fn letters(stack: &Stack) -> BTreeMap<String, (String, Message)> {
+    let mut out = BTreeMap::new();
+    for (class, messages) in stack.dead_letters().await.expect("dead-letter queues read") {
+        for m in messages {
+            let id = m.attr("SourceId").unwrap_or("<none>").to_owned();
+            assert!(
+                out.insert(id.clone(), (class.clone(), m)).is_none(),
+                "{id} twice"
+            );
+        }
+    }
+    out
+}
+
+fn assert_not_echoed(what: &str, text: &str) {
+    let lower = text.to_lowercase();
+    for echo in ECHOES {
+        assert!(!lower.contains(echo), "{what} repeats {echo:?}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_document_is_echoed_at_trace_level_and_a_free_text_event_id_is_digested() {
+    let stack = fixtures::stack(BIN, 0)
+        .env("RUST_LOG", "trace")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .start()
+        .await
+        .expect("stack starts");
+    let digest = sha256_token(MADE_UP);
+    let records = [
+        // An unknown IdentityInfo key.
+        Record::json(
+            "m-unknown-key",
+            &json!({"InstanceId": INSTANCE, "UserId": "u-jdoe",
+                    "IdentityInfo": {MADE_UP: "x", "FirstName": "Janet"}}),
+        ),
+        // A PatchOp filter on an attribute that is not read.
+        Record::json(
+            "m-filter",
+            &patch(
+                "u-jdoe",
+                &json!([{"op": "replace", "path": "emails[wilhelminaQuackenbush eq \"work\"].value",
+                         "value": "x@example.com"}]),
+            ),
+        ),
+        // A sub-attribute that is not read.
+        Record::json(
+            "m-sub",
+            &patch(
+                "u-jdoe",
+                &json!([{"op": "replace", "path": "emails[type eq \"work\"].quackenbush",
+                         "value": "x@example.com"}]),
+            ),
+        ),
+        // A path that does not parse, after an identity attribute.
+        Record::json(
+            "m-unparsed",
+            &patch(
+                "u-jdoe",
+                &json!([{"op": "add", "path": format!("emails[{MADE_UP}"), "value": "x"}]),
+            ),
+        ),
+        // A free-text EventId on a change refused before any call...
+        Record::json(
+            "m-event-id-refused",
+            &json!({"InstanceId": INSTANCE, "UserId": "u-asmith", "EventId": MADE_UP,
+                    "IdentityInfo": {"Mobile": "not a phone number"}}),
+        ),
+        // ... and on one that is applied.
+        Record::json(
+            "m-event-id-applied",
+            &json!({"InstanceId": INSTANCE, "UserId": "u-bking", "EventId": MADE_UP,
+                    "IdentityInfo": {"FirstName": "Beatrix"}}),
+        ),
+    ];
+    let event = fixtures::sqs_event(&stack.source.arn, &records);
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
+    assert_eq!(identity(&stack, "u-bking")["FirstName"], "Beatrix");
+
+    let letters = letters(&stack).await;
+    let expected = [
+        ("m-unknown-key", "MalformedEvent"),
+        ("m-filter", "MalformedEvent"),
+        ("m-sub", "MalformedEvent"),
+        ("m-unparsed", "MalformedEvent"),
+        ("m-event-id-refused", "ValidationError"),
+    ];
+    assert_eq!(letters.len(), expected.len(), "{letters:#?}");
+    for (id, class) in expected {
+        let (queue, message) = letters
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} not dead-lettered"));
+        assert_eq!(queue, class, "{id}");
+        let error_message = message.attr("ErrorMessage").expect("ErrorMessage");
+        assert_not_echoed(&format!("{id}'s ErrorMessage"), error_message);
+        for (name, value) in &message.message_attributes {
+            if name != "EventId" {
+                assert_not_echoed(&format!("{id}'s {name}"), &format!("{value:?}"));
+            }
+        }
+    }
+    assert!(
+        letters["m-unknown-key"]
+            .1
+            .attr("ErrorMessage")
+            .unwrap()
+            .contains("IdentityInfo"),
+        "the message still names where the problem is"
+    );
+    assert_eq!(
+        letters["m-event-id-refused"].1.attr("EventId"),
+        Some(digest.as_str()),
+        "the EventId attribute is the digest of the free-text id"
+    );
+
+    let lines = stack.function.log_lines();
+    assert_not_echoed("the logs", &lines.join("\n"));
+    let settled = log_messages(&lines, "record settled");
+    for id in ["m-event-id-refused", "m-event-id-applied"] {
+        let line = settled
+            .iter()
+            .find(|l| l["fields"]["message_id"] == id)
+            .unwrap_or_else(|| panic!("no settled line for {id}:\n{}", lines.join("\n")));
+        assert_eq!(line["fields"]["event_id"], digest.as_str(), "{id}: {line}");
+    }
+    assert!(stack.function.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_email_outside_its_allowlist_is_a_policy_violation_before_any_call() {
+    let stack = fixtures::stack(BIN, 0)
+        .env("SECONDARY_EMAIL_DOMAIN_ALLOWLIST", "example.com")
+        .start()
+        .await
+        .expect("stack starts");
+    let change = |user: &str, info: Value| json!({"InstanceId": INSTANCE, "UserId": user, "IdentityInfo": info});
+    let records = [
+        Record::json(
+            "m-canonical-elsewhere",
+            &change(
+                "u-jdoe",
+                json!({"SecondaryEmail": "jane.doe@evil.test", "FirstName": "Janet"}),
+            ),
+        ),
+        Record::json(
+            "m-patch-elsewhere",
+            &patch(
+                "u-bking",
+                &json!([{"op": "add", "path": "emails[type eq \"home\"].value",
+                         "value": "bea@Example.com.evil.test"}]),
+            ),
+        ),
+        Record::json(
+            "m-allowed",
+            &change(
+                "u-asmith",
+                json!({"SecondaryEmail": "alex.home@EXAMPLE.com"}),
+            ),
+        ),
+        Record::json(
+            "m-cleared",
+            &change(
+                "u-dlee",
+                json!({"SecondaryEmail": null, "FirstName": "Danielle"}),
+            ),
+        ),
+    ];
+    let event = fixtures::sqs_event(&stack.source.arn, &records);
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
+
+    let letters = letters(&stack).await;
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    for id in ["m-canonical-elsewhere", "m-patch-elsewhere"] {
+        let (class, message) = &letters[id];
+        assert_eq!(class, "PolicyViolation", "{id}");
+        let error_message = message.attr("ErrorMessage").unwrap();
+        assert!(
+            error_message.contains("SECONDARY_EMAIL_DOMAIN_ALLOWLIST"),
+            "{error_message}"
+        );
+        assert!(!error_message.contains("evil"), "{error_message}");
+    }
+    for user in ["u-jdoe", "u-bking"] {
+        assert_eq!(
+            calls_for(&stack, Operation::DescribeUser, user),
+            0,
+            "{user} was read"
+        );
+        assert_eq!(
+            calls_for(&stack, Operation::UpdateUserIdentityInfo, user),
+            0,
+            "{user} was changed"
+        );
+    }
+    assert_eq!(
+        identity(&stack, "u-jdoe")["SecondaryEmail"],
+        "jd@example.com"
+    );
+    assert_eq!(
+        identity(&stack, "u-asmith")["SecondaryEmail"],
+        "alex.home@EXAMPLE.com"
+    );
+    assert_eq!(identity(&stack, "u-dlee")["FirstName"], "Danielle");
+    assert!(!stack.function.logs().contains("evil.test"));
+}
