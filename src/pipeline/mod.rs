@@ -9,9 +9,9 @@ mod apply;
 mod calls;
 mod guard;
 mod plan;
-mod resolve;
 mod run;
 mod settle;
+mod usernames;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use crate::domain::identity::{Field, InstanceId};
 use crate::domain::instance::IdentityManagement;
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, Record};
-use crate::usernames::Usernames;
+use usernames::Usernames;
 
 use run::Run;
 
