@@ -1,8 +1,9 @@
-//! The change model, identity types, security policy and failure classes. No SDK,
-//! no serde, no I/O.
+//! The change model, identity types, security policy, failure classes, watermark rules
+//! and the ports (the traits the pipeline calls outside systems through).
+//!
+//! May touch: nothing else of the crate. No SDK, no serde, no I/O.
 
 pub mod change;
-pub mod directory_index;
 pub mod document;
 pub mod error;
 pub mod event_id;

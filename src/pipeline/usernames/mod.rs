@@ -1,49 +1,48 @@
-//! Username resolution for a batch, and its confirmation: cached resolutions first (no call,
-//! no limiter token), then per instance the cheaper of a `ListUsers` index and one
-//! `SearchUsers` per username (`domain::directory_index::choose`), every call through the
+//! Username resolution, in one home: the container's cache of resolutions, the `ListUsers`
+//! index of each instance (`index`), `SearchUsers`, and the confirmation by `DescribeUser`.
+//! Cached resolutions first (no call, no limiter token), then per instance the cheaper of
+//! the index and one `SearchUsers` per username (`index::choose`), every call through the
 //! caller's gate (its limiter and its deadline: a page that cannot finish in time is not
 //! started). A resolution is used only while `DescribeUser` returns the same `Username`;
-//! [`Usernames::confirm`] says what to do when it does not.
+//! [`Usernames::confirm`] says what to do when it does not. `steps` are the invocation's
+//! steps that use it. The `Directory` port only translates calls.
+//!
+//! May touch: the domain, the `Directory` port, and `calls::Op` to name its calls.
+
+mod index;
+mod steps;
+
+pub(super) use steps::{Confirmed, username_of};
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
+use lru::LruCache;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::domain::directory_index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Directory, UserRecord};
 
-/// The look-up calls, each with its own limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    SearchUsers,
-    ListUsers,
-}
-
-/// Why a call was not made or did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Halt {
-    Failed(CallFailure),
-    /// The deadline left no room for the call.
-    Deferred,
-}
+use super::Outcome;
+use super::calls::Op;
+use index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
 
 /// Runs a look-up call, attempt by attempt, under its operation's limiter and the
 /// invocation's deadline.
 ///
 /// Boxed, with named lifetimes: opaque futures here trip the compiler's proof that the
 /// function's top-level future is `Send` (higher-ranked lifetimes of the closure).
-pub trait Gate: Sync {
+pub(super) trait Gate: Sync {
     fn call<'a, T: Send + 'a>(
         &'a self,
-        op: Lookup,
+        op: Op,
         attempt: Attempt<'a, T>,
-    ) -> BoxFuture<'a, Result<T, Halt>>;
+    ) -> BoxFuture<'a, Result<T, Outcome>>;
 }
 
 /// Makes one attempt of a call.
@@ -90,9 +89,11 @@ struct Slot {
     partial: Option<(DirectoryIndex, Option<String>)>,
 }
 
-/// The container-lifetime username indexes, one per instance.
+/// The container-lifetime resolutions and username indexes, one index per instance.
 pub struct Usernames {
     slots: Mutex<HashMap<InstanceId, Slot>>,
+    /// (instance, username) → user id, least recently used out.
+    cache: Mutex<LruCache<Key, UserId>>,
     /// `false`: never list, resolve with `SearchUsers` only.
     index_enabled: bool,
     concurrency: usize,
@@ -100,17 +101,38 @@ pub struct Usernames {
 
 type Key = (InstanceId, String);
 
+/// Resolutions cached at most (a few hundred KiB at the most).
+const CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+
+/// A lock that a panic elsewhere cannot poison for the rest of the container: the data
+/// behind it (caches, indexes) is whole between any two statements that change it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Usernames {
     pub fn new(index_enabled: bool, concurrency: usize) -> Self {
         Usernames {
             slots: Mutex::new(HashMap::new()),
+            cache: Mutex::new(LruCache::new(CACHE_SIZE)),
             index_enabled,
             concurrency: concurrency.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, Slot>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<InstanceId, Slot>> {
+        lock(&self.slots)
+    }
+
+    /// The user `username` resolved to, if that resolution is cached: no call needed.
+    fn cached(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
+        lock(&self.cache)
+            .get(&(instance.clone(), username.to_owned()))
+            .cloned()
+    }
+
+    fn remember(&self, instance: &InstanceId, username: &str, user: &UserId) {
+        lock(&self.cache).put((instance.clone(), username.to_owned()), user.clone());
     }
 
     fn state(&self, instance: &InstanceId) -> IndexState {
@@ -133,13 +155,13 @@ impl Usernames {
     }
 
     /// Resolves every distinct `(instance, username)` of a batch; a username without a
-    /// result was not reached before the deadline (`Halt::Deferred`).
-    pub async fn resolve<D: Directory, G: Gate>(
+    /// result was not reached before the deadline (`Outcome::Deferred`).
+    pub(super) async fn resolve<D: Directory, G: Gate>(
         &self,
         directory: &D,
         gate: &G,
         names: &[Key],
-    ) -> (HashMap<Key, Result<Resolved, Halt>>, LookupCalls) {
+    ) -> (HashMap<Key, Result<Resolved, Outcome>>, LookupCalls) {
         let mut results = HashMap::new();
         let mut calls = LookupCalls::default();
         let mut unresolved: HashMap<InstanceId, Vec<String>> = HashMap::new();
@@ -148,7 +170,7 @@ impl Usernames {
             if results.contains_key(&key) {
                 continue;
             }
-            match directory.cached_user(instance, username) {
+            match self.cached(instance, username) {
                 Some(user) => {
                     results.insert(
                         key,
@@ -195,7 +217,7 @@ impl Usernames {
             }
         }
         calls.search += searches.len() as u32;
-        let searched: Vec<(Key, Result<Resolved, Halt>)> = stream::iter(searches)
+        let searched: Vec<(Key, Result<Resolved, Outcome>)> = stream::iter(searches)
             .map(|key| async move {
                 let result = self.search(directory, gate, &key.0, &key.1).await;
                 (key, result)
@@ -213,13 +235,16 @@ impl Usernames {
         gate: &G,
         instance: &InstanceId,
         username: &str,
-    ) -> Result<Resolved, Halt> {
+    ) -> Result<Resolved, Outcome> {
         let user = gate
             .call(
-                Lookup::SearchUsers,
+                Op::SearchUsers,
                 Box::new(move || directory.find_user(instance, username).boxed()),
             )
             .await?;
+        // Kept before `DescribeUser` confirms it (and dropped if it does not): a record
+        // handed back before its user was read costs no second search.
+        self.remember(instance, username, &user);
         Ok(Resolved {
             user,
             source: Source::Search,
@@ -254,7 +279,7 @@ impl Usernames {
             let after = token.clone();
             let page = gate
                 .call(
-                    Lookup::ListUsers,
+                    Op::ListUsers,
                     Box::new(move || {
                         let after = after.clone();
                         async move { directory.list_users_page(instance, after.as_deref()).await }
@@ -268,13 +293,17 @@ impl Usernames {
                     index.add_page(page.users.iter().map(|(u, i)| (u.as_str(), i.as_str())));
                     token = page.next_token;
                 }
-                Err(Halt::Deferred) => {
+                Err(Outcome::Deferred) => {
                     info!(instance_id = %instance, pages = index.pages(), "username index listing paused by the deadline");
                     self.lock().entry(instance.clone()).or_default().partial = Some((index, token));
                     return read;
                 }
-                Err(Halt::Failed(f)) => {
-                    warn!(instance_id = %instance, error_class = %f.failure.class, "username index listing failed; resolving with SearchUsers");
+                Err(failed) => {
+                    let class = match &failed {
+                        Outcome::Failed(f, _) => f.class,
+                        _ => ErrorClass::UnknownError,
+                    };
+                    warn!(instance_id = %instance, error_class = %class, "username index listing failed; resolving with SearchUsers");
                     return read;
                 }
             }
@@ -287,9 +316,8 @@ impl Usernames {
 
     /// Judges `DescribeUser`'s answer for a user resolved from `username`. `again` says
     /// whether this resolution is already the second one.
-    pub fn confirm<D: Directory>(
+    pub(super) fn confirm(
         &self,
-        directory: &D,
         instance: &InstanceId,
         username: &str,
         resolved: &Resolved,
@@ -298,7 +326,7 @@ impl Usernames {
     ) -> Confirmation {
         let verdict = match described {
             Ok(record) if record.username.as_deref() == Some(username) => {
-                directory.cache_user(instance, username, &resolved.user);
+                self.remember(instance, username, &resolved.user);
                 return Confirmation::Confirmed;
             }
             Ok(_) => CallFailure::new(
@@ -310,7 +338,7 @@ impl Usernames {
             // Any other failure says nothing about the resolution: decide with it.
             Err(f) => return Confirmation::Refused(f.clone()),
         };
-        self.forget(directory, instance, username);
+        self.forget(instance, username);
         if again {
             Confirmation::Refused(verdict)
         } else {
@@ -319,19 +347,19 @@ impl Usernames {
     }
 
     /// Resolves `username` once more with `SearchUsers` after its resolution was refused.
-    pub async fn resolve_again<D: Directory, G: Gate>(
+    pub(super) async fn resolve_again<D: Directory, G: Gate>(
         &self,
         directory: &D,
         gate: &G,
         instance: &InstanceId,
         username: &str,
-    ) -> Result<Resolved, Halt> {
-        self.forget(directory, instance, username);
+    ) -> Result<Resolved, Outcome> {
+        self.forget(instance, username);
         self.search(directory, gate, instance, username).await
     }
 
-    fn forget<D: Directory>(&self, directory: &D, instance: &InstanceId, username: &str) {
-        directory.forget_user(instance, username);
+    fn forget(&self, instance: &InstanceId, username: &str) {
+        lock(&self.cache).pop(&(instance.clone(), username.to_owned()));
         if let Some(slot) = self.lock().get_mut(instance)
             && let Some((index, _)) = slot.complete.as_mut()
         {
@@ -347,9 +375,9 @@ mod tests {
 
     use super::*;
     use crate::domain::change::IdentityInfo;
-    use crate::domain::directory_index::INDEX_MAX_AGE;
     use crate::domain::instance::{IdentityManagement, UpdatePlan};
     use crate::domain::ports::UserPage;
+    use index::INDEX_MAX_AGE;
 
     const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
@@ -361,12 +389,10 @@ mod tests {
         format!("{i:08x}-0000-4000-8000-{i:012x}")
     }
 
-    /// A directory of `users` (username → id) that counts its calls and caches like the
-    /// adapter does.
+    /// A directory of `users` (username → id) that counts its calls.
     #[derive(Default)]
     struct Fake {
         users: Mutex<Vec<(String, String)>>,
-        cache: Mutex<HashMap<String, UserId>>,
         search: AtomicU32,
         list: AtomicU32,
     }
@@ -390,33 +416,13 @@ mod tests {
         async fn find_user(&self, _: &InstanceId, username: &str) -> Result<UserId, CallFailure> {
             self.search.fetch_add(1, Ordering::SeqCst);
             let users = self.users.lock().unwrap();
-            let id = users
+            users
                 .iter()
                 .find(|(u, _)| u == username)
                 .map(|(_, id)| UserId::parse(id).unwrap())
                 .ok_or_else(|| {
                     CallFailure::new(ErrorClass::ResourceNotFoundException, "no user", 1)
-                })?;
-            self.cache
-                .lock()
-                .unwrap()
-                .insert(username.to_owned(), id.clone());
-            Ok(id)
-        }
-
-        fn cached_user(&self, _: &InstanceId, username: &str) -> Option<UserId> {
-            self.cache.lock().unwrap().get(username).cloned()
-        }
-
-        fn cache_user(&self, _: &InstanceId, username: &str, user: &UserId) {
-            self.cache
-                .lock()
-                .unwrap()
-                .insert(username.to_owned(), user.clone());
-        }
-
-        fn forget_user(&self, _: &InstanceId, username: &str) {
-            self.cache.lock().unwrap().remove(username);
+                })
         }
 
         async fn list_users_page(
@@ -471,24 +477,24 @@ mod tests {
     impl Gate for Budget {
         fn call<'a, T: Send + 'a>(
             &'a self,
-            _op: Lookup,
+            _op: Op,
             attempt: Attempt<'a, T>,
-        ) -> BoxFuture<'a, Result<T, Halt>> {
+        ) -> BoxFuture<'a, Result<T, Outcome>> {
             async move { self.pass(attempt).await }.boxed()
         }
     }
 
     impl Budget {
-        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Halt> {
+        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Outcome> {
             if self
                 .left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_err()
             {
-                return Err(Halt::Deferred);
+                return Err(Outcome::Deferred);
             }
             self.tokens.fetch_add(1, Ordering::SeqCst);
-            attempt().await.map_err(Halt::Failed)
+            attempt().await.map_err(Outcome::from)
         }
     }
 
@@ -638,7 +644,7 @@ mod tests {
             .resolve(&fake, &Budget::new(2), &names(0..50))
             .await;
         assert_eq!(calls.list, 2);
-        assert!(found.values().all(|r| *r == Err(Halt::Deferred)));
+        assert!(found.values().all(|r| matches!(r, Err(Outcome::Deferred))));
         let (found, calls) = usernames
             .resolve(&fake, &Budget::new(100), &names(0..50))
             .await;
@@ -677,18 +683,12 @@ mod tests {
             .await;
         let key = (instance(), "agent3".to_owned());
         let resolved = found[&key].as_ref().unwrap().clone();
-        fake.cache_user(&key.0, &key.1, &resolved.user);
+        usernames.remember(&key.0, &key.1, &resolved.user);
         // DescribeUser says that id is now `agent3.old`.
-        let verdict = usernames.confirm(
-            &fake,
-            &key.0,
-            &key.1,
-            &resolved,
-            Ok(&record("agent3.old")),
-            false,
-        );
+        let verdict =
+            usernames.confirm(&key.0, &key.1, &resolved, Ok(&record("agent3.old")), false);
         assert_eq!(verdict, Confirmation::ResolveAgain);
-        assert!(fake.cached_user(&key.0, &key.1).is_none());
+        assert!(usernames.cached(&key.0, &key.1).is_none());
         assert!(usernames.candidate(&key.0, &key.1).is_none());
         // `agent3` now belongs to a new account.
         fake.users.lock().unwrap()[3] = ("agent3".into(), uuid(4242));
@@ -698,16 +698,15 @@ mod tests {
             .unwrap();
         assert_eq!(again.user.as_str(), uuid(4242));
         assert_eq!(
-            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("agent3")), true),
+            usernames.confirm(&key.0, &key.1, &again, Ok(&record("agent3")), true),
             Confirmation::Confirmed
         );
         assert_eq!(
-            fake.cached_user(&key.0, &key.1).unwrap().as_str(),
+            usernames.cached(&key.0, &key.1).unwrap().as_str(),
             uuid(4242)
         );
         // A second refusal decides.
-        let refused =
-            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("someone")), true);
+        let refused = usernames.confirm(&key.0, &key.1, &again, Ok(&record("someone")), true);
         assert!(
             matches!(refused, Confirmation::Refused(f) if f.failure.class == ErrorClass::ResourceNotFoundException)
         );
@@ -715,7 +714,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_user_is_resolved_once_more_and_other_failures_decide_at_once() {
-        let fake = Fake::of(5);
         let usernames = Usernames::new(true, 4);
         let key = (instance(), "agent1".to_owned());
         let resolved = Resolved {
@@ -724,13 +722,26 @@ mod tests {
         };
         let gone = CallFailure::new(ErrorClass::ResourceNotFoundException, "gone", 1);
         assert_eq!(
-            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&gone), false),
+            usernames.confirm(&key.0, &key.1, &resolved, Err(&gone), false),
             Confirmation::ResolveAgain
         );
         let throttled = CallFailure::new(ErrorClass::ThrottlingException, "slow down", 1);
         assert_eq!(
-            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&throttled), false),
+            usernames.confirm(&key.0, &key.1, &resolved, Err(&throttled), false),
             Confirmation::Refused(throttled)
         );
+    }
+
+    #[test]
+    fn a_resolution_is_cached_per_instance_and_username() {
+        let usernames = Usernames::new(true, 4);
+        let other = InstanceId::parse("99999999-2222-3333-4444-555555555555").unwrap();
+        let user = UserId::parse(&uuid(1)).unwrap();
+        usernames.remember(&instance(), "agent1", &user);
+        assert_eq!(usernames.cached(&instance(), "agent1"), Some(user));
+        assert_eq!(usernames.cached(&instance(), "agent2"), None);
+        assert_eq!(usernames.cached(&other, "agent1"), None);
+        usernames.forget(&instance(), "agent1");
+        assert_eq!(usernames.cached(&instance(), "agent1"), None);
     }
 }
