@@ -240,3 +240,56 @@ async fn a_secondary_email_outside_its_allowlist_is_a_policy_violation_before_an
     assert_eq!(identity(&stack, "u-dlee")["FirstName"], "Danielle");
     assert!(!stack.function.logs().contains("evil.test"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_no_identity_field_ends_unchanged_without_any_connect_call() {
+    let stack = fixtures::stack(BIN, 0)
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .start()
+        .await
+        .expect("stack starts");
+    // Entra's deactivation: an active-only PatchOp, for a username Connect does not know
+    // and for one it knows; a canonical document of no field.
+    let active_only = |user_key: &str, user: &str| {
+        json!({"schemas": [PATCH], user_key: user, "Operations": [
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+             "value": "Offboarded"}]})
+    };
+    let records = [
+        Record::json(
+            "m-unknown-username",
+            &active_only("Username", "left.the.company"),
+        ),
+        Record::json("m-known-username", &active_only("Username", "jdoe")),
+        Record::json("m-user-id", &active_only("UserId", "u-asmith")),
+        Record::json(
+            "m-canonical",
+            &json!({"InstanceId": INSTANCE, "UserId": "u-bking", "IdentityInfo": {}}),
+        ),
+    ];
+    let event = fixtures::sqs_event(&stack.source.arn, &records);
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
+    let letters = letters(&stack).await;
+    assert!(letters.is_empty(), "{letters:#?}");
+    for op in [
+        Operation::SearchUsers,
+        Operation::ListUsers,
+        Operation::DescribeInstance,
+        Operation::DescribeUser,
+        Operation::UpdateUserIdentityInfo,
+    ] {
+        assert!(
+            stack.emulator.calls(op).is_empty(),
+            "{op:?} was called: {:?}",
+            stack.emulator.calls(op)
+        );
+    }
+    let lines = stack.function.log_lines();
+    let settled = log_messages(&lines, "record settled");
+    assert_eq!(settled.len(), records.len(), "{}", lines.join("\n"));
+    for line in settled {
+        assert_eq!(line["fields"]["outcome"], "unchanged", "{line}");
+    }
+}
