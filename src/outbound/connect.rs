@@ -1,8 +1,9 @@
 //! Amazon Connect behind the `Directory` port: the SDK calls, their errors mapped to
 //! failure classes variant by variant, and the container-lifetime caches.
 
+use std::hash::Hash;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use aws_sdk_connect::Client;
 use aws_sdk_connect::error::SdkError;
@@ -207,6 +208,18 @@ impl ConnectDirectory {
     }
 }
 
+/// Locks a cache. A panic while it was held poisons the lock and may have left the cache
+/// half-written: it is emptied and used again, instead of failing every later call of the
+/// container.
+fn lock<K: Hash + Eq, V>(cache: &Mutex<LruCache<K, V>>) -> MutexGuard<'_, LruCache<K, V>> {
+    cache.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.clear();
+        cache.clear_poison();
+        guard
+    })
+}
+
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim)
         .filter(|s| !s.is_empty())
@@ -215,17 +228,11 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 
 impl Directory for ConnectDirectory {
     fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
-        self.instances
-            .lock()
-            .expect("cache lock")
-            .get(instance)
-            .cloned()
+        lock(&self.instances).get(instance).cloned()
     }
 
     fn cached_user(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
-        self.usernames
-            .lock()
-            .expect("cache lock")
+        lock(&self.usernames)
             .get(&(instance.clone(), username.to_owned()))
             .cloned()
     }
@@ -234,7 +241,7 @@ impl Directory for ConnectDirectory {
         &self,
         instance: &InstanceId,
     ) -> Result<IdentityManagement, CallFailure> {
-        if let Some(hit) = self.instances.lock().expect("cache lock").get(instance) {
+        if let Some(hit) = lock(&self.instances).get(instance) {
             return Ok(hit.clone());
         }
         let out = call(
@@ -259,10 +266,7 @@ impl Directory for ConnectDirectory {
                     1,
                 )
             })?;
-        self.instances
-            .lock()
-            .expect("cache lock")
-            .put(instance.clone(), kind.clone());
+        lock(&self.instances).put(instance.clone(), kind.clone());
         Ok(kind)
     }
 
@@ -272,7 +276,7 @@ impl Directory for ConnectDirectory {
         username: &str,
     ) -> Result<UserId, CallFailure> {
         let key = (instance.clone(), username.to_owned());
-        if let Some(hit) = self.usernames.lock().expect("cache lock").get(&key) {
+        if let Some(hit) = lock(&self.usernames).get(&key) {
             return Ok(hit.clone());
         }
         let criteria = UserSearchCriteria::builder()
@@ -310,24 +314,18 @@ impl Directory for ConnectDirectory {
                     1,
                 )
             })?;
-        self.usernames
-            .lock()
-            .expect("cache lock")
-            .put(key, found.clone());
+        lock(&self.usernames).put(key, found.clone());
         Ok(found)
     }
 
     fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
         let key = (instance.clone(), username.to_owned());
-        self.usernames
-            .lock()
-            .expect("cache lock")
-            .put(key, user.clone());
+        lock(&self.usernames).put(key, user.clone());
     }
 
     fn forget_user(&self, instance: &InstanceId, username: &str) {
         let key = (instance.clone(), username.to_owned());
-        self.usernames.lock().expect("cache lock").pop(&key);
+        lock(&self.usernames).pop(&key);
     }
 
     async fn list_users_page(
@@ -418,5 +416,41 @@ impl Directory for ConnectDirectory {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> ConnectDirectory {
+        let config = aws_sdk_connect::Config::builder()
+            .behavior_version(aws_sdk_connect::config::BehaviorVersion::latest())
+            .region(aws_sdk_connect::config::Region::new("us-east-1"))
+            .build();
+        ConnectDirectory::new(Client::from_conf(config))
+    }
+
+    #[test]
+    fn a_cache_poisoned_by_a_panic_is_emptied_and_used_again() {
+        let connect = directory();
+        let instance = InstanceId::parse("i-1").unwrap();
+        let user = UserId::parse("u-1").unwrap();
+        connect.cache_user(&instance, "jdoe", &user);
+        let poisoner = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = connect.usernames.lock().unwrap();
+                    panic!("a panic while the cache is held");
+                })
+                .join()
+        });
+        assert!(poisoner.is_err());
+        assert!(connect.usernames.is_poisoned());
+        // What it held may be half-written: forgotten, not trusted and not fatal.
+        assert_eq!(connect.cached_user(&instance, "jdoe"), None);
+        assert!(!connect.usernames.is_poisoned());
+        connect.cache_user(&instance, "jdoe", &user);
+        assert_eq!(connect.cached_user(&instance, "jdoe"), Some(user));
     }
 }
