@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use connect_identity_sync::domain::change::IdentityInfo;
-use connect_identity_sync::domain::document::{Admission, ChangeDocument};
+use connect_identity_sync::domain::document::{Admission, ChangeDocument, DEFAULT_MAX_CLOCK_SKEW};
 use connect_identity_sync::domain::identity::InstanceId;
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
 use connect_identity_sync::domain::record::Record;
@@ -29,6 +29,7 @@ fn admission() -> Admission {
         },
         default_instance: Some(InstanceId::parse(INSTANCE).expect("instance id")),
         phone_region: Some("US".parse().expect("region")),
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
     }
 }
 

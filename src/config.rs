@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use crate::domain::document::Admission;
+use crate::domain::document::{Admission, DEFAULT_MAX_CLOCK_SKEW};
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, PhoneRegion};
 use crate::domain::policy::{EmailDomains, Policy};
@@ -41,6 +41,10 @@ pub struct Config {
     pub watermarks: Option<WatermarkSettings>,
     /// Dry run and metrics (SPEC §7).
     pub operations: Operations,
+    /// `SSL_CERT_FILE`: the CA bundle the HTTPS client trusts instead of the compiled-in
+    /// roots (a TLS-inspecting proxy, a private CA); checked to be a file here, read by the
+    /// SDK's client.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 /// Where the staleness guard keeps its watermarks and how long they last.
@@ -56,6 +60,28 @@ pub struct WatermarkSettings {
 /// The default `WATERMARK_TTL_DAYS`: SQS's longest retention (14 days) in the source
 /// queue, then as long again in a dead-letter queue before a replay.
 pub const DEFAULT_WATERMARK_TTL_DAYS: u64 = 28;
+
+/// `WATERMARK_TTL_DAYS`: never shorter than a message can still come back (the
+/// longest retention SQS allows, in the source queue and then in a dead-letter queue:
+/// the function cannot read the queues' own settings, so it assumes the longest),
+/// at most ten years.
+pub const WATERMARK_TTLS_DAYS: std::ops::RangeInclusive<u64> = DEFAULT_WATERMARK_TTL_DAYS..=3650;
+
+/// The environment variable naming `class`'s dead-letter queue.
+#[must_use]
+pub const fn queue_variable(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::MalformedEvent => "DLQ_URL_MALFORMED_EVENT",
+        ErrorClass::ValidationError => "DLQ_URL_VALIDATION_ERROR",
+        ErrorClass::PolicyViolation => "DLQ_URL_POLICY_VIOLATION",
+        ErrorClass::InvalidRequestException => "DLQ_URL_INVALID_REQUEST",
+        ErrorClass::InvalidParameterException => "DLQ_URL_INVALID_PARAMETER",
+        ErrorClass::ResourceNotFoundException => "DLQ_URL_RESOURCE_NOT_FOUND",
+        ErrorClass::ThrottlingException => "DLQ_URL_THROTTLING",
+        ErrorClass::InternalServiceException => "DLQ_URL_INTERNAL_SERVICE",
+        ErrorClass::UnknownError => "DLQ_URL_UNKNOWN",
+    }
+}
 
 impl Config {
     /// # Errors
@@ -121,10 +147,18 @@ impl Config {
             })
             .transpose()?;
 
+        let max_clock_skew = number(
+            &get,
+            "MAX_CLOCK_SKEW_SECONDS",
+            DEFAULT_MAX_CLOCK_SKEW.num_seconds(),
+            |n| CLOCK_SKEWS_SECONDS.contains(n),
+            "a whole number of seconds from 1 to 86400",
+        )?;
+
         let fallback = get("DLQ_URL");
         let mut dead_letter_queues = BTreeMap::new();
         for class in ErrorClass::ALL {
-            let var = class.queue_variable();
+            let var = queue_variable(class);
             let (url, from) = match get(var) {
                 Some(url) => (url, var),
                 None => match &fallback {
@@ -197,9 +231,8 @@ impl Config {
         // (the template points it at the runtime image's bundle, which spares the scan
         // of the certificate directory at start-up). A path that is not a file would
         // leave it trusting no one and fail every call.
-        if let Some(path) = get("SSL_CERT_FILE")
-            && !std::path::Path::new(&path).is_file()
-        {
+        let ca_bundle = get("SSL_CERT_FILE").map(std::path::PathBuf::from);
+        if ca_bundle.as_ref().is_some_and(|path| !path.is_file()) {
             return Err(err(
                 "SSL_CERT_FILE",
                 "not a file: the HTTPS client would trust no certificate authority",
@@ -210,8 +243,8 @@ impl Config {
             &get,
             "WATERMARK_TTL_DAYS",
             DEFAULT_WATERMARK_TTL_DAYS,
-            |n| (1..=3650).contains(n),
-            "a whole number of days from 1 to 3650",
+            |n| WATERMARK_TTLS_DAYS.contains(n),
+            "a whole number of days from 28 to 3650: a change can come back for up to 14 days from the source queue, then 14 more from a dead-letter queue before its replay, and the watermarks must outlive it",
         )?;
         let watermarks = get("WATERMARK_TABLE")
             .map(|table| {
@@ -252,6 +285,7 @@ impl Config {
                 },
                 default_instance,
                 phone_region,
+                max_clock_skew: chrono::TimeDelta::seconds(max_clock_skew),
             },
             dead_letter_queues,
             settings: Settings {
@@ -267,6 +301,7 @@ impl Config {
             attempt_timeout: Duration::from_millis(attempt_ms),
             watermarks,
             operations: Operations::from_lookup(&get)?,
+            ca_bundle,
         })
     }
 }
@@ -323,6 +358,9 @@ pub const RATES: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
 pub const ATTEMPT_TIMEOUTS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 /// `DEADLINE_MARGIN_MS`: time kept free before the invocation's deadline.
 pub const DEADLINE_MARGINS_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
+/// `MAX_CLOCK_SKEW_SECONDS`: how far ahead of the function's clock an `OccurredAt` may
+/// be; at least a second (clocks are never exactly in step), at most a day.
+pub const CLOCK_SKEWS_SECONDS: std::ops::RangeInclusive<i64> = 1..=86_400;
 /// `MAX_CONCURRENT_USERS`.
 pub const CONCURRENT_USERS: std::ops::RangeInclusive<usize> = 1..=64;
 
@@ -358,6 +396,15 @@ fn shown(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_class_has_its_own_queue_variable() {
+        let mut vars: Vec<_> = ErrorClass::ALL.iter().map(|c| queue_variable(*c)).collect();
+        vars.sort();
+        vars.dedup();
+        assert_eq!(vars.len(), ErrorClass::ALL.len());
+        assert!(vars.iter().all(|v| v.starts_with("DLQ_URL_")));
+    }
 
     const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
@@ -418,7 +465,7 @@ mod tests {
         let e = Config::from_lookup(lookup(&[("DEFAULT_INSTANCE_ID", INSTANCE)])).unwrap_err();
         assert_eq!(e.variable, "DLQ_URL_MALFORMED_EVENT");
         let mut pairs: Vec<(&str, &str)> = vec![("DEFAULT_INSTANCE_ID", INSTANCE)];
-        let vars: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.queue_variable()).collect();
+        let vars: Vec<&str> = ErrorClass::ALL.iter().map(|c| queue_variable(*c)).collect();
         for v in &vars[..8] {
             pairs.push((v, "http://localhost/q"));
         }
@@ -527,12 +574,43 @@ mod tests {
         ] {
             assert_eq!(failing(&[(var, value)]).variable, var, "{var}={value}");
         }
-        for value in ["0", "-3", "two weeks", "3651"] {
+        for value in ["0", "-3", "two weeks", "3651", "14", "27"] {
             let e = failing(&[
                 ("WATERMARK_TABLE", "identity-watermarks"),
                 ("WATERMARK_TTL_DAYS", value),
             ]);
             assert_eq!(e.variable, "WATERMARK_TTL_DAYS", "{value}");
+        }
+    }
+
+    #[test]
+    fn watermarks_that_would_expire_before_a_message_can_come_back_do_not_start() {
+        let e = failing(&[
+            ("WATERMARK_TABLE", "identity-watermarks"),
+            ("WATERMARK_TTL_DAYS", "14"),
+        ]);
+        assert_eq!(e.variable, "WATERMARK_TTL_DAYS");
+        assert!(e.problem.contains("dead-letter queue"), "{}", e.problem);
+        let mut pairs = base();
+        pairs.push(("WATERMARK_TABLE", "identity-watermarks"));
+        pairs.push(("WATERMARK_TTL_DAYS", "28"));
+        assert!(Config::from_lookup(lookup(&pairs)).is_ok());
+    }
+
+    #[test]
+    fn the_clock_skew_is_five_minutes_unless_set_and_is_checked() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(c.admission.max_clock_skew, chrono::TimeDelta::seconds(300));
+        let mut pairs = base();
+        pairs.push(("MAX_CLOCK_SKEW_SECONDS", "60"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.admission.max_clock_skew, chrono::TimeDelta::seconds(60));
+        for value in ["0", "-1", "86401", "5m", "1.5"] {
+            assert_eq!(
+                failing(&[("MAX_CLOCK_SKEW_SECONDS", value)]).variable,
+                "MAX_CLOCK_SKEW_SECONDS",
+                "{value}"
+            );
         }
     }
 
@@ -567,8 +645,10 @@ mod tests {
         );
     }
 
-    const NUMERIC: [&str; 7] = [
+    const NUMERIC: [&str; 9] = [
         "MAX_RECEIVE_COUNT",
+        "MAX_CLOCK_SKEW_SECONDS",
+        "WATERMARK_TTL_DAYS",
         "CONNECT_RPS_UPDATE",
         "CONNECT_RPS_DESCRIBE",
         "CONNECT_RPS_SEARCH",

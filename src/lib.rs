@@ -10,6 +10,5 @@ pub mod limiter;
 pub mod metrics;
 pub mod outbound;
 pub mod pipeline;
-pub mod redrive;
 pub mod runtime;
 pub mod usernames;

@@ -51,7 +51,7 @@ pub async fn build(config: Config) -> Function {
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     // Without SSL_CERT_FILE, Amazon Trust Services' roots, compiled in: no CA bundle to
     // read at start-up (`outbound::https`).
-    let shared = if std::env::var_os("SSL_CERT_FILE").is_none() {
+    let shared = if config.ca_bundle.is_none() {
         shared.http_client(https::amazon_roots_client())
     } else {
         shared

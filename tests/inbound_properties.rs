@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use connect_identity_sync::domain::document::{Admission, ChangeDocument};
+use connect_identity_sync::domain::document::{Admission, ChangeDocument, DEFAULT_MAX_CLOCK_SKEW};
 use connect_identity_sync::domain::error::{ErrorClass, Failure};
 use connect_identity_sync::domain::identity::InstanceId;
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
@@ -787,6 +787,7 @@ fn admissions() -> Vec<Admission> {
         },
         default_instance: Some(instance(I1)),
         phone_region: Some("US".parse().expect("a region")),
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
     };
     let without_defaults = Admission {
         default_instance: None,

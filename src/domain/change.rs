@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::identity::{E164, EmailAddress, Field, InstanceId, PersonName, UserRef};
+use super::watermark::Stamp;
 
 /// What a change does to one field.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -154,6 +155,14 @@ pub struct ChangeRequest {
     pub change: IdentityChange,
     pub event_id: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
+}
+
+impl ChangeRequest {
+    /// When the change happened and which change it is, as the staleness guard
+    /// orders it.
+    pub fn stamp(&self) -> Stamp<'_> {
+        Stamp::new(self.occurred_at, self.event_id.as_deref())
+    }
 }
 
 #[cfg(test)]

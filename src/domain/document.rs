@@ -1,7 +1,7 @@
 //! A change document as received (values not yet checked) and its admission: the
 //! checks of SPEC §2.3 steps 1–3, in that order, none of which needs a call.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::change::{ChangeRequest, FieldChange, IdentityChange};
 use super::error::Failure;
@@ -83,7 +83,16 @@ pub struct Admission {
     pub policy: Policy,
     pub default_instance: Option<InstanceId>,
     pub phone_region: Option<PhoneRegion>,
+    /// How far ahead of the function's clock an `OccurredAt` may be
+    /// (`MAX_CLOCK_SKEW_SECONDS`): a later one is refused, so that no publisher can
+    /// pin a field with a time in the future.
+    pub max_clock_skew: TimeDelta,
 }
+
+/// The default `MAX_CLOCK_SKEW_SECONDS`: five minutes, far more than the drift of
+/// clocks kept by NTP (Lambda's and the identity providers'), far less than the time
+/// between two edits of one user that anyone expects to see in order.
+pub const DEFAULT_MAX_CLOCK_SKEW: TimeDelta = TimeDelta::seconds(300);
 
 impl Admission {
     /// Admits a document: `MalformedEvent`, then `PolicyViolation`, then
@@ -92,6 +101,18 @@ impl Admission {
     /// # Errors
     /// The failure of the first check that refuses the document.
     pub fn admit(&self, doc: ChangeDocument) -> Result<ChangeRequest, Failure> {
+        self.admit_at(doc, Utc::now())
+    }
+
+    /// Admits a document as `admit` does, with the function's clock reading `now`.
+    ///
+    /// # Errors
+    /// As `admit`.
+    pub fn admit_at(
+        &self,
+        doc: ChangeDocument,
+        now: DateTime<Utc>,
+    ) -> Result<ChangeRequest, Failure> {
         // 1. Shape: who and where.
         let user = match &doc.user {
             RawUser::UserId(raw) => UserRef::parse_user_id(raw)?,
@@ -131,6 +152,16 @@ impl Admission {
             ));
         }
         let change = self.validate_identity(&doc.identity)?;
+        if let Some(at) = doc.occurred_at
+            && now
+                .checked_add_signed(self.max_clock_skew)
+                .is_some_and(|latest| at > latest)
+        {
+            return Err(Failure::validation(format!(
+                "OccurredAt is more than MAX_CLOCK_SKEW_SECONDS ({}) ahead of the function's clock",
+                self.max_clock_skew.num_seconds()
+            )));
+        }
         Ok(ChangeRequest {
             instance,
             user,
@@ -193,6 +224,7 @@ mod tests {
             },
             default_instance: Some(InstanceId::parse(I1).unwrap()),
             phone_region: Some("US".parse().unwrap()),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 
@@ -330,5 +362,54 @@ mod tests {
         };
         let default = InstanceId::parse(I1).unwrap();
         assert_eq!(d.known_ids(Some(&default)), (Some(I1.into()), None));
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-06T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn an_occurred_at_beyond_the_clock_skew_is_a_validation_error() {
+        let mut d = doc("u-1");
+        d.occurred_at = Some(now() + TimeDelta::seconds(301));
+        let e = admission().admit_at(d, now()).unwrap_err();
+        assert_eq!(e.class, ErrorClass::ValidationError);
+        assert!(
+            e.message.contains("MAX_CLOCK_SKEW_SECONDS"),
+            "{}",
+            e.message
+        );
+        let mut far = doc("u-1");
+        far.occurred_at = Some(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            admission().admit_at(far, now()).unwrap_err().class,
+            ErrorClass::ValidationError
+        );
+    }
+
+    #[test]
+    fn an_occurred_at_within_the_clock_skew_or_in_the_past_is_admitted() {
+        for at in [
+            now() + TimeDelta::seconds(300),
+            now(),
+            now() - TimeDelta::days(3650),
+        ] {
+            let mut d = doc("u-1");
+            d.occurred_at = Some(at);
+            assert!(admission().admit_at(d, now()).is_ok(), "{at}");
+        }
+    }
+
+    #[test]
+    fn a_future_time_from_an_untrusted_source_is_a_policy_violation_first() {
+        let mut d = doc("u-1");
+        d.source = Some("com.evil".into());
+        d.occurred_at = Some(now() + TimeDelta::days(1));
+        assert_eq!(
+            admission().admit_at(d, now()).unwrap_err().class,
+            ErrorClass::PolicyViolation
+        );
     }
 }

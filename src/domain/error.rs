@@ -55,21 +55,6 @@ impl ErrorClass {
                 | ErrorClass::UnknownError
         )
     }
-
-    /// The environment variable naming this class's dead-letter queue.
-    pub const fn queue_variable(self) -> &'static str {
-        match self {
-            ErrorClass::MalformedEvent => "DLQ_URL_MALFORMED_EVENT",
-            ErrorClass::ValidationError => "DLQ_URL_VALIDATION_ERROR",
-            ErrorClass::PolicyViolation => "DLQ_URL_POLICY_VIOLATION",
-            ErrorClass::InvalidRequestException => "DLQ_URL_INVALID_REQUEST",
-            ErrorClass::InvalidParameterException => "DLQ_URL_INVALID_PARAMETER",
-            ErrorClass::ResourceNotFoundException => "DLQ_URL_RESOURCE_NOT_FOUND",
-            ErrorClass::ThrottlingException => "DLQ_URL_THROTTLING",
-            ErrorClass::InternalServiceException => "DLQ_URL_INTERNAL_SERVICE",
-            ErrorClass::UnknownError => "DLQ_URL_UNKNOWN",
-        }
-    }
 }
 
 impl fmt::Display for ErrorClass {
@@ -130,15 +115,6 @@ mod tests {
                 ErrorClass::UnknownError
             ]
         );
-    }
-
-    #[test]
-    fn every_class_has_its_own_queue_variable() {
-        let mut vars: Vec<_> = ErrorClass::ALL.iter().map(|c| c.queue_variable()).collect();
-        vars.sort();
-        vars.dedup();
-        assert_eq!(vars.len(), ErrorClass::ALL.len());
-        assert!(vars.iter().all(|v| v.starts_with("DLQ_URL_")));
     }
 
     #[test]

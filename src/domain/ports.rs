@@ -151,6 +151,8 @@ pub struct DeadLetter {
     pub event_id: Option<String>,
     pub instance_id: Option<String>,
     pub user_id: Option<String>,
+    /// When the change happened, as SPEC §2.1 found it: a replay keeps it.
+    pub occurred_at: Option<DateTime<Utc>>,
     pub attempts: u32,
     pub body: String,
     /// The FIFO message group of the record, for a FIFO dead-letter queue.

@@ -3,6 +3,15 @@
 use super::document::ChangeDocument;
 use super::error::{ErrorClass, Failure};
 
+/// The SQS message attribute holding a change's `OccurredAt` (RFC 3339): set on every
+/// dead letter, kept by the redrive command, read when the document has no time of its
+/// own and no EventBridge `time` (SPEC §2.1), so that a replayed change keeps its time.
+pub const OCCURRED_AT_ATTRIBUTE: &str = "OccurredAt";
+/// The SQS message attribute holding a change's `EventId`: set and kept like
+/// `OccurredAt`, and read before the `messageId` as the default id, so that a replayed
+/// change keeps its id.
+pub const EVENT_ID_ATTRIBUTE: &str = "EventId";
+
 /// What delivered the record (the `SourceType` attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {

@@ -1,11 +1,19 @@
 //! The staleness guard's rules (SPEC §2.5): per-field watermarks (the `OccurredAt` of
-//! the last applied change of each field), which field changes they supersede, and how
-//! they move forward once an update succeeded or found nothing to change.
+//! the last applied change of each field, and the `EventId`s of the changes applied at
+//! exactly that time), which field changes they supersede, and how they move forward
+//! once an update succeeded or found nothing to change.
+//!
+//! Ties: EventBridge's `time` has one-second resolution, so two different changes to a
+//! user can carry the same `OccurredAt`. A change as old as a field's watermark is
+//! superseded only if it is one of the changes that set it (same `EventId`): the second
+//! change of a second counts, its redelivery does not. A watermark that names no change
+//! (written before the ids were kept) supersedes every change of its time.
 //!
 //! A change without any `OccurredAt` (no `OccurredAt` in the document, no EventBridge
-//! `time`, no SQS `SentTimestamp`: only a hand-built invocation lacks all three) cannot
-//! be placed in time. It is taken as older than every applied change: it is superseded
-//! for each field that has a watermark, applies to the others, and moves no watermark.
+//! `time`, no SQS attribute or `SentTimestamp`: only a hand-built invocation lacks them
+//! all) cannot be placed in time. It is taken as older than every applied change: it is
+//! superseded for each field that has a watermark, applies to the others, and moves no
+//! watermark.
 
 use chrono::{DateTime, Utc};
 
@@ -17,11 +25,78 @@ pub fn item_key(instance: &InstanceId, user: &UserId) -> String {
     format!("{}#{}", instance.as_str(), user.as_str())
 }
 
-/// Per field, the `OccurredAt` of the last change applied to it; `None` where no
-/// change has been applied under the guard yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How many `EventId`s one field's watermark keeps for its time: a burst of more
+/// changes to one field of one user inside one tick of the publisher's clock is not
+/// expected; past it, the oldest are forgotten (their redelivery would apply again,
+/// as a read-modify-write of the same values).
+pub const EVENTS_PER_MARK: usize = 32;
+
+/// How a change's `EventId` is kept in a watermark: as it is when it is a plain token,
+/// else as a digest of itself (`event_id::plain`), so that an item stays small whatever
+/// a publisher writes, and holds no document text. Ids read from a document are plain
+/// already; this holds for any other caller.
+pub fn event_key(event_id: &str) -> String {
+    super::event_id::plain(event_id)
+}
+
+/// One field's watermark: the time of the last change applied to it, and the ids of
+/// the changes applied at exactly that time (as [`event_key`] keeps them), oldest
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub at: DateTime<Utc>,
+    pub events: Vec<String>,
+}
+
+impl Mark {
+    /// A mark set by the change `event` (when it has an id) at `at`.
+    pub fn new(at: DateTime<Utc>, event: Option<&str>) -> Self {
+        Mark {
+            at,
+            events: event.into_iter().map(event_key).collect(),
+        }
+    }
+
+    /// Whether a change made at `at` with id `event` is superseded by this mark: older,
+    /// or of the same time and one of the changes that set it (or of the same time and
+    /// not to be told apart from them: no id on either side).
+    fn supersedes(&self, at: DateTime<Utc>, event: Option<&str>) -> bool {
+        match at.cmp(&self.at) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => match event {
+                None => true,
+                Some(e) => self.events.is_empty() || self.events.contains(&event_key(e)),
+            },
+        }
+    }
+
+    /// The mark once the change `event` made at `at` is applied: a later time
+    /// replaces it, the same time adds the id, an earlier one leaves it.
+    #[must_use]
+    fn then(mut self, at: DateTime<Utc>, event: Option<&str>) -> Self {
+        match at.cmp(&self.at) {
+            std::cmp::Ordering::Greater => Mark::new(at, event),
+            std::cmp::Ordering::Less => self,
+            std::cmp::Ordering::Equal => {
+                if let Some(e) = event.map(event_key)
+                    && !self.events.contains(&e)
+                {
+                    self.events.push(e);
+                    let excess = self.events.len().saturating_sub(EVENTS_PER_MARK);
+                    self.events.drain(..excess);
+                }
+                self
+            }
+        }
+    }
+}
+
+/// Per field, the watermark of the last change applied to it; `None` where no change
+/// has been applied under the guard yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FieldWatermarks {
-    marks: [Option<DateTime<Utc>>; 5],
+    marks: [Option<Mark>; 5],
 }
 
 fn slot(field: Field) -> usize {
@@ -31,6 +106,19 @@ fn slot(field: Field) -> usize {
         Field::Email => 2,
         Field::SecondaryEmail => 3,
         Field::Mobile => 4,
+    }
+}
+
+/// When a change happened and which change it is: what the guard orders it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp<'a> {
+    pub at: Option<DateTime<Utc>>,
+    pub event: Option<&'a str>,
+}
+
+impl<'a> Stamp<'a> {
+    pub fn new(at: Option<DateTime<Utc>>, event: Option<&'a str>) -> Self {
+        Stamp { at, event }
     }
 }
 
@@ -52,15 +140,43 @@ impl Screened {
 }
 
 impl FieldWatermarks {
+    /// The time of `field`'s watermark.
     pub fn get(&self, field: Field) -> Option<DateTime<Utc>> {
-        self.marks[slot(field)]
+        self.marks[slot(field)].as_ref().map(|m| m.at)
     }
 
-    /// The watermarks with `field` at `at`, or at the later of the two.
+    /// `field`'s watermark, with the ids of the changes that set it.
+    pub fn mark(&self, field: Field) -> Option<&Mark> {
+        self.marks[slot(field)].as_ref()
+    }
+
+    /// The watermarks with `field` at `at`, set by a change of unknown id (or kept at
+    /// the later time).
     #[must_use]
-    pub fn with(mut self, field: Field, at: DateTime<Utc>) -> Self {
+    pub fn with(self, field: Field, at: DateTime<Utc>) -> Self {
+        self.with_change(field, Stamp::new(Some(at), None))
+    }
+
+    /// The watermarks once the change `stamp` of `field` is applied: the later time
+    /// wins; at the same time the change's id is added. A change of unknown time moves
+    /// nothing.
+    #[must_use]
+    pub fn with_change(mut self, field: Field, stamp: Stamp<'_>) -> Self {
+        let Some(at) = stamp.at else {
+            return self;
+        };
         let mark = &mut self.marks[slot(field)];
-        *mark = Some(mark.map_or(at, |m| m.max(at)));
+        *mark = Some(match mark.take() {
+            None => Mark::new(at, stamp.event),
+            Some(m) => m.then(at, stamp.event),
+        });
+        self
+    }
+
+    /// The watermarks with `field`'s watermark replaced by `mark`, as stored.
+    #[must_use]
+    pub fn with_mark(mut self, field: Field, mark: Mark) -> Self {
+        self.marks[slot(field)] = Some(mark);
         self
     }
 
@@ -69,21 +185,23 @@ impl FieldWatermarks {
         self.marks.iter().all(Option::is_none)
     }
 
-    /// Whether a change of `field` made at `at` is superseded: not newer than the
-    /// field's watermark (a change of unknown time is older than any watermark).
-    pub fn supersedes(&self, field: Field, at: Option<DateTime<Utc>>) -> bool {
-        match (self.get(field), at) {
+    /// Whether a change of `field` stamped `stamp` is superseded: older than the
+    /// field's watermark, or as old and one of the changes that set it (a change of
+    /// unknown time is older than any watermark).
+    pub fn supersedes(&self, field: Field, stamp: Stamp<'_>) -> bool {
+        match (self.mark(field), stamp.at) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(mark), Some(at)) => at <= mark,
+            (Some(mark), Some(at)) => mark.supersedes(at, stamp.event),
         }
     }
 
-    /// Drops from `change` (made at `at`) the field changes these watermarks supersede.
-    pub fn screen(&self, change: IdentityChange, at: Option<DateTime<Utc>>) -> Screened {
+    /// Drops from `change` (stamped `stamp`) the field changes these watermarks
+    /// supersede.
+    pub fn screen(&self, change: IdentityChange, stamp: Stamp<'_>) -> Screened {
         let mut superseded = Vec::new();
         let mut keep = |field: Field, touched: bool| {
-            let dropped = touched && self.supersedes(field, at);
+            let dropped = touched && self.supersedes(field, stamp);
             if dropped {
                 superseded.push(field);
             }
@@ -107,31 +225,34 @@ impl FieldWatermarks {
     }
 
     /// The watermarks once `applied` (what is left of each change after screening,
-    /// with its time) has been applied, or found already in place: each field a change
-    /// touched moves to that change's time if it is later. Never backwards.
+    /// with its stamp) has been applied, or found already in place: each field a
+    /// change touched moves to that change's time if it is later, and takes its id at
+    /// the same time. Never backwards.
     #[must_use]
-    pub fn advanced<'a>(
+    pub fn advanced<'a, 'b>(
         self,
-        applied: impl IntoIterator<Item = (&'a IdentityChange, Option<DateTime<Utc>>)>,
+        applied: impl IntoIterator<Item = (&'a IdentityChange, Stamp<'b>)>,
     ) -> Self {
-        applied
-            .into_iter()
-            .filter_map(|(change, at)| at.map(|at| (change, at)))
-            .fold(self, |marks, (change, at)| {
-                change
-                    .touched_fields()
-                    .into_iter()
-                    .fold(marks, |m, field| m.with(field, at))
-            })
+        applied.into_iter().fold(self, |marks, (change, stamp)| {
+            change
+                .touched_fields()
+                .into_iter()
+                .fold(marks, |m, field| m.with_change(field, stamp))
+        })
     }
 
-    /// Per field, the later of `self` and `other`.
+    /// Per field, the later of `self` and `other` (at the same time, the ids of both).
     #[must_use]
     pub fn max(self, other: &FieldWatermarks) -> Self {
         Field::ALL
             .into_iter()
-            .fold(self, |m, field| match other.get(field) {
-                Some(at) => m.with(field, at),
+            .fold(self, |m, field| match other.mark(field) {
+                Some(mark) if mark.events.is_empty() => {
+                    m.with_change(field, Stamp::new(Some(mark.at), None))
+                }
+                Some(mark) => mark.events.iter().fold(m, |m, e| {
+                    m.with_change(field, Stamp::new(Some(mark.at), Some(e)))
+                }),
                 None => m,
             })
     }
@@ -152,13 +273,13 @@ fn filter<T>(change: FieldChange<T>, keep: impl FnOnce(bool) -> bool) -> FieldCh
 /// Each change is screened against the stored watermarks only, not against the other
 /// changes of the invocation: their relative order is kept by coalescing them in
 /// `OccurredAt` order.
-pub fn screen_all(
+pub fn screen_all<'a>(
     marks: &FieldWatermarks,
-    changes: impl IntoIterator<Item = (IdentityChange, Option<DateTime<Utc>>)>,
+    changes: impl IntoIterator<Item = (IdentityChange, Stamp<'a>)>,
 ) -> Vec<Screened> {
     changes
         .into_iter()
-        .map(|(change, at)| marks.screen(change, at))
+        .map(|(change, stamp)| marks.screen(change, stamp))
         .collect()
 }
 
@@ -169,6 +290,10 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn at(s: &str) -> Stamp<'static> {
+        Stamp::new(Some(t(s)), None)
     }
 
     fn name(s: &str) -> PersonName {
@@ -194,7 +319,7 @@ mod tests {
     #[test]
     fn a_change_older_than_the_fields_watermark_is_superseded() {
         let marks = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:05Z"));
-        let s = marks.screen(last_name("Older"), Some(t("2026-01-01T10:00:01Z")));
+        let s = marks.screen(last_name("Older"), at("2026-01-01T10:00:01Z"));
         assert!(s.is_superseded());
         assert_eq!(s.superseded, vec![Field::LastName]);
         assert!(s.change.is_empty());
@@ -203,9 +328,9 @@ mod tests {
     #[test]
     fn a_change_as_old_as_the_watermark_is_superseded_a_newer_one_applies() {
         let marks = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:05Z"));
-        let same = marks.screen(last_name("Same"), Some(t("2026-01-01T10:00:05Z")));
+        let same = marks.screen(last_name("Same"), at("2026-01-01T10:00:05Z"));
         assert!(same.is_superseded(), "a redelivered change is not newer");
-        let newer = marks.screen(last_name("Newer"), Some(t("2026-01-01T10:00:05.001Z")));
+        let newer = marks.screen(last_name("Newer"), at("2026-01-01T10:00:05.001Z"));
         assert!(!newer.is_superseded());
         assert!(newer.superseded.is_empty());
         assert_eq!(newer.change, last_name("Newer"));
@@ -220,7 +345,7 @@ mod tests {
             mobile: FieldChange::Clear,
             ..Default::default()
         };
-        let s = marks.screen(change, Some(t("2026-01-01T10:00:01Z")));
+        let s = marks.screen(change, at("2026-01-01T10:00:01Z"));
         assert!(!s.is_superseded());
         assert_eq!(s.superseded, vec![Field::LastName]);
         assert_eq!(s.change.last_name, FieldChange::Keep);
@@ -231,7 +356,7 @@ mod tests {
     #[test]
     fn a_field_without_a_watermark_is_never_superseded() {
         let marks = FieldWatermarks::default().with(Field::Email, t("2030-01-01T00:00:00Z"));
-        let s = marks.screen(last_name("Any"), Some(t("2000-01-01T00:00:00Z")));
+        let s = marks.screen(last_name("Any"), at("2000-01-01T00:00:00Z"));
         assert!(s.superseded.is_empty());
         assert_eq!(s.change, last_name("Any"));
     }
@@ -244,16 +369,19 @@ mod tests {
             last_name: FieldChange::Set(name("X")),
             ..Default::default()
         };
-        let s = marks.screen(change, None);
+        let s = marks.screen(change, Stamp::default());
         assert_eq!(s.superseded, vec![Field::LastName]);
         assert_eq!(s.change.first_name, FieldChange::Set(name("Jo")));
-        assert_eq!(marks.advanced([(&s.change, None)]), marks);
+        assert_eq!(
+            marks.clone().advanced([(&s.change, Stamp::default())]),
+            marks
+        );
     }
 
     #[test]
     fn an_empty_change_is_not_superseded() {
         let marks = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T00:00:00Z"));
-        let s = marks.screen(IdentityChange::default(), Some(t("2025-01-01T00:00:00Z")));
+        let s = marks.screen(IdentityChange::default(), at("2025-01-01T00:00:00Z"));
         assert!(!s.is_superseded(), "it ends unchanged for naming no field");
     }
 
@@ -269,8 +397,8 @@ mod tests {
             ..Default::default()
         };
         let after = start.advanced([
-            (&newer_last, Some(t("2026-01-01T10:00:07Z"))),
-            (&both, Some(t("2026-01-01T10:00:06Z"))),
+            (&newer_last, at("2026-01-01T10:00:07Z")),
+            (&both, at("2026-01-01T10:00:06Z")),
         ]);
         assert_eq!(after.get(Field::LastName), Some(t("2026-01-01T10:00:07Z")));
         assert_eq!(
@@ -302,8 +430,8 @@ mod tests {
         let out = screen_all(
             &marks,
             [
-                (last_name("Old"), Some(t("2026-01-01T10:00:01Z"))),
-                (last_name("New"), Some(t("2026-01-01T10:00:09Z"))),
+                (last_name("Old"), at("2026-01-01T10:00:01Z")),
+                (last_name("New"), at("2026-01-01T10:00:09Z")),
             ],
         );
         assert!(out[0].is_superseded());
@@ -311,8 +439,128 @@ mod tests {
         let after = marks.advanced(
             out.iter()
                 .zip([t("2026-01-01T10:00:01Z"), t("2026-01-01T10:00:09Z")])
-                .map(|(s, at)| (&s.change, Some(at))),
+                .map(|(s, when)| (&s.change, Stamp::new(Some(when), None))),
         );
         assert_eq!(after.get(Field::LastName), Some(t("2026-01-01T10:00:09Z")));
+    }
+
+    fn event<'a>(s: &str, id: &'a str) -> Stamp<'a> {
+        Stamp::new(Some(t(s)), Some(id))
+    }
+
+    #[test]
+    fn a_second_change_in_the_same_second_applies_and_its_redelivery_is_superseded() {
+        let second = "2026-01-01T10:00:05Z";
+        let marks =
+            FieldWatermarks::default().with_change(Field::LastName, event(second, "ev-remove"));
+        let add = marks.screen(last_name("Added"), event(second, "ev-add"));
+        assert!(
+            add.superseded.is_empty(),
+            "a different change of the same second counts"
+        );
+        let marks = marks.advanced([(&add.change, event(second, "ev-add"))]);
+        for id in ["ev-add", "ev-remove"] {
+            let again = marks.screen(last_name("Added"), event(second, id));
+            assert!(again.is_superseded(), "{id} redelivered");
+        }
+        assert_eq!(
+            marks.mark(Field::LastName).unwrap().events,
+            vec!["ev-remove".to_owned(), "ev-add".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_tie_without_an_id_on_either_side_is_superseded() {
+        let second = "2026-01-01T10:00:05Z";
+        let without_ids = FieldWatermarks::default().with(Field::LastName, t(second));
+        assert!(
+            without_ids
+                .screen(last_name("X"), event(second, "ev-1"))
+                .is_superseded(),
+            "a watermark that names no change may have been set by this one"
+        );
+        let with_id =
+            FieldWatermarks::default().with_change(Field::LastName, event(second, "ev-0"));
+        assert!(with_id.screen(last_name("X"), at(second)).is_superseded());
+        assert!(
+            !with_id
+                .screen(last_name("X"), event(second, "ev-1"))
+                .is_superseded()
+        );
+    }
+
+    #[test]
+    fn a_later_change_replaces_the_ids_an_older_one_leaves_them() {
+        let marks = FieldWatermarks::default()
+            .with_change(Field::Mobile, event("2026-01-01T10:00:05Z", "a"))
+            .with_change(Field::Mobile, event("2026-01-01T10:00:04Z", "old"))
+            .with_change(Field::Mobile, event("2026-01-01T10:00:05Z", "b"));
+        assert_eq!(marks.mark(Field::Mobile).unwrap().events, vec!["a", "b"]);
+        let later = marks.with_change(Field::Mobile, event("2026-01-01T10:00:05.5Z", "c"));
+        assert_eq!(
+            later.mark(Field::Mobile),
+            Some(&Mark::new(t("2026-01-01T10:00:05.5Z"), Some("c")))
+        );
+        assert!(
+            later
+                .screen(
+                    IdentityChange {
+                        mobile: FieldChange::Clear,
+                        ..Default::default()
+                    },
+                    event("2026-01-01T10:00:05Z", "d")
+                )
+                .is_superseded(),
+            "sub-second precision orders it before the watermark"
+        );
+    }
+
+    #[test]
+    fn a_mark_keeps_the_latest_ids_of_its_time_up_to_its_bound() {
+        let second = "2026-01-01T10:00:05Z";
+        let ids: Vec<String> = (0..EVENTS_PER_MARK + 3)
+            .map(|i| format!("ev-{i}"))
+            .collect();
+        let marks = ids.iter().fold(FieldWatermarks::default(), |m, id| {
+            m.with_change(Field::Email, event(second, id))
+        });
+        let kept = &marks.mark(Field::Email).unwrap().events;
+        assert_eq!(kept.len(), EVENTS_PER_MARK);
+        assert_eq!(kept.first(), Some(&ids[3]));
+        assert_eq!(kept.last(), ids.last());
+    }
+
+    #[test]
+    fn the_maximum_of_two_marks_of_the_same_time_keeps_the_ids_of_both() {
+        let second = "2026-01-01T10:00:05Z";
+        let a = FieldWatermarks::default().with_change(Field::FirstName, event(second, "a"));
+        let b = FieldWatermarks::default().with_change(Field::FirstName, event(second, "b"));
+        assert_eq!(
+            a.max(&b).mark(Field::FirstName).unwrap().events,
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn a_plain_event_id_is_kept_as_it_is_any_other_as_a_digest() {
+        assert_eq!(event_key("3f1c-9a:ev_1.2"), "3f1c-9a:ev_1.2");
+        let long = "x".repeat(129);
+        for odd in ["jane@example.com", "a b", "", long.as_str()] {
+            let key = event_key(odd);
+            assert!(key.starts_with("sha256:") && key.len() == 71, "{key}");
+            assert_eq!(key, event_key(odd), "the same id, the same key");
+        }
+        let second = "2026-01-01T10:00:05Z";
+        let marks = FieldWatermarks::default().with_change(Field::LastName, event(second, "a b"));
+        assert!(
+            marks
+                .screen(last_name("X"), event(second, "a b"))
+                .is_superseded()
+        );
+        assert!(
+            !marks
+                .screen(last_name("X"), event(second, "a c"))
+                .is_superseded()
+        );
     }
 }

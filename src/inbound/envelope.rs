@@ -13,11 +13,11 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{Carrier, read_document};
+use super::{Carrier, read_document, read_time};
 use crate::domain::document::ChangeDocument;
 use crate::domain::error::Failure;
 use crate::domain::event_id;
-use crate::domain::record::{Record, SourceKind};
+use crate::domain::record::{EVENT_ID_ATTRIBUTE, OCCURRED_AT_ATTRIBUTE, Record, SourceKind};
 
 /// The records of one invocation.
 #[derive(Debug)]
@@ -284,7 +284,7 @@ fn text(value: &Value, key: &str) -> Option<String> {
 
 /// The best-effort event id of an SQS body whose document may not read: the document's
 /// `EventId` when it is a non-empty string, else an EventBridge event's `id`, else
-/// `outer` (the SQS `messageId`).
+/// `outer` (the record's `EventId` message attribute, else its `messageId`).
 fn event_id_hint(body: &Value, outer: Option<&str>) -> Option<String> {
     let eventbridge = matches!(body, Value::Object(map) if is_eventbridge(map));
     let document = if eventbridge {
@@ -304,6 +304,7 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
         message_id,
         body,
         attributes,
+        message_attributes,
         ..
     } = message;
     let message_id = message_id.filter(|s| !s.is_empty());
@@ -322,21 +323,48 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
     let sent_at = attribute("SentTimestamp")
         .and_then(|ms| ms.parse::<i64>().ok())
         .and_then(DateTime::<Utc>::from_timestamp_millis);
+    // A dead letter carries the change's time and id as message attributes, and the
+    // redrive command keeps them: a replayed change keeps its original time (rather than
+    // its new SentTimestamp) and its id.
+    let text_attribute = |key: &str| {
+        message_attributes.get(key).map(|a| {
+            a.data_type
+                .as_deref()
+                .is_some_and(|t| t == "String" || t.starts_with("String."))
+                .then_some(a.string_value.as_deref())
+                .flatten()
+        })
+    };
+    let stamped_at = match text_attribute(OCCURRED_AT_ATTRIBUTE) {
+        None => Ok(None),
+        Some(raw) => raw
+            .and_then(|raw| read_time(OCCURRED_AT_ATTRIBUTE, raw).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::malformed("the OccurredAt message attribute is not an RFC 3339 time")
+            }),
+    };
+    let stamped_id = text_attribute(EVENT_ID_ATTRIBUTE)
+        .flatten()
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    let outer_id = stamped_id.or_else(|| message_id.clone());
     let body = body.filter(|b| !b.is_empty());
     let parsed = body.as_deref().map(serde_json::from_str::<Value>);
     let event_id_hint = match &parsed {
-        Some(Ok(value)) => event_id_hint(value, message_id.as_deref()),
-        _ => message_id.as_deref().map(event_id::plain),
+        Some(Ok(value)) => event_id_hint(value, outer_id.as_deref()),
+        _ => outer_id.as_deref().map(event_id::plain),
     };
-    let document = match (&message_id, parsed) {
-        (None, _) => Err(Failure::malformed("the SQS record has no messageId")),
-        (Some(_), None) => Err(Failure::malformed("the SQS record has no string body")),
-        (Some(_), Some(Err(_))) => Err(Failure::malformed("the SQS body is not JSON")),
-        (Some(id), Some(Ok(value))) => sqs_body_document(
+    let document = match (&message_id, parsed, stamped_at) {
+        (None, _, _) => Err(Failure::malformed("the SQS record has no messageId")),
+        (Some(_), None, _) => Err(Failure::malformed("the SQS record has no string body")),
+        (Some(_), Some(Err(_)), _) => Err(Failure::malformed("the SQS body is not JSON")),
+        (Some(_), Some(Ok(_)), Err(unreadable)) => Err(unreadable),
+        (Some(_), Some(Ok(value)), Ok(stamped_at)) => sqs_body_document(
             value,
             Carrier {
-                event_id: Some(event_id::plain(id)),
-                occurred_at: sent_at,
+                event_id: outer_id.as_deref().map(event_id::plain),
+                occurred_at: stamped_at.or(sent_at),
                 source: None,
             },
         ),
@@ -479,6 +507,87 @@ mod tests {
             1_764_403_200_000,
             "SentTimestamp is the default OccurredAt"
         );
+    }
+
+    fn with_attribute(mut record: Value, name: &str, data_type: &str, value: &str) -> Value {
+        record["messageAttributes"][name] = json!({
+            "stringValue": value, "stringListValues": [], "binaryListValues": [],
+            "dataType": data_type
+        });
+        record
+    }
+
+    fn only_document(payload: &Value) -> Result<ChangeDocument, Failure> {
+        let Invocation::Sqs { mut records, .. } = read(payload).unwrap() else {
+            panic!("expected SQS");
+        };
+        records.remove(0).document
+    }
+
+    #[test]
+    fn a_replayed_bare_document_keeps_the_time_and_id_of_its_dead_letter() {
+        let bare = json!({"UserId": "u-1", "IdentityInfo": {"FirstName": "A"}}).to_string();
+        let replayed = with_attribute(
+            with_attribute(
+                record("m-new", &bare),
+                "OccurredAt",
+                "String",
+                "2026-11-29T07:59:58.123456Z",
+            ),
+            "EventId",
+            "String",
+            "m-original",
+        );
+        let doc = only_document(&sqs(vec![replayed])).unwrap();
+        assert_eq!(
+            doc.occurred_at.unwrap().to_rfc3339(),
+            "2026-11-29T07:59:58.123456+00:00",
+            "the attribute, to the microsecond, not the new SentTimestamp"
+        );
+        assert_eq!(doc.event_id.as_deref(), Some("m-original"));
+    }
+
+    #[test]
+    fn the_documents_own_time_and_eventbridges_time_come_before_the_attribute() {
+        let own = json!({"UserId": "u-1", "IdentityInfo": {}, "OccurredAt": "2026-11-29T06:00:00Z", "EventId": "e-own"});
+        let in_eventbridge = eventbridge(json!({"UserId": "u-1", "IdentityInfo": {}}));
+        for (body, at, id) in [
+            (own, "2026-11-29T06:00:00+00:00", "e-own"),
+            (in_eventbridge, "2026-11-29T08:00:00+00:00", "ev-1"),
+        ] {
+            let r = with_attribute(
+                with_attribute(
+                    record("m-1", &body.to_string()),
+                    "OccurredAt",
+                    "String",
+                    "2020-01-01T00:00:00Z",
+                ),
+                "EventId",
+                "String",
+                "m-0",
+            );
+            let doc = only_document(&sqs(vec![r])).unwrap();
+            assert_eq!(doc.occurred_at.unwrap().to_rfc3339(), at);
+            assert_eq!(doc.event_id.as_deref(), Some(id));
+        }
+    }
+
+    #[test]
+    fn an_occurred_at_attribute_that_is_not_an_rfc3339_string_is_malformed() {
+        let bare = json!({"UserId": "u-1", "IdentityInfo": {}}).to_string();
+        for (data_type, value) in [("String", "yesterday"), ("Number", "1764403200000")] {
+            let r = with_attribute(record("m-1", &bare), "OccurredAt", data_type, value);
+            let e = only_document(&sqs(vec![r])).unwrap_err();
+            assert_eq!(e.class, ErrorClass::MalformedEvent, "{data_type}");
+            assert!(!e.message.contains(value), "{}", e.message);
+        }
+        let custom = with_attribute(
+            record("m-1", &bare),
+            "OccurredAt",
+            "String.rfc3339",
+            "2026-11-29T00:00:00Z",
+        );
+        assert!(only_document(&sqs(vec![custom])).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use chrono::SecondsFormat;
 
 use crate::domain::error::ErrorClass;
 use crate::domain::ports::{DeadLetter, DeadLetterSink};
+use crate::domain::record::{EVENT_ID_ATTRIBUTE, OCCURRED_AT_ATTRIBUTE};
 
 /// The SPEC caps `ErrorMessage` at 1024 bytes.
 const ERROR_MESSAGE_MAX: usize = 1024;
@@ -41,17 +42,19 @@ impl SqsDeadLetters {
 /// The message attributes of a dead letter: (name, data type, value).
 ///
 /// Every value holds only characters SQS accepts (others become U+FFFD), ids are cut to
-/// 512 bytes and `ErrorMessage` to 1024, each on a character boundary. Body and
-/// attributes together fit [`message_size_for`] the body: when they would not, the
-/// optional ids go first (`EventId`, `UserId`, `InstanceId`), then `ErrorMessage` is cut
-/// shorter, then the other attributes go, `ErrorClass` last. The body is never changed.
+/// 512 bytes and `ErrorMessage` to 1024, each on a character boundary. `OccurredAt`
+/// keeps the change's time to the nanosecond it was given with, so that a replay is
+/// ordered as the change was. Body and attributes together fit [`message_size_for`]
+/// the body: when they would not, the optional ids go first (`EventId`, `UserId`,
+/// `InstanceId`), then `ErrorMessage` is cut shorter, then the other attributes go,
+/// `ErrorClass` last. The body is never changed.
 pub fn attributes(letter: &DeadLetter) -> Vec<(&'static str, &'static str, String)> {
     let id = |v: &str| Some(bounded(v, ID_MAX)).filter(|v| !v.is_empty());
     let message = Some(bounded(&letter.message, ERROR_MESSAGE_MAX))
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "(no message)".to_owned());
     // Most needed first: what is kept when the body leaves little room.
-    let wanted: [(&'static str, &'static str, Option<String>); 9] = [
+    let wanted: [(&'static str, &'static str, Option<String>); 10] = [
         (
             ERROR_CLASS_ATTRIBUTE,
             "String",
@@ -73,6 +76,13 @@ pub fn attributes(letter: &DeadLetter) -> Vec<(&'static str, &'static str, Strin
             ),
         ),
         ("Attempts", "Number", Some(letter.attempts.to_string())),
+        (
+            OCCURRED_AT_ATTRIBUTE,
+            "String",
+            letter
+                .occurred_at
+                .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        ),
         ("ErrorMessage", "String", Some(message)),
         (
             "InstanceId",
@@ -80,7 +90,11 @@ pub fn attributes(letter: &DeadLetter) -> Vec<(&'static str, &'static str, Strin
             letter.instance_id.as_deref().and_then(id),
         ),
         ("UserId", "String", letter.user_id.as_deref().and_then(id)),
-        ("EventId", "String", letter.event_id.as_deref().and_then(id)),
+        (
+            EVENT_ID_ATTRIBUTE,
+            "String",
+            letter.event_id.as_deref().and_then(id),
+        ),
     ];
     let mut room = message_size_for(letter.body.len()).saturating_sub(letter.body.len());
     let mut attrs = Vec::new();

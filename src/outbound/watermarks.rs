@@ -4,9 +4,16 @@
 //! given up in another.
 //!
 //! Item attributes: `lease_owner` (S) and `lease_until` (N, epoch milliseconds) while a
-//! lease is held; `wm_FirstName` … `wm_Mobile` (N, epoch nanoseconds of the field's last
-//! applied `OccurredAt`); `expires_at` (N, epoch seconds, the table's TTL attribute),
-//! pushed forward by every request.
+//! lease is held; `lease_released` (S, the owner of the lease given up last);
+//! `wm_FirstName` … `wm_Mobile` (N, epoch nanoseconds of the field's last applied
+//! `OccurredAt`) and `wmid_FirstName` … `wmid_Mobile` (L of S, the `EventId`s of the
+//! changes applied at that time); `expires_at` (N, epoch seconds, the table's TTL
+//! attribute), pushed forward by every request.
+//!
+//! Both requests may be sent twice by the SDK's retries when a reply is lost; each is
+//! written so that its second sending finds its own first one and succeeds: a lease
+//! request also succeeds on the lease it holds itself, a release also on the lease it
+//! gave up itself while nobody has taken the user since.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{Field, InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Lease, Leased, Watermarks};
-use crate::domain::watermark::{FieldWatermarks, item_key};
+use crate::domain::watermark::{FieldWatermarks, Mark, item_key};
 
 /// The partition key attribute (SPEC §2.5).
 pub const KEY: &str = "pk";
@@ -29,10 +36,16 @@ pub const KEY: &str = "pk";
 pub const EXPIRY: &str = "expires_at";
 const LEASE_OWNER: &str = "lease_owner";
 const LEASE_UNTIL: &str = "lease_until";
+const LEASE_RELEASED: &str = "lease_released";
 
 /// The attribute holding a field's watermark.
 pub fn watermark_attribute(field: Field) -> String {
     format!("wm_{}", field.as_str())
+}
+
+/// The attribute holding the `EventId`s of the changes that set a field's watermark.
+pub fn watermark_events_attribute(field: Field) -> String {
+    format!("wmid_{}", field.as_str())
 }
 
 pub struct DynamoWatermarks {
@@ -93,7 +106,28 @@ fn read_watermarks(item: &HashMap<String, AttributeValue>) -> Result<FieldWaterm
             .ok()
             .and_then(|n| n.parse::<i64>().ok())
             .ok_or_else(|| format!("the watermark item's {name} is not a whole number"))?;
-        marks = marks.with(field, DateTime::from_timestamp_nanos(n));
+        let events_name = watermark_events_attribute(field);
+        let events = match item.get(&events_name) {
+            None => Vec::new(),
+            Some(value) => value
+                .as_l()
+                .ok()
+                .and_then(|l| {
+                    l.iter()
+                        .map(|v| v.as_s().ok().cloned())
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| {
+                    format!("the watermark item's {events_name} is not a list of strings")
+                })?,
+        };
+        marks = marks.with_mark(
+            field,
+            Mark {
+                at: DateTime::from_timestamp_nanos(n),
+                events,
+            },
+        );
     }
     Ok(marks)
 }
@@ -166,7 +200,9 @@ impl Watermarks for DynamoWatermarks {
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(lease.key.clone()))
             .update_expression("SET #owner = :me, #until = :until, #exp = :exp")
-            .condition_expression("attribute_not_exists(#until) OR #until < :now")
+            // `#owner = :me`: this very request, sent again by the SDK after its reply
+            // was lost, finds the lease it took.
+            .condition_expression("attribute_not_exists(#until) OR #until < :now OR #owner = :me")
             .expression_attribute_names("#owner", LEASE_OWNER)
             .expression_attribute_names("#until", LEASE_UNTIL)
             .expression_attribute_names("#exp", EXPIRY)
@@ -215,23 +251,32 @@ impl Watermarks for DynamoWatermarks {
             .expression_attribute_names("#owner", LEASE_OWNER)
             .expression_attribute_names("#until", LEASE_UNTIL)
             .expression_attribute_names("#exp", EXPIRY)
+            .expression_attribute_names("#released", LEASE_RELEASED)
             .expression_attribute_values(":me", AttributeValue::S(lease.owner.clone()))
             .expression_attribute_values(":exp", self.expiry(Utc::now()));
-        let mut sets = vec!["#exp = :exp".to_owned()];
-        let mut conditions = vec!["#owner = :me".to_owned()];
+        let mut sets = vec!["#exp = :exp".to_owned(), "#released = :me".to_owned()];
+        // Held, or given up by this very request sent again after its reply was lost
+        // (nobody has taken the user since).
+        let mut conditions =
+            vec!["(#owner = :me OR (attribute_not_exists(#owner) AND #released = :me))".to_owned()];
         for (i, field) in Field::ALL.into_iter().enumerate() {
-            let Some(at) = advanced.and_then(|m| m.get(field)) else {
+            let Some(mark) = advanced.and_then(|m| m.mark(field)) else {
                 continue;
             };
             let (name, value) = (format!("#w{i}"), format!(":w{i}"));
+            let (ids_name, ids_value) = (format!("#e{i}"), format!(":e{i}"));
             sets.push(format!("{name} = {value}"));
+            sets.push(format!("{ids_name} = {ids_value}"));
             // Forward only, even should the lease logic ever be wrong.
             conditions.push(format!(
                 "(attribute_not_exists({name}) OR {name} <= {value})"
             ));
+            let ids = mark.events.iter().cloned().map(AttributeValue::S).collect();
             request = request
                 .expression_attribute_names(&name, watermark_attribute(field))
-                .expression_attribute_values(&value, AttributeValue::N(nanos(at).to_string()));
+                .expression_attribute_values(&value, AttributeValue::N(nanos(mark.at).to_string()))
+                .expression_attribute_names(&ids_name, watermark_events_attribute(field))
+                .expression_attribute_values(&ids_value, AttributeValue::L(ids));
         }
         request
             .update_expression(format!("SET {} REMOVE #owner, #until", sets.join(", ")))

@@ -117,7 +117,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 let Screened {
                     change,
                     superseded: fields,
-                } = leased.watermarks.screen(c.change.clone(), c.occurred_at);
+                } = leased.watermarks.screen(c.change.clone(), c.stamp());
                 let all = !fields.is_empty() && change.is_empty();
                 (
                     ChangeRequest {
@@ -158,7 +158,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         };
         let advanced = applied.map(|applied| {
             held.watermarks
-                .advanced(applied.iter().map(|c| (&c.change, c.occurred_at)))
+                .clone()
+                .advanced(applied.iter().map(|c| (&c.change, c.stamp())))
         });
         let advanced = advanced.filter(|a| *a != held.watermarks);
         let send_by = self

@@ -80,6 +80,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             event_id: ids.event_id.clone(),
             instance_id: ids.instance_id.clone(),
             user_id: ids.user_id.clone(),
+            occurred_at: record.document.as_ref().ok().and_then(|d| d.occurred_at),
             attempts: match record.kind {
                 SourceKind::Sqs => record.receive_count,
                 SourceKind::EventBridge => attempts.max(1),

@@ -45,8 +45,7 @@ const ODD_BODY: &str = "  \tFirstName=Zoe\u{0308}\r\n  Email = zoe.okonkwo@examp
 fn queue_url(class: ErrorClass) -> String {
     format!(
         "https://sqs.eu-west-2.amazonaws.com/111122223333/cis-dlq-{}",
-        class
-            .queue_variable()
+        connect_identity_sync::config::queue_variable(class)
             .to_ascii_lowercase()
             .replace('_', "-")
     )
@@ -64,6 +63,11 @@ fn failed_at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 4, 5, 6, 7).unwrap() + chrono::Duration::milliseconds(89)
 }
 
+/// When the change happened, to the nanosecond.
+fn occurred_at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 4, 5, 6, 1).unwrap() + chrono::Duration::nanoseconds(123_456_789)
+}
+
 fn letter(class: ErrorClass) -> DeadLetter {
     DeadLetter {
         class,
@@ -74,6 +78,7 @@ fn letter(class: ErrorClass) -> DeadLetter {
         event_id: Some(EVENT_ID.into()),
         instance_id: Some(INSTANCE.into()),
         user_id: Some(USER.into()),
+        occurred_at: Some(occurred_at()),
         attempts: 3,
         body: ODD_BODY.into(),
         group: None,
@@ -244,6 +249,7 @@ async fn a_letter_carries_every_attribute_of_the_spec_with_its_type() {
         ("EventId", "String", EVENT_ID),
         ("InstanceId", "String", INSTANCE),
         ("UserId", "String", USER),
+        ("OccurredAt", "String", "2025-03-04T05:06:01.123456789Z"),
         ("Attempts", "Number", "3"),
     ]
     .into_iter()
@@ -259,6 +265,25 @@ async fn failed_at_is_rfc3339_and_the_moment_of_failure() {
     let value = string_attribute(&req, "FailedAt").expect("FailedAt");
     let parsed = DateTime::parse_from_rfc3339(&value).expect("RFC 3339");
     assert_eq!(parsed.with_timezone(&Utc), failed_at());
+}
+
+#[tokio::test]
+async fn occurred_at_is_the_changes_time_in_rfc3339_as_precise_as_it_came() {
+    let mut letter = letter(ErrorClass::ThrottlingException);
+    letter.occurred_at = Some(Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap());
+    let req = sent(&letter).await;
+    assert_eq!(
+        string_attribute(&req, "OccurredAt").as_deref(),
+        Some("2026-03-01T12:00:00Z")
+    );
+    letter.occurred_at = Some(occurred_at());
+    let value = string_attribute(&sent(&letter).await, "OccurredAt").expect("OccurredAt");
+    assert_eq!(
+        DateTime::parse_from_rfc3339(&value)
+            .unwrap()
+            .with_timezone(&Utc),
+        occurred_at()
+    );
 }
 
 #[tokio::test]
@@ -280,6 +305,7 @@ async fn unknown_event_instance_and_user_are_left_out() {
         letter.event_id = unknown.clone();
         letter.instance_id = unknown.clone();
         letter.user_id = unknown;
+        letter.occurred_at = None;
         let req = sent(&letter).await;
         let names: BTreeSet<String> = attributes(&req).into_keys().collect();
         let expected: BTreeSet<String> = [

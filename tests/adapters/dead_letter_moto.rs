@@ -68,6 +68,7 @@ fn letter(body: impl Into<String>) -> DeadLetter {
         event_id: Some("evt-1".into()),
         instance_id: Some("11111111-2222-3333-4444-555555555555".into()),
         user_id: Some("u-jdoe".into()),
+        occurred_at: Some(Utc.with_ymd_and_hms(2026, 12, 1, 8, 59, 58).unwrap()),
         attempts: 3,
         body: body.into(),
         group: None,

@@ -21,7 +21,7 @@ use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
 use connect_identity_sync::domain::ports::{CallFailure, Watermarks};
 use connect_identity_sync::domain::watermark::FieldWatermarks;
 use connect_identity_sync::outbound::watermarks::DynamoWatermarks;
-use harness::{Moto, WATERMARK_TABLE};
+use harness::{LossyProxy, Moto, WATERMARK_TABLE};
 
 const INSTANCE: &str = "8d3c2b1a-1111-4a4a-9b9b-0123456789ab";
 const USER: &str = "f0e1d2c3-3333-4b4b-8c8c-ba9876543210";
@@ -45,12 +45,16 @@ fn soon() -> DateTime<Utc> {
 }
 
 fn client(endpoint: &str) -> Client {
+    client_with(endpoint, RetryConfig::disabled())
+}
+
+fn client_with(endpoint: &str, retry: RetryConfig) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
         .endpoint_url(endpoint)
-        .retry_config(RetryConfig::disabled())
+        .retry_config(retry)
         .build();
     Client::from_conf(config)
 }
@@ -288,4 +292,109 @@ async fn a_throttled_table_is_an_unknown_error_on_both_requests() {
             "DynamoDB throttled the request",
         );
     }
+}
+
+const UPDATE_ITEM: &str = "DynamoDB_20120810.UpdateItem";
+
+/// An adapter whose client retries as the function's does, reaching moto through a proxy
+/// that can lose replies.
+async fn behind_a_lossy_proxy(db: &Table) -> (LossyProxy, DynamoWatermarks) {
+    let upstream = db.moto.endpoint().trim_start_matches("http://").to_owned();
+    let proxy = LossyProxy::start(upstream).await.expect("proxy");
+    let retrying = client_with(
+        &proxy.endpoint(),
+        RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(10)),
+    );
+    let store = DynamoWatermarks::new(retrying, WATERMARK_TABLE, RETENTION);
+    (proxy, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_request_sent_again_after_its_reply_was_lost_gets_the_lease_it_took() {
+    let db = table().await;
+    let (proxy, store) = behind_a_lossy_proxy(&db).await;
+    proxy.drop_replies(UPDATE_ITEM, 1);
+    let leased = store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .expect("the lease request")
+        .expect("the caller is not locked out by its own first request");
+    assert_eq!(proxy.marked_requests(), 2, "the SDK sent the request twice");
+    // It is a real lease: others are refused until it is given back.
+    assert_eq!(
+        db.store.acquire(&instance(), &user(USER), soon()).await,
+        Ok(None)
+    );
+    store.release(&leased.lease, None).await.expect("release");
+    let next = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("free once released");
+    db.store.release(&next.lease, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_sent_again_after_its_reply_was_lost_succeeds_and_writes_once() {
+    let db = table().await;
+    let (proxy, store) = behind_a_lossy_proxy(&db).await;
+    let leased = store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("lease");
+    let marks = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:05Z"));
+    proxy.drop_replies(UPDATE_ITEM, 1);
+    store
+        .release(&leased.lease, Some(&marks))
+        .await
+        .expect("the second sending finds the lease given up by the first");
+    let next = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(
+        next.watermarks.get(Field::LastName),
+        marks.get(Field::LastName)
+    );
+    // Once another lease is taken, the old release no longer passes.
+    assert_unknown(
+        store.release(&leased.lease, Some(&marks)).await,
+        "the lease was no longer held",
+    );
+    db.store.release(&next.lease, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_ids_that_set_a_watermark_are_kept_with_it() {
+    use connect_identity_sync::domain::watermark::Stamp;
+    let db = table().await;
+    let second = t("2026-01-01T10:00:05Z");
+    let leased = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("lease");
+    let marks = FieldWatermarks::default()
+        .with_change(Field::Email, Stamp::new(Some(second), Some("ev-remove")))
+        .with_change(Field::Email, Stamp::new(Some(second), Some("ev-add")));
+    db.store.release(&leased.lease, Some(&marks)).await.unwrap();
+    let next = db
+        .store
+        .acquire(&instance(), &user(USER), soon())
+        .await
+        .unwrap()
+        .expect("lease");
+    assert_eq!(next.watermarks, marks);
+    assert_eq!(
+        next.watermarks.mark(Field::Email).unwrap().events,
+        vec!["ev-remove", "ev-add"]
+    );
+    db.store.release(&next.lease, None).await.unwrap();
 }

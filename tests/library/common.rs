@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use connect_identity_sync::domain::change::IdentityInfo;
-use connect_identity_sync::domain::document::Admission;
+use connect_identity_sync::domain::document::{Admission, DEFAULT_MAX_CLOCK_SKEW};
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
@@ -270,6 +270,7 @@ pub fn admission(domains: EmailDomains) -> Admission {
         },
         default_instance: Some(InstanceId::parse(INSTANCE).unwrap()),
         phone_region: Some("US".parse().unwrap()),
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
     }
 }
 

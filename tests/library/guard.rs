@@ -46,7 +46,7 @@ impl Watermarks for &FakeTable {
             .lock()
             .unwrap()
             .get(&key)
-            .copied()
+            .cloned()
             .unwrap_or_default();
         Ok(Some(Leased {
             lease: Lease { key, owner, until },
@@ -62,7 +62,7 @@ impl Watermarks for &FakeTable {
         self.releases
             .lock()
             .unwrap()
-            .push((lease.key.clone(), advanced.copied()));
+            .push((lease.key.clone(), advanced.cloned()));
         if *self.fail_writes.lock().unwrap() {
             return Err(CallFailure::new(
                 ErrorClass::UnknownError,
@@ -74,7 +74,7 @@ impl Watermarks for &FakeTable {
         if let Some(marks) = advanced {
             let mut items = self.items.lock().unwrap();
             let entry = items.entry(lease.key.clone()).or_default();
-            *entry = entry.max(marks);
+            *entry = std::mem::take(entry).max(marks);
         }
         Ok(())
     }
@@ -213,7 +213,7 @@ async fn a_refused_change_moves_no_watermark_for_its_fields() {
             Disposition::Updated
         ]
     );
-    let marks = table.items.lock().unwrap()[&key("u-1")];
+    let marks = table.items.lock().unwrap()[&key("u-1")].clone();
     assert_eq!(marks.get(Field::FirstName), Some(t("2026-11-29T10:00:01Z")));
     assert_eq!(
         marks.get(Field::Email),
@@ -255,7 +255,7 @@ async fn in_one_invocation_a_stale_change_is_dropped_and_a_newer_one_applies() {
     assert_eq!(user.last_name.as_deref(), Some("New"));
     assert_eq!(user.first_name.as_deref(), Some("Jo"));
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
-    let marks = table.items.lock().unwrap()[&key("u-1")];
+    let marks = table.items.lock().unwrap()[&key("u-1")].clone();
     assert_eq!(marks.get(Field::LastName), Some(t("2026-11-29T10:00:09Z")));
     assert_eq!(marks.get(Field::FirstName), Some(t("2026-11-29T10:00:02Z")));
 }

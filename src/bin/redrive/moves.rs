@@ -1,7 +1,8 @@
 //! Moving dead letters back to a queue once their cause is fixed (SPEC §7): select by
-//! failure class, send each body byte for byte under a rate limit, delete it from the
-//! dead-letter queue only after the send succeeded, and leave every other message where
-//! it was, visible again.
+//! failure class, send each body byte for byte with its attributes (`OccurredAt` and
+//! `EventId` among them, so that a replayed change keeps its time) under a rate limit,
+//! delete it from the dead-letter queue only after the send succeeded, and leave every
+//! other message where it was, visible again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -9,13 +10,15 @@ use std::fmt;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
-    QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName,
 };
+use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::error::ErrorClass;
-use crate::limiter::Limiter;
-use crate::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::record::OCCURRED_AT_ATTRIBUTE;
+use connect_identity_sync::limiter::Limiter;
+use connect_identity_sync::outbound::dead_letter::{DEFAULT_GROUP, ERROR_CLASS_ATTRIBUTE};
 
 /// The row of messages that carry no `ErrorClass` attribute (not written by this function).
 pub const UNCLASSIFIED: &str = "(none)";
@@ -202,6 +205,7 @@ pub async fn redrive(
             .visibility_timeout(hide_for)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await;
         let messages = match received {
@@ -287,7 +291,7 @@ async fn move_one(
         .send_message()
         .queue_url(&options.to)
         .message_body(message.body().unwrap_or_default())
-        .set_message_attributes(message.message_attributes().cloned());
+        .set_message_attributes(replay_attributes(message));
     if fifo_target {
         let group = message
             .attributes()
@@ -318,6 +322,34 @@ async fn move_one(
                 true,
             )
         })
+}
+
+/// SQS takes at most this many message attributes.
+const MAX_ATTRIBUTES: usize = 10;
+
+/// The attributes a moved message is sent with: its own, among them the `OccurredAt` and
+/// `EventId` the function reads, so that a replayed change keeps its time and id rather
+/// than look as new as its new `SentTimestamp`. A message without `OccurredAt` (one the
+/// source queue's own redrive policy moved, or a dead letter whose change had no time)
+/// gets its `SentTimestamp`: it happened no later than that.
+fn replay_attributes(message: &Message) -> Option<HashMap<String, MessageAttributeValue>> {
+    let mut attributes = message.message_attributes().cloned().unwrap_or_default();
+    if !attributes.contains_key(OCCURRED_AT_ATTRIBUTE) && attributes.len() < MAX_ATTRIBUTES {
+        let sent = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        if let Some(sent) = sent
+            && let Ok(value) = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(sent.to_rfc3339_opts(SecondsFormat::Millis, true))
+                .build()
+        {
+            attributes.insert(OCCURRED_AT_ATTRIBUTE.to_owned(), value);
+        }
+    }
+    (!attributes.is_empty()).then_some(attributes)
 }
 
 /// Makes every held message visible again at once.
@@ -417,5 +449,47 @@ mod tests {
             ]
         );
         assert_eq!((t.seen(), t.moved()), (4, 2));
+    }
+
+    fn text(value: &str) -> MessageAttributeValue {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .unwrap()
+    }
+
+    fn stored(attributes: &[(&str, &str)]) -> Message {
+        let mut m = Message::builder()
+            .message_id("m-1")
+            .body("{}")
+            .attributes(MessageSystemAttributeName::SentTimestamp, "1764403200123");
+        for (name, value) in attributes {
+            m = m.message_attributes(*name, text(value));
+        }
+        m.build()
+    }
+
+    #[test]
+    fn a_dead_letter_is_sent_on_with_its_time_and_id() {
+        let m = stored(&[
+            ("ErrorClass", "ThrottlingException"),
+            ("OccurredAt", "2026-11-29T07:59:58.5Z"),
+            ("EventId", "m-original"),
+        ]);
+        let sent = replay_attributes(&m).unwrap();
+        assert_eq!(sent["OccurredAt"], text("2026-11-29T07:59:58.5Z"));
+        assert_eq!(sent["EventId"], text("m-original"));
+    }
+
+    #[test]
+    fn a_message_without_occurred_at_is_sent_with_its_sent_timestamp() {
+        let sent = replay_attributes(&stored(&[])).unwrap();
+        assert_eq!(sent["OccurredAt"], text("2025-11-29T08:00:00.123Z"));
+        let full: Vec<(String, String)> =
+            (0..10).map(|i| (format!("A{i}"), "x".to_owned())).collect();
+        let full: Vec<(&str, &str)> = full.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let sent = replay_attributes(&stored(&full)).unwrap();
+        assert_eq!(sent.len(), 10, "SQS takes no eleventh attribute");
     }
 }

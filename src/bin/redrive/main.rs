@@ -6,13 +6,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use connect_identity_sync::domain::error::ErrorClass;
-use connect_identity_sync::redrive::{self, Options, parse_class};
+mod moves;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use moves::{Options, parse_class};
 
 /// Moves dead letters of connect-identity-sync back to a queue, byte for byte.
 ///
-/// Each selected message is sent to --to and deleted from --from only after the send
-/// succeeded; messages of other classes stay in --from, visible again at the end. Prints
+/// Each selected message is sent to --to with its attributes (OccurredAt and EventId keep
+/// a replayed change's original time and id, so the staleness guard never takes it for
+/// newer than changes applied since; a message without OccurredAt gets its
+/// SentTimestamp) and deleted from --from only after the send succeeded; messages of other classes stay in --from, visible again at the end. Prints
 /// one row per class (seen, moved, left). Exit status: 0 when every selected message was
 /// moved, 1 when one could not be, 2 on a usage error. SQS is reached through the
 /// standard AWS configuration (AWS_REGION, credentials, AWS_ENDPOINT_URL_SQS).
@@ -70,10 +74,10 @@ async fn main() -> ExitCode {
         dry_run: args.dry_run,
         rate: args.rate,
     };
-    let client = redrive::sqs_client().await;
+    let client = moves::sqs_client().await;
 
     let bar = if std::io::stderr().is_terminal() {
-        let depth = redrive::approximate_depth(&client, &options.from).await;
+        let depth = moves::approximate_depth(&client, &options.from).await;
         let bar = ProgressBar::with_draw_target(depth, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} looked at, {msg} [{elapsed}]")
@@ -83,7 +87,7 @@ async fn main() -> ExitCode {
     } else {
         ProgressBar::hidden()
     };
-    let result = redrive::redrive(&client, &options, |t| {
+    let result = moves::redrive(&client, &options, |t| {
         bar.set_position(t.seen());
         bar.set_message(format!("{} moved", t.moved()));
     })
