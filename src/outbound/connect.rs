@@ -9,6 +9,7 @@ use aws_sdk_connect::Client;
 use aws_sdk_connect::error::SdkError;
 use aws_sdk_connect::operation::describe_instance::DescribeInstanceError;
 use aws_sdk_connect::operation::describe_user::DescribeUserError;
+use aws_sdk_connect::operation::list_users::{ListUsersError, ListUsersOutput};
 use aws_sdk_connect::operation::search_users::SearchUsersError;
 use aws_sdk_connect::operation::update_user_identity_info::UpdateUserIdentityInfoError;
 use aws_sdk_connect::types::{
@@ -21,7 +22,7 @@ use crate::domain::change::IdentityInfo;
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
-use crate::domain::ports::{CallFailure, Directory, Reach, UserPage, UserRecord};
+use crate::domain::ports::{CallFailure, Directory, LIST_PAGE_SIZE, Reach, UserPage, UserRecord};
 
 /// Runs one SDK call, one attempt (the client's retries are off: the pipeline retries,
 /// so that every attempt takes a limiter token and meets the deadline), and classifies
@@ -179,7 +180,7 @@ fn update_class(e: &UpdateUserIdentityInfoError) -> ErrorClass {
 /// An error an operation does not model. A rate throttle that reaches us unmodelled
 /// (DescribeInstance models none) is still a throttle; anything else, including
 /// `LimitExceededException` (a resource quota, which no retry lifts), is `UnknownError`.
-pub(super) fn unmodelled(code: Option<&str>) -> ErrorClass {
+fn unmodelled(code: Option<&str>) -> ErrorClass {
     match code {
         Some("ThrottlingException" | "TooManyRequestsException") => ErrorClass::ThrottlingException,
         _ => ErrorClass::UnknownError,
@@ -190,20 +191,16 @@ pub(super) fn unmodelled(code: Option<&str>) -> ErrorClass {
 pub struct ConnectDirectory {
     client: Client,
     instances: Mutex<LruCache<InstanceId, IdentityManagement>>,
-    usernames: Mutex<LruCache<(InstanceId, String), UserId>>,
 }
 
 impl ConnectDirectory {
     /// Instances cached at most; a deployment serves one or a few.
     const INSTANCE_CACHE: NonZeroUsize = NonZeroUsize::new(16).expect("non-zero");
-    /// Usernames cached at most (a few hundred KiB at the most).
-    const USERNAME_CACHE: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
     pub fn new(client: Client) -> Self {
         ConnectDirectory {
             client,
             instances: Mutex::new(LruCache::new(Self::INSTANCE_CACHE)),
-            usernames: Mutex::new(LruCache::new(Self::USERNAME_CACHE)),
         }
     }
 }
@@ -229,12 +226,6 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 impl Directory for ConnectDirectory {
     fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
         lock(&self.instances).get(instance).cloned()
-    }
-
-    fn cached_user(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
-        lock(&self.usernames)
-            .get(&(instance.clone(), username.to_owned()))
-            .cloned()
     }
 
     async fn identity_management(
@@ -275,10 +266,6 @@ impl Directory for ConnectDirectory {
         instance: &InstanceId,
         username: &str,
     ) -> Result<UserId, CallFailure> {
-        let key = (instance.clone(), username.to_owned());
-        if let Some(hit) = lock(&self.usernames).get(&key) {
-            return Ok(hit.clone());
-        }
         let criteria = UserSearchCriteria::builder()
             .string_condition(
                 StringCondition::builder()
@@ -301,8 +288,7 @@ impl Directory for ConnectDirectory {
         .await?;
         // Only the exact Username: a near match is another account, and changing the
         // wrong account's Email is the takeover this function must not enable.
-        let found = out
-            .users()
+        out.users()
             .iter()
             .find(|u| u.username() == Some(username))
             .and_then(|u| u.id())
@@ -313,19 +299,7 @@ impl Directory for ConnectDirectory {
                     "Connect SearchUsers found no user with that Username",
                     1,
                 )
-            })?;
-        lock(&self.usernames).put(key, found.clone());
-        Ok(found)
-    }
-
-    fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
-        let key = (instance.clone(), username.to_owned());
-        lock(&self.usernames).put(key, user.clone());
-    }
-
-    fn forget_user(&self, instance: &InstanceId, username: &str) {
-        let key = (instance.clone(), username.to_owned());
-        lock(&self.usernames).pop(&key);
+            })
     }
 
     async fn list_users_page(
@@ -335,11 +309,16 @@ impl Directory for ConnectDirectory {
     ) -> Result<UserPage, CallFailure> {
         call(
             "ListUsers",
-            super::directory_index::list_users_page(&self.client, instance, next_token),
-            super::directory_index::list_users_class,
+            self.client
+                .list_users()
+                .instance_id(instance.as_str())
+                .max_results(LIST_PAGE_SIZE as i32)
+                .set_next_token(next_token.map(str::to_owned))
+                .send(),
+            list_users_class,
         )
         .await
-        .map(super::directory_index::page_of)
+        .map(page_of)
     }
 
     async fn describe_user(
@@ -419,6 +398,30 @@ impl Directory for ConnectDirectory {
     }
 }
 
+/// The (username, id) pairs of a page; summaries without either are skipped.
+fn page_of(out: ListUsersOutput) -> UserPage {
+    let next_token = out.next_token().map(str::to_owned);
+    let users = out
+        .user_summary_list
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|u| Some((u.username?, u.id?)))
+        .collect();
+    UserPage { users, next_token }
+}
+
+fn list_users_class(e: &ListUsersError) -> ErrorClass {
+    match e {
+        ListUsersError::InvalidRequestException(_) => ErrorClass::InvalidRequestException,
+        ListUsersError::InvalidParameterException(_) => ErrorClass::InvalidParameterException,
+        ListUsersError::ResourceNotFoundException(_) => ErrorClass::ResourceNotFoundException,
+        ListUsersError::ThrottlingException(_) => ErrorClass::ThrottlingException,
+        ListUsersError::InternalServiceException(_) => ErrorClass::InternalServiceException,
+        // `Unhandled` and variants added in later SDK versions: not modelled here.
+        _ => unmodelled(e.meta().code()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,22 +438,24 @@ mod tests {
     fn a_cache_poisoned_by_a_panic_is_emptied_and_used_again() {
         let connect = directory();
         let instance = InstanceId::parse("i-1").unwrap();
-        let user = UserId::parse("u-1").unwrap();
-        connect.cache_user(&instance, "jdoe", &user);
+        lock(&connect.instances).put(instance.clone(), IdentityManagement::Saml);
         let poisoner = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let _held = connect.usernames.lock().unwrap();
+                    let _held = connect.instances.lock().unwrap();
                     panic!("a panic while the cache is held");
                 })
                 .join()
         });
         assert!(poisoner.is_err());
-        assert!(connect.usernames.is_poisoned());
+        assert!(connect.instances.is_poisoned());
         // What it held may be half-written: forgotten, not trusted and not fatal.
-        assert_eq!(connect.cached_user(&instance, "jdoe"), None);
-        assert!(!connect.usernames.is_poisoned());
-        connect.cache_user(&instance, "jdoe", &user);
-        assert_eq!(connect.cached_user(&instance, "jdoe"), Some(user));
+        assert_eq!(connect.cached_management(&instance), None);
+        assert!(!connect.instances.is_poisoned());
+        lock(&connect.instances).put(instance.clone(), IdentityManagement::Saml);
+        assert_eq!(
+            connect.cached_management(&instance),
+            Some(IdentityManagement::Saml)
+        );
     }
 }
