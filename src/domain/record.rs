@@ -74,6 +74,9 @@ pub enum HandBack {
     Deadline,
     /// An earlier record of its FIFO message group must be delivered again.
     GroupOrder,
+    /// Its user stayed leased by another invocation (the staleness guard) until the
+    /// deadline.
+    LeaseHeld,
     /// Its dead-letter message could not be sent.
     DeadLetterFailed(ErrorClass),
 }

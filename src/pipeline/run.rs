@@ -74,6 +74,8 @@ pub(super) struct Run<'p, D, S, W> {
     /// One read-modify-write per user at a time.
     pub turns: UserTurns,
     pub guard_counts: GuardCounts,
+    /// Instances whose `DescribeInstance` failed in this invocation, and how.
+    instance_failures: Mutex<HashMap<InstanceId, Outcome>>,
 }
 
 impl<'p, D, S, W> Run<'p, D, S, W>
@@ -89,7 +91,24 @@ where
             calls: Calls::new(&pipeline.limits, &pipeline.settings, deadline),
             turns: UserTurns::default(),
             guard_counts: GuardCounts::default(),
+            instance_failures: Mutex::default(),
         }
+    }
+
+    /// How `DescribeInstance` of `instance` failed in this invocation, if it did.
+    pub(super) fn instance_failure(&self, instance: &InstanceId) -> Option<Outcome> {
+        self.instance_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance)
+            .cloned()
+    }
+
+    pub(super) fn instance_failed(&self, instance: &InstanceId, outcome: Outcome) {
+        self.instance_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance.clone(), outcome);
     }
 
     /// Handles the records of one invocation: how each ended, in order, and what the

@@ -60,6 +60,17 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 Failure::unknown("the invocation deadline came before the change could be applied"),
                 0,
             ),
+            Outcome::LeaseHeld if can_hand_back => {
+                let d = Disposition::HandedBack(HandBack::LeaseHeld);
+                log_disposition(record, ids, &d, None, &[]);
+                return d;
+            }
+            Outcome::LeaseHeld => (
+                Failure::unknown(
+                    "staleness guard: the user stayed leased by another invocation until the deadline",
+                ),
+                0,
+            ),
             Outcome::Failed(f, attempts) => (f.clone(), *attempts),
         };
         let class = failure.class;
