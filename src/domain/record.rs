@@ -89,6 +89,7 @@ impl HandBack {
             HandBack::Retry(_) => "retryable_failure",
             HandBack::Deadline => "deadline",
             HandBack::GroupOrder => "group_order",
+            HandBack::LeaseHeld => "lease_held",
             HandBack::DeadLetterFailed(_) => "dead_letter_failed",
         }
     }
@@ -144,6 +145,7 @@ mod tests {
             Disposition::HandedBack(HandBack::Retry(ErrorClass::UnknownError)),
             Disposition::HandedBack(HandBack::Deadline),
             Disposition::HandedBack(HandBack::GroupOrder),
+            Disposition::HandedBack(HandBack::LeaseHeld),
             Disposition::HandedBack(HandBack::DeadLetterFailed(ErrorClass::PolicyViolation)),
             Disposition::NotAcknowledged(ErrorClass::PolicyViolation),
         ];
@@ -161,6 +163,7 @@ mod tests {
                 "retryable_failure",
                 "deadline",
                 "group_order",
+                "lease_held",
                 "dead_letter_failed",
                 "dead_letter_failed"
             ]
