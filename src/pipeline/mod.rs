@@ -1,9 +1,12 @@
 //! The pipeline: `Pipeline` is what a container keeps between invocations (the ports,
 //! the limits, the caches), and `Pipeline::run` makes one `Run` per invocation
-//! (`run.rs`), whose steps admit each record, resolve usernames (`resolve`), plan the
-//! work per user and FIFO lane (`plan`, pure), apply each user's changes (`apply`,
-//! under the staleness `guard`) and settle every record (`settle`). Every Connect call
-//! goes through `calls`, the one place that knows how a call is paced.
+//! (`run.rs`), whose steps admit each record, resolve usernames (`usernames`, their one
+//! home), plan the work per user and FIFO lane (`plan`, pure), apply each user's changes
+//! (`apply`, under the staleness `guard`) and settle every record (`settle`). Every
+//! Connect call goes through `calls`, the one place that knows how a call is paced.
+//!
+//! May touch: `domain` (its types and ports) and `limiter`. Never the SDKs, `inbound` or
+//! `outbound`: the adapters come in as the ports' implementations.
 
 mod apply;
 mod calls;

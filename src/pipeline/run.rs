@@ -191,11 +191,22 @@ where
     }
 
     /// Resolves every distinct username once (cached by the directory), and pairs each
-    /// admitted change with its user.
+    /// admitted change with its user. A change of no identity field ends `unchanged`
+    /// here, without a call: it needs neither its user nor its instance (SPEC §2.1), so
+    /// an Entra `active`-only PatchOp spends no look-up. A panic while resolving fails
+    /// the changes that named a Username (`UnknownError`) and no other.
     async fn resolve_users(
         &self,
         admitted: Vec<Result<ChangeRequest, Failure>>,
     ) -> Vec<Result<Target, Outcome>> {
+        let admitted: Vec<Result<ChangeRequest, Outcome>> = admitted
+            .into_iter()
+            .map(|r| match r {
+                Ok(request) if request.change.is_empty() => Err(Outcome::Unchanged),
+                Ok(request) => Ok(request),
+                Err(failure) => Err(Outcome::from(failure)),
+            })
+            .collect();
         let mut names: Vec<(InstanceId, String)> = admitted
             .iter()
             .filter_map(|r| match r {
@@ -209,7 +220,16 @@ where
             .collect();
         names.sort();
         names.dedup();
-        let found = self.resolve_names(&names).await;
+        let found = AssertUnwindSafe(self.resolve_names(&names))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                let failure = Failure::unknown("internal error while resolving the Username");
+                names
+                    .iter()
+                    .map(|key| (key.clone(), Err(Outcome::from(failure.clone()))))
+                    .collect()
+            });
         admitted
             .into_iter()
             .map(|r| {

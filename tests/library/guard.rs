@@ -12,7 +12,8 @@ use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
 use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, Watermarks};
 use connect_identity_sync::domain::record::{Disposition, HandBack};
-use connect_identity_sync::domain::watermark::{FieldWatermarks, item_key};
+use connect_identity_sync::domain::watermark::FieldWatermarks;
+use connect_identity_sync::outbound::watermarks::item_key;
 use serde_json::json;
 use tokio::time::{Duration, Instant};
 

@@ -400,6 +400,56 @@ async fn a_panic_while_applying_fails_only_that_users_records() {
 }
 
 #[tokio::test]
+async fn a_panic_while_resolving_a_username_fails_only_the_records_that_named_it() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+    ]);
+    *connect.panic_on.lock().unwrap() = Some("a".into());
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &json!({"Username": "a", "IdentityInfo": {"LastName": "Uno"}}), 3, None),
+        sqs_record("m-2", &change("u-2", json!({"LastName": "Dos"}), at), 1, None),
+        sqs_record("m-3", &json!({"Username": "a", "IdentityInfo": {"FirstName": "Ana"}}), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::DeadLettered(ErrorClass::UnknownError),
+            Disposition::Updated,
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::UnknownError)),
+        ]
+    );
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("One"));
+}
+
+#[tokio::test]
+async fn a_change_of_no_field_naming_a_username_ends_unchanged_without_a_look_up() {
+    // Entra's active-only PatchOp for a username Connect does not know.
+    let connect = one_user();
+    let queues = FakeQueues::default();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Username": "nobody.here", "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let (recs, fifo) = one_record("m-1", &patch, 1, None);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::Unchanged]);
+    assert!(
+        connect.calls.lock().unwrap().is_empty(),
+        "{:?}",
+        connect.calls.lock().unwrap()
+    );
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_username_is_resolved_once_per_invocation_and_changes_to_it_coalesce() {
     let connect =
         FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])]);
