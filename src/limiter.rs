@@ -13,19 +13,20 @@
 //! with a burst of one is a single instant.
 //!
 //! The curve is the SDK's (drop to `BETA` times the rate at the throttle, then
-//! `W(t) = C (t - K)^3 + W_max`), with two changes for Connect's quotas of a few requests
-//! a second, where a half-second measurement of the sending rate holds zero or one
-//! request: the rate at the throttle is the limiter's own, not a measured one, and the
-//! curve's scale `C` is relative to the ceiling (`C = ceiling (1 - BETA) / RECOVERY^3`),
-//! so that a rate throttled at the ceiling takes `RECOVERY` to climb back whatever the
-//! ceiling (the SDK's absolute `C` = 0.4 climbs back within a second at 1–2 requests a
-//! second). A slow climb is what keeps the fleet from being throttled again and again
-//! when another caller uses part of the quota; `RECOVERY` was chosen by simulating two
-//! containers and another caller on one account-wide bucket (2/s, burst 5): 10 s
-//! throttled 17–21 % of the calls, 60 s about 5 %, with the quota left over used
-//! 0.95–1.0. Throttles of
-//! attempts that took their token before the last drop do not drop the rate again: they
-//! report the rate the drop already answered.
+//! `W(t) = C (t - K)^3 + W_max`, concave up to `W_max`, convex beyond), with changes for
+//! Connect's quotas of a few requests a second, where a half-second measurement of the
+//! sending rate holds zero or one request and the account's burst (5) hides an excess for
+//! seconds: the rate at the throttle is the limiter's own, not a measured one; the curve
+//! flattens a little below it (`PLATEAU`), since that rate already emptied the burst; and
+//! its scale `C` is relative to the ceiling, so that a rate throttled at the ceiling takes
+//! `RECOVERY` to come back near it whatever the ceiling (the SDK's absolute `C` = 0.4
+//! climbs back within a second at 1–2 requests a second). A slow climb is what keeps the
+//! fleet from being throttled again and again when another caller uses part of the quota.
+//! The constants were chosen by simulating two containers (1/s each) and another caller
+//! (1.2/s) on one account-wide bucket (2/s, burst 5) for 10 minutes: a 30 s climb
+//! throttled 9–11 % of the containers' calls, 60 s 5–7 %, 120 s with the plateau at 0.9
+//! about 3 % (and the other caller under 2 %). Throttles of attempts that took their
+//! token before the last drop do not drop the rate again: the drop already answered them.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -34,10 +35,15 @@ use tokio::time::Instant;
 
 /// The rate after a throttle, as a share of the rate at the throttle (the SDK's β).
 const BETA: f64 = 0.7;
-/// How long after a throttle at the ceiling the rate is back at the ceiling; a rate
-/// throttled lower climbs back sooner (`K` grows with the cube root of the rate). It
-/// climbs slowly near the throttled rate, and faster beyond, up to the ceiling.
-const RECOVERY: Duration = Duration::from_secs(60);
+/// How long after a throttle at the ceiling the rate is back near the ceiling (at
+/// `PLATEAU` of it); a rate throttled lower climbs back sooner (`K` grows with the cube
+/// root of the rate). It climbs slowly near the plateau, and faster beyond, up to the
+/// ceiling.
+const RECOVERY: Duration = Duration::from_secs(120);
+/// Where the curve flattens, as a share of the rate at the throttle: just below it, since
+/// at a few requests a second the rate at a throttle is one that already emptied the
+/// account's burst (CUBIC flattens at the throttled rate itself).
+const PLATEAU: f64 = 0.9;
 /// The lowest rate, as a share of the ceiling.
 const FLOOR: f64 = 0.05;
 
@@ -90,10 +96,11 @@ impl Limiter {
             return self.ceiling;
         };
         let recovery = RECOVERY.as_secs_f64();
-        let scale = self.ceiling * (1.0 - BETA) / recovery.powi(3);
-        let k = (max * (1.0 - BETA) / scale).cbrt();
+        let scale = self.ceiling * (PLATEAU - BETA) / recovery.powi(3);
+        let plateau = PLATEAU * max;
+        let k = ((plateau - BETA * max) / scale).cbrt();
         let t = now.saturating_duration_since(at).as_secs_f64();
-        (scale * (t - k).powi(3) + max).clamp(self.ceiling * FLOOR, self.ceiling)
+        (scale * (t - k).powi(3) + plateau).clamp(self.ceiling * FLOOR, self.ceiling)
     }
 
     /// Takes a token, waiting as long as it takes.
@@ -107,22 +114,26 @@ impl Limiter {
     }
 
     /// Takes a token no later than `latest`; `None`, without waiting, when the next
-    /// token comes after it. A token is reserved before the wait, so waiters are
-    /// served in turn and a refused wait takes nothing.
+    /// token comes after it. A waiter that wakes to find the token taken, or put off by
+    /// a throttle, waits again: no token is handed out at a rate older than the last
+    /// drop, and a refused wait takes nothing.
     pub async fn take_by(&self, latest: Instant) -> Option<Token> {
-        let (at, token) = {
-            let mut state = self.state();
-            let now = Instant::now();
-            let at = state.next.max(now);
-            if at > latest {
-                return None;
-            }
-            let rate = self.rate_at(&state, at);
-            state.next = at + Duration::from_secs_f64(1.0 / rate);
-            (at, Token { epoch: state.epoch })
-        };
-        tokio::time::sleep_until(at).await;
-        Some(token)
+        loop {
+            let at = {
+                let mut state = self.state();
+                let now = Instant::now();
+                if state.next <= now {
+                    let rate = self.rate_at(&state, now);
+                    state.next = now + Duration::from_secs_f64(1.0 / rate);
+                    return Some(Token { epoch: state.epoch });
+                }
+                if state.next > latest {
+                    return None;
+                }
+                state.next
+            };
+            tokio::time::sleep_until(at).await;
+        }
     }
 
     /// Connect throttled the request `token` was taken for: the rate drops to `BETA`
@@ -197,15 +208,17 @@ mod tests {
         limiter.throttled(token);
         assert!(close(limiter.rate(), 2.0 * BETA), "{}", limiter.rate());
 
-        // Halfway back the climb has slowed (concave); at RECOVERY it is back at the
-        // rate it was throttled at, which here is the ceiling, and stays there.
+        // Halfway back the climb has slowed (concave); at RECOVERY it is at the plateau
+        // just below the rate it was throttled at (here the ceiling), then it climbs on
+        // to the ceiling and stays there.
+        let plateau = 2.0 * PLATEAU;
         tokio::time::advance(RECOVERY / 2).await;
         let halfway = limiter.rate();
-        assert!(halfway > 2.0 * BETA && halfway < 2.0, "{halfway}");
+        assert!(halfway > 2.0 * BETA && halfway < plateau, "{halfway}");
         let rise_first_half = halfway - 2.0 * BETA;
-        assert!(rise_first_half > (2.0 - halfway), "{halfway}");
+        assert!(rise_first_half > (plateau - halfway), "{halfway}");
         tokio::time::advance(RECOVERY / 2).await;
-        assert!(close(limiter.rate(), 2.0), "{}", limiter.rate());
+        assert!(close(limiter.rate(), plateau), "{}", limiter.rate());
         tokio::time::advance(RECOVERY * 10).await;
         assert!(close(limiter.rate(), 2.0), "{}", limiter.rate());
     }
@@ -220,6 +233,23 @@ mod tests {
         limiter.take().await;
         let first = start.elapsed().as_secs_f64();
         assert!((first - 1.0 / BETA).abs() < 1e-3, "{first}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_already_waiting_when_the_rate_drops_waits_at_the_new_rate() {
+        let limiter = Limiter::per_second(1.0);
+        let start = Instant::now();
+        let first = limiter.take().await;
+        let waiter = async {
+            limiter.take().await;
+            start.elapsed().as_secs_f64()
+        };
+        let throttle = async {
+            tokio::task::yield_now().await;
+            limiter.throttled(first);
+        };
+        let (waited, ()) = tokio::join!(waiter, throttle);
+        assert!((waited - 1.0 / BETA).abs() < 1e-3, "{waited}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -246,8 +276,8 @@ mod tests {
             limiter.throttled(token);
         }
         assert!(close(limiter.rate(), 2.0 * FLOOR), "{}", limiter.rate());
-        // A rate at the floor climbs back to the ceiling on its own: the curve reaches
-        // the throttled rate at RECOVERY and rises beyond it.
+        // A rate at the floor climbs back to the ceiling on its own: the curve flattens
+        // near the throttled rate and rises beyond it.
         tokio::time::advance(RECOVERY * 3).await;
         assert!(close(limiter.rate(), 2.0), "{}", limiter.rate());
     }
