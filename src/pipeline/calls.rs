@@ -193,7 +193,7 @@ impl<'p> Calls<'p> {
                 self.counts.throttled[op.index()].fetch_add(1, Ordering::Relaxed);
             }
             if op == Op::UpdateUserIdentityInfo && failure.reach == Reach::Unknown {
-                return Err(Outcome::Failed(
+                return Err(Outcome::Unknown(
                     Failure::unknown(format!(
                         "{} after the request was sent: the outcome is unknown",
                         failure.failure.message

@@ -60,7 +60,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 Failure::unknown("the invocation deadline came before the change could be applied"),
                 0,
             ),
-            Outcome::Failed(f, attempts) => (f.clone(), *attempts),
+            Outcome::Failed(f, attempts) | Outcome::Unknown(f, attempts) => (f.clone(), *attempts),
         };
         let class = failure.class;
         if class.is_retryable()
