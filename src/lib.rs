@@ -11,4 +11,3 @@ pub mod metrics;
 pub mod outbound;
 pub mod pipeline;
 pub mod runtime;
-pub mod usernames;

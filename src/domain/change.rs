@@ -93,6 +93,24 @@ impl IdentityChange {
         .collect()
     }
 
+    /// What the change does to `field`, its value as the function would send it.
+    pub fn get(&self, field: Field) -> FieldChange<&str> {
+        fn view<T: AsRef<str>>(change: &FieldChange<T>) -> FieldChange<&str> {
+            match change {
+                FieldChange::Keep => FieldChange::Keep,
+                FieldChange::Set(v) => FieldChange::Set(v.as_ref()),
+                FieldChange::Clear => FieldChange::Clear,
+            }
+        }
+        match field {
+            Field::FirstName => view(&self.first_name),
+            Field::LastName => view(&self.last_name),
+            Field::Email => view(&self.email),
+            Field::SecondaryEmail => view(&self.secondary_email),
+            Field::Mobile => view(&self.mobile),
+        }
+    }
+
     /// This change followed by a later one: the later wins for each field it touches.
     #[must_use]
     pub fn then(self, later: IdentityChange) -> IdentityChange {

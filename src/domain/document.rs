@@ -29,6 +29,30 @@ pub struct RawIdentity {
     pub mobile: RawField,
 }
 
+impl RawIdentity {
+    /// One field as received.
+    pub fn get(&self, field: Field) -> &RawField {
+        match field {
+            Field::FirstName => &self.first_name,
+            Field::LastName => &self.last_name,
+            Field::Email => &self.email,
+            Field::SecondaryEmail => &self.secondary_email,
+            Field::Mobile => &self.mobile,
+        }
+    }
+
+    /// Sets what the document does to `field`.
+    pub fn set(&mut self, field: Field, raw: RawField) {
+        *match field {
+            Field::FirstName => &mut self.first_name,
+            Field::LastName => &mut self.last_name,
+            Field::Email => &mut self.email,
+            Field::SecondaryEmail => &mut self.secondary_email,
+            Field::Mobile => &mut self.mobile,
+        } = raw;
+    }
+}
+
 /// How a document names its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RawUser {
@@ -151,7 +175,7 @@ impl Admission {
                 "the user ARN belongs to another instance than InstanceId",
             ));
         }
-        let change = self.validate_identity(&doc.identity)?;
+        let change = validate_identity(&doc.identity, self.phone_region)?;
         if let Some(at) = doc.occurred_at
             && now
                 .checked_add_signed(self.max_clock_skew)
@@ -170,23 +194,33 @@ impl Admission {
             occurred_at: doc.occurred_at,
         })
     }
+}
 
-    fn validate_identity(&self, raw: &RawIdentity) -> Result<IdentityChange, Failure> {
-        let name = |field, raw: &RawField, max| read(raw, |s| PersonName::parse(field, s, max));
-        Ok(IdentityChange {
-            first_name: name(
-                Field::FirstName,
-                &raw.first_name,
-                PersonName::FIRST_NAME_MAX,
-            )?,
-            last_name: name(Field::LastName, &raw.last_name, PersonName::LAST_NAME_MAX)?,
-            email: read(&raw.email, |s| EmailAddress::parse(Field::Email, s))?,
-            secondary_email: read(&raw.secondary_email, |s| {
-                EmailAddress::parse(Field::SecondaryEmail, s)
-            })?,
-            mobile: read(&raw.mobile, |s| E164::parse(s, self.phone_region))?,
-        })
-    }
+/// The identity fields of a document read as admission reads them (SPEC §2.2): names
+/// trimmed and in NFC, emails in Connect's pattern, a mobile in E.164 with a national
+/// number read in `phone_region`. Also what the reconcile command compares with, so that
+/// what it calls a difference is what the function would change.
+///
+/// # Errors
+/// `ValidationError` for the first field whose value the function refuses.
+pub fn validate_identity(
+    raw: &RawIdentity,
+    phone_region: Option<PhoneRegion>,
+) -> Result<IdentityChange, Failure> {
+    let name = |field, raw: &RawField, max| read(raw, |s| PersonName::parse(field, s, max));
+    Ok(IdentityChange {
+        first_name: name(
+            Field::FirstName,
+            &raw.first_name,
+            PersonName::FIRST_NAME_MAX,
+        )?,
+        last_name: name(Field::LastName, &raw.last_name, PersonName::LAST_NAME_MAX)?,
+        email: read(&raw.email, |s| EmailAddress::parse(Field::Email, s))?,
+        secondary_email: read(&raw.secondary_email, |s| {
+            EmailAddress::parse(Field::SecondaryEmail, s)
+        })?,
+        mobile: read(&raw.mobile, |s| E164::parse(s, phone_region))?,
+    })
 }
 
 fn read<T>(

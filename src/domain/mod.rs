@@ -2,7 +2,6 @@
 //! no serde, no I/O.
 
 pub mod change;
-pub mod directory_index;
 pub mod document;
 pub mod error;
 pub mod event_id;

@@ -21,6 +21,9 @@ pub struct UserRecord {
     pub username: Option<String>,
 }
 
+/// Users a `ListUsers` page holds at most (the API's largest `MaxResults`).
+pub const LIST_PAGE_SIZE: u32 = 1000;
+
 /// One `ListUsers` page: (username, user id) pairs and the token of the next page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserPage {
@@ -75,11 +78,6 @@ pub trait Directory: Send + Sync {
         None
     }
 
-    /// The user a `username` resolved to, if that resolution is cached.
-    fn cached_user(&self, _instance: &InstanceId, _username: &str) -> Option<UserId> {
-        None
-    }
-
     /// `DescribeInstance`, cached for the life of the container.
     ///
     /// # Errors
@@ -91,7 +89,7 @@ pub trait Directory: Send + Sync {
         instance: &InstanceId,
     ) -> impl Future<Output = Result<IdentityManagement, CallFailure>> + Send;
 
-    /// `SearchUsers` on `Username`, cached for the life of the container.
+    /// `SearchUsers` on `Username` (the pipeline caches resolutions).
     ///
     /// # Errors
     /// As for `identity_management`; `ResourceNotFoundException` when no user has
@@ -101,12 +99,6 @@ pub trait Directory: Send + Sync {
         instance: &InstanceId,
         username: &str,
     ) -> impl Future<Output = Result<UserId, CallFailure>> + Send;
-
-    /// Remembers a resolution that `DescribeUser` confirmed.
-    fn cache_user(&self, _instance: &InstanceId, _username: &str, _user: &UserId) {}
-
-    /// Drops the cached resolution of `username` (it no longer holds).
-    fn forget_user(&self, _instance: &InstanceId, _username: &str) {}
 
     /// One `ListUsers` page of the largest size, after `next_token`.
     ///

@@ -8,6 +8,7 @@ use aws_sdk_connect::Client;
 use aws_sdk_connect::error::SdkError;
 use aws_sdk_connect::operation::describe_instance::DescribeInstanceError;
 use aws_sdk_connect::operation::describe_user::DescribeUserError;
+use aws_sdk_connect::operation::list_users::{ListUsersError, ListUsersOutput};
 use aws_sdk_connect::operation::search_users::SearchUsersError;
 use aws_sdk_connect::operation::update_user_identity_info::UpdateUserIdentityInfoError;
 use aws_sdk_connect::types::{
@@ -20,7 +21,7 @@ use crate::domain::change::IdentityInfo;
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::{IdentityManagement, UpdatePlan};
-use crate::domain::ports::{CallFailure, Directory, Reach, UserPage, UserRecord};
+use crate::domain::ports::{CallFailure, Directory, LIST_PAGE_SIZE, Reach, UserPage, UserRecord};
 
 /// Runs one SDK call, one attempt (the client's retries are off: the pipeline retries,
 /// so that every attempt takes a limiter token and meets the deadline), and classifies
@@ -178,7 +179,7 @@ fn update_class(e: &UpdateUserIdentityInfoError) -> ErrorClass {
 /// An error an operation does not model. A rate throttle that reaches us unmodelled
 /// (DescribeInstance models none) is still a throttle; anything else, including
 /// `LimitExceededException` (a resource quota, which no retry lifts), is `UnknownError`.
-pub(super) fn unmodelled(code: Option<&str>) -> ErrorClass {
+fn unmodelled(code: Option<&str>) -> ErrorClass {
     match code {
         Some("ThrottlingException" | "TooManyRequestsException") => ErrorClass::ThrottlingException,
         _ => ErrorClass::UnknownError,
@@ -189,20 +190,16 @@ pub(super) fn unmodelled(code: Option<&str>) -> ErrorClass {
 pub struct ConnectDirectory {
     client: Client,
     instances: Mutex<LruCache<InstanceId, IdentityManagement>>,
-    usernames: Mutex<LruCache<(InstanceId, String), UserId>>,
 }
 
 impl ConnectDirectory {
     /// Instances cached at most; a deployment serves one or a few.
     const INSTANCE_CACHE: NonZeroUsize = NonZeroUsize::new(16).expect("non-zero");
-    /// Usernames cached at most (a few hundred KiB at the most).
-    const USERNAME_CACHE: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
 
     pub fn new(client: Client) -> Self {
         ConnectDirectory {
             client,
             instances: Mutex::new(LruCache::new(Self::INSTANCE_CACHE)),
-            usernames: Mutex::new(LruCache::new(Self::USERNAME_CACHE)),
         }
     }
 }
@@ -219,14 +216,6 @@ impl Directory for ConnectDirectory {
             .lock()
             .expect("cache lock")
             .get(instance)
-            .cloned()
-    }
-
-    fn cached_user(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
-        self.usernames
-            .lock()
-            .expect("cache lock")
-            .get(&(instance.clone(), username.to_owned()))
             .cloned()
     }
 
@@ -271,10 +260,6 @@ impl Directory for ConnectDirectory {
         instance: &InstanceId,
         username: &str,
     ) -> Result<UserId, CallFailure> {
-        let key = (instance.clone(), username.to_owned());
-        if let Some(hit) = self.usernames.lock().expect("cache lock").get(&key) {
-            return Ok(hit.clone());
-        }
         let criteria = UserSearchCriteria::builder()
             .string_condition(
                 StringCondition::builder()
@@ -297,8 +282,7 @@ impl Directory for ConnectDirectory {
         .await?;
         // Only the exact Username: a near match is another account, and changing the
         // wrong account's Email is the takeover this function must not enable.
-        let found = out
-            .users()
+        out.users()
             .iter()
             .find(|u| u.username() == Some(username))
             .and_then(|u| u.id())
@@ -309,25 +293,7 @@ impl Directory for ConnectDirectory {
                     "Connect SearchUsers found no user with that Username",
                     1,
                 )
-            })?;
-        self.usernames
-            .lock()
-            .expect("cache lock")
-            .put(key, found.clone());
-        Ok(found)
-    }
-
-    fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
-        let key = (instance.clone(), username.to_owned());
-        self.usernames
-            .lock()
-            .expect("cache lock")
-            .put(key, user.clone());
-    }
-
-    fn forget_user(&self, instance: &InstanceId, username: &str) {
-        let key = (instance.clone(), username.to_owned());
-        self.usernames.lock().expect("cache lock").pop(&key);
+            })
     }
 
     async fn list_users_page(
@@ -337,11 +303,16 @@ impl Directory for ConnectDirectory {
     ) -> Result<UserPage, CallFailure> {
         call(
             "ListUsers",
-            super::directory_index::list_users_page(&self.client, instance, next_token),
-            super::directory_index::list_users_class,
+            self.client
+                .list_users()
+                .instance_id(instance.as_str())
+                .max_results(LIST_PAGE_SIZE as i32)
+                .set_next_token(next_token.map(str::to_owned))
+                .send(),
+            list_users_class,
         )
         .await
-        .map(super::directory_index::page_of)
+        .map(page_of)
     }
 
     async fn describe_user(
@@ -418,5 +389,29 @@ impl Directory for ConnectDirectory {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The (username, id) pairs of a page; summaries without either are skipped.
+fn page_of(out: ListUsersOutput) -> UserPage {
+    let next_token = out.next_token().map(str::to_owned);
+    let users = out
+        .user_summary_list
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|u| Some((u.username?, u.id?)))
+        .collect();
+    UserPage { users, next_token }
+}
+
+fn list_users_class(e: &ListUsersError) -> ErrorClass {
+    match e {
+        ListUsersError::InvalidRequestException(_) => ErrorClass::InvalidRequestException,
+        ListUsersError::InvalidParameterException(_) => ErrorClass::InvalidParameterException,
+        ListUsersError::ResourceNotFoundException(_) => ErrorClass::ResourceNotFoundException,
+        ListUsersError::ThrottlingException(_) => ErrorClass::ThrottlingException,
+        ListUsersError::InternalServiceException(_) => ErrorClass::InternalServiceException,
+        // `Unhandled` and variants added in later SDK versions: not modelled here.
+        _ => unmodelled(e.meta().code()),
     }
 }

@@ -29,18 +29,6 @@ impl<D: Directory> Directory for DryRunnable<D> {
         self.inner.cached_management(instance)
     }
 
-    fn cached_user(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
-        self.inner.cached_user(instance, username)
-    }
-
-    fn cache_user(&self, instance: &InstanceId, username: &str, user: &UserId) {
-        self.inner.cache_user(instance, username, user);
-    }
-
-    fn forget_user(&self, instance: &InstanceId, username: &str) {
-        self.inner.forget_user(instance, username);
-    }
-
     async fn list_users_page(
         &self,
         instance: &InstanceId,

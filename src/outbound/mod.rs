@@ -4,7 +4,6 @@
 
 pub mod connect;
 pub mod dead_letter;
-pub mod directory_index;
 pub mod dry_run;
 pub mod https;
 pub mod watermarks;

@@ -12,8 +12,8 @@ use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 use super::Outcome;
 use super::calls::Op;
 use super::plan::judge;
-use super::resolve::{Confirmed, username_of};
 use super::run::Run;
+use super::usernames::{Confirmed, username_of};
 
 /// What one user's read-modify-write came to.
 enum Applied {

@@ -9,9 +9,9 @@ mod apply;
 mod calls;
 mod guard;
 mod plan;
-mod resolve;
 mod run;
 mod settle;
+mod usernames;
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::domain::error::Failure;
 use crate::domain::identity::Field;
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, Record};
-use crate::usernames::Usernames;
+use usernames::Usernames;
 
 use run::Run;
 

@@ -871,52 +871,6 @@ async fn search_users_without_a_matching_user_is_classified_resource_not_found()
 }
 
 #[tokio::test]
-async fn a_resolved_username_is_cached_so_a_second_lookup_makes_no_request() {
-    let rule = mock!(Client::search_users).then_output(|| {
-        SearchUsersOutput::builder()
-            .users(summary(USERNAME, USER))
-            .build()
-    });
-    let connect = directory(&[&rule]);
-    for _ in 0..3 {
-        assert_eq!(
-            connect.find_user(&instance(), USERNAME).await.unwrap(),
-            user()
-        );
-    }
-    assert_eq!(rule.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn the_username_cache_is_per_instance_and_per_username() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let rule = mock!(Client::search_users)
-        .match_requests(capture_search(&seen))
-        .then_output(|| {
-            SearchUsersOutput::builder()
-                .users(summary(USERNAME, USER))
-                .users(summary("someone.else", OTHER_USER))
-                .build()
-        });
-    let connect = directory(&[&rule]);
-    let other = InstanceId::parse(OTHER_INSTANCE).unwrap();
-    assert_eq!(
-        connect.find_user(&instance(), USERNAME).await.unwrap(),
-        user()
-    );
-    assert_eq!(
-        connect
-            .find_user(&instance(), "someone.else")
-            .await
-            .unwrap(),
-        UserId::parse(OTHER_USER).unwrap()
-    );
-    assert_eq!(connect.find_user(&other, USERNAME).await.unwrap(), user());
-    assert_eq!(rule.num_calls(), 3);
-    assert_eq!(seen.lock().unwrap()[2].instance_id(), Some(OTHER_INSTANCE));
-}
-
-#[tokio::test]
 async fn a_username_not_found_is_looked_up_again_next_time() {
     let rule = mock!(Client::search_users)
         .sequence()

@@ -12,6 +12,7 @@ mod limits;
 mod log_hygiene;
 mod malformed;
 mod metrics;
+mod reconcile;
 mod record_ids;
 mod redrive;
 mod retries;

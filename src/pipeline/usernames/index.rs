@@ -14,10 +14,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use super::identity::UserId;
-
-/// Users a `ListUsers` page holds at most (the API's largest `MaxResults`).
-pub const LIST_PAGE_SIZE: u32 = 1000;
+use crate::domain::identity::UserId;
 
 /// Bytes an index entry takes (UUID user ids).
 pub const BYTES_PER_USER: usize = std::mem::size_of::<(u64, [u8; 16])>();
@@ -140,10 +137,6 @@ impl DirectoryIndex {
         self.uuids.len() + self.others.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Heap bytes the entries take.
     pub fn heap_bytes(&self) -> usize {
         self.uuids.capacity() * BYTES_PER_USER
@@ -259,6 +252,7 @@ pub fn choose(unresolved: usize, state: IndexState) -> Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ports::LIST_PAGE_SIZE;
 
     fn uuid(i: u32) -> String {
         format!("{i:08x}-0000-4000-8000-{i:012x}")

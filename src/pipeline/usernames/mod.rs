@@ -1,29 +1,35 @@
-//! Username resolution for a batch, and its confirmation: cached resolutions first (no call,
-//! no limiter token), then per instance the cheaper of a `ListUsers` index and one
-//! `SearchUsers` per username (`domain::directory_index::choose`), every call through the
+//! Username resolution, in one home: the container's cache of resolutions, the `ListUsers`
+//! index of each instance (`index`), `SearchUsers`, and the confirmation by `DescribeUser`.
+//! Cached resolutions first (no call, no limiter token), then per instance the cheaper of
+//! the index and one `SearchUsers` per username (`index::choose`), every call through the
 //! caller's gate (its limiter and its deadline: a page that cannot finish in time is not
 //! started). A resolution is used only while `DescribeUser` returns the same `Username`;
-//! [`Usernames::confirm`] says what to do when it does not.
+//! [`Usernames::confirm`] says what to do when it does not. `steps` are the invocation's
+//! steps that use it. The `Directory` port only translates calls.
+//!
+//! May touch: the domain, the `Directory` port, and `calls::Op` to name its calls.
+
+mod index;
+mod steps;
+
+pub(super) use steps::{Confirmed, username_of};
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
+use lru::LruCache;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::domain::directory_index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Directory, UserRecord};
 
-/// The look-up calls, each with its own limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
-    SearchUsers,
-    ListUsers,
-}
+use super::calls::Op;
+use index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
 
 /// Why a call was not made or did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +44,10 @@ pub enum Halt {
 ///
 /// Boxed, with named lifetimes: opaque futures here trip the compiler's proof that the
 /// function's top-level future is `Send` (higher-ranked lifetimes of the closure).
-pub trait Gate: Sync {
+pub(super) trait Gate: Sync {
     fn call<'a, T: Send + 'a>(
         &'a self,
-        op: Lookup,
+        op: Op,
         attempt: Attempt<'a, T>,
     ) -> BoxFuture<'a, Result<T, Halt>>;
 }
@@ -90,9 +96,11 @@ struct Slot {
     partial: Option<(DirectoryIndex, Option<String>)>,
 }
 
-/// The container-lifetime username indexes, one per instance.
+/// The container-lifetime resolutions and username indexes, one index per instance.
 pub struct Usernames {
     slots: Mutex<HashMap<InstanceId, Slot>>,
+    /// (instance, username) → user id, least recently used out.
+    cache: Mutex<LruCache<Key, UserId>>,
     /// `false`: never list, resolve with `SearchUsers` only.
     index_enabled: bool,
     concurrency: usize,
@@ -100,17 +108,38 @@ pub struct Usernames {
 
 type Key = (InstanceId, String);
 
+/// Resolutions cached at most (a few hundred KiB at the most).
+const CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(4096).expect("non-zero");
+
+/// A lock that a panic elsewhere cannot poison for the rest of the container: the data
+/// behind it (caches, indexes) is whole between any two statements that change it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Usernames {
     pub fn new(index_enabled: bool, concurrency: usize) -> Self {
         Usernames {
             slots: Mutex::new(HashMap::new()),
+            cache: Mutex::new(LruCache::new(CACHE_SIZE)),
             index_enabled,
             concurrency: concurrency.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, Slot>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<InstanceId, Slot>> {
+        lock(&self.slots)
+    }
+
+    /// The user `username` resolved to, if that resolution is cached: no call needed.
+    fn cached(&self, instance: &InstanceId, username: &str) -> Option<UserId> {
+        lock(&self.cache)
+            .get(&(instance.clone(), username.to_owned()))
+            .cloned()
+    }
+
+    fn remember(&self, instance: &InstanceId, username: &str, user: &UserId) {
+        lock(&self.cache).put((instance.clone(), username.to_owned()), user.clone());
     }
 
     fn state(&self, instance: &InstanceId) -> IndexState {
@@ -148,7 +177,7 @@ impl Usernames {
             if results.contains_key(&key) {
                 continue;
             }
-            match directory.cached_user(instance, username) {
+            match self.cached(instance, username) {
                 Some(user) => {
                     results.insert(
                         key,
@@ -216,10 +245,13 @@ impl Usernames {
     ) -> Result<Resolved, Halt> {
         let user = gate
             .call(
-                Lookup::SearchUsers,
+                Op::SearchUsers,
                 Box::new(move || directory.find_user(instance, username).boxed()),
             )
             .await?;
+        // Kept before `DescribeUser` confirms it (and dropped if it does not): a record
+        // handed back before its user was read costs no second search.
+        self.remember(instance, username, &user);
         Ok(Resolved {
             user,
             source: Source::Search,
@@ -254,7 +286,7 @@ impl Usernames {
             let after = token.clone();
             let page = gate
                 .call(
-                    Lookup::ListUsers,
+                    Op::ListUsers,
                     Box::new(move || {
                         let after = after.clone();
                         async move { directory.list_users_page(instance, after.as_deref()).await }
@@ -287,9 +319,8 @@ impl Usernames {
 
     /// Judges `DescribeUser`'s answer for a user resolved from `username`. `again` says
     /// whether this resolution is already the second one.
-    pub fn confirm<D: Directory>(
+    pub fn confirm(
         &self,
-        directory: &D,
         instance: &InstanceId,
         username: &str,
         resolved: &Resolved,
@@ -298,7 +329,7 @@ impl Usernames {
     ) -> Confirmation {
         let verdict = match described {
             Ok(record) if record.username.as_deref() == Some(username) => {
-                directory.cache_user(instance, username, &resolved.user);
+                self.remember(instance, username, &resolved.user);
                 return Confirmation::Confirmed;
             }
             Ok(_) => CallFailure::new(
@@ -310,7 +341,7 @@ impl Usernames {
             // Any other failure says nothing about the resolution: decide with it.
             Err(f) => return Confirmation::Refused(f.clone()),
         };
-        self.forget(directory, instance, username);
+        self.forget(instance, username);
         if again {
             Confirmation::Refused(verdict)
         } else {
@@ -326,12 +357,12 @@ impl Usernames {
         instance: &InstanceId,
         username: &str,
     ) -> Result<Resolved, Halt> {
-        self.forget(directory, instance, username);
+        self.forget(instance, username);
         self.search(directory, gate, instance, username).await
     }
 
-    fn forget<D: Directory>(&self, directory: &D, instance: &InstanceId, username: &str) {
-        directory.forget_user(instance, username);
+    fn forget(&self, instance: &InstanceId, username: &str) {
+        lock(&self.cache).pop(&(instance.clone(), username.to_owned()));
         if let Some(slot) = self.lock().get_mut(instance)
             && let Some((index, _)) = slot.complete.as_mut()
         {
@@ -347,9 +378,9 @@ mod tests {
 
     use super::*;
     use crate::domain::change::IdentityInfo;
-    use crate::domain::directory_index::INDEX_MAX_AGE;
     use crate::domain::instance::{IdentityManagement, UpdatePlan};
     use crate::domain::ports::UserPage;
+    use index::INDEX_MAX_AGE;
 
     const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
 
@@ -361,12 +392,10 @@ mod tests {
         format!("{i:08x}-0000-4000-8000-{i:012x}")
     }
 
-    /// A directory of `users` (username → id) that counts its calls and caches like the
-    /// adapter does.
+    /// A directory of `users` (username → id) that counts its calls.
     #[derive(Default)]
     struct Fake {
         users: Mutex<Vec<(String, String)>>,
-        cache: Mutex<HashMap<String, UserId>>,
         search: AtomicU32,
         list: AtomicU32,
     }
@@ -390,33 +419,13 @@ mod tests {
         async fn find_user(&self, _: &InstanceId, username: &str) -> Result<UserId, CallFailure> {
             self.search.fetch_add(1, Ordering::SeqCst);
             let users = self.users.lock().unwrap();
-            let id = users
+            users
                 .iter()
                 .find(|(u, _)| u == username)
                 .map(|(_, id)| UserId::parse(id).unwrap())
                 .ok_or_else(|| {
                     CallFailure::new(ErrorClass::ResourceNotFoundException, "no user", 1)
-                })?;
-            self.cache
-                .lock()
-                .unwrap()
-                .insert(username.to_owned(), id.clone());
-            Ok(id)
-        }
-
-        fn cached_user(&self, _: &InstanceId, username: &str) -> Option<UserId> {
-            self.cache.lock().unwrap().get(username).cloned()
-        }
-
-        fn cache_user(&self, _: &InstanceId, username: &str, user: &UserId) {
-            self.cache
-                .lock()
-                .unwrap()
-                .insert(username.to_owned(), user.clone());
-        }
-
-        fn forget_user(&self, _: &InstanceId, username: &str) {
-            self.cache.lock().unwrap().remove(username);
+                })
         }
 
         async fn list_users_page(
@@ -471,7 +480,7 @@ mod tests {
     impl Gate for Budget {
         fn call<'a, T: Send + 'a>(
             &'a self,
-            _op: Lookup,
+            _op: Op,
             attempt: Attempt<'a, T>,
         ) -> BoxFuture<'a, Result<T, Halt>> {
             async move { self.pass(attempt).await }.boxed()
@@ -677,18 +686,12 @@ mod tests {
             .await;
         let key = (instance(), "agent3".to_owned());
         let resolved = found[&key].as_ref().unwrap().clone();
-        fake.cache_user(&key.0, &key.1, &resolved.user);
+        usernames.remember(&key.0, &key.1, &resolved.user);
         // DescribeUser says that id is now `agent3.old`.
-        let verdict = usernames.confirm(
-            &fake,
-            &key.0,
-            &key.1,
-            &resolved,
-            Ok(&record("agent3.old")),
-            false,
-        );
+        let verdict =
+            usernames.confirm(&key.0, &key.1, &resolved, Ok(&record("agent3.old")), false);
         assert_eq!(verdict, Confirmation::ResolveAgain);
-        assert!(fake.cached_user(&key.0, &key.1).is_none());
+        assert!(usernames.cached(&key.0, &key.1).is_none());
         assert!(usernames.candidate(&key.0, &key.1).is_none());
         // `agent3` now belongs to a new account.
         fake.users.lock().unwrap()[3] = ("agent3".into(), uuid(4242));
@@ -698,16 +701,15 @@ mod tests {
             .unwrap();
         assert_eq!(again.user.as_str(), uuid(4242));
         assert_eq!(
-            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("agent3")), true),
+            usernames.confirm(&key.0, &key.1, &again, Ok(&record("agent3")), true),
             Confirmation::Confirmed
         );
         assert_eq!(
-            fake.cached_user(&key.0, &key.1).unwrap().as_str(),
+            usernames.cached(&key.0, &key.1).unwrap().as_str(),
             uuid(4242)
         );
         // A second refusal decides.
-        let refused =
-            usernames.confirm(&fake, &key.0, &key.1, &again, Ok(&record("someone")), true);
+        let refused = usernames.confirm(&key.0, &key.1, &again, Ok(&record("someone")), true);
         assert!(
             matches!(refused, Confirmation::Refused(f) if f.failure.class == ErrorClass::ResourceNotFoundException)
         );
@@ -715,7 +717,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_user_is_resolved_once_more_and_other_failures_decide_at_once() {
-        let fake = Fake::of(5);
         let usernames = Usernames::new(true, 4);
         let key = (instance(), "agent1".to_owned());
         let resolved = Resolved {
@@ -724,13 +725,26 @@ mod tests {
         };
         let gone = CallFailure::new(ErrorClass::ResourceNotFoundException, "gone", 1);
         assert_eq!(
-            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&gone), false),
+            usernames.confirm(&key.0, &key.1, &resolved, Err(&gone), false),
             Confirmation::ResolveAgain
         );
         let throttled = CallFailure::new(ErrorClass::ThrottlingException, "slow down", 1);
         assert_eq!(
-            usernames.confirm(&fake, &key.0, &key.1, &resolved, Err(&throttled), false),
+            usernames.confirm(&key.0, &key.1, &resolved, Err(&throttled), false),
             Confirmation::Refused(throttled)
         );
+    }
+
+    #[test]
+    fn a_resolution_is_cached_per_instance_and_username() {
+        let usernames = Usernames::new(true, 4);
+        let other = InstanceId::parse("99999999-2222-3333-4444-555555555555").unwrap();
+        let user = UserId::parse(&uuid(1)).unwrap();
+        usernames.remember(&instance(), "agent1", &user);
+        assert_eq!(usernames.cached(&instance(), "agent1"), Some(user));
+        assert_eq!(usernames.cached(&instance(), "agent2"), None);
+        assert_eq!(usernames.cached(&other, "agent1"), None);
+        usernames.forget(&instance(), "agent1");
+        assert_eq!(usernames.cached(&instance(), "agent1"), None);
     }
 }

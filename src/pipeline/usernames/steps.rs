@@ -1,5 +1,5 @@
 //! Usernames in the pipeline, steps of `Run`: a batch's names resolved by
-//! `crate::usernames` (cache, index or `SearchUsers`) through `Run::calls` (attempts,
+//! `Usernames` (cache, index or `SearchUsers`) through `Run::calls` (attempts,
 //! limiters and deadline); and, after `DescribeUser`, a resolution used only while the
 //! user still has that `Username`, otherwise resolved once more before the change is
 //! decided.
@@ -9,17 +9,16 @@ use std::collections::HashMap;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::{Attempt, Confirmation, Gate, Halt, Resolved, Source};
 use crate::domain::change::ChangeRequest;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Reach, UserRecord, Watermarks};
-use crate::usernames::{Attempt, Confirmation, Gate, Halt, Lookup, Resolved, Source};
-
-use super::Outcome;
-use super::calls::{Calls, Op};
-use super::run::Run;
+use crate::pipeline::Outcome;
+use crate::pipeline::calls::{Calls, Op};
+use crate::pipeline::run::Run;
 
 /// What `DescribeUser`'s answer means for the changes that named the user by Username.
-pub(super) enum Confirmed {
+pub(in crate::pipeline) enum Confirmed {
     /// Go on with the read-modify-write.
     Go,
     /// `DescribeUser` refused a resolution: resolve it once more.
@@ -32,13 +31,9 @@ pub(super) enum Confirmed {
 impl Gate for Calls<'_> {
     fn call<'a, T: Send + 'a>(
         &'a self,
-        op: Lookup,
+        op: Op,
         attempt: Attempt<'a, T>,
     ) -> BoxFuture<'a, Result<T, Halt>> {
-        let op = match op {
-            Lookup::SearchUsers => Op::SearchUsers,
-            Lookup::ListUsers => Op::ListUsers,
-        };
         async move {
             Calls::call(self, op, attempt).await.map_err(|o| match o {
                 Outcome::Failed(failure, attempts) => Halt::Failed(CallFailure {
@@ -60,7 +55,7 @@ fn outcome_of(halt: Halt) -> Outcome {
     }
 }
 
-pub(super) fn username_of(change: &ChangeRequest) -> Option<&str> {
+pub(in crate::pipeline) fn username_of(change: &ChangeRequest) -> Option<&str> {
     match &change.user {
         UserRef::Username(name) => Some(name),
         _ => None,
@@ -69,7 +64,7 @@ pub(super) fn username_of(change: &ChangeRequest) -> Option<&str> {
 
 impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Resolves a batch's distinct usernames: cached ones without a call or a token.
-    pub(super) async fn resolve_names(
+    pub(in crate::pipeline) async fn resolve_names(
         &self,
         names: &[(InstanceId, String)],
     ) -> HashMap<(InstanceId, String), Result<UserId, Outcome>> {
@@ -92,7 +87,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     }
 
     /// Resolves `name` once more, past the cache: its resolution was refused.
-    pub(super) async fn resolve_again(
+    pub(in crate::pipeline) async fn resolve_again(
         &self,
         instance: &InstanceId,
         name: &str,
@@ -108,7 +103,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
 
     /// Judges `DescribeUser`'s answer for the changes that named the user by Username:
     /// go on, resolve again, or what the changes come to instead.
-    pub(super) fn confirm_usernames(
+    pub(in crate::pipeline) fn confirm_usernames(
         &self,
         instance: &InstanceId,
         user: &UserId,
@@ -135,14 +130,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             source: Source::Cache,
         };
         for name in names {
-            match self.pipeline.usernames.confirm(
-                &self.pipeline.directory,
-                instance,
-                name,
-                &resolved,
-                described,
-                again,
-            ) {
+            match self
+                .pipeline
+                .usernames
+                .confirm(instance, name, &resolved, described, again)
+            {
                 Confirmation::Confirmed => {}
                 Confirmation::ResolveAgain => return Confirmed::ResolveAgain,
                 Confirmation::Refused(f) => refused = Some(f),

@@ -1,0 +1,133 @@
+//! Reading Connect within a rate: `ListUsers` pages, then `DescribeUser` for each user
+//! found on both sides, through the function's Connect adapter. Every attempt, retries
+//! included, takes a token of one limiter, so the command never sends more than `--rate`
+//! requests a second whatever Connect answers; a throttled or failed read is tried again
+//! (three attempts in all, as the function does) after a pause that doubles.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::identity::{InstanceId, UserId};
+use connect_identity_sync::domain::ports::{CallFailure, Directory, UserRecord};
+use connect_identity_sync::limiter::Limiter;
+use connect_identity_sync::outbound::connect::ConnectDirectory;
+
+use crate::compare::Listed;
+
+/// Attempts per call, as the function makes.
+const ATTEMPTS: u32 = 3;
+
+/// Calls made, by operation (attempts, retries included).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Calls {
+    pub list_users: u64,
+    pub describe_user: u64,
+    pub throttled: u64,
+}
+
+pub struct Reader {
+    directory: ConnectDirectory,
+    limiter: Limiter,
+    calls: Mutex<Calls>,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    ListUsers,
+    DescribeUser,
+}
+
+impl Reader {
+    pub fn new(client: aws_sdk_connect::Client, rate: f64) -> Self {
+        Reader {
+            directory: ConnectDirectory::new(client),
+            limiter: Limiter::per_second(rate),
+            calls: Mutex::new(Calls::default()),
+        }
+    }
+
+    pub fn calls(&self) -> Calls {
+        *self.calls.lock().expect("counts")
+    }
+
+    /// One call as attempts: a limiter token each, a pause after a retryable failure.
+    async fn attempts<T, F>(&self, op: Op, call: impl Fn() -> F) -> Result<T, CallFailure>
+    where
+        F: Future<Output = Result<T, CallFailure>>,
+    {
+        let mut attempt = 1;
+        loop {
+            self.limiter.take().await;
+            {
+                let mut calls = self.calls.lock().expect("counts");
+                match op {
+                    Op::ListUsers => calls.list_users += 1,
+                    Op::DescribeUser => calls.describe_user += 1,
+                }
+            }
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(mut e) => {
+                    let class = e.failure.class;
+                    if class == ErrorClass::ThrottlingException {
+                        self.calls.lock().expect("counts").throttled += 1;
+                    }
+                    // Reads change nothing: any retryable failure may be tried again.
+                    if !class.is_retryable() || attempt >= ATTEMPTS {
+                        e.attempts = attempt;
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250) * 2u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Every user of `instance`, page by page.
+    ///
+    /// # Errors
+    /// The failure of a page that could not be read.
+    pub async fn list(
+        &self,
+        instance: &InstanceId,
+        mut on_page: impl FnMut(usize),
+    ) -> Result<Vec<Listed>, CallFailure> {
+        let mut users = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .attempts(Op::ListUsers, || {
+                    self.directory.list_users_page(instance, token.as_deref())
+                })
+                .await?;
+            users.extend(
+                page.users
+                    .into_iter()
+                    .map(|(username, id)| Listed { username, id }),
+            );
+            on_page(users.len());
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => return Ok(users),
+            }
+        }
+    }
+
+    /// One user's identity.
+    ///
+    /// # Errors
+    /// The failure of the last attempt.
+    pub async fn describe(
+        &self,
+        instance: &InstanceId,
+        user: &str,
+    ) -> Result<UserRecord, CallFailure> {
+        let id = UserId::parse(user).map_err(|f| CallFailure::new(f.class, f.message, 0))?;
+        self.attempts(Op::DescribeUser, || {
+            self.directory.describe_user(instance, &id)
+        })
+        .await
+    }
+}
