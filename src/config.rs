@@ -185,12 +185,12 @@ impl Config {
             "a whole number from 1 to 999 (it must stay below the source queue's redrive maxReceiveCount, at most 1000)",
         )?;
         let rate = |var: &str, default: f64| {
-            number(
+            share(
                 &get,
                 var,
                 default,
                 |n: &f64| RATES.contains(n),
-                "requests per second from 0.01 to 1000",
+                "requests per second from 0.01 to 1000, or quota/containers giving one",
             )
         };
         let rps_update = rate("CONNECT_RPS_UPDATE", 2.0)?;
@@ -198,12 +198,12 @@ impl Config {
         let rps_search = rate("CONNECT_RPS_SEARCH", 2.0)?;
         // Connect's default rate for ListUsers (the API's default, 2 rps); 0 turns the
         // username index off (every username is resolved with SearchUsers).
-        let rps_list = number(
+        let rps_list = share(
             &get,
             "CONNECT_RPS_LIST",
             2.0,
             |n: &f64| *n == 0.0 || RATES.contains(n),
-            "0 (never list) or requests per second from 0.01 to 1000",
+            "0 (never list) or requests per second from 0.01 to 1000, or quota/containers giving one",
         )?;
         let attempt_ms = number(
             &get,
@@ -383,6 +383,32 @@ fn number<T: std::str::FromStr>(
             .filter(|n| valid(n))
             .ok_or_else(|| err(var, format!("'{}' is not {expected}", shown(&raw)))),
     }
+}
+
+/// A rate in requests per second, written as a number (`0.4`) or as a quota shared by a
+/// number of containers (`2/5`, the form the template writes: the account's quota, or this
+/// stack's share of it, over `MaximumConcurrency`), so that the shares of every container
+/// add up to the quota whatever the concurrency.
+fn share(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    default: f64,
+    valid: impl Fn(&f64) -> bool,
+    expected: &str,
+) -> Result<f64, ConfigError> {
+    let Some(raw) = get(var) else {
+        return Ok(default);
+    };
+    let positive = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    let value = match raw.split_once('/') {
+        Some((quota, containers)) => positive(quota)
+            .zip(positive(containers).filter(|n| *n >= 1.0))
+            .map(|(q, n)| q / n),
+        None => raw.parse::<f64>().ok(),
+    };
+    value
+        .filter(|n| valid(n))
+        .ok_or_else(|| err(var, format!("'{}' is not {expected}", shown(&raw))))
 }
 
 /// A refused value as the init error quotes it: at most 64 characters.
@@ -680,6 +706,36 @@ mod tests {
                 assert_eq!(e.variable, var, "{var}={value}");
                 assert!(e.to_string().contains(var), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn a_rate_may_be_a_quota_over_a_number_of_containers() {
+        for (value, rate) in [
+            ("2/5", 0.4),
+            ("10/2", 5.0),
+            ("2/200", 0.01),
+            (" 1.5 / 3 ", 0.5),
+        ] {
+            let mut pairs = base();
+            pairs.push(("CONNECT_RPS_UPDATE", value));
+            let c = Config::from_lookup(lookup(&pairs)).expect(value);
+            assert!(
+                (c.rps_update - rate).abs() < 1e-12,
+                "{value}: {}",
+                c.rps_update
+            );
+            start_with(&c);
+        }
+        let mut pairs = base();
+        pairs.push(("CONNECT_RPS_LIST", "0/4"));
+        let c = Config::from_lookup(lookup(&pairs)).expect("0/4");
+        assert_eq!(c.rps_list, 0.0);
+        for value in [
+            "2/0", "2/0.5", "2/", "/2", "2/201", "a/2", "2/inf", "1/2/3", "-2/2", "2/-2",
+        ] {
+            let e = failing(&[("CONNECT_RPS_UPDATE", value)]);
+            assert_eq!(e.variable, "CONNECT_RPS_UPDATE", "{value}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The control API under `/_emulator/`: lets a test or a demo operator seed data, script
 //! failures, quotas and latency, and read back the journal and user state over plain JSON,
-//! without SigV4. Every route maps onto a [`Store`] method, the same ones the Rust
+//! without SigV4. `GET /_emulator/stats` counts the calls and throttles per operation,
+//! overall and per caller (access key id). Every route maps onto a [`Store`] method, the same ones the Rust
 //! [`crate::EmulatorHandle`] calls.
 
 use std::time::Duration;
@@ -113,6 +114,7 @@ fn route(
             Ok(json!({}))
         }
         ("GET", ["journal"]) => Ok(json!(store.journal())),
+        ("GET", ["stats"]) => Ok(json!(store.stats())),
         ("DELETE", ["journal"]) => {
             store.clear_journal();
             Ok(json!([]))

@@ -10,6 +10,11 @@
 //! Connect documents (`MaxResults` 1–1000 and 1–500, 100 by default; opaque `NextToken`s valid
 //! only for the listing that issued them), and a quota set on either throttles it.
 //!
+//! Quotas are account-wide, as Connect's are: one token bucket per operation, shared by every
+//! caller and instance, so a second client (another tool in the account, signed with other
+//! credentials) draws on the same bucket as the function. [`EmulatorHandle::stats`] (and
+//! `GET /_emulator/stats`) count the calls and throttles per operation and per caller.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use connect_emulator::{Emulator, Fault, Operation, Seed};
@@ -43,8 +48,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use error::{ApiError, status_for};
 pub use model::{
-    Fault, IdentityInfo, IdentityManagementType, Instance, JournalEntry, Operation, PhoneConfig,
-    Seed, SeedInstance, SeedResult, SeedUser, SeededUser, User,
+    CallCounts, Fault, IdentityInfo, IdentityManagementType, Instance, JournalEntry, Operation,
+    OperationStats, PhoneConfig, Seed, SeedInstance, SeedResult, SeedUser, SeededUser, User,
 };
 pub use store::{Account, DEFAULT_ROUTING_PROFILE_ID, instance_id_of};
 pub use validate::{EMAIL_MAX, FIRST_NAME_MAX, LAST_NAME_MAX, is_e164, is_email};
@@ -258,6 +263,25 @@ impl EmulatorHandle {
 
     pub fn clear_journal(&self) {
         self.store.clear_journal();
+    }
+
+    /// Calls and throttles per operation name in the journal, overall and per caller
+    /// (`GET /_emulator/stats`).
+    pub fn stats(&self) -> std::collections::BTreeMap<String, OperationStats> {
+        self.store.stats()
+    }
+
+    /// Calls and throttles of `operation`, from `caller` (an access key id) or, with
+    /// `None`, from everyone.
+    pub fn counts(&self, operation: Operation, caller: Option<&str>) -> CallCounts {
+        let stats = self.store.stats();
+        let Some(op) = stats.get(operation.as_str()) else {
+            return CallCounts::default();
+        };
+        match caller {
+            None => op.total,
+            Some(c) => op.callers.get(c).copied().unwrap_or_default(),
+        }
     }
 
     /// Waits until `operation` has been called at least `count` times (answered or not) or

@@ -353,3 +353,35 @@ pub struct JournalEntry {
     #[serde(default)]
     pub caller: Option<String>,
 }
+
+/// Calls and throttles of one operation, from one caller or from all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallCounts {
+    /// Calls received (answered or not).
+    pub calls: u64,
+    /// Calls answered with `ThrottlingException` (the account-wide bucket was empty, or a
+    /// scripted fault).
+    pub throttled: u64,
+}
+
+impl CallCounts {
+    /// The throttled share of the calls (0 without calls).
+    pub fn throttled_share(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.throttled as f64 / self.calls as f64
+        }
+    }
+}
+
+/// Per-operation counts of the calls in the journal, overall and per caller (access key id;
+/// `-` for an unsigned call). The buckets are account-wide: one per operation, shared by
+/// every caller, so one caller's calls empty them for all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStats {
+    pub total: CallCounts,
+    pub callers: BTreeMap<String, CallCounts>,
+}

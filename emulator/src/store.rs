@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::model::{
-    Fault, IdentityInfo, Instance, JournalEntry, Operation, PhoneConfig, Seed, SeedResult,
-    SeedUser, SeededUser, User,
+    Fault, IdentityInfo, Instance, JournalEntry, Operation, OperationStats, PhoneConfig, Seed,
+    SeedResult, SeedUser, SeededUser, User,
 };
 use crate::validate;
 
@@ -606,6 +606,22 @@ impl Store {
 
     pub fn clear_journal(&self) {
         self.lock().journal.clear();
+    }
+
+    /// Calls and throttles per operation in the journal, overall and per caller.
+    pub fn stats(&self) -> BTreeMap<String, OperationStats> {
+        let inner = self.lock();
+        let mut out: BTreeMap<String, OperationStats> = BTreeMap::new();
+        for (_, entry) in &inner.journal {
+            let throttled = entry.error_type.as_deref() == Some("ThrottlingException");
+            let stats = out.entry(entry.operation.clone()).or_default();
+            let caller = entry.caller.clone().unwrap_or_else(|| "-".to_owned());
+            for counts in [&mut stats.total, stats.callers.entry(caller).or_default()] {
+                counts.calls += 1;
+                counts.throttled += u64::from(throttled);
+            }
+        }
+        out
     }
 }
 

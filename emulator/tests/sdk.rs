@@ -18,7 +18,9 @@ use aws_sdk_connect::types::{
     PhoneType, StringComparisonType, StringCondition, UserIdentityInfo, UserPhoneConfig,
     UserSearchCriteria,
 };
-use connect_emulator::{Emulator, EmulatorHandle, Fault, IdentityManagementType, Operation, Seed};
+use connect_emulator::{
+    CallCounts, Emulator, EmulatorHandle, Fault, IdentityManagementType, Operation, Seed,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1489,4 +1491,85 @@ async fn a_deleted_users_username_can_be_given_to_a_new_user() {
         .await
         .unwrap();
     assert_ne!(created.user_id(), Some("u-jdoe"));
+}
+
+#[tokio::test]
+async fn a_quota_is_one_bucket_for_every_caller_and_instance_and_stats_count_each_callers_throttles()
+ {
+    let emulator = emulator().await;
+    let function = client(&emulator);
+    let other = Client::from_conf(
+        config(&emulator)
+            .credentials_provider(Credentials::new("AKIDOTHER", "secret", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
+    // A bucket of 3 that refills once a minute: three calls pass, whoever makes them.
+    emulator.set_quota(Operation::UpdateUserIdentityInfo, 1.0 / 60.0, 3);
+    update(&function, MANAGED, "u-jdoe", identity("Jane", "Doe"))
+        .await
+        .unwrap();
+    update(&other, MANAGED, "u-asmith", identity("Alex", "Smith"))
+        .await
+        .unwrap();
+    update(&other, SAML, "u-saml", identity("Li", "Chen"))
+        .await
+        .unwrap();
+    for (client, instance, user) in [
+        (&function, MANAGED, "u-jdoe"),
+        (&other, DIRECTORY, "u-dir"),
+        (&function, SAML, "u-saml"),
+    ] {
+        let err = update(client, instance, user, identity("Li", "Chen"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, UpdateUserIdentityInfoError::ThrottlingException(_)),
+            "{err:?}"
+        );
+    }
+    function
+        .describe_user()
+        .instance_id(MANAGED)
+        .user_id("u-jdoe")
+        .send()
+        .await
+        .unwrap();
+
+    let op = Operation::UpdateUserIdentityInfo;
+    assert_eq!(
+        emulator.counts(op, None),
+        CallCounts {
+            calls: 6,
+            throttled: 3
+        }
+    );
+    assert_eq!(
+        emulator.counts(op, Some("AKIDEXAMPLE")),
+        CallCounts {
+            calls: 3,
+            throttled: 2
+        }
+    );
+    assert_eq!(
+        emulator.counts(op, Some("AKIDOTHER")),
+        CallCounts {
+            calls: 3,
+            throttled: 1
+        }
+    );
+    assert_eq!(emulator.counts(Operation::DescribeUser, None).throttled, 0);
+
+    let (status, _, body) = raw(&emulator, "GET", "/_emulator/stats", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        stats["UpdateUserIdentityInfo"]["total"],
+        json!({"calls": 6, "throttled": 3})
+    );
+    assert_eq!(
+        stats["UpdateUserIdentityInfo"]["callers"]["AKIDOTHER"],
+        json!({"calls": 3, "throttled": 1})
+    );
+    assert_eq!(stats["DescribeUser"]["total"]["calls"], 1);
 }

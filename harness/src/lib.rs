@@ -3,17 +3,22 @@
 //! process ([`Function`]), moto as Amazon SQS ([`Moto`], [`Sqs`]) and as Amazon
 //! DynamoDB ([`Dynamo`]), Lambda's SQS
 //! event source mapping ([`EventSourceMapping`]), and a builder that wires them
-//! together with the Connect emulator ([`Stack`]).
+//! together with the Connect emulator ([`Stack`]); several containers on one queue, killed
+//! and replaced mid-invocation ([`run_fleet`]), and another caller sharing Connect's
+//! quota ([`OtherCaller`]).
 
 pub mod dynamodb;
 pub mod esm;
 pub mod fixtures;
+pub mod fleet;
 pub mod function;
 pub mod local_aws;
 pub mod lossy;
 pub mod moto;
+pub mod other_caller;
 pub mod report;
 pub mod runtime_api;
+pub mod scenario;
 pub mod sqs;
 pub mod stack;
 pub mod tls_front;
@@ -22,10 +27,13 @@ use std::path::PathBuf;
 
 pub use dynamodb::{Dynamo, WATERMARK_TABLE};
 pub use esm::{Batch, BatchOutcome, EventSourceMapping, MappingReport, run_together, sqs_event};
+pub use fleet::{FleetConfig, FleetReport, Kill, SlotReport, run_fleet};
 pub use function::{Function, FunctionConfig};
 pub use lossy::LossyProxy;
 pub use moto::Moto;
+pub use other_caller::{OTHER_CALLER_KEY, OtherCaller, OtherCallerCounts};
 pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
+pub use scenario::{Scenario, ScenarioOutcome};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
 pub use stack::{Replica, Stack, StackConfig};
 pub use tls_front::TlsFront;

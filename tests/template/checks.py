@@ -46,8 +46,11 @@ CONNECT_QUOTA_RPS = {
     "CONNECT_RPS_UPDATE": 2,  # UpdateUserIdentityInfo
     "CONNECT_RPS_DESCRIBE": 10,  # DescribeUser
     "CONNECT_RPS_SEARCH": 2,  # SearchUsers
-    "CONNECT_RPS_LIST": 2,  # ListUsers (Connect's default API rate)
+    "CONNECT_RPS_LIST": 10,  # ListUsers
 }
+
+# The per-container rates the function accepts (src/config.rs, RATES); CONNECT_RPS_LIST may be 0.
+FUNCTION_MIN_RATE = 0.01
 
 # The staleness guard's item requests (SPEC section 2.5): lease-and-read, write-and-release.
 DYNAMODB_ACTIONS = {"dynamodb:UpdateItem"}
@@ -621,21 +624,85 @@ def check_event_source_reports_failures_and_bounds_concurrency(t: dict) -> None:
     assert 1 <= as_int(t, ev.get("BatchSize", 10)) <= 10
 
 
+def share_terms(node: Any) -> tuple[Any, Any]:
+    """(quota, containers) of a CONNECT_RPS_* value: "Q/N" in an Fn::Sub (each a ${Parameter}
+    or a number), else the value itself over 1 container."""
+    if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
+        text = node["Fn::Sub"]
+        assert isinstance(text, str), f"Fn::Sub with variables of its own: {node!r}"
+        parts = text.split("/")
+        assert len(parts) == 2, f"{text!r} is not quota/containers"
+
+        def term(part: str) -> Any:
+            m = re.fullmatch(r"\$\{(\w+)\}", part.strip())
+            return {"Ref": m.group(1)} if m else float(part)
+
+        return term(parts[0]), term(parts[1])
+    return node, 1
+
+
+def values_of(t: dict, node: Any) -> list[float]:
+    """Every value an operator can give node that matters at the edges: a parameter's
+    MinValue, Default and MaxValue (or its AllowedValues), or a literal."""
+    if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in t.get("Parameters", {}):
+        p = t["Parameters"][node["Ref"]]
+        if "AllowedValues" in p:
+            return [float(v) for v in p["AllowedValues"]]
+        return [float(p[k]) for k in ("MinValue", "Default", "MaxValue") if k in p]
+    value = resolve(t, node)
+    assert value is not None, f"{node!r} has no value"
+    return [float(value)]
+
+
+def default_of(t: dict, node: Any) -> float:
+    return float(resolve(t, node))
+
+
+def container_rate(t: dict, var: str) -> float:
+    """A container's rate for var with every parameter at its default."""
+    quota, containers = share_terms(function_env(t)[var])
+    return default_of(t, quota) / default_of(t, containers)
+
+
 def check_connect_quota_is_shared_not_exceeded(t: dict) -> None:
+    """For ANY MaximumConcurrency the template allows, the containers' shares add up to no
+    more than the quota the operator states for this stack, which in turn stays within
+    Connect's default account quota; and each share is one the function accepts."""
     env = function_env(t)
-    mc = as_int(t, sqs_event(t)["ScalingConfig"]["MaximumConcurrency"])
-    for var, quota in CONNECT_QUOTA_RPS.items():
+    mc_node = sqs_event(t)["ScalingConfig"]["MaximumConcurrency"]
+    for var, connect_quota in CONNECT_QUOTA_RPS.items():
         assert var in env, f"{var} unset: each container would use the whole quota"
-        rps = as_int(t, env[var])
-        # CONNECT_RPS_LIST=0 turns the username index off; every other rate needs a call a second.
-        assert rps >= (0 if var == "CONNECT_RPS_LIST" else 1)
-        assert mc * rps <= quota, f"{mc} containers x {var}={rps} = {mc * rps} rps > quota {quota}"
+        quota_node, containers_node = share_terms(env[var])
+        stated = default_of(t, quota_node)
+        assert stated <= connect_quota, (
+            f"{var}: the stack is given {stated} rps by default, above Connect's quota {connect_quota}"
+        )
+        # The shares follow the concurrency only when the divisor IS MaximumConcurrency.
+        if containers_node == mc_node:
+            pairs = [(mc, mc) for mc in values_of(t, mc_node)]
+        else:
+            pairs = [(mc, n) for mc in values_of(t, mc_node) for n in values_of(t, containers_node)]
+        for mc, containers in pairs:
+            total = mc * stated / containers
+            assert total <= stated + 1e-9 and total <= connect_quota + 1e-9, (
+                f"{var}: {mc:g} containers x {stated:g}/{containers:g} rps = {total:g} rps, "
+                f"above the quota ({min(stated, connect_quota):g})"
+            )
+        for quota in values_of(t, quota_node):
+            for mc, containers in pairs:
+                rate = quota / containers
+                if var == "CONNECT_RPS_LIST" and rate == 0:
+                    continue  # 0 turns the username index off
+                assert rate >= FUNCTION_MIN_RATE, (
+                    f"{var}: {quota:g}/{containers:g} = {rate:g} rps a container, below the "
+                    f"{FUNCTION_MIN_RATE} the function accepts: it would not start"
+                )
 
 
 def check_a_batch_fits_in_the_timeout(t: dict) -> None:
     ev = sqs_event(t)
     batch = as_int(t, ev.get("BatchSize", 10))
-    rps = as_int(t, function_env(t)["CONNECT_RPS_UPDATE"])
+    rps = container_rate(t, "CONNECT_RPS_UPDATE")
     # One update per record at the container's update rate, with half the timeout spare.
     assert batch / rps <= function_timeout(t) / 2, f"{batch} updates at {rps}/s do not fit in {function_timeout(t)}s"
 

@@ -13,6 +13,7 @@ builds it. Without one, the tests are skipped.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -59,6 +60,8 @@ def evaluate(t: dict, params: dict, node):
         if res["Type"] == "AWS::DynamoDB::Table":
             return arg
         raise AssertionError(f"no value for Ref {arg}")
+    if fn == "Fn::Sub" and isinstance(arg, str):
+        return re.sub(r"\$\{(\w+)\}", lambda m: str(params[m.group(1)]), arg)
     if fn == "Fn::If":
         cond, yes, no = arg
         return evaluate(t, params, yes if condition(t, params, cond) else no)
@@ -174,11 +177,20 @@ def start(env_vars: dict) -> tuple[list[str], str]:
             "ProtectedSecurityProfileIds": "a1b2c3d4-0000-4000-8000-000000000001,a1b2c3d4-0000-4000-8000-000000000002",
             "TrustedSources": "com.okta.identity,com.example.idp",
             "DefaultPhoneRegion": "GB",
-            "ConnectRpsUpdate": 2,
+            "ConnectQuotaUpdate": 0.8,
+            "MaximumConcurrency": 5,
         },
         {"EmailDomainAllowlist": "*"},
+        # The smallest shares the template allows: every rate a fraction of a request a second.
+        {
+            "MaximumConcurrency": 50,
+            "ConnectQuotaUpdate": 0.5,
+            "ConnectQuotaDescribe": 0.5,
+            "ConnectQuotaSearch": 0.5,
+            "ConnectQuotaList": 0.5,
+        },
     ],
-    ids=["defaults", "rules-opened", "any-email-domain"],
+    ids=["defaults", "rules-opened", "any-email-domain", "fifty-containers-smallest-quotas"],
 )
 def test_function_starts_with_the_environment_the_template_gives_it(template, overrides):
     calls, output = start(template_env(template, overrides))

@@ -1,0 +1,149 @@
+//! The fleet (issue 20, SPEC §2.4): several long-lived containers of the built binary
+//! polling one moto queue through the event source mapping, each with its share of
+//! Connect's quota (`CONNECT_RPS_*` = quota/containers), the quotas emulated account-wide
+//! (one bucket per operation, shared by every caller), the staleness guard on, another
+//! caller drawing on the same `UpdateUserIdentityInfo` bucket at 1.2 updates/s, and
+//! containers killed mid-invocation and replaced. Asserted per record and per field: every
+//! field ends at its newest change, no good change lands in any dead-letter queue or the
+//! source queue's catch-all, and the source queue ends empty.
+//!
+//! Time is scaled so that a run fits in CI: the visibility timeout just outlasts the
+//! function's (the template's is six times it, which only delays redeliveries), and the
+//! changes are few enough to apply in about two minutes at Connect's own pace. Quotas can be
+//! sped up with `FLEET_SCALE` for a quick look, at the cost of hiding losses (see `SCALE`).
+
+use std::time::Duration;
+
+use harness::{Scenario, ScenarioOutcome};
+
+const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
+
+/// Quotas and the other caller run this many times faster than Connect's (`FLEET_SCALE`
+/// overrides it). 1, Connect's own pace: the function's back-offs are in real time, and
+/// against a faster bucket its retries find tokens that Connect would not have, which hides
+/// the very losses this test is for (measured: at 2× and 4× today's main lost nothing, at
+/// 1× it dead-lettered good changes).
+const SCALE: f64 = 1.0;
+/// The other caller's rate before scaling (issue 20: 1.2 of the 2 updates/s).
+const OTHER_RATE: f64 = 1.2;
+
+fn scale() -> f64 {
+    std::env::var("FLEET_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SCALE)
+}
+
+fn scenario(users: usize, changes: usize) -> Scenario {
+    let scale = scale();
+    // The template's 30 s deadline, scaled; the visibility timeout just outlasts it (the
+    // template's is 6 deadlines: that only delays redeliveries).
+    let timeout = Duration::from_secs_f64(30.0 / scale);
+    Scenario::new(BIN, users, changes)
+        .containers(2)
+        .scale(scale)
+        .other_caller(OTHER_RATE)
+        .timeouts(timeout, (timeout.as_secs_f64() * 1.25).ceil() as u32)
+        .limit(Duration::from_secs_f64(300.0 / scale.min(2.0)))
+}
+
+/// Every assertion of the fleet, each with the run's account.
+fn assert_nothing_lost(outcome: &ScenarioOutcome) {
+    let summary = outcome.summary();
+    eprintln!("{summary}");
+    let failed = outcome.fleet.failed_invocations();
+    assert!(
+        failed.is_empty(),
+        "invocations failed without being killed: {failed:#?}\n{summary}"
+    );
+    assert!(
+        outcome.stale_fields.is_empty(),
+        "{} of {} fields not at their newest change:\n{}\n{summary}",
+        outcome.stale_fields.len(),
+        outcome.fields,
+        outcome.stale_fields.join("\n")
+    );
+    let classes: Vec<String> = outcome
+        .dead_letters
+        .iter()
+        .map(|(class, m)| format!("{class}: {}", m.len()))
+        .collect();
+    assert!(
+        outcome.dead_letters.is_empty(),
+        "good changes dead-lettered by class: {classes:?}\n{summary}"
+    );
+    assert!(
+        outcome.catch_all.is_empty(),
+        "{} good changes in the source queue's catch-all\n{summary}",
+        outcome.catch_all.len()
+    );
+    assert_eq!(
+        outcome.source_depth, 0,
+        "the source queue is not empty\n{summary}"
+    );
+    assert!(
+        outcome.fleet.drained,
+        "the fleet did not drain the queue\n{summary}"
+    );
+    // The run proves something only if both containers and the other caller worked.
+    let other = outcome.other.expect("another caller ran");
+    assert_eq!(
+        other.errors, 0,
+        "the other caller's calls failed: {other:?}"
+    );
+    assert!(other.calls > 0);
+    assert!(
+        outcome
+            .fleet
+            .slots
+            .iter()
+            .all(|s| !s.mapping.batches.is_empty()),
+        "a container never got a batch\n{summary}"
+    );
+    // Sharing, loosely (the bench measures it against issue 20's 2 % targets): the function
+    // keeps to what the other caller leaves, so neither is throttled again and again.
+    assert!(
+        other.throttled_share() <= 0.10,
+        "the other caller, alone under the quota, was throttled on {:.1} % of its calls\n{summary}",
+        100.0 * other.throttled_share()
+    );
+    let own = outcome.function_total();
+    assert!(
+        own.throttled_share() <= 0.10,
+        "the containers were throttled on {:.1} % of their calls\n{summary}",
+        100.0 * own.throttled_share()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 20: today's function dead-letters good changes and takes the other caller's share; run with --run-ignored"]
+async fn two_containers_sharing_the_quota_with_another_caller_leave_every_field_at_its_newest_change()
+ {
+    let outcome = scenario(25, 8)
+        .seed(0x2545_f491_4f6c_dd1d)
+        .run()
+        .await
+        .expect("the stack runs");
+    assert_nothing_lost(&outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 20: today's function dead-letters good changes and takes the other caller's share; run with --run-ignored"]
+async fn containers_killed_mid_invocation_and_replaced_lose_no_change() {
+    let outcome = scenario(30, 4)
+        .seed(0x9e37_79b9_7f4a_7c15)
+        // Killed at different points: early in a batch (reads under way), later (updates
+        // under way, leases held), and a replacement killed in its turn.
+        .kill(0, 2, Duration::from_millis(300))
+        .kill(1, 3, Duration::from_millis(1200))
+        .kill(0, 5, Duration::from_millis(2500))
+        .run()
+        .await
+        .expect("the stack runs");
+    assert!(
+        outcome.fleet.kills() >= 2,
+        "fewer kills than planned happened: the test proves less than it says\n{}",
+        outcome.summary()
+    );
+    assert_nothing_lost(&outcome);
+}
