@@ -1,8 +1,9 @@
 # connect-identity-sync — one-command entry points.
 #
-#   make demo    build the function and the redrive command (the debug build `make test`
-#                runs), start moto and the Connect emulator, send every events/*.json through
-#                the real binary, print outcomes and dead letters, redrive one, stop everything
+#   make demo    build the function and its commands (the debug build `make test` runs),
+#                start moto and the Connect emulator, send every events/*.json through the
+#                real binary, print outcomes and dead letters, redrive one, reconcile the
+#                contact centre with demo/idp-export.csv, stop everything
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
@@ -26,7 +27,7 @@ DEBUG   := target/debug/connect-identity-sync
 # included), so the two share every compiled crate and neither rebuilds after the other.
 # Release (fat LTO) stays for `make bench`, `make release` and `sam build`.
 DEMO_BUILD = $(CARGO) build --workspace --bin connect-identity-sync --bin connect-identity-sync-redrive \
-             --bin demo --test harness_smoke
+             --bin connect-identity-sync-reconcile --bin demo --test harness_smoke
 
 # cargo-nextest runs each test in its own process (faster, isolated); plain cargo test
 # works too.

@@ -7,7 +7,8 @@
 #                               memory and CPU over 1000 records, throughput against an
 #                               emulated quota, update calls for duplicates and no-ops,
 #                               users by Username, the staleness guard's cost per record
-#                               (off against on), binary size -> BENCHMARKS.md
+#                               (off against on), issue 20's fleet (two containers, another
+#                               caller, kills), binary size -> BENCHMARKS.md
 #   scripts/bench.sh profiles   first builds release-profile variants (opt-level s/z/3,
 #                               CPU jitter entropy on/off, non-PIE), each in its own target dir
 #                               under target/bench-profiles, and records their start-up
@@ -21,6 +22,8 @@
 # BENCH_QUOTA_CHANGES (400), BENCH_GUARD_RECORDS (records of the staleness guard run,
 # default BENCH_RECORDS), BENCH_VARIANTS (for `profiles`: opt-level, then
 # -jitter for jitter entropy on, -static for non-PIE; default "s-jitter s z 3 z-static"),
+# BENCH_FLEET_USERS (60), BENCH_FLEET_CHANGES (changes per user, 3), BENCH_FLEET_SCALE (1:
+# Connect's own pace; 2 halves the fleet runs' time and hides some throttling),
 # BENCH_ARM64=1 (also build the arm64 Lambda bootstrap with cargo-lambda from .venv; the
 # report shows the size of whichever bootstrap it finds).
 set -euo pipefail
@@ -101,5 +104,7 @@ cp target/release/connect-identity-sync target/release/noop-lambda target/bench/
 step "end to end"
 "$driver" report --runs "$runs" --records "$records" --quota-changes "$quota_changes" \
     --guard-records "$guard_records" \
+    --fleet-users "${BENCH_FLEET_USERS:-60}" --fleet-changes "${BENCH_FLEET_CHANGES:-3}" \
+    --fleet-scale "${BENCH_FLEET_SCALE:-1}" \
     --function target/bench/connect-identity-sync --noop target/bench/noop-lambda \
     --criterion target/criterion --profiles bench/results/profiles.jsonl --out BENCHMARKS.md

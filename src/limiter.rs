@@ -1,57 +1,155 @@
-//! A per-container request rate (governor's GCRA, burst of one), waited on with
-//! tokio's timer.
+//! A per-container request rate that treats its configured rate as a ceiling: a token
+//! schedule with a burst of one, on tokio's timer, whose rate drops when Connect
+//! throttles and climbs back along a cubic curve (CUBIC, as the AWS SDKs' adaptive
+//! retry mode does).
 //!
-//! governor's own `until_ready` sleeps on `futures-timer`, whose timer thread the
-//! runtime must wake and be woken by for every wait (futex and eventfd round trips,
-//! two context switches); here a wait is one entry in tokio's timer wheel on the
-//! thread already running. A wait that cannot end by the caller's latest start ends at
-//! once instead of sleeping until then: no token is ever returned to the bucket, so the
-//! wait can only grow.
+//! Why not the SDK's own: aws-smithy-runtime's `ClientRateLimiter` (the adaptive retry
+//! mode) is driven only from inside the SDK's retry loop (its methods are crate-private),
+//! and that loop can neither wait for a token no later than the invocation's latest
+//! start nor check the deadline between attempts; the pipeline's attempt loop
+//! (`pipeline/calls.rs`) does both, so the rate lives here. Why not governor (used
+//! before): its quota is fixed once built and its clock is std's, so a rate that
+//! changes and tests on tokio's paused clock both need a schedule of our own, which
+//! with a burst of one is a single instant.
+//!
+//! The curve is the SDK's (drop to `BETA` times the rate at the throttle, then
+//! `W(t) = C (t - K)^3 + W_max`, concave up to `W_max`, convex beyond), with changes for
+//! Connect's quotas of a few requests a second, where a half-second measurement of the
+//! sending rate holds zero or one request and the account's burst (5) hides an excess for
+//! seconds: the rate at the throttle is the limiter's own, not a measured one; the curve
+//! flattens a little below it (`PLATEAU`), since that rate already emptied the burst; and
+//! its scale `C` is relative to the ceiling, so that a rate throttled at the ceiling takes
+//! `RECOVERY` to come back near it whatever the ceiling (the SDK's absolute `C` = 0.4
+//! climbs back within a second at 1–2 requests a second). A slow climb is what keeps the
+//! fleet from being throttled again and again when another caller uses part of the quota.
+//! The constants were chosen by simulating two containers (1/s each) and another caller
+//! (1.2/s) on one account-wide bucket (2/s, burst 5) for 10 minutes: a 30 s climb
+//! throttled 9–11 % of the containers' calls, 60 s 5–7 %, 120 s with the plateau at 0.9
+//! about 3 % (and the other caller under 2 %). Throttles of attempts that took their
+//! token before the last drop do not drop the rate again: the drop already answered them.
 
-use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-pub struct Limiter(DefaultDirectRateLimiter);
+/// The rate after a throttle, as a share of the rate at the throttle (the SDK's β).
+const BETA: f64 = 0.7;
+/// How long after a throttle at the ceiling the rate is back near the ceiling (at
+/// `PLATEAU` of it); a rate throttled lower climbs back sooner (`K` grows with the cube
+/// root of the rate). It climbs slowly near the plateau, and faster beyond, up to the
+/// ceiling.
+const RECOVERY: Duration = Duration::from_secs(120);
+/// Where the curve flattens, as a share of the rate at the throttle: just below it, since
+/// at a few requests a second the rate at a throttle is one that already emptied the
+/// account's burst (CUBIC flattens at the throttled rate itself).
+const PLATEAU: f64 = 0.9;
+/// The lowest rate, as a share of the ceiling.
+const FLOOR: f64 = 0.05;
+
+/// The right to make one request, from the limiter that gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    /// The number of drops before this token was taken.
+    epoch: u64,
+}
+
+pub struct Limiter {
+    ceiling: f64,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// When the next token is due.
+    next: Instant,
+    /// The last throttle that dropped the rate: when, and the rate then.
+    throttle: Option<(Instant, f64)>,
+    /// Drops so far.
+    epoch: u64,
+}
 
 impl Limiter {
-    /// `rps` requests per second with a burst of one (the configuration keeps rates
-    /// within 0.01–1000, so the period is never zero).
+    /// `rps` requests per second at most, with a burst of one (the configuration keeps
+    /// rates within 0.01–1000).
     pub fn per_second(rps: f64) -> Self {
-        let period = Duration::from_secs_f64(1.0 / rps.max(0.001));
-        let quota = Quota::with_period(period)
-            .expect("a positive rate gives a non-zero period")
-            .allow_burst(NonZeroU32::MIN);
-        Limiter(RateLimiter::direct(quota))
-    }
-
-    /// Takes a token, waiting as long as it takes.
-    pub async fn take(&self) {
-        while let Err(at) = self.next_token() {
-            tokio::time::sleep_until(at).await;
+        Limiter {
+            ceiling: rps.max(0.001),
+            state: Mutex::new(State {
+                next: Instant::now(),
+                throttle: None,
+                epoch: 0,
+            }),
         }
     }
 
-    /// Takes a token no later than `latest`; `false`, without waiting, when the next
-    /// token comes after it.
-    pub async fn take_by(&self, latest: Instant) -> bool {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rate now, in requests per second.
+    pub fn rate(&self) -> f64 {
+        self.rate_at(&self.state(), Instant::now())
+    }
+
+    fn rate_at(&self, state: &State, now: Instant) -> f64 {
+        let Some((at, max)) = state.throttle else {
+            return self.ceiling;
+        };
+        let recovery = RECOVERY.as_secs_f64();
+        let scale = self.ceiling * (PLATEAU - BETA) / recovery.powi(3);
+        let plateau = PLATEAU * max;
+        let k = ((plateau - BETA * max) / scale).cbrt();
+        let t = now.saturating_duration_since(at).as_secs_f64();
+        (scale * (t - k).powi(3) + plateau).clamp(self.ceiling * FLOOR, self.ceiling)
+    }
+
+    /// Takes a token, waiting as long as it takes.
+    pub async fn take(&self) -> Token {
         loop {
-            match self.next_token() {
-                Ok(()) => return true,
-                Err(at) if at > latest => return false,
-                Err(at) => tokio::time::sleep_until(at).await,
+            let far = Instant::now() + Duration::from_secs(86_400);
+            if let Some(token) = self.take_by(far).await {
+                return token;
             }
         }
     }
 
-    /// A token now, or when the next one is due.
-    fn next_token(&self) -> Result<(), Instant> {
-        self.0
-            .check()
-            .map_err(|not_until| Instant::now() + not_until.wait_time_from(self.0.clock().now()))
+    /// Takes a token no later than `latest`; `None`, without waiting, when the next
+    /// token comes after it. A waiter that wakes to find the token taken, or put off by
+    /// a throttle, waits again: no token is handed out at a rate older than the last
+    /// drop, and a refused wait takes nothing.
+    pub async fn take_by(&self, latest: Instant) -> Option<Token> {
+        loop {
+            let at = {
+                let mut state = self.state();
+                let now = Instant::now();
+                if state.next <= now {
+                    let rate = self.rate_at(&state, now);
+                    state.next = now + Duration::from_secs_f64(1.0 / rate);
+                    return Some(Token { epoch: state.epoch });
+                }
+                if state.next > latest {
+                    return None;
+                }
+                state.next
+            };
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Connect throttled the request `token` was taken for: the rate drops to `BETA`
+    /// of what it is now and the next token waits one period at the new rate. Once per
+    /// drop: a token taken before the last drop does not drop the rate again.
+    pub fn throttled(&self, token: Token) {
+        let mut state = self.state();
+        if token.epoch != state.epoch {
+            return;
+        }
+        let now = Instant::now();
+        let rate = self.rate_at(&state, now);
+        state.throttle = Some((now, rate));
+        state.epoch += 1;
+        let period = Duration::from_secs_f64(1.0 / self.rate_at(&state, now));
+        state.next = state.next.max(now + period);
     }
 }
 
@@ -59,43 +157,128 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    // Real time: governor's clock is std's, which a paused tokio clock does not move.
+    // Paused time: the limiter runs on tokio's clock, so every figure below is exact.
 
-    #[tokio::test]
-    async fn a_second_token_waits_one_period() {
-        let limiter = Limiter::per_second(10.0);
-        let start = std::time::Instant::now();
-        limiter.take().await;
-        assert!(start.elapsed() < Duration::from_millis(50));
-        assert!(
-            limiter
-                .take_by(Instant::now() + Duration::from_secs(5))
-                .await
-        );
-        let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_millis(90) && waited < Duration::from_secs(2),
-            "{waited:?}"
-        );
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_second_token_waits_one_period() {
+        let limiter = Limiter::per_second(10.0);
+        let start = Instant::now();
+        limiter.take().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(
+            limiter
+                .take_by(start + Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_token_due_after_the_latest_start_is_refused_at_once() {
         let limiter = Limiter::per_second(1.0);
-        assert!(limiter.take_by(Instant::now()).await);
-        let start = std::time::Instant::now();
+        let start = Instant::now();
+        assert!(limiter.take_by(start).await.is_some());
         assert!(
-            !limiter
-                .take_by(Instant::now() + Duration::from_millis(500))
+            limiter
+                .take_by(start + Duration::from_millis(500))
                 .await
+                .is_none()
         );
-        assert!(start.elapsed() < Duration::from_millis(100));
+        assert_eq!(start.elapsed(), Duration::ZERO);
         // The refused wait took no token: the next one is still due one period on.
         assert!(
             limiter
-                .take_by(Instant::now() + Duration::from_secs(5))
+                .take_by(start + Duration::from_secs(5))
                 .await
+                .is_some()
         );
-        assert!(start.elapsed() >= Duration::from_millis(800));
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_drops_the_rate_and_it_climbs_back_to_the_ceiling() {
+        let limiter = Limiter::per_second(2.0);
+        assert!(close(limiter.rate(), 2.0));
+        let token = limiter.take().await;
+        limiter.throttled(token);
+        assert!(close(limiter.rate(), 2.0 * BETA), "{}", limiter.rate());
+
+        // Halfway back the climb has slowed (concave); at RECOVERY it is at the plateau
+        // just below the rate it was throttled at (here the ceiling), then it climbs on
+        // to the ceiling and stays there.
+        let plateau = 2.0 * PLATEAU;
+        tokio::time::advance(RECOVERY / 2).await;
+        let halfway = limiter.rate();
+        assert!(halfway > 2.0 * BETA && halfway < plateau, "{halfway}");
+        let rise_first_half = halfway - 2.0 * BETA;
+        assert!(rise_first_half > (plateau - halfway), "{halfway}");
+        tokio::time::advance(RECOVERY / 2).await;
+        assert!(close(limiter.rate(), plateau), "{}", limiter.rate());
+        tokio::time::advance(RECOVERY * 10).await;
+        assert!(close(limiter.rate(), 2.0), "{}", limiter.rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tokens_after_a_throttle_come_at_the_lower_rate() {
+        let limiter = Limiter::per_second(1.0);
+        let start = Instant::now();
+        let token = limiter.take().await;
+        limiter.throttled(token);
+        // The next token waits one period at 0.7/s, not 1 s.
+        limiter.take().await;
+        let first = start.elapsed().as_secs_f64();
+        assert!((first - 1.0 / BETA).abs() < 1e-3, "{first}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_already_waiting_when_the_rate_drops_waits_at_the_new_rate() {
+        let limiter = Limiter::per_second(1.0);
+        let start = Instant::now();
+        let first = limiter.take().await;
+        let waiter = async {
+            limiter.take().await;
+            start.elapsed().as_secs_f64()
+        };
+        let throttle = async {
+            tokio::task::yield_now().await;
+            limiter.throttled(first);
+        };
+        let (waited, ()) = tokio::join!(waiter, throttle);
+        assert!((waited - 1.0 / BETA).abs() < 1e-3, "{waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_of_tokens_taken_before_a_drop_do_not_drop_it_again() {
+        let limiter = Limiter::per_second(100.0);
+        let first = limiter.take().await;
+        let second = limiter.take().await;
+        limiter.throttled(first);
+        limiter.throttled(second);
+        assert!(close(limiter.rate(), 100.0 * BETA), "{}", limiter.rate());
+        // A token taken after the drop does drop it once more.
+        let third = limiter.take().await;
+        limiter.throttled(third);
+        // (The rate had climbed a little while the third token was due.)
+        let twice = limiter.rate();
+        assert!((twice - 100.0 * BETA * BETA).abs() < 0.1, "{twice}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_throttles_stop_at_the_floor_and_a_quiet_spell_recovers() {
+        let limiter = Limiter::per_second(2.0);
+        for _ in 0..30 {
+            let token = limiter.take().await;
+            limiter.throttled(token);
+        }
+        assert!(close(limiter.rate(), 2.0 * FLOOR), "{}", limiter.rate());
+        // A rate at the floor climbs back to the ceiling on its own: the curve flattens
+        // near the throttled rate and rises beyond it.
+        tokio::time::advance(RECOVERY * 3).await;
+        assert!(close(limiter.rate(), 2.0), "{}", limiter.rate());
     }
 }

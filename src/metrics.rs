@@ -177,6 +177,7 @@ fn by_operation(p: &PerOperation) -> BTreeMap<&'static str, u64> {
         ("SearchUsers", p.search_users),
         ("DescribeUser", p.describe_user),
         ("UpdateUserIdentityInfo", p.update_user_identity_info),
+        ("ListUsers", p.list_users),
     ]
     .into_iter()
     .filter(|(_, n)| *n > 0)
@@ -321,6 +322,38 @@ mod tests {
         );
         assert_eq!(s.limiter_wait, Duration::from_millis(40));
         assert_eq!(s.superseded, 1);
+    }
+
+    #[test]
+    fn list_users_is_counted_in_connect_calls_and_connect_throttled() {
+        let report = RunReport {
+            dispositions: vec![Disposition::Unchanged],
+            calls: PerOperation {
+                list_users: 4,
+                search_users: 1,
+                ..PerOperation::default()
+            },
+            throttled: PerOperation {
+                list_users: 1,
+                ..PerOperation::default()
+            },
+            ..RunReport::default()
+        };
+        let s = Summary::of_report(&report);
+        assert_eq!(s.connect_calls.get("ListUsers"), Some(&4));
+        assert_eq!(s.connect_throttled.get("ListUsers"), Some(&1));
+        let docs = parse(&s.documents("NS", 1));
+        let list = docs
+            .iter()
+            .find(|d| d["Operation"] == "ListUsers")
+            .expect("a ListUsers document");
+        assert_eq!(
+            (
+                list["ConnectCalls"].as_u64(),
+                list["ConnectThrottled"].as_u64()
+            ),
+            (Some(4), Some(1))
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The change model, identity types, security policy and failure classes. No SDK,
-//! no serde, no I/O.
+//! The change model, identity types, security policy, failure classes, watermark rules
+//! and the ports (the traits the pipeline calls outside systems through).
+//!
+//! May touch: nothing else of the crate. No SDK, no serde, no I/O.
 
 pub mod change;
 pub mod document;

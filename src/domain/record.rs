@@ -74,11 +74,29 @@ pub enum HandBack {
     Deadline,
     /// An earlier record of its FIFO message group must be delivered again.
     GroupOrder,
+    /// Its user stayed leased by another invocation (the staleness guard) until the
+    /// deadline.
+    LeaseHeld,
     /// Its dead-letter message could not be sent.
     DeadLetterFailed(ErrorClass),
 }
 
+impl HandBack {
+    /// The `reason` of a record's log line (docs/operations.md): a stable name an
+    /// operator can query.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HandBack::Retry(_) => "retryable_failure",
+            HandBack::Deadline => "deadline",
+            HandBack::GroupOrder => "group_order",
+            HandBack::LeaseHeld => "lease_held",
+            HandBack::DeadLetterFailed(_) => "dead_letter_failed",
+        }
+    }
+}
+
 impl Disposition {
+    /// The `outcome` of a record's log line.
     pub fn outcome(&self) -> &'static str {
         match self {
             Disposition::Updated => "updated",
@@ -86,6 +104,18 @@ impl Disposition {
             Disposition::DeadLettered(_) => "dead_lettered",
             Disposition::HandedBack(_) => "handed_back",
             Disposition::NotAcknowledged(_) => "not_acknowledged",
+        }
+    }
+
+    /// The `reason` of a record's log line: why it was handed back or not acknowledged,
+    /// empty otherwise.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Disposition::HandedBack(h) => h.as_str(),
+            Disposition::NotAcknowledged(_) => {
+                HandBack::DeadLetterFailed(ErrorClass::UnknownError).as_str()
+            }
+            Disposition::Updated | Disposition::Unchanged | Disposition::DeadLettered(_) => "",
         }
     }
 
@@ -99,5 +129,44 @@ impl Disposition {
             Disposition::HandedBack(HandBack::Deadline) => Some(ErrorClass::UnknownError),
             Disposition::Updated | Disposition::Unchanged | Disposition::HandedBack(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_disposition_logs_a_plain_outcome_and_reason() {
+        let all = [
+            Disposition::Updated,
+            Disposition::Unchanged,
+            Disposition::DeadLettered(ErrorClass::ValidationError),
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::UnknownError)),
+            Disposition::HandedBack(HandBack::Deadline),
+            Disposition::HandedBack(HandBack::GroupOrder),
+            Disposition::HandedBack(HandBack::LeaseHeld),
+            Disposition::HandedBack(HandBack::DeadLetterFailed(ErrorClass::PolicyViolation)),
+            Disposition::NotAcknowledged(ErrorClass::PolicyViolation),
+        ];
+        let plain = |s: &str| s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        for d in &all {
+            assert!(plain(d.outcome()) && plain(d.reason()), "{d:?}");
+        }
+        let reasons: Vec<&str> = all.iter().map(Disposition::reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "",
+                "",
+                "",
+                "retryable_failure",
+                "deadline",
+                "group_order",
+                "lease_held",
+                "dead_letter_failed",
+                "dead_letter_failed"
+            ]
+        );
     }
 }

@@ -18,12 +18,7 @@
 use chrono::{DateTime, Utc};
 
 use super::change::{FieldChange, IdentityChange};
-use super::identity::{Field, InstanceId, UserId};
-
-/// The key of a user's watermarks: `<instance id>#<user id>` (ids, never ARNs).
-pub fn item_key(instance: &InstanceId, user: &UserId) -> String {
-    format!("{}#{}", instance.as_str(), user.as_str())
-}
+use super::identity::Field;
 
 /// How many `EventId`s one field's watermark keeps for its time: a burst of more
 /// changes to one field of one user inside one tick of the publisher's clock is not
@@ -305,15 +300,6 @@ mod tests {
             last_name: FieldChange::Set(name(s)),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn the_item_key_is_the_instance_id_and_the_user_id() {
-        let key = item_key(
-            &InstanceId::parse("arn:aws:connect:us-east-1:123456789012:instance/i-1").unwrap(),
-            &UserId::parse("u-1").unwrap(),
-        );
-        assert_eq!(key, "i-1#u-1");
     }
 
     #[test]

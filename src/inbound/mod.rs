@@ -1,6 +1,8 @@
 //! What arrives: the invocation envelope (SQS or EventBridge), each record read on its
 //! own, and the change documents inside (canonical, SCIM User, SCIM PatchOp), turned
 //! into domain types. Nothing here calls an outside system.
+//!
+//! May touch: `domain` and serde. Never the SDKs, `pipeline` or `outbound`.
 
 mod canonical;
 mod envelope;

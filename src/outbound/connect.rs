@@ -1,8 +1,9 @@
 //! Amazon Connect behind the `Directory` port: the SDK calls, their errors mapped to
 //! failure classes variant by variant, and the container-lifetime caches.
 
+use std::hash::Hash;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use aws_sdk_connect::Client;
 use aws_sdk_connect::error::SdkError;
@@ -204,6 +205,18 @@ impl ConnectDirectory {
     }
 }
 
+/// Locks a cache. A panic while it was held poisons the lock and may have left the cache
+/// half-written: it is emptied and used again, instead of failing every later call of the
+/// container.
+fn lock<K: Hash + Eq, V>(cache: &Mutex<LruCache<K, V>>) -> MutexGuard<'_, LruCache<K, V>> {
+    cache.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.clear();
+        cache.clear_poison();
+        guard
+    })
+}
+
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim)
         .filter(|s| !s.is_empty())
@@ -212,18 +225,14 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 
 impl Directory for ConnectDirectory {
     fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
-        self.instances
-            .lock()
-            .expect("cache lock")
-            .get(instance)
-            .cloned()
+        lock(&self.instances).get(instance).cloned()
     }
 
     async fn identity_management(
         &self,
         instance: &InstanceId,
     ) -> Result<IdentityManagement, CallFailure> {
-        if let Some(hit) = self.instances.lock().expect("cache lock").get(instance) {
+        if let Some(hit) = lock(&self.instances).get(instance) {
             return Ok(hit.clone());
         }
         let out = call(
@@ -248,10 +257,7 @@ impl Directory for ConnectDirectory {
                     1,
                 )
             })?;
-        self.instances
-            .lock()
-            .expect("cache lock")
-            .put(instance.clone(), kind.clone());
+        lock(&self.instances).put(instance.clone(), kind.clone());
         Ok(kind)
     }
 
@@ -413,5 +419,43 @@ fn list_users_class(e: &ListUsersError) -> ErrorClass {
         ListUsersError::InternalServiceException(_) => ErrorClass::InternalServiceException,
         // `Unhandled` and variants added in later SDK versions: not modelled here.
         _ => unmodelled(e.meta().code()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> ConnectDirectory {
+        let config = aws_sdk_connect::Config::builder()
+            .behavior_version(aws_sdk_connect::config::BehaviorVersion::latest())
+            .region(aws_sdk_connect::config::Region::new("us-east-1"))
+            .build();
+        ConnectDirectory::new(Client::from_conf(config))
+    }
+
+    #[test]
+    fn a_cache_poisoned_by_a_panic_is_emptied_and_used_again() {
+        let connect = directory();
+        let instance = InstanceId::parse("i-1").unwrap();
+        lock(&connect.instances).put(instance.clone(), IdentityManagement::Saml);
+        let poisoner = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let _held = connect.instances.lock().unwrap();
+                    panic!("a panic while the cache is held");
+                })
+                .join()
+        });
+        assert!(poisoner.is_err());
+        assert!(connect.instances.is_poisoned());
+        // What it held may be half-written: forgotten, not trusted and not fatal.
+        assert_eq!(connect.cached_management(&instance), None);
+        assert!(!connect.instances.is_poisoned());
+        lock(&connect.instances).put(instance.clone(), IdentityManagement::Saml);
+        assert_eq!(
+            connect.cached_management(&instance),
+            Some(IdentityManagement::Saml)
+        );
     }
 }

@@ -28,7 +28,14 @@ use chrono::{DateTime, Utc};
 use crate::domain::error::ErrorClass;
 use crate::domain::identity::{Field, InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Lease, Leased, Watermarks};
-use crate::domain::watermark::{FieldWatermarks, Mark, item_key};
+use crate::domain::watermark::{FieldWatermarks, Mark};
+
+/// The key of a user's watermarks: `<instance id>#<user id>` (ids, never ARNs), the
+/// table's partition key `pk`.
+#[must_use]
+pub fn item_key(instance: &InstanceId, user: &UserId) -> String {
+    format!("{}#{}", instance.as_str(), user.as_str())
+}
 
 /// The partition key attribute (SPEC §2.5).
 pub const KEY: &str = "pk";
@@ -285,5 +292,19 @@ impl Watermarks for DynamoWatermarks {
             .await
             .map(|_| ())
             .map_err(|e| failure("release", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_item_key_is_the_instance_id_and_the_user_id() {
+        let key = item_key(
+            &InstanceId::parse("arn:aws:connect:us-east-1:123456789012:instance/i-1").unwrap(),
+            &UserId::parse("u-1").unwrap(),
+        );
+        assert_eq!(key, "i-1#u-1");
     }
 }

@@ -190,16 +190,32 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         )
     }
 
-    /// The instance's identity management: cached, or `DescribeInstance`.
+    /// The instance's identity management: cached for the container, or one
+    /// `DescribeInstance` however many users ask at once (single flight); a failure is
+    /// shared by every user of the invocation that asks, and the next invocation asks
+    /// again.
     async fn management(&self, instance: &InstanceId) -> Result<IdentityManagement, Outcome> {
+        let cell = self.pipeline.instance_cell(instance);
         let directory = &self.pipeline.directory;
-        if let Some(hit) = directory.cached_management(instance) {
-            return Ok(hit);
-        }
-        self.calls
-            .call(Op::DescribeInstance, || {
-                directory.identity_management(instance)
-            })
-            .await
+        cell.get_or_try_init(|| async {
+            if let Some(failed) = self.instance_failure(instance) {
+                return Err(failed);
+            }
+            if let Some(hit) = directory.cached_management(instance) {
+                return Ok(hit);
+            }
+            let found = self
+                .calls
+                .call(Op::DescribeInstance, || {
+                    directory.identity_management(instance)
+                })
+                .await;
+            if let Err(failed) = &found {
+                self.instance_failed(instance, failed.clone());
+            }
+            found
+        })
+        .await
+        .cloned()
     }
 }

@@ -1,8 +1,10 @@
-//! One Connect call as attempts: each attempt takes a token of its operation's limiter,
-//! starts only while the attempt budget still fits before the deadline less the margin,
-//! and is counted; a retryable failure is tried again, at most `MAX_ATTEMPTS` times.
-//! The only place that knows how a call is paced. Touches the container's limiters and
-//! this invocation's counts, nothing else.
+//! One Connect call as attempts: each attempt takes a token of its operation's limiter
+//! (every operation has one, `DescribeInstance` included), starts only while the
+//! attempt budget still fits before the deadline less the margin, and is counted; a
+//! throttle lowers its operation's rate (`crate::limiter`, adaptive: the configured
+//! rate is a ceiling); a retryable failure is tried again, at most `MAX_ATTEMPTS`
+//! times. The only place that knows how a call is paced. Touches the container's
+//! limiters and this invocation's counts, nothing else.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -13,7 +15,7 @@ use tracing::warn;
 
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::ports::{CallFailure, Reach};
-use crate::limiter::Limiter;
+use crate::limiter::{Limiter, Token};
 
 use super::{Outcome, PerOperation, Settings};
 
@@ -55,19 +57,23 @@ pub struct RateLimits {
     update: Limiter,
     describe: Limiter,
     search: Limiter,
+    /// `DescribeInstance`, whose quota is `SearchUsers`'s (2/s): paced at its share.
+    instance: Limiter,
     /// `ListUsers`, for the username index; `None` never lists.
     list: Option<Limiter>,
 }
 
 impl RateLimits {
-    /// Requests per second for `UpdateUserIdentityInfo`, `DescribeUser` (and
-    /// `DescribeInstance`) and `SearchUsers`. A burst of one keeps every second under
-    /// the rate however the calls fall.
+    /// Requests per second at most for `UpdateUserIdentityInfo`, `DescribeUser` and
+    /// `SearchUsers` (and `DescribeInstance`, whose account quota is the same 2/s as
+    /// `SearchUsers`'s, at the same share). A burst of one keeps every second under the
+    /// rate however the calls fall; a throttle lowers the rate for a while.
     pub fn new(update_rps: f64, describe_rps: f64, search_rps: f64) -> Self {
         RateLimits {
             update: Limiter::per_second(update_rps),
             describe: Limiter::per_second(describe_rps),
             search: Limiter::per_second(search_rps),
+            instance: Limiter::per_second(search_rps),
             list: None,
         }
     }
@@ -165,9 +171,12 @@ impl<'p> Calls<'p> {
                 }
                 sleep(backoff).await;
             }
-            if Instant::now() > self.latest_start || !self.take_token(op).await {
+            if Instant::now() > self.latest_start {
                 break;
             }
+            let Some((limiter, token)) = self.take_token(op).await else {
+                break;
+            };
             made += 1;
             self.counts.calls[op.index()].fetch_add(1, Ordering::Relaxed);
             // The SDK's own attempt timeout ends the attempt first; this bound holds
@@ -191,6 +200,7 @@ impl<'p> Calls<'p> {
             };
             if failure.failure.class == ErrorClass::ThrottlingException {
                 self.counts.throttled[op.index()].fetch_add(1, Ordering::Relaxed);
+                limiter.throttled(token);
             }
             if op == Op::UpdateUserIdentityInfo && failure.reach == Reach::Unknown {
                 return Err(Outcome::Unknown(
@@ -214,26 +224,23 @@ impl<'p> Calls<'p> {
     }
 
     /// Waits for a token of `op`'s limiter, no later than the latest start; counts the
-    /// wait. `DescribeInstance` has none: it is made at most once per instance for
-    /// the life of the container.
-    async fn take_token(&self, op: Op) -> bool {
+    /// wait. `None`: no token in time (or `ListUsers` with the index off).
+    async fn take_token(&self, op: Op) -> Option<(&'p Limiter, Token)> {
+        let limits = self.limits;
         let limiter = match op {
-            Op::UpdateUserIdentityInfo => &self.limits.update,
-            Op::DescribeUser => &self.limits.describe,
-            Op::SearchUsers => &self.limits.search,
+            Op::UpdateUserIdentityInfo => &limits.update,
+            Op::DescribeUser => &limits.describe,
+            Op::SearchUsers => &limits.search,
+            Op::DescribeInstance => &limits.instance,
             // Only made when the index is on, which needs a rate.
-            Op::ListUsers => match &self.limits.list {
-                Some(list) => list,
-                None => return false,
-            },
-            Op::DescribeInstance => return true,
+            Op::ListUsers => limits.list.as_ref()?,
         };
         let from = Instant::now();
-        let ready = limiter.take_by(self.latest_start).await;
+        let token = limiter.take_by(self.latest_start).await;
         let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counts
             .limiter_wait_us
             .fetch_add(waited, Ordering::Relaxed);
-        ready
+        Some((limiter, token?))
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::warn;
 
 use crate::domain::change::ChangeRequest;
@@ -26,11 +26,10 @@ use super::run::Run;
 /// is not working on the user by then.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
-/// How often a lease held by another invocation is asked for again before the user's
-/// records are handed back.
-const LEASE_TRIES: u32 = 5;
-/// The pause before the second try; doubled before each later one.
+/// The pause before a lease held by another invocation is asked for again; doubled
+/// after each try, up to `LEASE_BACKOFF_MAX`.
 const LEASE_BACKOFF: Duration = Duration::from_millis(100);
+const LEASE_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The guard of no table: never built, so never called.
 pub enum NoWatermarks {}
@@ -68,9 +67,10 @@ impl Guarded {
 
 impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Takes the user's lease and screens `changes` against the watermarks it read.
-    /// A lease held by another invocation is asked for again a few times; then, like
-    /// any failure of the table, the changes fail with `UnknownError` and are handed
-    /// back: none is applied unguarded.
+    /// A lease held by another invocation is waited for (asked for again with a
+    /// growing pause) until the latest start of the invocation; still held then, the
+    /// changes are handed back (`LeaseHeld`, whatever their receive count). A failure
+    /// of the table fails them with `UnknownError`: none is applied unguarded.
     pub(super) async fn guard(
         &self,
         instance: &InstanceId,
@@ -89,10 +89,16 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         let (latest_start, cutoff) = self.pipeline.settings.attempt_window(deadline);
         let remaining = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
         let until = Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX);
+        let mut backoff = LEASE_BACKOFF;
         let mut tries = 0;
         let leased = loop {
             if Instant::now() > latest_start {
-                return Err(Outcome::Deferred);
+                // Asked for and still held: handed back whatever the receive count.
+                return Err(if tries == 0 {
+                    Outcome::Deferred
+                } else {
+                    Outcome::LeaseHeld
+                });
             }
             tries += 1;
             tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
@@ -102,13 +108,14 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 Ok(Err(failure)) => return Err(Outcome::from(failure)),
                 Err(_) => return Err(Outcome::Deferred),
             }
-            let backoff = LEASE_BACKOFF * 2u32.pow(tries - 1);
-            if tries >= LEASE_TRIES || Instant::now() + backoff > latest_start {
-                return Err(Outcome::from(Failure::unknown(
-                    "staleness guard: the user is leased by another invocation",
-                )));
+            // Held by another invocation: wait for it within the deadline, asking
+            // once more at the latest start.
+            let now = Instant::now();
+            if now >= latest_start {
+                return Err(Outcome::LeaseHeld);
             }
-            sleep(backoff).await;
+            sleep_until((now + backoff).min(latest_start)).await;
+            backoff = (backoff * 2).min(LEASE_BACKOFF_MAX);
         };
         tally.guarded_users.fetch_add(1, Ordering::Relaxed);
         let (changes, superseded): (Vec<_>, Vec<_>) = changes

@@ -1,9 +1,12 @@
 //! The pipeline: `Pipeline` is what a container keeps between invocations (the ports,
 //! the limits, the caches), and `Pipeline::run` makes one `Run` per invocation
-//! (`run.rs`), whose steps admit each record, resolve usernames (`resolve`), plan the
-//! work per user and FIFO lane (`plan`, pure), apply each user's changes (`apply`,
-//! under the staleness `guard`) and settle every record (`settle`). Every Connect call
-//! goes through `calls`, the one place that knows how a call is paced.
+//! (`run.rs`), whose steps admit each record, resolve usernames (`usernames`, their one
+//! home), plan the work per user and FIFO lane (`plan`, pure), apply each user's changes
+//! (`apply`, under the staleness `guard`) and settle every record (`settle`). Every
+//! Connect call goes through `calls`, the one place that knows how a call is paced.
+//!
+//! May touch: `domain` (its types and ports) and `limiter`. Never the SDKs, `inbound` or
+//! `outbound`: the adapters come in as the ports' implementations.
 
 mod apply;
 mod calls;
@@ -13,13 +16,17 @@ mod run;
 mod settle;
 mod usernames;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
-use crate::domain::identity::Field;
+use crate::domain::identity::{Field, InstanceId};
+use crate::domain::instance::IdentityManagement;
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, Record};
 use usernames::Usernames;
@@ -78,6 +85,8 @@ enum Outcome {
     Unknown(Failure, u32),
     /// Not done before the deadline.
     Deferred,
+    /// The user's lease stayed held by another invocation until the deadline.
+    LeaseHeld,
 }
 
 impl From<Failure> for Outcome {
@@ -131,7 +140,11 @@ pub struct Pipeline<D, S, W = NoWatermarks> {
     /// The staleness guard's table; `None`: no guard.
     watermarks: Option<W>,
     usernames: Usernames,
+    /// Each instance's identity management, asked for once per container.
+    instances: InstanceCells,
 }
+
+type InstanceCells = Mutex<HashMap<InstanceId, Arc<OnceCell<IdentityManagement>>>>;
 
 impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
     pub fn new(
@@ -150,6 +163,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             limits,
             watermarks: None,
             usernames,
+            instances: InstanceCells::default(),
         }
     }
 
@@ -164,6 +178,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             limits: self.limits,
             watermarks,
             usernames: self.usernames,
+            instances: self.instances,
         }
     }
 }
@@ -173,5 +188,16 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// invocation cost in Connect calls.
     pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {
         Run::new(self, deadline).records(records, fifo).await
+    }
+
+    /// Where `instance`'s identity management is kept once known.
+    fn instance_cell(&self, instance: &InstanceId) -> Arc<OnceCell<IdentityManagement>> {
+        Arc::clone(
+            self.instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(instance.clone())
+                .or_default(),
+        )
     }
 }

@@ -74,6 +74,8 @@ pub(super) struct Run<'p, D, S, W> {
     /// One read-modify-write per user at a time.
     pub turns: UserTurns,
     pub guard_counts: GuardCounts,
+    /// Instances whose `DescribeInstance` failed in this invocation, and how.
+    instance_failures: Mutex<HashMap<InstanceId, Outcome>>,
 }
 
 impl<'p, D, S, W> Run<'p, D, S, W>
@@ -89,7 +91,24 @@ where
             calls: Calls::new(&pipeline.limits, &pipeline.settings, deadline),
             turns: UserTurns::default(),
             guard_counts: GuardCounts::default(),
+            instance_failures: Mutex::default(),
         }
+    }
+
+    /// How `DescribeInstance` of `instance` failed in this invocation, if it did.
+    pub(super) fn instance_failure(&self, instance: &InstanceId) -> Option<Outcome> {
+        self.instance_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance)
+            .cloned()
+    }
+
+    pub(super) fn instance_failed(&self, instance: &InstanceId, outcome: Outcome) {
+        self.instance_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance.clone(), outcome);
     }
 
     /// Handles the records of one invocation: how each ended, in order, and what the
@@ -172,11 +191,22 @@ where
     }
 
     /// Resolves every distinct username once (cached by the directory), and pairs each
-    /// admitted change with its user.
+    /// admitted change with its user. A change of no identity field ends `unchanged`
+    /// here, without a call: it needs neither its user nor its instance (SPEC §2.1), so
+    /// an Entra `active`-only PatchOp spends no look-up. A panic while resolving fails
+    /// the changes that named a Username (`UnknownError`) and no other.
     async fn resolve_users(
         &self,
         admitted: Vec<Result<ChangeRequest, Failure>>,
     ) -> Vec<Result<Target, Outcome>> {
+        let admitted: Vec<Result<ChangeRequest, Outcome>> = admitted
+            .into_iter()
+            .map(|r| match r {
+                Ok(request) if request.change.is_empty() => Err(Outcome::Unchanged),
+                Ok(request) => Ok(request),
+                Err(failure) => Err(Outcome::from(failure)),
+            })
+            .collect();
         let mut names: Vec<(InstanceId, String)> = admitted
             .iter()
             .filter_map(|r| match r {
@@ -190,7 +220,16 @@ where
             .collect();
         names.sort();
         names.dedup();
-        let found = self.resolve_names(&names).await;
+        let found = AssertUnwindSafe(self.resolve_names(&names))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                let failure = Failure::unknown("internal error while resolving the Username");
+                names
+                    .iter()
+                    .map(|key| (key.clone(), Err(Outcome::from(failure.clone()))))
+                    .collect()
+            });
         admitted
             .into_iter()
             .map(|r| {

@@ -60,6 +60,17 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 Failure::unknown("the invocation deadline came before the change could be applied"),
                 0,
             ),
+            Outcome::LeaseHeld if can_hand_back => {
+                let d = Disposition::HandedBack(HandBack::LeaseHeld);
+                log_disposition(record, ids, &d, None, &[]);
+                return d;
+            }
+            Outcome::LeaseHeld => (
+                Failure::unknown(
+                    "staleness guard: the user stayed leased by another invocation until the deadline",
+                ),
+                0,
+            ),
             Outcome::Failed(f, attempts) | Outcome::Unknown(f, attempts) => (f.clone(), *attempts),
         };
         let class = failure.class;
@@ -100,7 +111,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             } else {
                 Disposition::NotAcknowledged(class)
             };
-            warn!(error_class = %class, "no time left for a dead-letter send of at most {send_budget:?}; the record is not acknowledged");
+            warn!(
+                error_class = class.as_str(),
+                send_budget_ms = u64::try_from(send_budget.as_millis()).unwrap_or(u64::MAX),
+                "no time left for a dead-letter send; the record is not acknowledged"
+            );
             log_disposition(record, ids, &d, Some(&failure), &[]);
             return d;
         }
@@ -108,7 +123,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         let d = match sent {
             Ok(()) => Disposition::DeadLettered(class),
             Err(reason) => {
-                warn!(error_class = %class, reason = %reason, "dead-letter send failed; the record is not acknowledged");
+                warn!(error_class = class.as_str(), error = %reason, "dead-letter send failed; the record is not acknowledged");
                 if can_hand_back {
                     Disposition::HandedBack(HandBack::DeadLetterFailed(class))
                 } else {
@@ -150,7 +165,7 @@ fn log_disposition(
         user_id = ids.user_id.as_deref().unwrap_or(""),
         outcome = d.outcome(),
         error_class = d.class().map_or("", ErrorClass::as_str),
-        reason = ?match d { Disposition::HandedBack(h) => Some(*h), _ => None },
+        reason = d.reason(),
         error_message = failure.map_or("", |f| f.message.as_str()),
         fields_changed = fields.join(","),
         "record settled"

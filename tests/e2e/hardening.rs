@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use harness::connect_emulator::Operation;
+use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
     self, INSTANCE, Record, batch_item_failures, calls_for, identity, log_messages, response,
 };
@@ -239,4 +239,138 @@ async fn a_secondary_email_outside_its_allowlist_is_a_policy_violation_before_an
     );
     assert_eq!(identity(&stack, "u-dlee")["FirstName"], "Danielle");
     assert!(!stack.function.logs().contains("evil.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_no_identity_field_ends_unchanged_without_any_connect_call() {
+    let stack = fixtures::stack(BIN, 0)
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .start()
+        .await
+        .expect("stack starts");
+    // Entra's deactivation: an active-only PatchOp, for a username Connect does not know
+    // and for one it knows; a canonical document of no field.
+    let active_only = |user_key: &str, user: &str| {
+        json!({"schemas": [PATCH], user_key: user, "Operations": [
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+             "value": "Offboarded"}]})
+    };
+    let records = [
+        Record::json(
+            "m-unknown-username",
+            &active_only("Username", "left.the.company"),
+        ),
+        Record::json("m-known-username", &active_only("Username", "jdoe")),
+        Record::json("m-user-id", &active_only("UserId", "u-asmith")),
+        Record::json(
+            "m-canonical",
+            &json!({"InstanceId": INSTANCE, "UserId": "u-bking", "IdentityInfo": {}}),
+        ),
+    ];
+    let event = fixtures::sqs_event(&stack.source.arn, &records);
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
+    let letters = letters(&stack).await;
+    assert!(letters.is_empty(), "{letters:#?}");
+    for op in [
+        Operation::SearchUsers,
+        Operation::ListUsers,
+        Operation::DescribeInstance,
+        Operation::DescribeUser,
+        Operation::UpdateUserIdentityInfo,
+    ] {
+        assert!(
+            stack.emulator.calls(op).is_empty(),
+            "{op:?} was called: {:?}",
+            stack.emulator.calls(op)
+        );
+    }
+    let lines = stack.function.log_lines();
+    let settled = log_messages(&lines, "record settled");
+    assert_eq!(settled.len(), records.len(), "{}", lines.join("\n"));
+    for line in settled {
+        assert_eq!(line["fields"]["outcome"], "unchanged", "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_record_settles_on_a_log_line_of_plain_documented_values() {
+    let stack = fixtures::stack(BIN, 0)
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .start()
+        .await
+        .expect("stack starts");
+    stack.emulator.inject_fault(
+        Fault::new(
+            Operation::UpdateUserIdentityInfo,
+            "ThrottlingException",
+            1000,
+        )
+        .for_user("u-bking"),
+    );
+    let change = |user: &str, info: Value| json!({"InstanceId": INSTANCE, "UserId": user, "IdentityInfo": info});
+    let records = [
+        Record::json(
+            "m-updated",
+            &change("u-jdoe", json!({"FirstName": "Janet"})),
+        ),
+        Record::json(
+            "m-unchanged",
+            &change("u-asmith", json!({"FirstName": "Alex"})),
+        ),
+        Record::json(
+            "m-refused",
+            &change("u-cwu", json!({"Mobile": "not a number"})),
+        ),
+        Record::json(
+            "m-throttled",
+            &change("u-bking", json!({"FirstName": "Beatrix"})),
+        ),
+    ];
+    let event = fixtures::sqs_event(&stack.source.arn, &records);
+    let reply = response(stack.invoke(&event).await.unwrap(), &stack);
+    assert_eq!(batch_item_failures(&reply), vec!["m-throttled".to_owned()]);
+
+    let lines = stack.function.log_lines();
+    let settled = log_messages(&lines, "record settled");
+    let by_id: BTreeMap<String, &Value> = settled
+        .iter()
+        .map(|l| (l["fields"]["message_id"].as_str().unwrap().to_owned(), l))
+        .collect();
+    for (id, outcome, class, reason) in [
+        ("m-updated", "updated", "", ""),
+        ("m-unchanged", "unchanged", "", ""),
+        ("m-refused", "dead_lettered", "ValidationError", ""),
+        (
+            "m-throttled",
+            "handed_back",
+            "ThrottlingException",
+            "retryable_failure",
+        ),
+    ] {
+        let f = &by_id.get(id).unwrap_or_else(|| panic!("no line for {id}"))["fields"];
+        assert_eq!(
+            (
+                f["outcome"].as_str(),
+                f["error_class"].as_str(),
+                f["reason"].as_str()
+            ),
+            (Some(outcome), Some(class), Some(reason)),
+            "{id}: {f}"
+        );
+    }
+    // No Rust Debug rendering anywhere: Some(..), None, Retry(..), Duration's "1.5s"-style
+    // values inside a sentence.
+    let all = lines.join("\n");
+    for debug in [
+        "Some(",
+        "None",
+        "Retry(",
+        "Deadline",
+        "GroupOrder",
+        "DeadLetterFailed(",
+    ] {
+        assert!(!all.contains(debug), "a log line renders {debug:?}:\n{all}");
+    }
 }

@@ -282,6 +282,19 @@ async fn an_export_that_agrees_once_normalised_reports_exactly_the_users_that_di
     assert_eq!(stack.emulator.calls(Operation::ListUsers).len(), 1);
     assert_eq!(stack.emulator.calls(Operation::DescribeUser).len(), 8);
     assert_eq!(run.report["connectCalls"]["DescribeUser"], 8);
+    // Within the default rate (10/s for both operations together): nine calls span at
+    // least eight periods of 100 ms, less a period for the jitter of their arrival.
+    let mut arrivals: Vec<u64> = stack
+        .emulator
+        .journal()
+        .iter()
+        .filter(|e| e.operation == "ListUsers" || e.operation == "DescribeUser")
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(arrivals.len(), 9);
+    arrivals.sort_unstable();
+    let span = arrivals.last().unwrap() - arrivals.first().unwrap();
+    assert!(span >= 700, "9 calls within {span} ms");
 
     // The function applies the two corrections, and nothing else.
     let report = stack

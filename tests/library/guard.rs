@@ -12,8 +12,10 @@ use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
 use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, Reach, Watermarks};
 use connect_identity_sync::domain::record::{Disposition, HandBack};
-use connect_identity_sync::domain::watermark::{FieldWatermarks, item_key};
+use connect_identity_sync::domain::watermark::FieldWatermarks;
+use connect_identity_sync::outbound::watermarks::item_key;
 use serde_json::json;
+use tokio::time::{Duration, Instant};
 
 /// Watermarks in memory; scripted to refuse leases or writes.
 #[derive(Default)]
@@ -21,6 +23,8 @@ struct FakeTable {
     items: Mutex<HashMap<String, FieldWatermarks>>,
     held: Mutex<HashMap<String, String>>,
     refuse_leases: Mutex<bool>,
+    /// Another invocation holds every lease until then.
+    held_elsewhere_until: Mutex<Option<Instant>>,
     fail_writes: Mutex<bool>,
     acquires: Mutex<u32>,
     /// Each release: the lease key and what it wrote.
@@ -36,7 +40,15 @@ impl Watermarks for &FakeTable {
     ) -> Result<Option<Leased>, CallFailure> {
         *self.acquires.lock().unwrap() += 1;
         let key = item_key(instance, user);
-        if *self.refuse_leases.lock().unwrap() || self.held.lock().unwrap().contains_key(&key) {
+        let held_elsewhere = self
+            .held_elsewhere_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| Instant::now() < until);
+        if *self.refuse_leases.lock().unwrap()
+            || held_elsewhere
+            || self.held.lock().unwrap().contains_key(&key)
+        {
             return Ok(None);
         }
         let owner = format!("lease-{}", self.acquires.lock().unwrap());
@@ -92,12 +104,14 @@ fn jane() -> FakeConnect {
     FakeConnect::with_users(&[("u-1", "jdoe", info("Jane", "Doe", "jane@example.com"), &[])])
 }
 
-#[tokio::test]
-async fn a_lease_held_elsewhere_is_asked_for_again_then_the_records_are_handed_back() {
+// Paused time: the waits below are tokio's timer, advanced at once.
+#[tokio::test(start_paused = true)]
+async fn a_lease_held_elsewhere_is_waited_for_and_the_change_applied_once_it_is_free() {
     let connect = jane();
     let queues = FakeQueues::default();
     let table = FakeTable::default();
-    *table.refuse_leases.lock().unwrap() = true;
+    let start = Instant::now();
+    *table.held_elsewhere_until.lock().unwrap() = Some(start + Duration::from_secs(4));
     let payload = json!({"Records": [
         sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
     ]});
@@ -106,14 +120,48 @@ async fn a_lease_held_elsewhere_is_asked_for_again_then_the_records_are_handed_b
         .with_watermarks(Some(&table))
         .run(&recs, fifo, in_seconds(10))
         .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated]);
+    assert!(start.elapsed() >= Duration::from_secs(4));
+    let acquires = *table.acquires.lock().unwrap();
+    assert!(acquires > 2, "asked for again while held: {acquires}");
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Smith"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_held_until_the_deadline_hands_the_records_back_whatever_their_receive_count() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.refuse_leases.lock().unwrap() = true;
+    // At the last receive count (MAX_RECEIVE_COUNT = 3 in these settings): a lease held
+    // elsewhere is no failure of the record's own, so it is not dead-lettered.
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 3, None),
+        sqs_record("m-2", &change("u-1", json!({"FirstName": "Janet"}), "2026-11-29T10:00:02Z"), 5, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let start = Instant::now();
+    let deadline = in_seconds(10);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, deadline)
+        .await;
     assert_eq!(
         report.dispositions,
-        vec![Disposition::HandedBack(HandBack::Retry(
-            ErrorClass::UnknownError
-        ))]
+        vec![Disposition::HandedBack(HandBack::LeaseHeld); 2]
     );
-    assert_eq!(*table.acquires.lock().unwrap(), 5);
-    assert_eq!(report.watermark_requests, 5);
+    assert!(
+        queues.letters.lock().unwrap().is_empty(),
+        "nothing dead-lettered"
+    );
+    // Asked for until the latest start (the deadline less the margin and one attempt).
+    let settings = settings();
+    let latest_start = deadline - settings.deadline_margin - settings.call_budget;
+    assert!(Instant::now() >= latest_start, "{:?}", start.elapsed());
+    assert!(Instant::now() < deadline);
+    let acquires = *table.acquires.lock().unwrap();
+    assert_eq!(report.watermark_requests, acquires);
+    assert!(acquires > 5, "{acquires}");
     assert_eq!(connect.count("DescribeUser"), 0, "nothing read unguarded");
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
 }
@@ -228,12 +276,10 @@ async fn an_update_of_unknown_outcome_keeps_the_lease_until_it_lapses() {
         sqs_record("m-2", &change("u-1", json!({"LastName": "Newer"}), "2026-11-29T10:00:09Z"), 1, None),
     ]});
     let (recs, fifo) = records(&newer);
-    let report = guarded.run(&recs, fifo, in_seconds(10)).await;
+    let report = guarded.run(&recs, fifo, in_seconds(3)).await;
     assert_eq!(
         report.dispositions,
-        vec![Disposition::HandedBack(HandBack::Retry(
-            ErrorClass::UnknownError
-        ))]
+        vec![Disposition::HandedBack(HandBack::LeaseHeld)]
     );
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
 }

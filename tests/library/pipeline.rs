@@ -8,7 +8,7 @@ use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::instance::IdentityManagement;
 use connect_identity_sync::domain::ports::Reach;
-use connect_identity_sync::domain::record::{Disposition, HandBack};
+use connect_identity_sync::domain::record::{Disposition, HandBack, Record};
 use connect_identity_sync::pipeline::RateLimits;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -397,6 +397,56 @@ async fn a_panic_while_applying_fails_only_that_users_records() {
             Disposition::Updated
         ]
     );
+}
+
+#[tokio::test]
+async fn a_panic_while_resolving_a_username_fails_only_the_records_that_named_it() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+    ]);
+    *connect.panic_on.lock().unwrap() = Some("a".into());
+    let queues = FakeQueues::default();
+    let at = "2026-11-29T10:00:00Z";
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &json!({"Username": "a", "IdentityInfo": {"LastName": "Uno"}}), 3, None),
+        sqs_record("m-2", &change("u-2", json!({"LastName": "Dos"}), at), 1, None),
+        sqs_record("m-3", &json!({"Username": "a", "IdentityInfo": {"FirstName": "Ana"}}), 1, None),
+    ]}));
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::DeadLettered(ErrorClass::UnknownError),
+            Disposition::Updated,
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::UnknownError)),
+        ]
+    );
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("One"));
+}
+
+#[tokio::test]
+async fn a_change_of_no_field_naming_a_username_ends_unchanged_without_a_look_up() {
+    // Entra's active-only PatchOp for a username Connect does not know.
+    let connect = one_user();
+    let queues = FakeQueues::default();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Username": "nobody.here", "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+    let (recs, fifo) = one_record("m-1", &patch, 1, None);
+    let d = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(5))
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::Unchanged]);
+    assert!(
+        connect.calls.lock().unwrap().is_empty(),
+        "{:?}",
+        connect.calls.lock().unwrap()
+    );
+    assert!(queues.letters.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -959,4 +1009,130 @@ async fn a_listing_page_that_cannot_finish_before_the_deadline_is_not_started() 
     );
     assert_eq!(connect.count("ListUsers"), 0);
     assert_eq!(connect.count("SearchUsers"), 0);
+}
+
+// ---- the fleet: every call paced, a throttle slows the operation down ------------------
+
+fn four_users() -> FakeConnect {
+    let users: Vec<(String, String)> = (1..=4)
+        .map(|i| (format!("u-{i}"), format!("user{i}")))
+        .collect();
+    let rows: Vec<(&str, &str, _, &[&str])> = users
+        .iter()
+        .map(|(id, name)| {
+            (
+                id.as_str(),
+                name.as_str(),
+                info("Ann", "Old", "ann@example.com"),
+                &[][..],
+            )
+        })
+        .collect();
+    FakeConnect::with_users(&rows)
+}
+
+fn four_changes() -> (Vec<Record>, bool) {
+    let recs: Vec<Value> = (1..=4)
+        .map(|i| {
+            sqs_record(
+                &format!("m-{i}"),
+                &change(
+                    &format!("u-{i}"),
+                    json!({"LastName": "New"}),
+                    "2026-11-29T10:00:00Z",
+                ),
+                1,
+                None,
+            )
+        })
+        .collect();
+    records(&json!({ "Records": recs }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cold_container_asks_for_the_instance_once_however_many_users_need_it_at_once() {
+    let connect = four_users();
+    *connect.latency.lock().unwrap() = Duration::from_millis(20);
+    let queues = FakeQueues::default();
+    let (recs, fifo) = four_changes();
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated; 4]);
+    assert_eq!(connect.count("DescribeInstance"), 1);
+    assert_eq!(report.calls.describe_instance, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn describe_instance_is_paced_and_a_failure_is_shared_by_the_users_that_asked() {
+    let connect = four_users();
+    *connect.latency.lock().unwrap() = Duration::from_millis(20);
+    connect.fail(
+        "DescribeInstance",
+        "",
+        &[ErrorClass::InternalServiceException; 3],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = four_changes();
+    // DescribeInstance at the SearchUsers share: 2/s.
+    let report = pipeline_with(&connect, &queues, RateLimits::new(1000.0, 1000.0, 2.0))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Retry(ErrorClass::InternalServiceException)); 4]
+    );
+    // Three attempts for the four users together, each on a token of 2/s.
+    let starts = connect.starts_of("DescribeInstance");
+    assert_eq!(starts.len(), 3);
+    assert!(starts[2] - starts[1] >= Duration::from_millis(500));
+    assert!(report.limiter_wait > Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttle_slows_the_operation_down_and_is_counted() {
+    let connect = four_users();
+    connect.fail(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[ErrorClass::ThrottlingException],
+    );
+    let queues = FakeQueues::default();
+    let (recs, fifo) = four_changes();
+    let report = pipeline_with(&connect, &queues, RateLimits::new(2.0, 1000.0, 1000.0))
+        .run(&recs, fifo, in_seconds(20))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Updated; 4]);
+    assert_eq!(report.throttled.update_user_identity_info, 1);
+    assert_eq!(report.calls.update_user_identity_info, 5);
+    // The first update is throttled: the others, and its retry, come further apart
+    // than the 0.5 s of 2/s (the rate dropped to 0.7 of it and climbs back slowly).
+    let starts = connect.starts_of("UpdateUserIdentityInfo");
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g > Duration::from_millis(650)),
+        "{gaps:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_handed_back_for_the_deadline_at_its_last_receive_is_not_dead_lettered() {
+    let connect = one_user();
+    let queues = FakeQueues::default();
+    // MAX_RECEIVE_COUNT is 3 in these settings; no time is left for any call.
+    let (recs, fifo) = one_record(
+        "m-1",
+        &change("u-1", json!({"LastName": "Uno"}), "2026-11-29T10:00:00Z"),
+        3,
+        None,
+    );
+    let report = pipeline(&connect, &queues)
+        .run(&recs, fifo, Instant::now() + Duration::from_millis(150))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Deadline)]
+    );
+    assert!(queues.letters.lock().unwrap().is_empty());
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
 }

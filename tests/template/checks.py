@@ -904,7 +904,7 @@ ERROR_CLASSES = (
     "InternalServiceException",
     "UnknownError",
 )
-OPERATIONS = ("UpdateUserIdentityInfo", "DescribeUser", "SearchUsers", "DescribeInstance")
+OPERATIONS = ("UpdateUserIdentityInfo", "DescribeUser", "SearchUsers", "DescribeInstance", "ListUsers")
 OUTCOMES = ("Updated", "Unchanged", "HandedBack", "DeadLettered")
 NAMESPACE_PARAMETER = "MetricsNamespace"
 

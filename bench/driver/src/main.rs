@@ -12,9 +12,12 @@
 //! bench-driver load    --function BIN [--records 1000] [--batch 10]
 //! bench-driver usernames --function BIN [--changes 200] [--large-users 50000]
 //! bench-driver guard   --function BIN [--records 1000] [--batch 10]
+//! bench-driver fleet   --function BIN [--fleet-users 60] [--fleet-changes 3] [--fleet-scale 1]
+//!                      [--out FILE (the section alone, as markdown)]
 //! ```
 
 mod criterion;
+mod fleet;
 mod guard;
 mod lab;
 mod procfs;
@@ -37,7 +40,8 @@ fn usage() -> ! {
          [--label TEXT,...] [--runs N] [--opt-level L,...] [--jitter-entropy on|off,...]\n  \
          bench-driver load --function BIN [--records N] [--batch N]\n  \
          bench-driver usernames --function BIN [--changes N] [--large-users N]\n  \
-         bench-driver guard --function BIN [--records N] [--batch N]"
+         bench-driver guard --function BIN [--records N] [--batch N]\n  \
+         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--out FILE]"
     );
     std::process::exit(2)
 }
@@ -112,6 +116,7 @@ async fn main() {
         "load" => run_load(&args).await,
         "usernames" => run_usernames(&args).await,
         "guard" => run_guard(&args).await,
+        "fleet" => run_fleet(&args).await,
         _ => usage(),
     };
     if let Err(e) = result {
@@ -177,6 +182,8 @@ async fn run_report(args: &Args) -> Result<(), String> {
     let guard = guard::guard(&lab, &function, guard_records, batch).await?;
     print_guard(&guard);
 
+    let fleet = fleet_runs(args, &function).await?;
+
     let estimates = criterion::estimates(
         &criterion_dir,
         &[
@@ -200,6 +207,7 @@ async fn run_report(args: &Args) -> Result<(), String> {
         duplicates: &duplicates,
         usernames: &usernames,
         guard: &guard,
+        fleet: &fleet,
         estimates: &estimates,
         profiles: &profile_rows,
         profiles_path: &profiles,
@@ -246,6 +254,50 @@ fn print_guard(g: &guard::Guard) {
     for p in &g.problems {
         eprintln!("  problem: {p}");
     }
+}
+
+/// What the function binary is, for the fleet section: a release build or not.
+fn build_label(function: &Path) -> String {
+    let shown = function.display().to_string();
+    if shown.contains("/debug/") {
+        format!("**dev build** (`{shown}`, unoptimised: figures of the pacing, not of speed)")
+    } else {
+        format!("release build (`{shown}`)")
+    }
+}
+
+/// Issue 20's fleet runs (`--fleet-users`, `--fleet-changes`, `--fleet-scale`).
+async fn fleet_runs(args: &Args, function: &Path) -> Result<fleet::Fleet, String> {
+    let users = args.number("fleet-users", 60);
+    let changes = args.number("fleet-changes", 3);
+    let scale: f64 = args
+        .text("fleet-scale", "1")
+        .parse()
+        .unwrap_or_else(|_| usage());
+    eprintln!(
+        "bench: the fleet, {users} users x {changes} changes, two containers, quota x{scale}"
+    );
+    fleet::fleet(function, users, changes, scale, &build_label(function)).await
+}
+
+/// Only the fleet's runs; `--out FILE` writes their section.
+async fn run_fleet(args: &Args) -> Result<(), String> {
+    let function = args.path("function");
+    let f = fleet_runs(args, &function).await?;
+    for (target, met) in f.targets() {
+        eprintln!("  {}: {target}", if met { "met" } else { "MISSED" });
+    }
+    if let Some(out) = args.options.get("out") {
+        let mut text = String::new();
+        fleet::section(&mut text, &f);
+        std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
+        eprintln!("bench: wrote {out}");
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&f).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }
 
 /// Only the staleness guard's cost, off against on.

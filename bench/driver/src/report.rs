@@ -43,6 +43,7 @@ pub struct Results<'a> {
     pub duplicates: &'a [Phase],
     pub usernames: &'a crate::usernames::Usernames,
     pub guard: &'a crate::guard::Guard,
+    pub fleet: &'a crate::fleet::Fleet,
     pub estimates: &'a [Estimate],
     pub profiles: &'a [ProfileRow],
     pub profiles_path: &'a Path,
@@ -241,6 +242,7 @@ pub fn markdown(r: &Results<'_>) -> String {
         r.function_size,
         verdict(mib(r.function_size) <= 8.0)
     );
+    crate::fleet::summary_rows(&mut o, r.fleet);
     for (path, arch, bytes, built) in lambda_bootstraps().iter().take(1) {
         let _ = writeln!(
             o,
@@ -561,6 +563,7 @@ pub fn markdown(r: &Results<'_>) -> String {
         }
         let _ = writeln!(o);
     }
+    crate::fleet::section(&mut o, r.fleet);
     if let Ok(notes) = std::fs::read_to_string(NOTES) {
         let _ = writeln!(o, "{}", notes.trim_end());
     }

@@ -5,7 +5,9 @@
 //! mapping — and the demo prints one row per event or record, then what each
 //! dead-letter queue holds. It ends by fixing the cause of one dead letter and moving it
 //! back with `connect-identity-sync-redrive` (beside the function binary), and shows it
-//! applied. It stops everything it started.
+//! applied; then it compares the identity provider's export (`idp-export.csv` beside the
+//! seed) with Connect using `connect-identity-sync-reconcile`, queues the corrections,
+//! shows them applied and the second comparison in step. It stops everything it started.
 //!
 //! ```text
 //! demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]
@@ -332,6 +334,20 @@ async fn demo(args: Args) -> Result<(), String> {
         Some(instance) if redrive.is_file() => redrive_act(&stack, &redrive, instance).await?,
         _ => println!("\n(no redrive shown: build {} first)", redrive.display()),
     }
+    let reconcile = args
+        .function
+        .with_file_name("connect-identity-sync-reconcile");
+    let export = args.seed.with_file_name("idp-export.csv");
+    match seed_instances(&seed).first() {
+        Some(instance) if reconcile.is_file() && export.is_file() => {
+            reconcile_act(&stack, &reconcile, &export, instance).await?;
+        }
+        _ => println!(
+            "\n(no reconcile shown: build {} and provide {})",
+            reconcile.display(),
+            export.display()
+        ),
+    }
     println!("\nstopping moto, the emulator and the function");
     drop(stack);
     Ok(())
@@ -434,6 +450,134 @@ async fn redrive_act(stack: &Stack, redrive: &Path, instance: &str) -> Result<()
         return Err(format!(
             "the redriven change was not applied:\n{}",
             stack.function.logs()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `connect-identity-sync-reconcile` against the stack; prints its output indented.
+async fn run_reconcile(
+    stack: &Stack,
+    reconcile: &Path,
+    args: &[&str],
+) -> Result<(i32, Vec<String>), String> {
+    let out = tokio::process::Command::new(reconcile)
+        .args(args)
+        .env("AWS_ENDPOINT_URL_CONNECT", stack.emulator.endpoint_url())
+        .env("AWS_ENDPOINT_URL_SQS", stack.moto.endpoint())
+        .env("AWS_REGION", harness::sqs::REGION)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("DEFAULT_PHONE_REGION", "US")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", reconcile.display()))?;
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .map(str::to_owned)
+        .collect();
+    Ok((out.status.code().unwrap_or(-1), lines))
+}
+
+/// The identity provider's export (an Okta CSV in the repository) against the demo
+/// contact centre as the events left it: the table, the corrections queued and applied
+/// by the function, then a second run in step. The export is copied first, as if just
+/// downloaded: its modification time is the corrections' `OccurredAt`.
+async fn reconcile_act(
+    stack: &Stack,
+    reconcile: &Path,
+    export: &Path,
+    instance: &str,
+) -> Result<(), String> {
+    let err = |e: harness::HarnessError| e.to_string();
+    let dir =
+        std::env::temp_dir().join(format!("connect-identity-sync-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let copy = dir.join("idp-export.csv");
+    std::fs::copy(export, &copy).map_err(|e| format!("cannot copy {}: {e}", export.display()))?;
+    let users = copy.to_string_lossy().into_owned();
+
+    println!("\nReconcile: the identity provider's export against Connect");
+    let args = [
+        "--instance",
+        instance,
+        "--users",
+        users.as_str(),
+        "--preset",
+        "okta",
+        "--enqueue",
+        stack.source.url.as_str(),
+    ];
+    println!(
+        "  1. $ connect-identity-sync-reconcile --instance {instance} --users {} --preset okta --enqueue {}",
+        export.display(),
+        stack.source.name
+    );
+    let updates_before = stack
+        .emulator
+        .calls(Operation::UpdateUserIdentityInfo)
+        .len();
+    let (code, lines) = run_reconcile(stack, reconcile, &args).await?;
+    for line in &lines {
+        println!("       {line}");
+    }
+    println!("     -> exit status {code} (1: a field differs)");
+    if code != 1 {
+        return Err(format!("the reconcile ended with {code}, not 1"));
+    }
+
+    let report = stack
+        .mapping()
+        .run(Duration::from_secs(60))
+        .await
+        .map_err(err)?;
+    let mut updated: Vec<String> = stack.emulator.calls(Operation::UpdateUserIdentityInfo)
+        [updates_before..]
+        .iter()
+        .filter(|c| c.status == 200)
+        .filter_map(|c| c.user_id.clone())
+        .collect();
+    updated.sort();
+    let mut letters = 0;
+    for queue in stack.dlqs.values() {
+        letters += stack.sqs.total_depth(&queue.url).await.map_err(err)?;
+    }
+    println!(
+        "  2. the function took {} correction(s) from {}: {} UpdateUserIdentityInfo call(s) ({})",
+        report.deleted().len(),
+        stack.source.name,
+        updated.len(),
+        updated.join(", ")
+    );
+
+    let args = [
+        "--instance",
+        instance,
+        "--users",
+        users.as_str(),
+        "--preset",
+        "okta",
+    ];
+    let (code, lines) = run_reconcile(stack, reconcile, &args).await?;
+    let shown: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("in both") || l.contains("agree") || l.starts_with("  differ"))
+        .collect();
+    println!("  3. $ connect-identity-sync-reconcile (again, without --enqueue)");
+    for line in shown {
+        println!("       {line}");
+    }
+    println!("     -> exit status {code}: in step");
+    let _ = std::fs::remove_dir_all(&dir);
+    if code != 0 {
+        return Err(format!(
+            "the second reconcile ended with {code}; {letters} message(s) in the dead-letter queues:\n{}",
+            lines.join("\n")
         ));
     }
     Ok(())

@@ -1,8 +1,10 @@
 //! Reading Connect within a rate: `ListUsers` pages, then `DescribeUser` for each user
 //! found on both sides, through the function's Connect adapter. Every attempt, retries
 //! included, takes a token of one limiter, so the command never sends more than `--rate`
-//! requests a second whatever Connect answers; a throttled or failed read is tried again
-//! (three attempts in all, as the function does) after a pause that doubles.
+//! requests a second whatever Connect answers. The limiter is the function's: a throttle
+//! lowers its rate, which climbs back to `--rate` over a minute. A throttled or failed
+//! read is tried again (three attempts in all, as the function does) after a pause that
+//! doubles.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -58,7 +60,7 @@ impl Reader {
     {
         let mut attempt = 1;
         loop {
-            self.limiter.take().await;
+            let token = self.limiter.take().await;
             {
                 let mut calls = self.calls.lock().expect("counts");
                 match op {
@@ -72,6 +74,9 @@ impl Reader {
                     let class = e.failure.class;
                     if class == ErrorClass::ThrottlingException {
                         self.calls.lock().expect("counts").throttled += 1;
+                        // Another caller uses part of the quota: slow down, as the
+                        // function does, and climb back to --rate gradually.
+                        self.limiter.throttled(token);
                     }
                     // Reads change nothing: any retryable failure may be tried again.
                     if !class.is_retryable() || attempt >= ATTEMPTS {

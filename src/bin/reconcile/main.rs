@@ -145,7 +145,7 @@ async fn run(args: Args) -> Result<u8, Stop> {
         ));
     }
     let format = args.format.unwrap_or_else(|| {
-        if args.preset.is_some() {
+        if args.preset.is_some() || args.columns.is_some() {
             Format::Csv
         } else {
             Format::of(&args.users)

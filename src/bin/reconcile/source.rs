@@ -291,11 +291,12 @@ fn read_csv(text: &str, how: &Reading) -> Result<Export, String> {
         .filter(|f| !columns.contains_key(&Target::Field(*f)))
         .collect();
     let mut users = Vec::new();
+    let mut lines = Lines::new(text);
     for record in records {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| line_at(text, p));
+                let line = e.position().map_or(0, |p| lines.at(p));
                 users.push(FileUser {
                     place: Place::Line(line),
                     key: Err(format!("not a CSV record: {}", csv_error(&e))),
@@ -304,7 +305,7 @@ fn read_csv(text: &str, how: &Reading) -> Result<Export, String> {
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| line_at(text, p));
+        let line = record.position().map_or(0, |p| lines.at(p));
         if record.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -345,15 +346,44 @@ fn read_csv(text: &str, how: &Reading) -> Result<Export, String> {
 
 /// The line a record starts on, counted from 1. The reader's own count leaves blank
 /// lines out, and its byte position is where the blank lines before the record start.
-fn line_at(text: &str, at: &csv::Position) -> u64 {
-    let bytes = text.as_bytes();
-    let mut start = usize::try_from(at.byte())
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    while bytes.get(start).is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-        start += 1;
+/// Records come in order, so each count goes on from the last one.
+struct Lines<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        Lines {
+            bytes: text.as_bytes(),
+            at: 0,
+            line: 1,
+        }
     }
-    bytes[..start].iter().filter(|b| **b == b'\n').count() as u64 + 1
+
+    fn at(&mut self, position: &csv::Position) -> u64 {
+        let mut start = usize::try_from(position.byte())
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while self
+            .bytes
+            .get(start)
+            .is_some_and(|b| matches!(b, b'\n' | b'\r'))
+        {
+            start += 1;
+        }
+        if start < self.at {
+            // Not in order (never, from one reader): count again from the start.
+            (self.at, self.line) = (0, 1);
+        }
+        self.line += self.bytes[self.at..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.at = start;
+        self.line
+    }
 }
 
 /// A CSV error without the record's content.

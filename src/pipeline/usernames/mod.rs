@@ -28,16 +28,9 @@ use crate::domain::error::ErrorClass;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Directory, UserRecord};
 
+use super::Outcome;
 use super::calls::Op;
 use index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
-
-/// Why a call was not made or did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Halt {
-    Failed(CallFailure),
-    /// The deadline left no room for the call.
-    Deferred,
-}
 
 /// Runs a look-up call, attempt by attempt, under its operation's limiter and the
 /// invocation's deadline.
@@ -49,7 +42,7 @@ pub(super) trait Gate: Sync {
         &'a self,
         op: Op,
         attempt: Attempt<'a, T>,
-    ) -> BoxFuture<'a, Result<T, Halt>>;
+    ) -> BoxFuture<'a, Result<T, Outcome>>;
 }
 
 /// Makes one attempt of a call.
@@ -162,13 +155,13 @@ impl Usernames {
     }
 
     /// Resolves every distinct `(instance, username)` of a batch; a username without a
-    /// result was not reached before the deadline (`Halt::Deferred`).
-    pub async fn resolve<D: Directory, G: Gate>(
+    /// result was not reached before the deadline (`Outcome::Deferred`).
+    pub(super) async fn resolve<D: Directory, G: Gate>(
         &self,
         directory: &D,
         gate: &G,
         names: &[Key],
-    ) -> (HashMap<Key, Result<Resolved, Halt>>, LookupCalls) {
+    ) -> (HashMap<Key, Result<Resolved, Outcome>>, LookupCalls) {
         let mut results = HashMap::new();
         let mut calls = LookupCalls::default();
         let mut unresolved: HashMap<InstanceId, Vec<String>> = HashMap::new();
@@ -224,7 +217,7 @@ impl Usernames {
             }
         }
         calls.search += searches.len() as u32;
-        let searched: Vec<(Key, Result<Resolved, Halt>)> = stream::iter(searches)
+        let searched: Vec<(Key, Result<Resolved, Outcome>)> = stream::iter(searches)
             .map(|key| async move {
                 let result = self.search(directory, gate, &key.0, &key.1).await;
                 (key, result)
@@ -242,7 +235,7 @@ impl Usernames {
         gate: &G,
         instance: &InstanceId,
         username: &str,
-    ) -> Result<Resolved, Halt> {
+    ) -> Result<Resolved, Outcome> {
         let user = gate
             .call(
                 Op::SearchUsers,
@@ -300,13 +293,17 @@ impl Usernames {
                     index.add_page(page.users.iter().map(|(u, i)| (u.as_str(), i.as_str())));
                     token = page.next_token;
                 }
-                Err(Halt::Deferred) => {
+                Err(Outcome::Deferred) => {
                     info!(instance_id = %instance, pages = index.pages(), "username index listing paused by the deadline");
                     self.lock().entry(instance.clone()).or_default().partial = Some((index, token));
                     return read;
                 }
-                Err(Halt::Failed(f)) => {
-                    warn!(instance_id = %instance, error_class = %f.failure.class, "username index listing failed; resolving with SearchUsers");
+                Err(failed) => {
+                    let class = match &failed {
+                        Outcome::Failed(f, _) => f.class,
+                        _ => ErrorClass::UnknownError,
+                    };
+                    warn!(instance_id = %instance, error_class = %class, "username index listing failed; resolving with SearchUsers");
                     return read;
                 }
             }
@@ -319,7 +316,7 @@ impl Usernames {
 
     /// Judges `DescribeUser`'s answer for a user resolved from `username`. `again` says
     /// whether this resolution is already the second one.
-    pub fn confirm(
+    pub(super) fn confirm(
         &self,
         instance: &InstanceId,
         username: &str,
@@ -350,13 +347,13 @@ impl Usernames {
     }
 
     /// Resolves `username` once more with `SearchUsers` after its resolution was refused.
-    pub async fn resolve_again<D: Directory, G: Gate>(
+    pub(super) async fn resolve_again<D: Directory, G: Gate>(
         &self,
         directory: &D,
         gate: &G,
         instance: &InstanceId,
         username: &str,
-    ) -> Result<Resolved, Halt> {
+    ) -> Result<Resolved, Outcome> {
         self.forget(instance, username);
         self.search(directory, gate, instance, username).await
     }
@@ -482,22 +479,22 @@ mod tests {
             &'a self,
             _op: Op,
             attempt: Attempt<'a, T>,
-        ) -> BoxFuture<'a, Result<T, Halt>> {
+        ) -> BoxFuture<'a, Result<T, Outcome>> {
             async move { self.pass(attempt).await }.boxed()
         }
     }
 
     impl Budget {
-        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Halt> {
+        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Outcome> {
             if self
                 .left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_err()
             {
-                return Err(Halt::Deferred);
+                return Err(Outcome::Deferred);
             }
             self.tokens.fetch_add(1, Ordering::SeqCst);
-            attempt().await.map_err(Halt::Failed)
+            attempt().await.map_err(Outcome::from)
         }
     }
 
@@ -647,7 +644,7 @@ mod tests {
             .resolve(&fake, &Budget::new(2), &names(0..50))
             .await;
         assert_eq!(calls.list, 2);
-        assert!(found.values().all(|r| *r == Err(Halt::Deferred)));
+        assert!(found.values().all(|r| matches!(r, Err(Outcome::Deferred))));
         let (found, calls) = usernames
             .resolve(&fake, &Budget::new(100), &names(0..50))
             .await;

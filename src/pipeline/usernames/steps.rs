@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Attempt, Confirmation, Gate, Halt, Resolved, Source};
+use super::{Attempt, Confirmation, Gate, Resolved, Source};
 use crate::domain::change::ChangeRequest;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
-use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Reach, UserRecord, Watermarks};
+use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, UserRecord, Watermarks};
 use crate::pipeline::Outcome;
 use crate::pipeline::calls::{Calls, Op};
 use crate::pipeline::run::Run;
@@ -33,25 +33,8 @@ impl Gate for Calls<'_> {
         &'a self,
         op: Op,
         attempt: Attempt<'a, T>,
-    ) -> BoxFuture<'a, Result<T, Halt>> {
-        async move {
-            Calls::call(self, op, attempt).await.map_err(|o| match o {
-                Outcome::Failed(failure, attempts) => Halt::Failed(CallFailure {
-                    failure,
-                    attempts,
-                    reach: Reach::Answered,
-                }),
-                _ => Halt::Deferred,
-            })
-        }
-        .boxed()
-    }
-}
-
-fn outcome_of(halt: Halt) -> Outcome {
-    match halt {
-        Halt::Failed(f) => Outcome::from(f),
-        Halt::Deferred => Outcome::Deferred,
+    ) -> BoxFuture<'a, Result<T, Outcome>> {
+        Calls::call(self, op, attempt).boxed()
     }
 }
 
@@ -78,7 +61,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             .map(|key| {
                 let result = match found.get(key).cloned() {
                     Some(Ok(resolved)) => Ok(resolved.user),
-                    Some(Err(halt)) => Err(outcome_of(halt)),
+                    Some(Err(outcome)) => Err(outcome),
                     None => Err(Outcome::Deferred),
                 };
                 (key.clone(), result)
@@ -98,7 +81,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             .resolve_again(&pipeline.directory, &self.calls, instance, name)
             .await
             .map(|again| again.user)
-            .map_err(outcome_of)
     }
 
     /// Judges `DescribeUser`'s answer for the changes that named the user by Username:

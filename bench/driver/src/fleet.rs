@@ -1,0 +1,404 @@
+//! Issue 20's fleet, measured: two containers of the release build on one moto queue through
+//! the event source mapping, each with its share of Connect's quota (`CONNECT_RPS_*` =
+//! quota/2), the quotas emulated account-wide (`UpdateUserIdentityInfo` 2/s, burst 5), the
+//! staleness guard on; once with nothing else calling, once with another caller at 1.2
+//! updates/s on the same bucket, and once more with that caller and containers killed
+//! mid-invocation. The scenario is `harness::Scenario`, the one `tests/e2e_fleet.rs` asserts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use harness::{Scenario, ScenarioOutcome};
+use serde::Serialize;
+
+/// The other caller's rate, updates/s (issue 20).
+pub const OTHER_RATE: f64 = 1.2;
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetRun {
+    pub label: String,
+    pub changes: usize,
+    pub messages: usize,
+    pub kills: usize,
+    pub invocations: usize,
+    pub deliveries: usize,
+    pub handed_back: usize,
+    pub drained: bool,
+    pub elapsed_s: f64,
+    pub updates_applied: u64,
+    pub window_s: f64,
+    pub free_rate: f64,
+    pub quota_use: f64,
+    pub calls: u64,
+    pub throttled: u64,
+    pub throttled_by_operation: BTreeMap<String, (u64, u64)>,
+    pub other_calls: u64,
+    pub other_throttled: u64,
+    pub dead_lettered: usize,
+    pub dead_letters_by_class: BTreeMap<String, usize>,
+    pub catch_all: usize,
+    pub stale_fields: usize,
+    pub fields: usize,
+    pub source_left: u64,
+}
+
+impl FleetRun {
+    fn from(label: &str, o: &ScenarioOutcome) -> Self {
+        let total = o.function_total();
+        Self {
+            label: label.to_owned(),
+            changes: o.changes,
+            messages: o.messages,
+            kills: o.fleet.kills(),
+            invocations: o.fleet.batches().count(),
+            deliveries: o.fleet.deliveries(),
+            handed_back: o.fleet.handed_back(),
+            drained: o.fleet.drained,
+            elapsed_s: o.fleet.elapsed.as_secs_f64(),
+            updates_applied: o.updates_applied,
+            window_s: o.update_window.as_secs_f64(),
+            free_rate: o.free_rate(),
+            quota_use: o.quota_use(),
+            calls: total.calls,
+            throttled: total.throttled,
+            throttled_by_operation: o
+                .function_calls
+                .iter()
+                .map(|(op, c)| (op.clone(), (c.throttled, c.calls)))
+                .collect(),
+            other_calls: o.other_calls.calls,
+            other_throttled: o.other_calls.throttled,
+            dead_lettered: o.dead_lettered(),
+            dead_letters_by_class: o
+                .dead_letters
+                .iter()
+                .map(|(c, m)| (c.clone(), m.len()))
+                .collect(),
+            catch_all: o.catch_all.len(),
+            stale_fields: o.stale_fields.len(),
+            fields: o.fields,
+            source_left: o.source_depth,
+        }
+    }
+
+    pub fn throttled_share(&self) -> f64 {
+        share(self.throttled, self.calls)
+    }
+
+    pub fn other_share(&self) -> f64 {
+        share(self.other_throttled, self.other_calls)
+    }
+
+    fn has_other(&self) -> bool {
+        self.other_calls > 0
+    }
+
+    /// The quota-use target: 0.95 of 2/s alone, 0.9 of what is free under contention.
+    pub fn quota_target(&self) -> f64 {
+        if self.has_other() { 0.9 } else { 0.95 }
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The three runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleet {
+    pub users: usize,
+    pub changes_per_user: usize,
+    pub scale: f64,
+    pub function_timeout_s: f64,
+    pub visibility_timeout_s: u32,
+    pub build: String,
+    pub runs: Vec<FleetRun>,
+}
+
+impl Fleet {
+    /// Every target of issue 20 met, run by run.
+    pub fn targets(&self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        for r in &self.runs {
+            if r.kills == 0 {
+                out.push((
+                    format!("{}: quota use ≥ {}", r.label, r.quota_target()),
+                    r.quota_use >= r.quota_target(),
+                ));
+            }
+            out.push((
+                format!("{}: throttled ≤ 2 % of calls", r.label),
+                r.throttled_share() <= 0.02,
+            ));
+            if r.has_other() {
+                out.push((
+                    format!("{}: the other caller throttled ≤ 2 %", r.label),
+                    r.other_share() <= 0.02,
+                ));
+            }
+            out.push((
+                format!("{}: 0 good changes dead-lettered", r.label),
+                r.dead_lettered == 0,
+            ));
+            out.push((
+                format!("{}: every field at its newest value", r.label),
+                r.stale_fields == 0 && r.source_left == 0,
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the three scenarios in turn with `function`.
+pub async fn fleet(
+    function: &Path,
+    users: usize,
+    changes_per_user: usize,
+    scale: f64,
+    build: &str,
+) -> Result<Fleet, String> {
+    let timeout = Duration::from_secs_f64(30.0 / scale);
+    let visibility = (timeout.as_secs_f64() * 1.25).ceil() as u32;
+    let base = || {
+        Scenario::new(function, users, changes_per_user)
+            .containers(2)
+            .scale(scale)
+            .timeouts(timeout, visibility)
+            .limit(Duration::from_secs_f64(1200.0 / scale))
+    };
+    let plans = [
+        ("no contention", base()),
+        (
+            "another caller at 1.2 updates/s",
+            base().other_caller(OTHER_RATE),
+        ),
+        (
+            "another caller at 1.2 updates/s, kills",
+            base()
+                .other_caller(OTHER_RATE)
+                .seed(0x2545_f491_4f6c_dd1d)
+                .kill(0, 2, Duration::from_millis(300))
+                .kill(1, 3, Duration::from_millis(1200))
+                .kill(0, 5, Duration::from_millis(2500))
+                .kill(1, 7, Duration::from_millis(5000)),
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (label, scenario) in plans {
+        eprintln!("bench: fleet, {label}");
+        let outcome = scenario.run().await.map_err(|e| e.to_string())?;
+        eprintln!("  {}", outcome.summary());
+        runs.push(FleetRun::from(label, &outcome));
+    }
+    Ok(Fleet {
+        users,
+        changes_per_user,
+        scale,
+        function_timeout_s: timeout.as_secs_f64(),
+        visibility_timeout_s: visibility,
+        build: build.to_owned(),
+        runs,
+    })
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+/// The summary rows (for the report's summary table).
+pub fn summary_rows(o: &mut String, f: &Fleet) {
+    for r in &f.runs {
+        if r.kills == 0 {
+            let _ = writeln!(
+                o,
+                "| fleet, {}: quota use (updates applied/s over the {:.1}/s free) | {:.2} | ≥ {} | {} |",
+                r.label,
+                r.free_rate,
+                r.quota_use,
+                r.quota_target(),
+                verdict(r.quota_use >= r.quota_target())
+            );
+        }
+        let _ = writeln!(
+            o,
+            "| fleet, {}: throttled share of the containers' calls | {:.1} % ({} of {}) | ≤ 2 % | {} |",
+            r.label,
+            100.0 * r.throttled_share(),
+            r.throttled,
+            r.calls,
+            verdict(r.throttled_share() <= 0.02)
+        );
+        if r.has_other() {
+            let _ = writeln!(
+                o,
+                "| fleet, {}: the other caller's calls throttled | {:.1} % ({} of {}) | ≤ 2 % | {} |",
+                r.label,
+                100.0 * r.other_share(),
+                r.other_throttled,
+                r.other_calls,
+                verdict(r.other_share() <= 0.02)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "| fleet, {}: good changes dead-lettered; fields not at their newest value | {}; {} of {} | 0; 0 | {} |",
+            r.label,
+            r.dead_lettered,
+            r.stale_fields,
+            r.fields,
+            verdict(r.dead_lettered == 0 && r.stale_fields == 0 && r.source_left == 0)
+        );
+    }
+}
+
+/// The section.
+pub fn section(o: &mut String, f: &Fleet) {
+    let _ = writeln!(
+        o,
+        "## 8. The fleet: two containers sharing Connect's quota\n"
+    );
+    let _ = writeln!(
+        o,
+        "Issue 20's runs, side by side in one run of `bench-driver`: {} users × {} changes each ({} changes, \
+         `LastName` changed by every one, a third sent twice, shuffled) on the standard source \
+         queue in moto; two long-lived containers polling it through the harness's event source \
+         mapping, each with `CONNECT_RPS_*` = quota/2 (the template's share); Connect's quotas \
+         emulated account-wide, one bucket per operation for every caller \
+         (`UpdateUserIdentityInfo` {:.1}/s burst 5, `DescribeUser` {:.0}/s burst 15); the \
+         staleness guard on (moto DynamoDB). The other caller is the real SDK, signed with its \
+         own key, calling `UpdateUserIdentityInfo` at {:.2}/s on two users of its own, each call \
+         one attempt. Function timeout {:.0} s, visibility timeout {} s (the template's is \
+         six function timeouts; shorter here so that kills and hand-backs come round in the \
+         run). {} \
+         Quota use is updates applied per second, from the containers' first answered call to \
+         their last applied update, over the rate the other caller leaves free. The function \
+         build: {}.\n",
+        f.users,
+        f.changes_per_user,
+        f.users * f.changes_per_user,
+        2.0 * f.scale,
+        10.0 * f.scale,
+        OTHER_RATE * f.scale,
+        f.function_timeout_s,
+        f.visibility_timeout_s,
+        if (f.scale - 1.0).abs() < 1e-9 {
+            "Connect's own pace (no time scaling).".to_owned()
+        } else {
+            format!(
+                "Time scaled ×{}: every quota and the other caller's rate are {} times Connect's.",
+                f.scale, f.scale
+            )
+        },
+        f.build
+    );
+    let mut header = "| | ".to_owned();
+    let mut rule = "|---|".to_owned();
+    for r in &f.runs {
+        let _ = write!(header, "{} | ", r.label);
+        rule.push_str("---|");
+    }
+    let _ = writeln!(o, "{}\n{rule}", header.trim_end());
+    let row = |o: &mut String, name: &str, cell: &dyn Fn(&FleetRun) -> String| {
+        let cells: Vec<String> = f.runs.iter().map(cell).collect();
+        let _ = writeln!(o, "| {name} | {} |", cells.join(" | "));
+    };
+    row(o, "updates applied / window", &|r| {
+        format!("{} in {:.1} s", r.updates_applied, r.window_s)
+    });
+    row(o, "quota use (of the free rate)", &|r| {
+        format!(
+            "{:.2} of {:.1}/s (target ≥ {}: {})",
+            r.quota_use,
+            r.free_rate,
+            r.quota_target(),
+            verdict(r.quota_use >= r.quota_target())
+        )
+    });
+    row(o, "containers' calls throttled", &|r| {
+        format!(
+            "{:.1} % ({} of {}) ({})",
+            100.0 * r.throttled_share(),
+            r.throttled,
+            r.calls,
+            verdict(r.throttled_share() <= 0.02)
+        )
+    });
+    row(o, "… by operation (throttled/calls)", &|r| {
+        r.throttled_by_operation
+            .iter()
+            .map(|(op, (t, c))| format!("{op} {t}/{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    row(o, "the other caller throttled", &|r| {
+        if r.has_other() {
+            format!(
+                "{:.1} % ({} of {}) ({})",
+                100.0 * r.other_share(),
+                r.other_throttled,
+                r.other_calls,
+                verdict(r.other_share() <= 0.02)
+            )
+        } else {
+            "—".to_owned()
+        }
+    });
+    row(o, "good changes dead-lettered", &|r| {
+        let classes: Vec<String> = r
+            .dead_letters_by_class
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect();
+        format!(
+            "{}{}{} ({})",
+            r.dead_lettered,
+            if classes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", classes.join(", "))
+            },
+            if r.catch_all > 0 {
+                format!(", {} in the catch-all", r.catch_all)
+            } else {
+                String::new()
+            },
+            verdict(r.dead_lettered == 0)
+        )
+    });
+    row(o, "fields not at their newest value", &|r| {
+        format!(
+            "{} of {} ({})",
+            r.stale_fields,
+            r.fields,
+            verdict(r.stale_fields == 0 && r.source_left == 0)
+        )
+    });
+    row(o, "containers killed mid-invocation", &|r| {
+        r.kills.to_string()
+    });
+    row(o, "invocations; deliveries; handed back", &|r| {
+        format!(
+            "{}; {} of {} messages; {} ({:.0} %)",
+            r.invocations,
+            r.deliveries,
+            r.messages,
+            r.handed_back,
+            100.0 * share(r.handed_back as u64, r.deliveries as u64)
+        )
+    });
+    row(o, "queue drained in", &|r| {
+        format!(
+            "{:.1} s{}",
+            r.elapsed_s,
+            if r.drained { "" } else { " (not drained)" }
+        )
+    });
+    let _ = writeln!(o);
+}
