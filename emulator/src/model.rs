@@ -250,6 +250,9 @@ pub struct SeededUser {
 /// Besides Connect's error names, `errorType` may be:
 /// - `Timeout` (or `Hang`): the reply is held back for `delayMs` (default 10 minutes), long
 ///   enough for any client timeout to fire, then the call proceeds normally;
+/// - `Late`: the request is carried out after `delayMs` (default 10 minutes) and then
+///   answered, even if the caller has given up by then: a request that lands after its
+///   caller's timeout;
 /// - `Disconnect` (or `ConnectionReset`): the connection is closed without a reply;
 /// - any other name: an unmodelled error with status `status` (default 400).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -65,6 +65,7 @@ pub async fn serve(
 }
 
 /// The operation a request names, with its path labels (instance, user).
+#[derive(Clone)]
 struct Route {
     operation: Option<Operation>,
     instance: Option<String>,
@@ -99,7 +100,7 @@ enum Outcome {
 }
 
 async fn connect_call(
-    store: &Store,
+    store: &Arc<Store>,
     options: ServeOptions,
     parts: &Parts,
     segments: &[String],
@@ -165,7 +166,7 @@ async fn connect_call(
 }
 
 async fn answer(
-    store: &Store,
+    store: &Arc<Store>,
     parts: &Parts,
     route: &Route,
     instance_id: Option<&str>,
@@ -190,6 +191,18 @@ async fn answer(
                 tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }
             "Disconnect" | "ConnectionReset" => return Outcome::Disconnect,
+            "Late" => {
+                // Carried out after the delay whether or not the caller still waits: a
+                // request that lands after its caller gave up on it.
+                let delay = std::time::Duration::from_millis(fault.delay_ms.unwrap_or(600_000));
+                let (done, landed) = tokio::sync::oneshot::channel();
+                let (store, uri, route) = (Arc::clone(store), parts.uri.clone(), route.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = done.send(perform(&store, &uri, &route, operation, body));
+                });
+                return landed.await.unwrap_or(Outcome::Disconnect);
+            }
             name => {
                 let mut error = ApiError::named(
                     name,
@@ -205,6 +218,17 @@ async fn answer(
             }
         }
     }
+    perform(store, &parts.uri, route, operation, body)
+}
+
+/// The quota, then the operation itself.
+fn perform(
+    store: &Store,
+    uri: &http::Uri,
+    route: &Route,
+    operation: Operation,
+    body: Result<Value, String>,
+) -> Outcome {
     if !store.take_token(operation) {
         return Outcome::Err(ApiError::throttled());
     }
@@ -216,7 +240,7 @@ async fn answer(
             ));
         }
     };
-    match execute(store, parts, route, operation, &body) {
+    match execute(store, uri, route, operation, &body) {
         Ok(reply) => Outcome::Ok(reply),
         Err(e) => Outcome::Err(e),
     }
@@ -224,7 +248,7 @@ async fn answer(
 
 fn execute(
     store: &Store,
-    parts: &Parts,
+    uri: &http::Uri,
     route: &Route,
     operation: Operation,
     body: &Value,
@@ -253,7 +277,7 @@ fn execute(
         }
         Operation::SearchUsers => Ok(json_reply(StatusCode::OK, &store.search_users(body)?)),
         Operation::ListUsers => {
-            let query = query_pairs(parts.uri.query().unwrap_or(""));
+            let query = query_pairs(uri.query().unwrap_or(""));
             let get = |key: &str| {
                 query
                     .iter()

@@ -826,6 +826,46 @@ async fn a_timeout_fault_outlasts_the_client_timeout() {
 }
 
 #[tokio::test]
+async fn a_late_fault_applies_the_request_after_the_client_gave_up() {
+    let emulator = emulator().await;
+    let client = Client::from_conf(
+        config(&emulator)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_millis(200))
+                    .build(),
+            )
+            .build(),
+    );
+    emulator
+        .inject_fault(Fault::new(Operation::UpdateUserIdentityInfo, "Late", 1).with_delay_ms(600));
+    let err = client
+        .update_user_identity_info()
+        .instance_id(MANAGED)
+        .user_id("u-jdoe")
+        .identity_info(identity("Janet", "Late").build())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SdkError::TimeoutError(_)), "{err:?}");
+    let last_name = || {
+        emulator
+            .user(MANAGED, "u-jdoe")
+            .unwrap()
+            .identity_info
+            .last_name
+    };
+    assert_ne!(last_name().as_deref(), Some("Late"), "not applied yet");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        last_name().as_deref(),
+        Some("Late"),
+        "landed after the timeout"
+    );
+}
+
+#[tokio::test]
 async fn a_disconnect_fault_drops_the_connection() {
     let emulator = emulator().await;
     let client = client(&emulator);

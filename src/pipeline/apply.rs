@@ -163,9 +163,15 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             .filter(|(_, v)| v.is_ok())
             .map(|(c, _)| c)
             .collect();
-        let released = self
-            .release_guard(&guarded, in_place.then_some(&accepted[..]))
-            .await;
+        let released = if matches!(shared, Outcome::Unknown(..)) {
+            // The request may still land: the lease is kept until it lapses, so that no
+            // newer change to the user is applied (by any container) before then.
+            self.keep_guard(&guarded);
+            Ok(())
+        } else {
+            self.release_guard(&guarded, in_place.then_some(&accepted[..]))
+                .await
+        };
         let shared = match released {
             Ok(()) => shared,
             Err(failure) => Outcome::from(failure),

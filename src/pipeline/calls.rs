@@ -210,7 +210,7 @@ impl<'p> Calls<'p> {
                 }
             }
             if op == Op::UpdateUserIdentityInfo && failure.reach == Reach::Unknown {
-                return Err(Outcome::Failed(
+                return Err(Outcome::Unknown(
                     Failure::unknown(format!(
                         "{} after the request was sent: the outcome is unknown",
                         failure.failure.message

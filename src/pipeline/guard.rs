@@ -147,6 +147,18 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         })
     }
 
+    /// Keeps the lease after an update of unknown outcome: it lapses on its own at the
+    /// end of this invocation's time (and the margin), by when the request has landed
+    /// or never will. Nothing is written.
+    pub(super) fn keep_guard(&self, guarded: &Guarded) {
+        if let Some(held) = &guarded.held {
+            warn!(
+                lease_until = %held.lease.until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "staleness guard: the update's outcome is unknown; the user's lease is kept until it lapses"
+            );
+        }
+    }
+
     /// Gives the lease back. `applied` are the changes now in place in Connect (the
     /// update succeeded, or found nothing to change): their fields' watermarks move to
     /// their times. `None`: the apply failed, nothing moves.

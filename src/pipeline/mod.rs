@@ -79,6 +79,10 @@ enum Outcome {
     Unchanged,
     /// Failed, after this many attempts of the failing call.
     Failed(Failure, u32),
+    /// An `UpdateUserIdentityInfo` that may have reached Connect and got no answer
+    /// (`UnknownError`): settled as `Failed`, and the user's lease is kept until it
+    /// lapses, so that no newer change is applied before the request could land.
+    Unknown(Failure, u32),
     /// Not done before the deadline.
     Deferred,
     /// The user's lease stayed held by another invocation until the deadline.

@@ -71,7 +71,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 ),
                 0,
             ),
-            Outcome::Failed(f, attempts) => (f.clone(), *attempts),
+            Outcome::Failed(f, attempts) | Outcome::Unknown(f, attempts) => (f.clone(), *attempts),
         };
         let class = failure.class;
         if class.is_retryable()

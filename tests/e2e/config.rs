@@ -205,6 +205,27 @@ async fn a_watermark_retention_that_is_not_days_stops_the_function() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_that_would_expire_before_a_dead_letter_can_be_replayed_stop_the_function() {
+    // 14 days covers the source queue's retention, not a dead-letter queue's after it.
+    refused(
+        valid()
+            .env("WATERMARK_TABLE", "identity-watermarks")
+            .env("WATERMARK_TTL_DAYS", "14"),
+        "WATERMARK_TTL_DAYS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_skew_that_is_not_whole_seconds_from_1_to_86400_stops_the_function() {
+    refused(
+        valid().env("MAX_CLOCK_SKEW_SECONDS", "0"),
+        "MAX_CLOCK_SKEW_SECONDS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_too_high_for_the_limiter_stops_the_function_instead_of_panicking() {
     refused(
         valid().env("CONNECT_RPS_UPDATE", "1e10"),

@@ -17,6 +17,7 @@ mod record_ids;
 mod redrive;
 mod retries;
 mod scim;
+mod time;
 mod tls;
 mod usernames;
 mod watermarks;

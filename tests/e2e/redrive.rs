@@ -8,10 +8,10 @@ use harness::{Attribute, Moto, Outgoing, Queue, QueueSpec, Sqs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync-redrive");
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(super) struct Run {
+    pub(super) code: i32,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl Run {
@@ -33,7 +33,8 @@ impl Run {
     }
 }
 
-async fn redrive(moto: &Moto, args: &[&str]) -> Run {
+/// Runs the redrive command against `moto` with `args` (and a high `--rate`).
+pub(super) async fn redrive(moto: &Moto, args: &[&str]) -> Run {
     let out = tokio::process::Command::new(BIN)
         .args(args)
         .args(["--rate", "200"])

@@ -10,7 +10,7 @@ use crate::common::*;
 use chrono::{DateTime, Utc};
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
-use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, Watermarks};
+use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, Reach, Watermarks};
 use connect_identity_sync::domain::record::{Disposition, HandBack};
 use connect_identity_sync::domain::watermark::FieldWatermarks;
 use connect_identity_sync::outbound::watermarks::item_key;
@@ -238,6 +238,50 @@ async fn a_failed_update_moves_no_watermark_and_gives_the_lease_back() {
         "released, nothing written"
     );
     assert!(table.held.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_update_of_unknown_outcome_keeps_the_lease_until_it_lapses() {
+    let connect = jane();
+    connect.fail_reaching(
+        "UpdateUserIdentityInfo",
+        "u-1",
+        &[(ErrorClass::UnknownError, Reach::Unknown)],
+    );
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let guarded = pipeline(&connect, &queues).with_watermarks(Some(&table));
+    let report = guarded.run(&recs, fifo, in_seconds(10)).await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::UnknownError
+        ))],
+        "never updated, never one of Connect's errors"
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1, "not sent again");
+    assert!(
+        table.releases.lock().unwrap().is_empty(),
+        "the lease is not given back"
+    );
+    assert!(table.held.lock().unwrap().contains_key(&key("u-1")));
+    assert!(table.items.lock().unwrap().is_empty(), "no watermark moves");
+
+    // A newer change to the user is not applied while the request could still land.
+    let newer = json!({"Records": [
+        sqs_record("m-2", &change("u-1", json!({"LastName": "Newer"}), "2026-11-29T10:00:09Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&newer);
+    let report = guarded.run(&recs, fifo, in_seconds(3)).await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::LeaseHeld)]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
 }
 
 #[tokio::test]

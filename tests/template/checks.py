@@ -933,6 +933,8 @@ def dashboard_metrics(t: dict) -> set[tuple]:
     for w in parsed["widgets"]:
         for m in w.get("properties", {}).get("metrics", []):
             plain = [x for x in m if isinstance(x, str)]
+            if not plain:
+                continue  # a metric-math expression over the lines above
             lines.add(tuple(plain[:4]) + (None,) * (4 - len(plain[:4])))
     return lines
 
@@ -981,6 +983,74 @@ def check_dashboard_shows_outcomes_dead_letters_throttles_and_limiter_wait(t: di
     for op in OPERATIONS:
         assert ("ConnectThrottled", "Operation", op) in lines, f"the dashboard does not graph {op} throttles"
     assert ("LimiterWait", None, None) in lines, "the dashboard does not graph the limiter wait"
+
+
+FUTURE_METRIC = "FutureOccurredAtRefused"
+
+
+def function_log_group(t: dict) -> str:
+    return ref_target(props(t, FUNCTION).get("LoggingConfig", {}).get("LogGroup"))
+
+
+def check_refused_future_times_are_counted_and_raise_an_alarm(t: dict) -> None:
+    found = [
+        (f["Properties"], m)
+        for f in resources(t, "AWS::Logs::MetricFilter").values()
+        for m in f["Properties"].get("MetricTransformations", [])
+        if m.get("MetricName") == FUTURE_METRIC
+    ]
+    assert len(found) == 1, f"no metric counts the changes refused for a future OccurredAt ({FUTURE_METRIC})"
+    p, m = found[0]
+    assert ref_target(p.get("LogGroupName")) == function_log_group(t), "the filter reads another log group"
+    assert ref_target(m.get("MetricNamespace")) == NAMESPACE_PARAMETER, "the metric goes to another namespace"
+    assert str(m.get("MetricValue")) == "1", "each refused record must count one"
+    # The pattern names the start of the message the function writes for the refusal.
+    match = re.fullmatch(r'\{\s*\$\.fields\.error_message\s*=\s*"([^"*]+)\*?"\s*\}', p.get("FilterPattern", ""))
+    assert match, f"the filter does not read the record's error_message: {p.get('FilterPattern')!r}"
+    source = (REPO / "src" / "domain" / "document.rs").read_text()
+    assert match.group(1) in source, f"the function writes no message starting {match.group(1)!r}"
+    alarms = [
+        a["Properties"]
+        for a in resources(t, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == FUTURE_METRIC
+    ]
+    assert alarms, f"no alarm on {FUTURE_METRIC}"
+    a = alarms[0]
+    assert ref_target(a.get("Namespace")) == NAMESPACE_PARAMETER, "the alarm watches another namespace"
+    assert a.get("Statistic") == "Sum" and a.get("ComparisonOperator") == "GreaterThanThreshold", "not a count"
+    assert float(a.get("Threshold")) == 0, "the alarm does not fire on the first refusal"
+    assert a.get("TreatMissingData") == "notBreaching", "the alarm fires when nothing happens"
+    assert "AlarmActions" in a, "the alarm notifies no one, even with AlarmTopicArn set"
+    lines = {line[1:] for line in dashboard_metrics(t)}
+    assert (FUTURE_METRIC, None, None) in lines, "the dashboard does not graph the refused future times"
+
+
+def check_an_unusual_share_of_superseded_changes_raises_an_alarm(t: dict) -> None:
+    found = []
+    for a in resources(t, "AWS::CloudWatch::Alarm").values():
+        p = a["Properties"]
+        stats = {m["Id"]: m["MetricStat"] for m in p.get("Metrics", []) if "MetricStat" in m}
+        names = {st["Metric"].get("MetricName"): i for i, st in stats.items()}
+        if "Superseded" in names:
+            found.append((p, stats, names))
+    assert found, "no alarm on the share of superseded changes"
+    p, stats, names = found[0]
+    for name in ("Superseded", "Updated", "Unchanged"):
+        assert name in names, f"the superseded share is not taken of {name}"
+        st = stats[names[name]]
+        assert ref_target(st["Metric"].get("Namespace")) == NAMESPACE_PARAMETER, f"{name} from another namespace"
+        assert st.get("Stat") == "Sum", f"{name} is not counted"
+    returned = [m for m in p["Metrics"] if m.get("ReturnData", True)]
+    assert len(returned) == 1 and "Expression" in returned[0], "the alarm does not watch one expression"
+    expression = returned[0]["Expression"]
+    for name in ("Superseded", "Updated", "Unchanged"):
+        assert names[name] in expression, f"the expression leaves out {name}"
+    assert "/" in expression, "the alarm watches a count, not a share"
+    assert as_int(t, p.get("EvaluationPeriods")) >= 2, "one busy period of redeliveries raises it"
+    assert p.get("TreatMissingData") == "notBreaching", "the alarm fires when nothing happens"
+    assert "AlarmActions" in p, "the alarm notifies no one, even with AlarmTopicArn set"
+    lines = {line[1:] for line in dashboard_metrics(t)}
+    assert ("Superseded", None, None) in lines, "the dashboard does not graph superseded changes"
 
 
 def check_dry_run_is_off_unless_chosen(t: dict) -> None:

@@ -173,3 +173,14 @@ def test_the_dashboard_shows_outcomes_dead_letters_by_class_throttles_and_limite
 
 def test_the_template_deploys_no_dry_run_by_default(template):
     checks.check_dry_run_is_off_unless_chosen(template)
+
+
+# Time ----------------------------------------------------------------------------------
+
+
+def test_changes_refused_for_a_future_occurred_at_are_counted_graphed_and_raise_an_alarm(template):
+    checks.check_refused_future_times_are_counted_and_raise_an_alarm(template)
+
+
+def test_an_unusual_share_of_superseded_changes_raises_an_alarm(template):
+    checks.check_an_unusual_share_of_superseded_changes_raises_an_alarm(template)
