@@ -73,12 +73,7 @@ impl CallFailure {
 /// Amazon Connect, as far as this function uses it. Each call is one attempt: the
 /// pipeline retries, so that every attempt meets the deadline and the rate limit.
 pub trait Directory: Send + Sync {
-    /// The identity-management type of `instance` if it is cached: no call needed.
-    fn cached_management(&self, _instance: &InstanceId) -> Option<IdentityManagement> {
-        None
-    }
-
-    /// `DescribeInstance`, cached for the life of the container.
+    /// `DescribeInstance` (the pipeline keeps the answer for the container).
     ///
     /// # Errors
     /// Connect's own errors, classified: `InvalidRequestException`,

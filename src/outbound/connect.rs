@@ -1,10 +1,6 @@
 //! Amazon Connect behind the `Directory` port: the SDK calls, their errors mapped to
 //! failure classes variant by variant, and the container-lifetime caches.
 
-use std::hash::Hash;
-use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard};
-
 use aws_sdk_connect::Client;
 use aws_sdk_connect::error::SdkError;
 use aws_sdk_connect::operation::describe_instance::DescribeInstanceError;
@@ -16,7 +12,6 @@ use aws_sdk_connect::types::{
     StringComparisonType, StringCondition, UserIdentityInfo, UserSearchCriteria,
 };
 use aws_smithy_runtime_api::client::result::DispatchFailure;
-use lru::LruCache;
 
 use crate::domain::change::IdentityInfo;
 use crate::domain::error::ErrorClass;
@@ -187,34 +182,16 @@ fn unmodelled(code: Option<&str>) -> ErrorClass {
     }
 }
 
-/// The Connect directory over the SDK.
+/// The Connect directory over the SDK: one request per call, no state between calls (the
+/// pipeline keeps what it learns: instances, username resolutions).
 pub struct ConnectDirectory {
     client: Client,
-    instances: Mutex<LruCache<InstanceId, IdentityManagement>>,
 }
 
 impl ConnectDirectory {
-    /// Instances cached at most; a deployment serves one or a few.
-    const INSTANCE_CACHE: NonZeroUsize = NonZeroUsize::new(16).expect("non-zero");
-
     pub fn new(client: Client) -> Self {
-        ConnectDirectory {
-            client,
-            instances: Mutex::new(LruCache::new(Self::INSTANCE_CACHE)),
-        }
+        ConnectDirectory { client }
     }
-}
-
-/// Locks a cache. A panic while it was held poisons the lock and may have left the cache
-/// half-written: it is emptied and used again, instead of failing every later call of the
-/// container.
-fn lock<K: Hash + Eq, V>(cache: &Mutex<LruCache<K, V>>) -> MutexGuard<'_, LruCache<K, V>> {
-    cache.lock().unwrap_or_else(|poisoned| {
-        let mut guard = poisoned.into_inner();
-        guard.clear();
-        cache.clear_poison();
-        guard
-    })
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -224,17 +201,10 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 }
 
 impl Directory for ConnectDirectory {
-    fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
-        lock(&self.instances).get(instance).cloned()
-    }
-
     async fn identity_management(
         &self,
         instance: &InstanceId,
     ) -> Result<IdentityManagement, CallFailure> {
-        if let Some(hit) = lock(&self.instances).get(instance) {
-            return Ok(hit.clone());
-        }
         let out = call(
             "DescribeInstance",
             self.client
@@ -246,8 +216,7 @@ impl Directory for ConnectDirectory {
         .await?;
         // Without its identity-management type the instance's rules cannot be known:
         // fail safe rather than apply none of them.
-        let kind = out
-            .instance()
+        out.instance()
             .and_then(|i| i.identity_management_type())
             .map(|t| IdentityManagement::from_wire(t.as_str()))
             .ok_or_else(|| {
@@ -256,9 +225,7 @@ impl Directory for ConnectDirectory {
                     "Connect DescribeInstance returned no IdentityManagementType",
                     1,
                 )
-            })?;
-        lock(&self.instances).put(instance.clone(), kind.clone());
-        Ok(kind)
+            })
     }
 
     async fn find_user(
@@ -419,43 +386,5 @@ fn list_users_class(e: &ListUsersError) -> ErrorClass {
         ListUsersError::InternalServiceException(_) => ErrorClass::InternalServiceException,
         // `Unhandled` and variants added in later SDK versions: not modelled here.
         _ => unmodelled(e.meta().code()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn directory() -> ConnectDirectory {
-        let config = aws_sdk_connect::Config::builder()
-            .behavior_version(aws_sdk_connect::config::BehaviorVersion::latest())
-            .region(aws_sdk_connect::config::Region::new("us-east-1"))
-            .build();
-        ConnectDirectory::new(Client::from_conf(config))
-    }
-
-    #[test]
-    fn a_cache_poisoned_by_a_panic_is_emptied_and_used_again() {
-        let connect = directory();
-        let instance = InstanceId::parse("i-1").unwrap();
-        lock(&connect.instances).put(instance.clone(), IdentityManagement::Saml);
-        let poisoner = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let _held = connect.instances.lock().unwrap();
-                    panic!("a panic while the cache is held");
-                })
-                .join()
-        });
-        assert!(poisoner.is_err());
-        assert!(connect.instances.is_poisoned());
-        // What it held may be half-written: forgotten, not trusted and not fatal.
-        assert_eq!(connect.cached_management(&instance), None);
-        assert!(!connect.instances.is_poisoned());
-        lock(&connect.instances).put(instance.clone(), IdentityManagement::Saml);
-        assert_eq!(
-            connect.cached_management(&instance),
-            Some(IdentityManagement::Saml)
-        );
     }
 }

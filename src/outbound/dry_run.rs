@@ -25,10 +25,6 @@ impl<D> DryRunnable<D> {
 /// Every read and cache goes to the wrapped directory as it is; only the update is
 /// answered here when dry run is on.
 impl<D: Directory> Directory for DryRunnable<D> {
-    fn cached_management(&self, instance: &InstanceId) -> Option<IdentityManagement> {
-        self.inner.cached_management(instance)
-    }
-
     async fn list_users_page(
         &self,
         instance: &InstanceId,

@@ -201,9 +201,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             if let Some(failed) = self.instance_failure(instance) {
                 return Err(failed);
             }
-            if let Some(hit) = directory.cached_management(instance) {
-                return Ok(hit);
-            }
             let found = self
                 .calls
                 .call(Op::DescribeInstance, || {

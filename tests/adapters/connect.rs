@@ -52,7 +52,6 @@ use connect_identity_sync::outbound::connect::ConnectDirectory;
 // ---------------------------------------------------------------------------------------
 
 const INSTANCE: &str = "8d3c2b1a-1111-4a4a-9b9b-0123456789ab";
-const OTHER_INSTANCE: &str = "8d3c2b1a-2222-4a4a-9b9b-0123456789ab";
 const USER: &str = "f0e1d2c3-3333-4b4b-8c8c-ba9876543210";
 const OTHER_USER: &str = "f0e1d2c3-4444-4b4b-8c8c-ba9876543210";
 
@@ -687,7 +686,7 @@ async fn a_connection_refused_by_a_real_closed_port_was_never_sent() {
 }
 
 // ---------------------------------------------------------------------------------------
-// DescribeInstance success: identity management, cached
+// DescribeInstance success: identity management
 // ---------------------------------------------------------------------------------------
 
 fn instance_of(kind: DirectoryType) -> DescribeInstanceOutput {
@@ -727,56 +726,6 @@ async fn describe_instance_maps_each_identity_management_type() {
             .expect("described");
         assert_eq!(got, expected);
     }
-}
-
-#[tokio::test]
-async fn describe_instance_is_cached_so_a_second_call_makes_no_request() {
-    let rule = mock!(Client::describe_instance).then_output(|| instance_of(DirectoryType::Saml));
-    let connect = directory(&[&rule]);
-    for _ in 0..3 {
-        let got = connect.identity_management(&instance()).await.unwrap();
-        assert_eq!(got, IdentityManagement::Saml);
-    }
-    assert_eq!(rule.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn describe_instance_is_cached_per_instance() {
-    let saml = mock!(Client::describe_instance)
-        .match_requests(|req| req.instance_id() == Some(INSTANCE))
-        .then_output(|| instance_of(DirectoryType::Saml));
-    let managed = mock!(Client::describe_instance)
-        .match_requests(|req| req.instance_id() == Some(OTHER_INSTANCE))
-        .then_output(|| instance_of(DirectoryType::ConnectManaged));
-    let connect = directory(&[&saml, &managed]);
-    let other = InstanceId::parse(OTHER_INSTANCE).unwrap();
-    for _ in 0..2 {
-        assert_eq!(
-            connect.identity_management(&instance()).await.unwrap(),
-            IdentityManagement::Saml
-        );
-        assert_eq!(
-            connect.identity_management(&other).await.unwrap(),
-            IdentityManagement::ConnectManaged
-        );
-    }
-    assert_eq!((saml.num_calls(), managed.num_calls()), (1, 1));
-}
-
-#[tokio::test]
-async fn a_failed_describe_instance_is_not_cached() {
-    let rule = mock!(Client::describe_instance)
-        .sequence()
-        .error(|| DescribeInstanceError::InternalServiceException(internal_service()))
-        .output(|| instance_of(DirectoryType::ExistingDirectory))
-        .build();
-    let connect = directory(&[&rule]);
-    assert!(connect.identity_management(&instance()).await.is_err());
-    assert_eq!(
-        connect.identity_management(&instance()).await.unwrap(),
-        IdentityManagement::ExistingDirectory
-    );
-    assert_eq!(rule.num_calls(), 2);
 }
 
 // ---------------------------------------------------------------------------------------
