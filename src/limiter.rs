@@ -26,7 +26,8 @@
 //! (1.2/s) on one account-wide bucket (2/s, burst 5) for 10 minutes: a 30 s climb
 //! throttled 9–11 % of the containers' calls, 60 s 5–7 %, 120 s with the plateau at 0.9
 //! about 3 % (and the other caller under 2 %). Throttles of attempts that took their
-//! token before the last drop do not drop the rate again: the drop already answered them.
+//! token before the last drop do not drop the rate again: the drop already answered them
+//! (and `pipeline/calls.rs` drops it once per call, however many attempts are throttled).
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -162,6 +162,7 @@ impl<'p> Calls<'p> {
         Fut: Future<Output = Result<T, CallFailure>>,
     {
         let mut made = 0;
+        let mut dropped = false;
         let mut last: Option<Failure> = None;
         while made < MAX_ATTEMPTS {
             if made > 0 {
@@ -200,7 +201,13 @@ impl<'p> Calls<'p> {
             };
             if failure.failure.class == ErrorClass::ThrottlingException {
                 self.counts.throttled[op.index()].fetch_add(1, Ordering::Relaxed);
-                limiter.throttled(token);
+                // One drop per call: its retries being throttled too say nothing new
+                // about the account (a user's own failures would otherwise drop the
+                // whole operation's rate three times per delivery).
+                if !dropped {
+                    limiter.throttled(token);
+                    dropped = true;
+                }
             }
             if op == Op::UpdateUserIdentityInfo && failure.reach == Reach::Unknown {
                 return Err(Outcome::Unknown(

@@ -7,6 +7,7 @@ mod chaos;
 mod config;
 mod dead_letters;
 mod dry_run;
+mod fleet;
 mod hardening;
 mod limits;
 mod log_hygiene;

@@ -314,11 +314,16 @@ pub fn section(o: &mut String, f: &Fleet) {
     });
     row(o, "quota use (of the free rate)", &|r| {
         format!(
-            "{:.2} of {:.1}/s (target ≥ {}: {})",
+            "{:.2} of {:.1}/s (target ≥ {}: {}){}",
             r.quota_use,
             r.free_rate,
             r.quota_target(),
-            verdict(r.quota_use >= r.quota_target())
+            verdict(r.quota_use >= r.quota_target()),
+            if r.has_other() && r.quota_use > 1.02 {
+                "; above 1: part of the other caller's share"
+            } else {
+                ""
+            }
         )
     });
     row(o, "containers' calls throttled", &|r| {

@@ -206,7 +206,9 @@ async fn run(args: Args) -> Result<u8, Stop> {
         Some(matching.pairs.len() as u64),
         "{bar:40} {pos}/{len} users read from Connect [{elapsed}, {eta} left]",
     );
-    let concurrency = (args.rate.ceil() as usize).clamp(1, 32);
+    // Reads in flight: enough to keep to the rate at half a second per reply, and no
+    // more, since each waits on a reserved token and a stalled process wakes them together.
+    let concurrency = ((args.rate / 2.0).ceil() as usize).clamp(1, 32);
     let mut compared: Vec<UserResult> = futures::stream::iter(&matching.pairs)
         .map(|(i, id)| {
             let reader = &reader;
