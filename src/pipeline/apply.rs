@@ -166,7 +166,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         let released = if matches!(shared, Outcome::Unknown(..)) {
             // The request may still land: the lease is kept until it lapses, so that no
             // newer change to the user is applied (by any container) before then.
-            self.keep_guard(&guarded);
+            self.keep_guard(instance, user, &guarded);
             Ok(())
         } else {
             self.release_guard(&guarded, in_place.then_some(&accepted[..]))

@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::warn;
 
@@ -30,6 +30,12 @@ const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// after each try, up to `LEASE_BACKOFF_MAX`.
 const LEASE_BACKOFF: Duration = Duration::from_millis(100);
 const LEASE_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The leases this container keeps after an update of unknown outcome (user → when the
+/// lease lapses). They are not given back before they lapse, so waiting for one is
+/// pointless: the user's records are handed back at once, without asking the table.
+pub(super) type KeptLeases =
+    std::sync::Mutex<std::collections::HashMap<(InstanceId, UserId), DateTime<Utc>>>;
 
 /// The guard of no table: never built, so never called.
 pub enum NoWatermarks {}
@@ -86,6 +92,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 held: None,
             });
         };
+        if self.kept_here(instance, user) {
+            return Err(Outcome::LeaseHeld);
+        }
         let (latest_start, cutoff) = self.pipeline.settings.attempt_window(deadline);
         let remaining = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
         let until = Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX);
@@ -150,13 +159,27 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Keeps the lease after an update of unknown outcome: it lapses on its own at the
     /// end of this invocation's time (and the margin), by when the request has landed
     /// or never will. Nothing is written.
-    pub(super) fn keep_guard(&self, guarded: &Guarded) {
+    pub(super) fn keep_guard(&self, instance: &InstanceId, user: &UserId, guarded: &Guarded) {
         if let Some(held) = &guarded.held {
+            self.pipeline
+                .kept_leases
+                .lock()
+                .expect("kept leases")
+                .insert((instance.clone(), user.clone()), held.lease.until);
             warn!(
                 lease_until = %held.lease.until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "staleness guard: the update's outcome is unknown; the user's lease is kept until it lapses"
             );
         }
+    }
+
+    /// Whether this container keeps the user's lease after an update of unknown outcome
+    /// and it has not lapsed yet; lapsed ones are forgotten.
+    fn kept_here(&self, instance: &InstanceId, user: &UserId) -> bool {
+        let now = Utc::now();
+        let mut kept = self.pipeline.kept_leases.lock().expect("kept leases");
+        kept.retain(|_, until| *until > now);
+        kept.contains_key(&(instance.clone(), user.clone()))
     }
 
     /// Gives the lease back. `applied` are the changes now in place in Connect (the

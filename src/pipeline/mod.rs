@@ -142,6 +142,8 @@ pub struct Pipeline<D, S, W = NoWatermarks> {
     usernames: Usernames,
     /// Each instance's identity management, asked for once per container.
     instances: InstanceCells,
+    /// The leases kept after an update of unknown outcome, until they lapse.
+    kept_leases: guard::KeptLeases,
 }
 
 type InstanceCells = Mutex<HashMap<InstanceId, Arc<OnceCell<IdentityManagement>>>>;
@@ -164,6 +166,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             watermarks: None,
             usernames,
             instances: InstanceCells::default(),
+            kept_leases: guard::KeptLeases::default(),
         }
     }
 
@@ -179,6 +182,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             watermarks,
             usernames: self.usernames,
             instances: self.instances,
+            kept_leases: self.kept_leases,
         }
     }
 }

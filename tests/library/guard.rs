@@ -281,6 +281,10 @@ async fn an_update_of_unknown_outcome_keeps_the_lease_until_it_lapses() {
         report.dispositions,
         vec![Disposition::HandedBack(HandBack::LeaseHeld)]
     );
+    assert_eq!(
+        report.watermark_requests, 0,
+        "a lease this container keeps is not waited for"
+    );
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 1);
 }
 
