@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 
 use super::identity::{E164, EmailAddress, Field, InstanceId, PersonName, UserRef};
-use super::watermark::Stamp;
 
 /// What a change does to one field.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -173,6 +172,19 @@ pub struct ChangeRequest {
     pub change: IdentityChange,
     pub event_id: Option<String>,
     pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// When a change happened and which change it is: what the guard orders it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp<'a> {
+    pub at: Option<DateTime<Utc>>,
+    pub event: Option<&'a str>,
+}
+
+impl<'a> Stamp<'a> {
+    pub fn new(at: Option<DateTime<Utc>>, event: Option<&'a str>) -> Self {
+        Stamp { at, event }
+    }
 }
 
 impl ChangeRequest {

@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::change::{FieldChange, IdentityChange};
+use super::change::{FieldChange, IdentityChange, Stamp};
 use super::identity::Field;
 
 /// How many `EventId`s one field's watermark keeps for its time: a burst of more
@@ -101,19 +101,6 @@ fn slot(field: Field) -> usize {
         Field::Email => 2,
         Field::SecondaryEmail => 3,
         Field::Mobile => 4,
-    }
-}
-
-/// When a change happened and which change it is: what the guard orders it by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stamp<'a> {
-    pub at: Option<DateTime<Utc>>,
-    pub event: Option<&'a str>,
-}
-
-impl<'a> Stamp<'a> {
-    pub fn new(at: Option<DateTime<Utc>>, event: Option<&'a str>) -> Self {
-        Stamp { at, event }
     }
 }
 

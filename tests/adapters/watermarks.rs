@@ -372,7 +372,7 @@ async fn a_release_sent_again_after_its_reply_was_lost_succeeds_and_writes_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_ids_that_set_a_watermark_are_kept_with_it() {
-    use connect_identity_sync::domain::watermark::Stamp;
+    use connect_identity_sync::domain::change::Stamp;
     let db = table().await;
     let second = t("2026-01-01T10:00:05Z");
     let leased = db
