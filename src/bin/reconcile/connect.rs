@@ -6,7 +6,7 @@
 //! read is tried again (three attempts in all, as the function does) after a pause that
 //! doubles.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use connect_identity_sync::domain::error::ErrorClass;
@@ -31,7 +31,9 @@ pub struct Calls {
 pub struct Reader {
     directory: ConnectDirectory,
     limiter: Limiter,
-    calls: Mutex<Calls>,
+    list_users: AtomicU64,
+    describe_user: AtomicU64,
+    throttled: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -45,12 +47,18 @@ impl Reader {
         Reader {
             directory: ConnectDirectory::new(client),
             limiter: Limiter::per_second(rate),
-            calls: Mutex::new(Calls::default()),
+            list_users: AtomicU64::new(0),
+            describe_user: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }
     }
 
     pub fn calls(&self) -> Calls {
-        *self.calls.lock().expect("counts")
+        Calls {
+            list_users: self.list_users.load(Ordering::Relaxed),
+            describe_user: self.describe_user.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
     }
 
     /// One call as attempts: a limiter token each, a pause after a retryable failure.
@@ -61,19 +69,17 @@ impl Reader {
         let mut attempt = 1;
         loop {
             let token = self.limiter.take().await;
-            {
-                let mut calls = self.calls.lock().expect("counts");
-                match op {
-                    Op::ListUsers => calls.list_users += 1,
-                    Op::DescribeUser => calls.describe_user += 1,
-                }
-            }
+            let made = match op {
+                Op::ListUsers => &self.list_users,
+                Op::DescribeUser => &self.describe_user,
+            };
+            made.fetch_add(1, Ordering::Relaxed);
             match call().await {
                 Ok(v) => return Ok(v),
                 Err(mut e) => {
                     let class = e.failure.class;
                     if class == ErrorClass::ThrottlingException {
-                        self.calls.lock().expect("counts").throttled += 1;
+                        self.throttled.fetch_add(1, Ordering::Relaxed);
                         // Another caller uses part of the quota: slow down, as the
                         // function does, and climb back to --rate gradually.
                         self.limiter.throttled(token);
