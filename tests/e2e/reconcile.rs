@@ -314,12 +314,14 @@ async fn an_export_that_agrees_once_normalised_reports_exactly_the_users_that_di
     let hkim = identity(&stack, "u-hkim");
     assert_eq!(hkim["FirstName"], "Hanna");
     assert_eq!(hkim.get("SecondaryEmail"), None, "cleared");
-    let updated: Vec<String> = stack
+    // Two users' corrections are applied side by side, in either order.
+    let mut updated: Vec<String> = stack
         .emulator
         .calls(Operation::UpdateUserIdentityInfo)
         .into_iter()
         .filter_map(|c| c.user_id)
         .collect();
+    updated.sort_unstable();
     assert_eq!(updated, ["u-dlee", "u-hkim"]);
 
     // In step.
