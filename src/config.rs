@@ -35,6 +35,10 @@ pub struct Config {
     pub rps_search: f64,
     /// `ListUsers` requests per second for the username index; 0 never lists.
     pub rps_list: f64,
+    /// `CONNECT_FLEET_RPS_UPDATE`: the stack's share of `UpdateUserIdentityInfo`'s quota,
+    /// kept by the whole fleet as one adaptive rate in the watermark table; `None`: each
+    /// container keeps to `rps_update` on its own.
+    pub fleet_rps_update: Option<f64>,
     /// The longest one attempt of a Connect call may take.
     pub attempt_timeout: Duration,
     /// The staleness guard's table (`WATERMARK_TABLE`); `None`: no guard.
@@ -205,6 +209,17 @@ impl Config {
             |n: &f64| *n == 0.0 || RATES.contains(n),
             "0 (never list) or requests per second from 0.01 to 1000, or quota/containers giving one",
         )?;
+        let fleet_rps_update = get("CONNECT_FLEET_RPS_UPDATE")
+            .map(|_| {
+                share(
+                    &get,
+                    "CONNECT_FLEET_RPS_UPDATE",
+                    0.0,
+                    |n: &f64| RATES.contains(n),
+                    "requests per second from 0.01 to 1000 (the stack's share of the quota)",
+                )
+            })
+            .transpose()?;
         let attempt_ms = number(
             &get,
             "CONNECT_ATTEMPT_TIMEOUT_MS",
@@ -273,6 +288,12 @@ impl Config {
                 }
             })
             .transpose()?;
+        if fleet_rps_update.is_some() && watermarks.is_none() {
+            return Err(err(
+                "CONNECT_FLEET_RPS_UPDATE",
+                "needs WATERMARK_TABLE: the fleet's shared rate is kept in its table",
+            ));
+        }
 
         Ok(Config {
             admission: Admission {
@@ -298,6 +319,7 @@ impl Config {
             rps_describe,
             rps_search,
             rps_list,
+            fleet_rps_update,
             attempt_timeout: Duration::from_millis(attempt_ms),
             watermarks,
             operations: Operations::from_lookup(&get)?,
@@ -606,6 +628,30 @@ mod tests {
                 ("WATERMARK_TTL_DAYS", value),
             ]);
             assert_eq!(e.variable, "WATERMARK_TTL_DAYS", "{value}");
+        }
+    }
+
+    #[test]
+    fn a_fleet_update_rate_is_kept_in_the_watermark_table_and_needs_it() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(
+            c.fleet_rps_update, None,
+            "each container on its own by default"
+        );
+        let mut pairs = base();
+        pairs.push(("WATERMARK_TABLE", "identity-watermarks"));
+        pairs.push(("CONNECT_FLEET_RPS_UPDATE", "1.5"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.fleet_rps_update, Some(1.5));
+        let e = failing(&[("CONNECT_FLEET_RPS_UPDATE", "2")]);
+        assert_eq!(e.variable, "CONNECT_FLEET_RPS_UPDATE");
+        assert!(e.to_string().contains("WATERMARK_TABLE"), "{e}");
+        for value in ["0", "-1", "fast", "5000"] {
+            let e = failing(&[
+                ("WATERMARK_TABLE", "identity-watermarks"),
+                ("CONNECT_FLEET_RPS_UPDATE", value),
+            ]);
+            assert_eq!(e.variable, "CONNECT_FLEET_RPS_UPDATE", "{value}");
         }
     }
 

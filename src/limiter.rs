@@ -44,9 +44,24 @@ const RECOVERY: Duration = Duration::from_secs(120);
 /// Where the curve flattens, as a share of the rate at the throttle: just below it, since
 /// at a few requests a second the rate at a throttle is one that already emptied the
 /// account's burst (CUBIC flattens at the throttled rate itself).
-const PLATEAU: f64 = 0.9;
+const PLATEAU: f64 = 0.8;
 /// The lowest rate, as a share of the ceiling.
 const FLOOR: f64 = 0.05;
+
+/// The rate under `ceiling` at `since` after the last throttle, which came at the rate
+/// `max` (`None`: never throttled, the ceiling): the cubic curve above, the same for one
+/// container's limiter and for the fleet's shared schedule (`pipeline/fleet.rs`).
+pub fn curve(ceiling: f64, throttle: Option<(Duration, f64)>) -> f64 {
+    let Some((since, max)) = throttle else {
+        return ceiling;
+    };
+    let recovery = RECOVERY.as_secs_f64();
+    let scale = ceiling * (PLATEAU - BETA) / recovery.powi(3);
+    let plateau = PLATEAU * max;
+    let k = ((plateau - BETA * max) / scale).cbrt();
+    let t = since.as_secs_f64();
+    (scale * (t - k).powi(3) + plateau).clamp(ceiling * FLOOR, ceiling)
+}
 
 /// The right to make one request, from the limiter that gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,15 +108,12 @@ impl Limiter {
     }
 
     fn rate_at(&self, state: &State, now: Instant) -> f64 {
-        let Some((at, max)) = state.throttle else {
-            return self.ceiling;
-        };
-        let recovery = RECOVERY.as_secs_f64();
-        let scale = self.ceiling * (PLATEAU - BETA) / recovery.powi(3);
-        let plateau = PLATEAU * max;
-        let k = ((plateau - BETA * max) / scale).cbrt();
-        let t = now.saturating_duration_since(at).as_secs_f64();
-        (scale * (t - k).powi(3) + plateau).clamp(self.ceiling * FLOOR, self.ceiling)
+        curve(
+            self.ceiling,
+            state
+                .throttle
+                .map(|(at, max)| (now.saturating_duration_since(at), max)),
+        )
     }
 
     /// Takes a token, waiting as long as it takes.

@@ -16,6 +16,7 @@ use crate::outbound::connect::ConnectDirectory;
 use crate::outbound::dead_letter::SqsDeadLetters;
 use crate::outbound::dry_run::DryRunnable;
 use crate::outbound::https;
+use crate::outbound::schedules::DynamoSchedules;
 use crate::outbound::watermarks::DynamoWatermarks;
 use crate::pipeline::{Pipeline, RateLimits};
 
@@ -84,20 +85,32 @@ pub async fn build(config: Config) -> Function {
     let sqs = aws_sdk_sqs::Client::from_conf(sqs_config);
     // The watermark table: the SDK's standard retries absorb a brief throttle; the
     // pipeline bounds each request by the deadline.
-    let watermarks = config.watermarks.map(|w| {
-        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&shared)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(std::time::Duration::from_millis(20)),
-            )
-            .build();
+    let dynamodb = config.watermarks.as_ref().map(|_| {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&shared)
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(3)
+                        .with_initial_backoff(std::time::Duration::from_millis(20)),
+                )
+                .build(),
+        )
+    });
+    let mut limits = RateLimits::new(config.rps_update, config.rps_describe, config.rps_search)
+        .with_list(config.rps_list);
+    // A dry run sends no update, so it takes nothing from the fleet's shared rate.
+    if let (Some(client), Some(w), Some(rps), false) = (
+        &dynamodb,
+        &config.watermarks,
+        config.fleet_rps_update,
+        config.operations.dry_run,
+    ) {
+        let store = DynamoSchedules::new(client.clone(), w.table.clone(), w.retention);
+        limits = limits.with_fleet_update(Arc::new(store), rps);
+    }
+    let watermarks = config.watermarks.zip(dynamodb).map(|(w, client)| {
         DryRunnable::new(
-            DynamoWatermarks::new(
-                aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
-                w.table,
-                w.retention,
-            ),
+            DynamoWatermarks::new(client, w.table, w.retention),
             config.operations.dry_run,
         )
     });
@@ -112,8 +125,7 @@ pub async fn build(config: Config) -> Function {
         SqsDeadLetters::new(sqs, config.dead_letter_queues),
         config.admission,
         config.settings,
-        RateLimits::new(config.rps_update, config.rps_describe, config.rps_search)
-            .with_list(config.rps_list),
+        limits,
     )
     .with_watermarks(watermarks);
     Function {

@@ -202,7 +202,13 @@ impl Scenario {
             )
             .env("CONNECT_RPS_DESCRIBE", share(Operation::DescribeUser))
             .env("CONNECT_RPS_SEARCH", share(Operation::SearchUsers))
-            .env("CONNECT_RPS_LIST", share(Operation::ListUsers));
+            .env("CONNECT_RPS_LIST", share(Operation::ListUsers))
+            // As the template does: the fleet keeps the stack's share of the update
+            // quota as one rate, in the watermark table.
+            .env(
+                "CONNECT_FLEET_RPS_UPDATE",
+                self.quota(Operation::UpdateUserIdentityInfo).to_string(),
+            );
         for (k, v) in &self.env {
             config = config.env(k, v);
         }
@@ -308,6 +314,31 @@ impl ScenarioOutcome {
             c.as_deref()
                 .is_some_and(|k| k.starts_with(crate::fleet::FLEET_KEY_PREFIX))
         };
+        // `FLEET_TIMELINE=FILE`: every update call as `ms caller outcome`, to see when
+        // the throttles came.
+        if let Some(path) = std::env::var_os("FLEET_TIMELINE") {
+            let start = journal.iter().map(|e| e.at).min().unwrap_or(0);
+            let lines: String = journal
+                .iter()
+                .filter(|e| e.operation == Operation::UpdateUserIdentityInfo.as_str())
+                .map(|e| {
+                    format!(
+                        "{} {} {}\n",
+                        e.at - start,
+                        if is_fleet(&e.caller) {
+                            "fleet"
+                        } else {
+                            "other"
+                        },
+                        e.error_type.as_deref().unwrap_or("ok")
+                    )
+                })
+                .collect();
+            let _ = std::fs::write(&path, lines);
+            let mut logs = std::path::PathBuf::from(&path);
+            logs.set_extension("logs");
+            let _ = std::fs::write(logs, fleet.logs());
+        }
         let mut function_calls: BTreeMap<String, CallCounts> = BTreeMap::new();
         let mut first = None;
         let mut last = None;

@@ -9,4 +9,5 @@ pub mod connect;
 pub mod dead_letter;
 pub mod dry_run;
 pub mod https;
+pub mod schedules;
 pub mod watermarks;

@@ -145,7 +145,23 @@ fn failure(
     operation: &'static str,
     err: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> CallFailure {
-    let what = match err {
+    let what = what_failed(err);
+    let step = match operation {
+        "acquire" => "taking the lease",
+        _ => "writing the watermarks",
+    };
+    CallFailure::new(
+        ErrorClass::UnknownError,
+        format!("staleness guard: {step} failed: {what}"),
+        1,
+    )
+}
+
+/// Which kind of failure an `UpdateItem` on the table met, without the item's contents.
+pub(super) fn what_failed(
+    err: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> &'static str {
+    match err {
         SdkError::ServiceError(service) => match service.err() {
             UpdateItemError::ConditionalCheckFailedException(_) => {
                 "the lease was no longer held, or a watermark would have moved back"
@@ -172,16 +188,7 @@ fn failure(
         SdkError::ResponseError(_) => "an unreadable response",
         SdkError::ConstructionFailure(_) => "a request that could not be built",
         _ => "an unknown SDK error",
-    };
-    let step = match operation {
-        "acquire" => "taking the lease",
-        _ => "writing the watermarks",
-    };
-    CallFailure::new(
-        ErrorClass::UnknownError,
-        format!("staleness guard: {step} failed: {what}"),
-        1,
-    )
+    }
 }
 
 impl Watermarks for DynamoWatermarks {

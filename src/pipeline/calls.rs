@@ -7,6 +7,7 @@
 //! limiters and this invocation's counts, nothing else.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,9 +15,11 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tracing::warn;
 
 use crate::domain::error::{ErrorClass, Failure};
+use crate::domain::ports::Schedules;
 use crate::domain::ports::{CallFailure, Reach};
 use crate::limiter::{Limiter, Token};
 
+use super::fleet::{FleetRate, FleetToken, Take};
 use super::{Outcome, PerOperation, Settings};
 
 /// Attempts per call at most (SPEC §3).
@@ -61,6 +64,9 @@ pub struct RateLimits {
     instance: Limiter,
     /// `ListUsers`, for the username index; `None` never lists.
     list: Option<Limiter>,
+    /// `UpdateUserIdentityInfo`'s one rate for the whole fleet; `None`: each container
+    /// keeps to its own share.
+    fleet_update: Option<FleetRate>,
 }
 
 impl RateLimits {
@@ -75,7 +81,21 @@ impl RateLimits {
             search: Limiter::per_second(search_rps),
             instance: Limiter::per_second(search_rps),
             list: None,
+            fleet_update: None,
         }
+    }
+
+    /// `UpdateUserIdentityInfo` kept to one rate for the whole fleet, at most
+    /// `fleet_rps` (the stack's share of the account's quota), on a schedule shared in
+    /// `store`; the container's own limiter paces the requests the store cannot.
+    #[must_use]
+    pub fn with_fleet_update(mut self, store: Arc<dyn Schedules>, fleet_rps: f64) -> Self {
+        self.fleet_update = Some(FleetRate::new(
+            store,
+            Op::UpdateUserIdentityInfo.name(),
+            fleet_rps,
+        ));
+        self
     }
 
     /// `ListUsers` requests per second for the username index; 0 (or less) never lists,
@@ -175,7 +195,7 @@ impl<'p> Calls<'p> {
             if Instant::now() > self.latest_start {
                 break;
             }
-            let Some((limiter, token)) = self.take_token(op).await else {
+            let Some(token) = self.take_token(op).await else {
                 break;
             };
             made += 1;
@@ -205,7 +225,7 @@ impl<'p> Calls<'p> {
                 // about the account (a user's own failures would otherwise drop the
                 // whole operation's rate three times per delivery).
                 if !dropped {
-                    limiter.throttled(token);
+                    token.throttled().await;
                     dropped = true;
                 }
             }
@@ -230,9 +250,10 @@ impl<'p> Calls<'p> {
         })
     }
 
-    /// Waits for a token of `op`'s limiter, no later than the latest start; counts the
-    /// wait. `None`: no token in time (or `ListUsers` with the index off).
-    async fn take_token(&self, op: Op) -> Option<(&'p Limiter, Token)> {
+    /// Waits for a token of `op`'s limiter (the fleet's, for an update when the fleet
+    /// keeps one rate), no later than the latest start; counts the wait. `None`: no
+    /// token in time (or `ListUsers` with the index off).
+    async fn take_token(&self, op: Op) -> Option<Taken<'p>> {
         let limits = self.limits;
         let limiter = match op {
             Op::UpdateUserIdentityInfo => &limits.update,
@@ -243,11 +264,44 @@ impl<'p> Calls<'p> {
             Op::ListUsers => limits.list.as_ref()?,
         };
         let from = Instant::now();
-        let token = limiter.take_by(self.latest_start).await;
+        let fleet = match (op, &limits.fleet_update) {
+            (Op::UpdateUserIdentityInfo, Some(fleet)) => Some(fleet),
+            _ => None,
+        };
+        let taken = match fleet.map(|f| (f, f.take_by(self.latest_start))) {
+            Some((fleet, take)) => match take.await {
+                Take::Token(token) => Some(Taken::Fleet(fleet, token)),
+                Take::Late => None,
+                Take::Unavailable => limiter
+                    .take_by(self.latest_start)
+                    .await
+                    .map(|t| Taken::Own(limiter, t)),
+            },
+            None => limiter
+                .take_by(self.latest_start)
+                .await
+                .map(|t| Taken::Own(limiter, t)),
+        };
         let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counts
             .limiter_wait_us
             .fetch_add(waited, Ordering::Relaxed);
-        Some((limiter, token?))
+        taken
+    }
+}
+
+/// A token, and the rate it was taken from.
+enum Taken<'p> {
+    Own(&'p Limiter, Token),
+    Fleet(&'p FleetRate, FleetToken),
+}
+
+impl Taken<'_> {
+    /// Connect throttled the request: the rate the token came from drops.
+    async fn throttled(self) {
+        match self {
+            Taken::Own(limiter, token) => limiter.throttled(token),
+            Taken::Fleet(fleet, token) => fleet.throttled(token).await,
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 mod apply;
 mod calls;
+mod fleet;
 mod guard;
 mod plan;
 mod run;

@@ -5,4 +5,5 @@
 mod connect;
 mod dead_letter;
 mod dead_letter_moto;
+mod schedules;
 mod watermarks;

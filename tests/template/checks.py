@@ -699,6 +699,25 @@ def check_connect_quota_is_shared_not_exceeded(t: dict) -> None:
                 )
 
 
+def check_the_fleet_keeps_one_update_rate_within_the_stacks_quota(t: dict) -> None:
+    """The fleet's one update rate (CONNECT_FLEET_RPS_UPDATE, kept in the watermark table)
+    is the quota the operator states for this stack, never more, whatever the concurrency;
+    and the table it is kept in is the function's."""
+    env = function_env(t)
+    fleet = env.get("CONNECT_FLEET_RPS_UPDATE")
+    assert fleet is not None, "no fleet rate: each container climbs back to its share on its own"
+    assert ref_target(fleet) == "ConnectQuotaUpdate", (
+        f"CONNECT_FLEET_RPS_UPDATE is {fleet!r}, not the stack's stated update quota"
+    )
+    stated = default_of(t, fleet)
+    assert stated <= CONNECT_QUOTA_RPS["CONNECT_RPS_UPDATE"], (
+        f"the fleet's update rate {stated} is above Connect's quota"
+    )
+    assert ref_target(env.get("WATERMARK_TABLE")) == WATERMARK_TABLE, (
+        "the fleet's rate is kept in the watermark table, which the function must name"
+    )
+
+
 def check_a_batch_fits_in_the_timeout(t: dict) -> None:
     ev = sqs_event(t)
     batch = as_int(t, ev.get("BatchSize", 10))

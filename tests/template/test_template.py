@@ -89,6 +89,10 @@ def test_containers_together_stay_within_connects_account_quota(template):
     checks.check_connect_quota_is_shared_not_exceeded(template)
 
 
+def test_the_fleet_keeps_one_update_rate_within_the_stacks_quota(template):
+    checks.check_the_fleet_keeps_one_update_rate_within_the_stacks_quota(template)
+
+
 def test_a_full_batch_of_updates_fits_in_the_function_timeout(template):
     checks.check_a_batch_fits_in_the_timeout(template)
 

@@ -1,0 +1,86 @@
+//! The fleet's schedule adapter (`DynamoSchedules`) against moto's DynamoDB over HTTP:
+//! the first write creates the item, a write at the version it expects moves it on, a
+//! lost race returns the schedule as it stands (so a container needs no read), and a
+//! missing table is a failure that names no value.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use connect_identity_sync::domain::ports::{Schedules, SharedSchedule, Swap};
+use connect_identity_sync::outbound::schedules::DynamoSchedules;
+use harness::{Moto, WATERMARK_TABLE};
+
+const RETENTION: Duration = Duration::from_secs(28 * 86_400);
+const KEY: &str = "fleet-rate#UpdateUserIdentityInfo";
+
+fn client(endpoint: &str) -> Client {
+    Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+            .endpoint_url(endpoint)
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+fn schedule(version: u64, throttle: Option<(i64, f64)>) -> SharedSchedule {
+    SharedSchedule {
+        next_us: 1_765_000_000_000_000 + i64::try_from(version).unwrap() * 500_000,
+        epoch: u64::from(throttle.is_some()),
+        throttle,
+        version,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_move_the_schedule_on_by_version_and_a_lost_race_returns_it() {
+    let moto = Moto::start().await.expect("moto");
+    moto.dynamo()
+        .await
+        .create_watermark_table(WATERMARK_TABLE)
+        .await
+        .expect("table");
+    let a = DynamoSchedules::new(client(&moto.endpoint()), WATERMARK_TABLE, RETENTION);
+    let b = DynamoSchedules::new(client(&moto.endpoint()), WATERMARK_TABLE, RETENTION);
+
+    let first = schedule(1, None);
+    assert_eq!(a.write(KEY, None, &first).await, Ok(Swap::Done));
+    // b, knowing no schedule yet, loses and learns a's.
+    assert_eq!(
+        b.write(KEY, None, &schedule(1, None)).await,
+        Ok(Swap::Lost(Some(first.clone())))
+    );
+    let throttled = schedule(2, Some((1_765_000_000_250_000, 1.4)));
+    assert_eq!(b.write(KEY, Some(1), &throttled).await, Ok(Swap::Done));
+    // a still expects version 1: it loses and learns the drop, throttle included.
+    assert_eq!(
+        a.write(KEY, Some(1), &schedule(2, None)).await,
+        Ok(Swap::Lost(Some(throttled.clone())))
+    );
+    let third = SharedSchedule {
+        next_us: throttled.next_us + 714_286,
+        version: 3,
+        ..throttled.clone()
+    };
+    assert_eq!(a.write(KEY, Some(2), &third).await, Ok(Swap::Done));
+    assert_eq!(
+        b.write(KEY, Some(2), &schedule(3, None)).await,
+        Ok(Swap::Lost(Some(third)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_a_failure_that_names_no_value() {
+    let moto = Moto::start().await.expect("moto");
+    let store = DynamoSchedules::new(client(&moto.endpoint()), "no-such-table", RETENTION);
+    let err = store
+        .write(KEY, None, &schedule(1, None))
+        .await
+        .expect_err("no table");
+    assert!(err.contains("the table does not exist"), "{err}");
+    assert!(!err.contains("1765"), "{err}");
+}
