@@ -217,10 +217,17 @@ pub struct SharedSchedule {
     pub next_us: i64,
     /// Drops so far.
     pub epoch: u64,
-    /// The last drop: when, and the rate it dropped from.
-    pub throttle: Option<(i64, f64)>,
+    /// The last drop.
+    pub throttle: Option<Throttle>,
     /// Writes so far: each write expects the version it read.
     pub version: u64,
+}
+
+/// The last drop of a shared schedule's rate: when, and the rate it dropped from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub at_us: i64,
+    pub from: f64,
 }
 
 /// What writing a schedule came to.

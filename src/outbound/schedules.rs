@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::domain::ports::{PortFuture, Schedules, SharedSchedule, Swap};
+use crate::domain::ports::{PortFuture, Schedules, SharedSchedule, Swap, Throttle};
 
 use super::watermarks::{EXPIRY, KEY, what_failed};
 
@@ -69,14 +69,14 @@ impl DynamoSchedules {
             .expression_attribute_values(":version", number(schedule.version))
             .expression_attribute_values(":exp", number(expires))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some((at, rate)) = schedule.throttle {
+        if let Some(t) = schedule.throttle {
             sets.push("#at = :at");
             sets.push("#rate = :rate");
             request = request
                 .expression_attribute_names("#at", "throttled_at_us")
                 .expression_attribute_names("#rate", "throttled_rate")
-                .expression_attribute_values(":at", number(at))
-                .expression_attribute_values(":rate", number(rate));
+                .expression_attribute_values(":at", number(t.at_us))
+                .expression_attribute_values(":rate", number(t.from));
         }
         request = match expected {
             Some(version) => request
@@ -119,11 +119,9 @@ fn read_schedule(item: &HashMap<String, AttributeValue>) -> Option<SharedSchedul
     fn get<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
         item.get(name)?.as_n().ok()?.parse().ok()
     }
-    let throttle = match (
-        get::<i64>(item, "throttled_at_us"),
-        get::<f64>(item, "throttled_rate"),
-    ) {
-        (Some(at), Some(rate)) if rate.is_finite() && rate > 0.0 => Some((at, rate)),
+    let rate = |name: &str| get::<f64>(item, name).filter(|r| r.is_finite() && *r > 0.0);
+    let throttle = match (get::<i64>(item, "throttled_at_us"), rate("throttled_rate")) {
+        (Some(at_us), Some(from)) => Some(Throttle { at_us, from }),
         _ => None,
     };
     Some(SharedSchedule {

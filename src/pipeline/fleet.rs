@@ -20,8 +20,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::domain::ports::{Schedules, SharedSchedule, Swap};
-use crate::limiter::curve;
+use crate::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
+use crate::limiter::{curve, respite};
 
 /// Races lost in a row (the schedule written by another container between this
 /// container's read and its write, with the instant still due) before the container
@@ -59,6 +59,10 @@ pub struct FleetRate {
     known: Mutex<Option<SharedSchedule>>,
 }
 
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -81,9 +85,9 @@ impl FleetRate {
     fn rate(&self, schedule: &SharedSchedule, at_us: i64) -> f64 {
         curve(
             self.ceiling,
-            schedule.throttle.map(|(at, max)| {
-                let since = u64::try_from(at_us.saturating_sub(at)).unwrap_or(0);
-                (Duration::from_micros(since), max)
+            schedule.throttle.map(|t| {
+                let since = u64::try_from(at_us.saturating_sub(t.at_us)).unwrap_or(0);
+                (Duration::from_micros(since), t.from)
             }),
         )
     }
@@ -184,7 +188,7 @@ impl FleetRate {
     }
 
     /// Connect throttled the request `token` was taken for: the fleet's rate drops to
-    /// 0.7 of what it is now, once per drop (a token taken before the last drop, by
+    /// half of what it is now, once per drop (a token taken before the last drop, by
     /// any container, does not drop it again).
     pub async fn throttled(&self, token: FleetToken) {
         let mut known = self.known.lock().await;
@@ -197,13 +201,15 @@ impl FleetRate {
             let rate = self.rate(&current, now);
             let mut next = SharedSchedule {
                 epoch: current.epoch + 1,
-                throttle: Some((now, rate)),
+                throttle: Some(Throttle {
+                    at_us: now,
+                    from: rate,
+                }),
                 version: current.version + 1,
                 ..current.clone()
             };
-            next.next_us = next
-                .next_us
-                .max(now + Self::period_us(self.rate(&next, now)));
+            let respite = micros(respite(self.rate(&next, now)));
+            next.next_us = next.next_us.max(now.saturating_add(respite));
             match self.swap(&mut known, &current, next).await {
                 Ok(true) => return,
                 Ok(false) => {}
@@ -292,11 +298,15 @@ mod tests {
         b.throttled(tb).await;
         let stored = table.item.lock().unwrap().clone().unwrap();
         assert_eq!(stored.epoch, 1);
-        let (_, from) = stored.throttle.unwrap();
+        let from = stored.throttle.unwrap().from;
         assert!((from - 10.0).abs() < 1e-9, "{from}");
-        // Both containers now keep to 7/s.
-        assert!((b.rate(&stored, now_us()) - 7.0).abs() < 0.01);
+        // Both containers now keep to half of it.
+        assert!((b.rate(&stored, now_us()) - 5.0).abs() < 0.01);
+        // And the next request waits the respite: two periods at 5/s.
+        let start = std::time::Instant::now();
         let tb = token(&b).await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(350), "{waited:?}");
         b.throttled(tb).await;
         assert_eq!(table.item.lock().unwrap().as_ref().unwrap().epoch, 2);
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use connect_identity_sync::domain::ports::{Schedules, SharedSchedule, Swap};
+use connect_identity_sync::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
 use connect_identity_sync::outbound::schedules::DynamoSchedules;
 use harness::{Moto, WATERMARK_TABLE};
 
@@ -27,7 +27,7 @@ fn client(endpoint: &str) -> Client {
     )
 }
 
-fn schedule(version: u64, throttle: Option<(i64, f64)>) -> SharedSchedule {
+fn schedule(version: u64, throttle: Option<Throttle>) -> SharedSchedule {
     SharedSchedule {
         next_us: 1_765_000_000_000_000 + i64::try_from(version).unwrap() * 500_000,
         epoch: u64::from(throttle.is_some()),
@@ -54,7 +54,13 @@ async fn writes_move_the_schedule_on_by_version_and_a_lost_race_returns_it() {
         b.write(KEY, None, &schedule(1, None)).await,
         Ok(Swap::Lost(Some(first.clone())))
     );
-    let throttled = schedule(2, Some((1_765_000_000_250_000, 1.4)));
+    let throttled = schedule(
+        2,
+        Some(Throttle {
+            at_us: 1_765_000_000_250_000,
+            from: 1.4,
+        }),
+    );
     assert_eq!(b.write(KEY, Some(1), &throttled).await, Ok(Swap::Done));
     // a still expects version 1: it loses and learns the drop, throttle included.
     assert_eq!(
