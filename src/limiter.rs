@@ -12,78 +12,103 @@
 //! changes and tests on tokio's paused clock both need a schedule of our own, which
 //! with a burst of one is a single instant.
 //!
-//! The curve is the SDK's (drop to `BETA` times the rate at the throttle, then
+//! The curve is the SDK's (drop to β times the rate at the throttle, then
 //! `W(t) = C (t - K)^3 + W_max`, concave up to `W_max`, convex beyond), with changes for
 //! Connect's quotas of a few requests a second, where a half-second measurement of the
 //! sending rate holds zero or one request and the account's burst (5) hides an excess for
 //! seconds: the rate at the throttle is the limiter's own, not a measured one; the curve
-//! flattens well below it (`PLATEAU`), since that rate already emptied the burst, and
-//! the drop is deeper than the SDK's 0.7, so that the burst fills again; the next
-//! request after a drop waits a `respite`; and the scale `C` is relative to the
-//! ceiling, so that a rate throttled at the ceiling takes `RECOVERY` to come back near
-//! it whatever the ceiling (the SDK's absolute `C` = 0.4 climbs back within a second at
-//! 1–2 requests a second).
+//! flattens below it (`Shape::plateau`), since that rate already emptied the burst; the
+//! next request after a drop waits a respite; and the scale `C` is relative to the
+//! ceiling, so that a rate throttled at the ceiling takes `RECOVERY` to come back near it
+//! whatever the ceiling (the SDK's absolute `C` = 0.4 climbs back within a second at 1–2
+//! requests a second). Throttles of attempts that took their token before the last drop
+//! do not drop the rate again: the drop already answered them (and `pipeline/calls.rs`
+//! drops it once per call, however many attempts are throttled).
 //!
-//! Why so cautious: another caller's throttles are never seen. Once the account's burst
-//! is empty, whichever caller's request comes just after another's is refused, and for
-//! tens of seconds that can be the other caller every time while this fleet is never
-//! throttled and so never slows down. The constants were chosen in the fleet end-to-end
-//! test (`tests/e2e/fleet.rs`: two containers on the fleet's shared rate, another caller
-//! at 1.2 of the 2 updates/s, 200 changes, about 140 s, three runs each): β 0.7 with the
-//! plateau at 0.8 left the other caller throttled on 2.6–6.4 % of its calls and took
-//! 0.99–1.13 of what was free; β 0.5 with the plateau at 0.7, in six runs, 0–1.6 % and
-//! 0.94–1.01, the containers' own calls 0.7–1.1 %; β 0.5 at 0.8, 0–7.5 %. CUBIC's fast
-//! convergence (a lower peak when throttled below the last one) made it worse (3.2–10.5 %):
-//! the climb to its peak still passed what was free. Throttles of attempts that took
-//! their token before the last drop do not drop the rate again: the drop already
-//! answered them (and `pipeline/calls.rs` drops it once per call, however many attempts
-//! are throttled).
+//! Two shapes. A container's own rate (`Shape::CONTAINER`: β 0.7, flattening at 0.9,
+//! one period) was chosen by simulating two containers (1/s each) and another caller
+//! (1.2/s) on one account-wide bucket (2/s, burst 5) for 10 minutes: a 30 s climb
+//! throttled 9–11 % of the containers' calls, 60 s 5–7 %, 120 s with the plateau at 0.9
+//! about 3 %. The fleet's one rate (`Shape::FLEET`: β 0.5, flattening at 0.7, two
+//! periods) answers for every container with one drop, and was chosen in the fleet
+//! end-to-end test (`tests/e2e/fleet.rs`: two containers, another caller at 1.2 of the
+//! 2 updates/s, 200 changes, about 140 s, three runs each): the container's shape left
+//! the other caller throttled on 2.6–6.4 % of its calls and took 0.99–1.13 of what was
+//! free; the fleet's shape, in six runs, 0–1.6 % and 0.94–1.01, the containers' own calls
+//! 0.7–1.1 %; β 0.5 flattening at 0.8, 0–7.5 %; CUBIC's fast convergence (a lower peak
+//! when throttled below the last one), 3.2–10.5 %. The reason for the caution: another
+//! caller's throttles are never seen, and once the burst is empty a caller whose
+//! requests come at a fixed rhythm can take every refusal for tens of seconds while the
+//! fleet is never refused and so never slows down. The container's shape stays milder:
+//! its drops compound across containers, and a user whose every update is throttled
+//! would hold the fleet's deeper shape near its floor (the chaos test's queue did not
+//! drain in 240 s with it).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The rate after a throttle, as a share of the rate at the throttle (the SDK's β is
-/// 0.7).
-const BETA: f64 = 0.5;
-/// How long after a throttle at the ceiling the rate is back near the ceiling (at
-/// `PLATEAU` of it); a rate throttled lower climbs back sooner (`K` grows with the cube
-/// root of the rate). It climbs slowly near the plateau, and faster beyond, up to the
-/// ceiling.
+/// How a rate drops and climbs back: the drop (the SDK's β), where the climb flattens,
+/// and how many periods at the new rate the next request waits after a drop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// The rate after a throttle, as a share of the rate at the throttle (the SDK's β is
+    /// 0.7).
+    pub beta: f64,
+    /// Where the curve flattens, as a share of the rate at the throttle (CUBIC flattens
+    /// at the throttled rate itself; at a few requests a second that rate emptied the
+    /// account's burst some time before the throttle said so).
+    pub plateau: f64,
+    /// Periods at the new rate that the next request waits after a drop, so that the
+    /// account's burst, which the throttle showed empty, fills a little before anyone in
+    /// the account is refused again.
+    pub respite_periods: f64,
+}
+
+impl Shape {
+    /// One container's own rate, one of several that each see only their own throttles:
+    /// when the account's burst empties, several of them drop at once.
+    pub const CONTAINER: Shape = Shape {
+        beta: 0.7,
+        plateau: 0.9,
+        respite_periods: 1.0,
+    };
+
+    /// The fleet's one rate (`pipeline/fleet.rs`): a single drop answers for every
+    /// container, so it goes deeper, flattens lower, and waits for the burst to fill.
+    pub const FLEET: Shape = Shape {
+        beta: 0.5,
+        plateau: 0.7,
+        respite_periods: 2.0,
+    };
+
+    /// The rate under `ceiling` at `since` after the last throttle, which came at the
+    /// rate `max` (`None`: never throttled, the ceiling): the cubic curve above.
+    pub fn curve(self, ceiling: f64, throttle: Option<(Duration, f64)>) -> f64 {
+        let Some((since, max)) = throttle else {
+            return ceiling;
+        };
+        let recovery = RECOVERY.as_secs_f64();
+        let scale = ceiling * (self.plateau - self.beta) / recovery.powi(3);
+        let plateau = self.plateau * max;
+        let k = ((plateau - self.beta * max) / scale).cbrt();
+        let t = since.as_secs_f64();
+        (scale * (t - k).powi(3) + plateau).clamp(ceiling * FLOOR, ceiling)
+    }
+
+    /// How long the next request waits after a drop to `rate`.
+    pub fn respite(self, rate: f64) -> Duration {
+        Duration::from_secs_f64(self.respite_periods / rate)
+    }
+}
+
+/// How long after a throttle at the ceiling the rate is back near the ceiling (at the
+/// plateau); a rate throttled lower climbs back sooner (`K` grows with the cube root of
+/// the rate). It climbs slowly near the plateau, and faster beyond, up to the ceiling.
 const RECOVERY: Duration = Duration::from_secs(120);
-/// Where the curve flattens, as a share of the rate at the throttle: well below it,
-/// since at a few requests a second the rate at a throttle is one that emptied the
-/// account's burst some time before (CUBIC flattens at the throttled rate itself).
-const PLATEAU: f64 = 0.7;
-/// Periods at the new rate that the next request waits after a drop (`respite`).
-const RESPITE_PERIODS: f64 = 2.0;
 /// The lowest rate, as a share of the ceiling.
 const FLOOR: f64 = 0.05;
-
-/// The rate under `ceiling` at `since` after the last throttle, which came at the rate
-/// `max` (`None`: never throttled, the ceiling): the cubic curve above, the same for one
-/// container's limiter and for the fleet's shared schedule (`pipeline/fleet.rs`).
-pub fn curve(ceiling: f64, throttle: Option<(Duration, f64)>) -> f64 {
-    let Some((since, max)) = throttle else {
-        return ceiling;
-    };
-    let recovery = RECOVERY.as_secs_f64();
-    let scale = ceiling * (PLATEAU - BETA) / recovery.powi(3);
-    let plateau = PLATEAU * max;
-    let k = ((plateau - BETA * max) / scale).cbrt();
-    let t = since.as_secs_f64();
-    (scale * (t - k).powi(3) + plateau).clamp(ceiling * FLOOR, ceiling)
-}
-
-/// How long the next request waits after a drop: a few periods at the new rate, so
-/// that the account's burst, which the throttle showed empty, fills a little before
-/// anyone in the account is refused again (at a rate just under what is free it
-/// would otherwise stay empty, and every caller's next request would race for the
-/// last token).
-pub fn respite(rate: f64) -> Duration {
-    Duration::from_secs_f64(RESPITE_PERIODS / rate)
-}
 
 /// The right to make one request, from the limiter that gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +155,7 @@ impl Limiter {
     }
 
     fn rate_at(&self, state: &State, now: Instant) -> f64 {
-        curve(
+        Shape::CONTAINER.curve(
             self.ceiling,
             state
                 .throttle
@@ -171,8 +196,8 @@ impl Limiter {
         }
     }
 
-    /// Connect throttled the request `token` was taken for: the rate drops to `BETA`
-    /// of what it is now and the next token waits the `respite` at the new rate. Once
+    /// Connect throttled the request `token` was taken for: the rate drops to β of what
+    /// it is now and the next token waits the respite at the new rate. Once
     /// per drop: a token taken before the last drop does not drop the rate again.
     pub fn throttled(&self, token: Token) {
         let mut state = self.state();
@@ -183,7 +208,7 @@ impl Limiter {
         let rate = self.rate_at(&state, now);
         state.throttle = Some((now, rate));
         state.epoch += 1;
-        let respite = respite(self.rate_at(&state, now));
+        let respite = Shape::CONTAINER.respite(self.rate_at(&state, now));
         state.next = state.next.max(now + respite);
     }
 }
@@ -193,6 +218,10 @@ mod tests {
     use super::*;
 
     // Paused time: the limiter runs on tokio's clock, so every figure below is exact.
+
+    const BETA: f64 = Shape::CONTAINER.beta;
+    const PLATEAU: f64 = Shape::CONTAINER.plateau;
+    const RESPITE_PERIODS: f64 = Shape::CONTAINER.respite_periods;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-6
@@ -264,7 +293,7 @@ mod tests {
         let start = Instant::now();
         let token = limiter.take().await;
         limiter.throttled(token);
-        // The next token waits the respite at 0.5/s (two periods of 2 s), not 1 s.
+        // The next token waits the respite at 0.7/s, not 1 s.
         limiter.take().await;
         let first = start.elapsed().as_secs_f64();
         assert!((first - RESPITE_PERIODS / BETA).abs() < 1e-3, "{first}");

@@ -419,6 +419,17 @@ impl ScenarioOutcome {
 
     /// A one-paragraph account of the run, for test output and the bench's notes.
     #[must_use]
+    /// Writes to the fleet's shared update schedule, summed from the containers' logs
+    /// (each invocation logs its `schedule_requests`; a killed invocation's are lost).
+    pub fn schedule_writes(&self) -> u64 {
+        self.fleet
+            .logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|v| v["fields"]["schedule_requests"].as_u64())
+            .sum()
+    }
+
     pub fn summary(&self) -> String {
         let f = self.function_total();
         let per_op: Vec<String> = self
@@ -432,7 +443,7 @@ impl ScenarioOutcome {
              {}/{} ({:.1} %: {}); other caller throttled {}/{} ({:.1} %); {} updates applied in \
              {:.1} s = {:.2}/s of {:.2}/s free (quota use {:.2}); {} fields not at their newest \
              value of {}; {} good changes dead-lettered ({} in the catch-all); {} left on the \
-             source queue",
+             source queue; {} writes to the fleet's update schedule ({:.2} an update call)",
             self.changes,
             self.messages,
             self.fleet.callers().len(),
@@ -459,6 +470,12 @@ impl ScenarioOutcome {
             self.dead_lettered(),
             self.catch_all.len(),
             self.source_depth,
+            self.schedule_writes(),
+            self.schedule_writes() as f64
+                / self
+                    .function_calls
+                    .get(Operation::UpdateUserIdentityInfo.as_str())
+                    .map_or(1.0, |c| c.calls.max(1) as f64),
         )
     }
 }

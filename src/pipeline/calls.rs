@@ -118,6 +118,8 @@ struct Counts {
     calls: [AtomicU32; 5],
     throttled: [AtomicU32; 5],
     limiter_wait_us: AtomicU64,
+    /// Writes to the fleet's shared schedule.
+    schedule_writes: AtomicU32,
 }
 
 impl Counts {
@@ -163,6 +165,11 @@ impl<'p> Calls<'p> {
     /// Attempts Connect answered with a throttle.
     pub(super) fn throttled(&self) -> PerOperation {
         Counts::per_operation(&self.counts.throttled)
+    }
+
+    /// Writes to the fleet's shared schedule, taking tokens and dropping its rate.
+    pub(super) fn schedule_writes(&self) -> u32 {
+        self.counts.schedule_writes.load(Ordering::Relaxed)
     }
 
     /// Time spent waiting for limiter tokens, summed over every attempt.
@@ -225,7 +232,10 @@ impl<'p> Calls<'p> {
                 // about the account (a user's own failures would otherwise drop the
                 // whole operation's rate three times per delivery).
                 if !dropped {
-                    token.throttled().await;
+                    let writes = token.throttled().await;
+                    self.counts
+                        .schedule_writes
+                        .fetch_add(writes, Ordering::Relaxed);
                     dropped = true;
                 }
             }
@@ -268,15 +278,22 @@ impl<'p> Calls<'p> {
             (Op::UpdateUserIdentityInfo, Some(fleet)) => Some(fleet),
             _ => None,
         };
-        let taken = match fleet.map(|f| (f, f.take_by(self.latest_start))) {
-            Some((fleet, take)) => match take.await {
-                Take::Token(token) => Some(Taken::Fleet(fleet, token)),
-                Take::Late => None,
-                Take::Unavailable => limiter
-                    .take_by(self.latest_start)
-                    .await
-                    .map(|t| Taken::Own(limiter, t)),
-            },
+        let shared = match fleet {
+            Some(fleet) => {
+                let (take, writes) = fleet.take_by(self.latest_start).await;
+                self.counts
+                    .schedule_writes
+                    .fetch_add(writes, Ordering::Relaxed);
+                match take {
+                    Take::Token(token) => Some(Some(Taken::Fleet(fleet, token))),
+                    Take::Late => Some(None),
+                    Take::Unavailable => None,
+                }
+            }
+            None => None,
+        };
+        let taken = match shared {
+            Some(taken) => taken,
             None => limiter
                 .take_by(self.latest_start)
                 .await
@@ -297,10 +314,14 @@ enum Taken<'p> {
 }
 
 impl Taken<'_> {
-    /// Connect throttled the request: the rate the token came from drops.
-    async fn throttled(self) {
+    /// Connect throttled the request: the rate the token came from drops. Says how
+    /// many writes to the fleet's schedule that took.
+    async fn throttled(self) -> u32 {
         match self {
-            Taken::Own(limiter, token) => limiter.throttled(token),
+            Taken::Own(limiter, token) => {
+                limiter.throttled(token);
+                0
+            }
             Taken::Fleet(fleet, token) => fleet.throttled(token).await,
         }
     }

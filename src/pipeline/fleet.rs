@@ -2,7 +2,7 @@
 //! reserve their requests on one schedule kept in the staleness guard's table, so that
 //! together they keep to the stack's share of Connect's quota, and a throttle met by any
 //! of them drops the fleet's rate once, for all, along the limiter's curve
-//! (`crate::limiter::curve`). Each container's own limiter would otherwise climb back
+//! (`crate::limiter::Shape::FLEET`). Each container's own limiter would otherwise climb back
 //! on its own, and the containers together would take more than another caller leaves
 //! free.
 //!
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
-use crate::limiter::{curve, respite};
+use crate::limiter::Shape;
 
 /// Races lost in a row (the schedule written by another container between this
 /// container's read and its write, with the instant still due) before the container
@@ -83,7 +83,7 @@ impl FleetRate {
 
     /// The fleet's rate at `at_us` under `schedule`.
     fn rate(&self, schedule: &SharedSchedule, at_us: i64) -> f64 {
-        curve(
+        Shape::FLEET.curve(
             self.ceiling,
             schedule.throttle.map(|t| {
                 let since = u64::try_from(at_us.saturating_sub(t.at_us)).unwrap_or(0);
@@ -143,8 +143,10 @@ impl FleetRate {
     /// of and only then claims it, so a drop by any container holds back every request
     /// not yet sent, and the fleet never has requests booked at a rate older than its
     /// last drop.
-    pub async fn take_by(&self, latest: Instant) -> Take {
+    /// Also says how many writes to the table it took.
+    pub async fn take_by(&self, latest: Instant) -> (Take, u32) {
         let mut lost = 0;
+        let mut writes = 0;
         loop {
             let mut known = self.known.lock().await;
             let now = now_us();
@@ -152,7 +154,7 @@ impl FleetRate {
             if current.next_us > now {
                 let wait = Duration::from_micros(u64::try_from(current.next_us - now).unwrap_or(0));
                 if Instant::now() + wait > latest {
-                    return Take::Late;
+                    return (Take::Late, writes);
                 }
                 drop(known);
                 tokio::time::sleep(wait).await;
@@ -164,16 +166,18 @@ impl FleetRate {
                 version: current.version + 1,
                 ..current.clone()
             };
+            writes += 1;
             match self.swap(&mut known, &current, next).await {
                 Ok(true) => {
-                    return Take::Token(FleetToken {
+                    let token = FleetToken {
                         epoch: current.epoch,
-                    });
+                    };
+                    return (Take::Token(token), writes);
                 }
                 Ok(false) => {
                     lost += 1;
                     if lost == TRIES {
-                        return Take::Unavailable;
+                        return (Take::Unavailable, writes);
                     }
                 }
                 Err(why) => {
@@ -181,7 +185,7 @@ impl FleetRate {
                         error = %why,
                         "the fleet's rate could not be read; this request is paced on the container's own"
                     );
-                    return Take::Unavailable;
+                    return (Take::Unavailable, writes);
                 }
             }
         }
@@ -190,13 +194,15 @@ impl FleetRate {
     /// Connect throttled the request `token` was taken for: the fleet's rate drops to
     /// half of what it is now, once per drop (a token taken before the last drop, by
     /// any container, does not drop it again).
-    pub async fn throttled(&self, token: FleetToken) {
+    /// Says how many writes to the table it took.
+    pub async fn throttled(&self, token: FleetToken) -> u32 {
         let mut known = self.known.lock().await;
+        let mut writes = 0;
         for _ in 0..TRIES {
             let now = now_us();
             let current = Self::base(known.as_ref(), now);
             if current.epoch != token.epoch {
-                return;
+                return writes;
             }
             let rate = self.rate(&current, now);
             let mut next = SharedSchedule {
@@ -208,17 +214,19 @@ impl FleetRate {
                 version: current.version + 1,
                 ..current.clone()
             };
-            let respite = micros(respite(self.rate(&next, now)));
+            let respite = micros(Shape::FLEET.respite(self.rate(&next, now)));
             next.next_us = next.next_us.max(now.saturating_add(respite));
+            writes += 1;
             match self.swap(&mut known, &current, next).await {
-                Ok(true) => return,
+                Ok(true) => return writes,
                 Ok(false) => {}
                 Err(why) => {
                     warn!(error = %why, "the fleet's rate could not be lowered");
-                    return;
+                    return writes;
                 }
             }
         }
+        writes
     }
 }
 
@@ -260,7 +268,7 @@ mod tests {
     }
 
     async fn token(rate: &FleetRate) -> FleetToken {
-        match rate.take_by(far()).await {
+        match rate.take_by(far()).await.0 {
             Take::Token(t) => t,
             other => panic!("no token: {other:?}"),
         }
@@ -319,7 +327,7 @@ mod tests {
         let version = table.item.lock().unwrap().as_ref().unwrap().version;
         assert_eq!(
             a.take_by(Instant::now() + Duration::from_millis(500)).await,
-            Take::Late
+            (Take::Late, 0)
         );
         assert_eq!(
             table.item.lock().unwrap().as_ref().unwrap().version,
@@ -359,6 +367,6 @@ mod tests {
     #[tokio::test]
     async fn a_failing_table_leaves_the_request_to_the_containers_own_limiter() {
         let a = FleetRate::new(Arc::new(Broken), "Op", 1.0);
-        assert_eq!(a.take_by(far()).await, Take::Unavailable);
+        assert_eq!(a.take_by(far()).await, (Take::Unavailable, 1));
     }
 }

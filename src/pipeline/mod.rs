@@ -127,6 +127,9 @@ pub struct RunReport {
     pub superseded: u32,
     /// Requests made to the watermark table (each lease try and each release).
     pub watermark_requests: u32,
+    /// Writes to the fleet's shared update schedule in the same table (each token taken
+    /// and each drop, lost races included).
+    pub schedule_requests: u32,
     /// Users whose read-modify-write ran under a lease.
     pub guarded_users: u32,
 }

@@ -172,6 +172,7 @@ where
                 superseded = report.superseded,
                 guarded_users = report.guarded_users,
                 watermark_requests = report.watermark_requests,
+                schedule_requests = report.schedule_requests,
                 "staleness guard"
             );
         }
@@ -186,6 +187,7 @@ where
             limiter_wait: self.calls.limiter_wait(),
             superseded: self.guard_counts.superseded.load(Ordering::Relaxed),
             watermark_requests: self.guard_counts.watermark_requests.load(Ordering::Relaxed),
+            schedule_requests: self.calls.schedule_writes(),
             guarded_users: self.guard_counts.guarded_users.load(Ordering::Relaxed),
         }
     }

@@ -1,6 +1,7 @@
 //! The fleet (issue 20, SPEC §2.4): several long-lived containers of the built binary
 //! polling one moto queue through the event source mapping, each with its share of
-//! Connect's quota (`CONNECT_RPS_*` = quota/containers), the quotas emulated account-wide
+//! Connect's quota (`CONNECT_RPS_*` = quota/containers) and, as the template sets it, one
+//! update rate for the fleet (`CONNECT_FLEET_RPS_UPDATE`), the quotas emulated account-wide
 //! (one bucket per operation, shared by every caller), the staleness guard on, another
 //! caller drawing on the same `UpdateUserIdentityInfo` bucket at 1.2 updates/s, and
 //! containers killed mid-invocation and replaced. Asserted per record and per field: every
@@ -100,17 +101,18 @@ fn assert_nothing_lost(outcome: &ScenarioOutcome) {
             .all(|s| !s.mapping.batches.is_empty()),
         "a container never got a batch\n{summary}"
     );
-    // Sharing, loosely: a bound against gross regressions, not issue 20's 2 % targets (the
-    // bench measures those). Measured here with the adaptive limiter: the other caller 4–9 %,
-    // the containers 2–5 %; before it, the other caller 12–30 %, the containers 16–26 %.
+    // Sharing, loosely: a bound against regressions, not issue 20's 2 % targets (the bench
+    // measures those). Measured here with the fleet's one update rate: the other caller
+    // 0–2.7 %, the containers 0.7–1.1 %; with a rate per container, the other caller
+    // 6.4–13.5 %, the containers 2–5 %; before any adaptive rate, 12–30 % and 16–26 %.
     assert!(
-        other.throttled_share() <= 0.15,
+        other.throttled_share() <= 0.08,
         "the other caller, alone under the quota, was throttled on {:.1} % of its calls\n{summary}",
         100.0 * other.throttled_share()
     );
     let own = outcome.function_total();
     assert!(
-        own.throttled_share() <= 0.15,
+        own.throttled_share() <= 0.08,
         "the containers were throttled on {:.1} % of their calls\n{summary}",
         100.0 * own.throttled_share()
     );
