@@ -245,6 +245,26 @@ impl Function {
         }
     }
 
+    /// The log lines once at least `at_least` of them are JSON lines whose message is
+    /// `message`, or as they are after `limit`: the lines an invocation writes just
+    /// before its reply may still be on their way through the pipe when the reply is in.
+    pub async fn log_lines_once(
+        &self,
+        message: &str,
+        at_least: usize,
+        limit: Duration,
+    ) -> Vec<String> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let lines = self.log_lines();
+            let found = crate::fixtures::log_messages(&lines, message).len();
+            if found >= at_least || tokio::time::Instant::now() >= until {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The exit status, if the process has ended.
     #[must_use]
     pub fn exit_status(&self) -> Option<ExitStatus> {

@@ -223,9 +223,9 @@ async fn an_update_cut_off_after_it_was_sent_is_an_unknown_outcome_tried_once() 
     };
     assert_eq!(per_user("u-cwu"), 1, "not tried again blindly");
     assert_eq!(per_user("u-dlee"), 1, "not tried again blindly");
-    assert!(
-        stack.function.logs().contains("the outcome is unknown"),
-        "{}",
-        stack.function.logs()
-    );
+    let logs = stack
+        .function
+        .logs_once_containing("the outcome is unknown", Duration::from_secs(5))
+        .await;
+    assert!(logs.contains("the outcome is unknown"), "{logs}");
 }

@@ -22,15 +22,11 @@ async fn stack() -> Stack {
 
 /// The JSON log lines whose message is `message`, waiting briefly for them to arrive.
 async fn log_lines(stack: &Stack, message: &str, at_least: usize) -> Vec<Value> {
-    let mut lines = Vec::new();
-    for _ in 0..50 {
-        lines = fixtures::log_messages(&stack.function.log_lines(), message);
-        if lines.len() >= at_least {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    lines
+    let lines = stack
+        .function
+        .log_lines_once(message, at_least, Duration::from_secs(5))
+        .await;
+    fixtures::log_messages(&lines, message)
 }
 
 fn in_dry_run_span(line: &Value) -> bool {

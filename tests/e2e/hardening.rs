@@ -4,6 +4,7 @@
 //! refuses a SecondaryEmail at another domain before any call (SPEC §5).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use harness::connect_emulator::{Fault, Operation};
 use harness::fixtures::{
@@ -149,7 +150,10 @@ async fn nothing_of_a_document_is_echoed_at_trace_level_and_a_free_text_event_id
         "the EventId attribute is the digest of the free-text id"
     );
 
-    let lines = stack.function.log_lines();
+    let lines = stack
+        .function
+        .log_lines_once("record settled", 2, Duration::from_secs(5))
+        .await;
     assert_not_echoed("the logs", &lines.join("\n"));
     let settled = log_messages(&lines, "record settled");
     for id in ["m-event-id-refused", "m-event-id-applied"] {
@@ -286,7 +290,10 @@ async fn a_change_of_no_identity_field_ends_unchanged_without_any_connect_call()
             stack.emulator.calls(op)
         );
     }
-    let lines = stack.function.log_lines();
+    let lines = stack
+        .function
+        .log_lines_once("record settled", records.len(), Duration::from_secs(5))
+        .await;
     let settled = log_messages(&lines, "record settled");
     assert_eq!(settled.len(), records.len(), "{}", lines.join("\n"));
     for line in settled {
@@ -332,7 +339,10 @@ async fn each_record_settles_on_a_log_line_of_plain_documented_values() {
     let reply = response(stack.invoke(&event).await.unwrap(), &stack);
     assert_eq!(batch_item_failures(&reply), vec!["m-throttled".to_owned()]);
 
-    let lines = stack.function.log_lines();
+    let lines = stack
+        .function
+        .log_lines_once("record settled", records.len(), Duration::from_secs(5))
+        .await;
     let settled = log_messages(&lines, "record settled");
     let by_id: BTreeMap<String, &Value> = settled
         .iter()

@@ -101,7 +101,10 @@ async fn assert_no_personal_data(level: &str) {
         &stack,
     );
 
-    let logs = stack.function.logs();
+    let logs = stack
+        .function
+        .logs_once_containing("record settled", Duration::from_secs(5))
+        .await;
     assert!(
         logs.contains("record settled"),
         "the function logged its outcomes:\n{logs}"
