@@ -1,17 +1,18 @@
 //! The fleet's one rate for an operation (`CONNECT_FLEET_RPS_UPDATE`): the containers
-//! reserve their requests on one schedule kept in the staleness guard's table, so that
-//! together they keep to the stack's share of Connect's quota, and a throttle met by any
-//! of them drops the fleet's rate once, for all, along the limiter's curve
-//! (`crate::limiter::Shape::FLEET`). Each container's own limiter would otherwise climb back
-//! on its own, and the containers together would take more than another caller leaves
-//! free.
+//! take their requests' instants from one schedule kept in the staleness guard's table,
+//! so that together they keep to the stack's share of Connect's quota, and a throttle met
+//! by any of them drops the fleet's rate once, for all, along the fleet's curve
+//! (`crate::limiter::Shape::FLEET`). Each container's own limiter would otherwise climb
+//! back on its own, and the containers together would take more than another caller
+//! leaves free.
 //!
-//! A reservation is one conditional write (the schedule's version): the container takes
-//! the next free instant, moves the schedule one period on, and waits for its instant
-//! without holding anything. A container that lost the race learns the schedule from
-//! the failed write and tries again. When the table fails, or the race is lost too
-//! often, the request is paced on the container's own limiter instead; nothing waits on
-//! the table longer than one request.
+//! A container waits, holding nothing, for the next instant it knows of, and only then
+//! claims it with one conditional write on the schedule's version, moving the schedule
+//! one period on. Nothing is booked ahead, so a drop holds back every request not yet
+//! sent. A container that lost the race learns the schedule from the failed write and
+//! waits again. When the table fails, or the race is lost too often in a row, the
+//! request is paced on the container's own limiter instead; nothing waits on the table
+//! longer than one request.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,7 +29,7 @@ use crate::limiter::Shape;
 /// paces the request itself.
 const TRIES: usize = 4;
 
-/// A stored next instant further ahead than this is not a reservation (a request's
+/// A stored next instant further ahead than this is not one to wait for (a request's
 /// wait never outlasts an invocation, at most 15 minutes): a clock far ahead wrote it,
 /// and the schedule starts again from now.
 const HORIZON_US: i64 = 15 * 60 * 1_000_000;
@@ -40,12 +41,12 @@ pub struct FleetToken {
     epoch: u64,
 }
 
-/// What a reservation came to.
+/// What asking the schedule for an instant came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take {
-    /// Reserved, and its instant has come.
+    /// Claimed, at its instant.
     Token(FleetToken),
-    /// The next free instant comes after the latest start: nothing reserved.
+    /// The next free instant comes after the latest start: nothing claimed.
     Late,
     /// The schedule could not be used this time: pace on the container's own limiter.
     Unavailable,
@@ -320,7 +321,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_instant_after_the_latest_start_is_not_reserved() {
+    async fn an_instant_after_the_latest_start_is_not_claimed() {
         let table = Arc::new(Table::default());
         let a = FleetRate::new(table.clone(), "Op", 0.5);
         token(&a).await;

@@ -269,7 +269,9 @@ pub fn section(o: &mut String, f: &Fleet) {
         "Issue 20's runs, side by side in one run of `bench-driver`: {} users × {} changes each ({} changes, \
          `LastName` changed by every one, a third sent twice, shuffled) on the standard source \
          queue in moto; two long-lived containers polling it through the harness's event source \
-         mapping, each with `CONNECT_RPS_*` = quota/2 (the template's share); Connect's quotas \
+         mapping, each with `CONNECT_RPS_*` = quota/2 and, as the template sets them, one update \
+         rate for both (`CONNECT_FLEET_RPS_UPDATE` = the quota, on a schedule in the staleness \
+         guard's table); Connect's quotas \
          emulated account-wide, one bucket per operation for every caller \
          (`UpdateUserIdentityInfo` {:.1}/s burst 5, `DescribeUser` {:.0}/s burst 15); the \
          staleness guard on (moto DynamoDB). The other caller is the real SDK, signed with its \
