@@ -274,36 +274,30 @@ impl<'p> Calls<'p> {
             Op::ListUsers => limits.list.as_ref()?,
         };
         let from = Instant::now();
-        let fleet = match (op, &limits.fleet_update) {
-            (Op::UpdateUserIdentityInfo, Some(fleet)) => Some(fleet),
-            _ => None,
-        };
-        let shared = match fleet {
-            Some(fleet) => {
-                let (take, writes) = fleet.take_by(self.latest_start).await;
-                self.counts
-                    .schedule_writes
-                    .fetch_add(writes, Ordering::Relaxed);
-                match take {
-                    Take::Token(token) => Some(Some(Taken::Fleet(fleet, token))),
-                    Take::Late => Some(None),
-                    Take::Unavailable => None,
-                }
-            }
-            None => None,
-        };
-        let taken = match shared {
-            Some(taken) => taken,
-            None => limiter
-                .take_by(self.latest_start)
-                .await
-                .map(|t| Taken::Own(limiter, t)),
-        };
+        let taken = self.take_from(op, limiter).await;
         let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counts
             .limiter_wait_us
             .fetch_add(waited, Ordering::Relaxed);
         taken
+    }
+
+    /// A token from the fleet's schedule for an update when the fleet keeps one rate,
+    /// else (or when the schedule cannot be used) from the container's `limiter`.
+    async fn take_from(&self, op: Op, limiter: &'p Limiter) -> Option<Taken<'p>> {
+        if let (Op::UpdateUserIdentityInfo, Some(fleet)) = (op, &self.limits.fleet_update) {
+            let (take, writes) = fleet.take_by(self.latest_start).await;
+            self.counts
+                .schedule_writes
+                .fetch_add(writes, Ordering::Relaxed);
+            match take {
+                Take::Token(token) => return Some(Taken::Fleet(fleet, token)),
+                Take::Late => return None,
+                Take::Unavailable => {}
+            }
+        }
+        let token = limiter.take_by(self.latest_start).await?;
+        Some(Taken::Own(limiter, token))
     }
 }
 
