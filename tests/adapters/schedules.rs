@@ -3,29 +3,13 @@
 //! lost race returns the schedule as it stands (so a container needs no read), and a
 //! missing table is a failure that names no value.
 
-use std::time::Duration;
-
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use connect_identity_sync::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
 use connect_identity_sync::outbound::schedules::DynamoSchedules;
 use harness::{Moto, WATERMARK_TABLE};
 
-const RETENTION: Duration = Duration::from_secs(28 * 86_400);
-const KEY: &str = "fleet-rate#UpdateUserIdentityInfo";
+use super::watermarks::{RETENTION, client, moto_with_table};
 
-fn client(endpoint: &str) -> Client {
-    Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
-            .endpoint_url(endpoint)
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    )
-}
+const KEY: &str = "fleet-rate#UpdateUserIdentityInfo";
 
 fn schedule(version: u64, throttle: Option<Throttle>) -> SharedSchedule {
     SharedSchedule {
@@ -38,12 +22,7 @@ fn schedule(version: u64, throttle: Option<Throttle>) -> SharedSchedule {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_move_the_schedule_on_by_version_and_a_lost_race_returns_it() {
-    let moto = Moto::start().await.expect("moto");
-    moto.dynamo()
-        .await
-        .create_watermark_table(WATERMARK_TABLE)
-        .await
-        .expect("table");
+    let moto = moto_with_table().await;
     let a = DynamoSchedules::new(client(&moto.endpoint()), WATERMARK_TABLE, RETENTION);
     let b = DynamoSchedules::new(client(&moto.endpoint()), WATERMARK_TABLE, RETENTION);
 

@@ -26,7 +26,7 @@ use harness::{LossyProxy, Moto, WATERMARK_TABLE};
 const INSTANCE: &str = "8d3c2b1a-1111-4a4a-9b9b-0123456789ab";
 const USER: &str = "f0e1d2c3-3333-4b4b-8c8c-ba9876543210";
 const OTHER_USER: &str = "f0e1d2c3-4444-4b4b-8c8c-ba9876543210";
-const RETENTION: Duration = Duration::from_secs(28 * 86_400);
+pub(crate) const RETENTION: Duration = Duration::from_secs(28 * 86_400);
 
 fn instance() -> InstanceId {
     InstanceId::parse(INSTANCE).unwrap()
@@ -44,7 +44,8 @@ fn soon() -> DateTime<Utc> {
     Utc::now() + TimeDelta::seconds(30)
 }
 
-fn client(endpoint: &str) -> Client {
+/// A DynamoDB client for `endpoint` that does not retry (shared with the schedule's tests).
+pub(crate) fn client(endpoint: &str) -> Client {
     client_with(endpoint, RetryConfig::disabled())
 }
 
@@ -64,13 +65,19 @@ struct Table {
     store: DynamoWatermarks,
 }
 
-async fn table() -> Table {
+/// moto with the watermark table created (shared with the schedule's tests).
+pub(crate) async fn moto_with_table() -> Moto {
     let moto = Moto::start().await.expect("moto");
     moto.dynamo()
         .await
         .create_watermark_table(WATERMARK_TABLE)
         .await
         .expect("table");
+    moto
+}
+
+async fn table() -> Table {
+    let moto = moto_with_table().await;
     let store = DynamoWatermarks::new(client(&moto.endpoint()), WATERMARK_TABLE, RETENTION);
     Table { moto, store }
 }
