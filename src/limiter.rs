@@ -97,6 +97,11 @@ impl Shape {
         (scale * (t - k).powi(3) + plateau).clamp(ceiling * FLOOR, ceiling)
     }
 
+    /// The lowest rate under `ceiling`: where a run of throttles leaves it.
+    pub fn floor(self, ceiling: f64) -> f64 {
+        ceiling * FLOOR
+    }
+
     /// How long the next request waits after a drop to `rate`.
     pub fn respite(self, rate: f64) -> Duration {
         Duration::from_secs_f64(self.respite_periods / rate)
@@ -193,6 +198,15 @@ impl Limiter {
                 state.next
             };
             tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// The limiter's state as a token, without taking one: a throttle met by a request
+    /// paced elsewhere (on the fleet's schedule) drops this rate with it, once, as a
+    /// token taken now would.
+    pub fn current(&self) -> Token {
+        Token {
+            epoch: self.state().epoch,
         }
     }
 

@@ -9,6 +9,8 @@ use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::IdentityManagement;
 use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 
+use tokio::time::timeout_at;
+
 use super::Outcome;
 use super::calls::Op;
 use super::plan::judge;
@@ -99,7 +101,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         };
         // No other read-modify-write of this user runs until this one has ended, so no
         // update carries values read before another update to the user.
-        let _turn = self.turns.turn(instance, user).await;
+        // The wait for the turn ends by the last attempt start, as every wait does.
+        let Ok(_turn) = timeout_at(self.budget.last_attempt, self.turns.turn(instance, user)).await
+        else {
+            return all(Outcome::Deferred);
+        };
         // The staleness guard's lease keeps other containers out until the release
         // below; the field changes its watermarks supersede are dropped.
         let guarded = match self.guard(instance, user, changes).await {
@@ -109,8 +115,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         if guarded.nothing_left() {
             // No update and no watermark to move: only the lease is given back.
             let _ = self.release_guard(&guarded, None).await;
-            return all(Outcome::Unchanged);
+            return Applied::Outcomes(guarded.screened(vec![Outcome::Unchanged; changes.len()]));
         }
+        let screened = |o: Outcome| Applied::Outcomes(guarded.screened(vec![o; changes.len()]));
         let changes = guarded.changes.as_slice();
         let directory = &self.pipeline.directory;
         let described = self
@@ -126,14 +133,14 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             }
             Confirmed::Refused(outcomes) => {
                 let _ = self.release_guard(&guarded, None).await;
-                return Applied::Outcomes(outcomes);
+                return Applied::Outcomes(guarded.screened(outcomes));
             }
         }
         let current = match described {
             Ok(current) => current,
             Err(o) => {
                 let _ = self.release_guard(&guarded, None).await;
-                return all(o);
+                return screened(o);
             }
         };
         let judgement = judge(
@@ -177,16 +184,16 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             Err(failure) => Outcome::from(failure),
         };
         Applied::Outcomes(
-            judgement
-                .verdicts
-                .into_iter()
-                .zip(&guarded.superseded)
-                .map(|(v, superseded)| match v {
-                    Err(refused) => Outcome::from(refused),
-                    Ok(()) if *superseded => Outcome::Unchanged,
-                    Ok(()) => shared.clone(),
-                })
-                .collect(),
+            guarded.screened(
+                judgement
+                    .verdicts
+                    .into_iter()
+                    .map(|v| match v {
+                        Err(refused) => Outcome::from(refused),
+                        Ok(()) => shared.clone(),
+                    })
+                    .collect(),
+            ),
         )
     }
 

@@ -1,6 +1,8 @@
 //! One Connect call as attempts: each attempt takes a token of its operation's limiter
 //! (every operation has one, `DescribeInstance` included), starts only while the
-//! attempt budget still fits before the deadline less the margin, and is counted; a
+//! attempt budget still fits before the deadline less the margin (the invocation's
+//! `Budget`: no later than its last attempt start, however long the token took), and is
+//! counted; a
 //! throttle lowers its operation's rate (`crate::limiter`, adaptive: the configured
 //! rate is a ceiling); a retryable failure is tried again, at most `MAX_ATTEMPTS`
 //! times. The only place that knows how a call is paced. Touches the container's
@@ -19,8 +21,9 @@ use crate::domain::ports::Schedules;
 use crate::domain::ports::{CallFailure, Reach};
 use crate::limiter::{Limiter, Token};
 
+use super::budget::Budget;
 use super::fleet::{FleetRate, FleetToken, Take};
-use super::{Outcome, PerOperation, Settings};
+use super::{Outcome, PerOperation};
 
 /// Attempts per call at most (SPEC §3).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -139,20 +142,15 @@ impl Counts {
 /// window, and what the calls cost.
 pub(super) struct Calls<'p> {
     limits: &'p RateLimits,
-    budget: Duration,
-    latest_start: Instant,
-    cutoff: Instant,
+    budget: Budget,
     counts: Counts,
 }
 
 impl<'p> Calls<'p> {
-    pub(super) fn new(limits: &'p RateLimits, settings: &Settings, deadline: Instant) -> Self {
-        let (latest_start, cutoff) = settings.attempt_window(deadline);
+    pub(super) fn new(limits: &'p RateLimits, budget: Budget) -> Self {
         Calls {
             limits,
-            budget: settings.call_budget,
-            latest_start,
-            cutoff,
+            budget,
             counts: Counts::default(),
         }
     }
@@ -194,22 +192,27 @@ impl<'p> Calls<'p> {
         while made < MAX_ATTEMPTS {
             if made > 0 {
                 let backoff = BACKOFF * 2u32.pow(made - 1);
-                if Instant::now() + backoff > self.latest_start {
+                if Instant::now() + backoff > self.budget.last_attempt {
                     break;
                 }
                 sleep(backoff).await;
             }
-            if Instant::now() > self.latest_start {
+            if !self.budget.may_start() {
                 break;
             }
             let Some(token) = self.take_token(op).await else {
                 break;
             };
+            // A token that came (from the fleet's schedule, say) after the last start
+            // is not used: the attempt would not end before the cutoff.
+            if !self.budget.may_start() {
+                break;
+            }
             made += 1;
             self.counts.calls[op.index()].fetch_add(1, Ordering::Relaxed);
             // The SDK's own attempt timeout ends the attempt first; this bound holds
             // for any directory.
-            let ends = (Instant::now() + self.budget).min(self.cutoff);
+            let ends = self.budget.request_ends(self.budget.cutoff);
             let failure = match timeout_at(ends, attempt()).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(failure)) => failure,
@@ -232,7 +235,7 @@ impl<'p> Calls<'p> {
                 // about the account (a user's own failures would otherwise drop the
                 // whole operation's rate three times per delivery).
                 if !dropped {
-                    let writes = token.throttled().await;
+                    let writes = token.throttled(&self.budget).await;
                     self.counts
                         .schedule_writes
                         .fetch_add(writes, Ordering::Relaxed);
@@ -286,17 +289,19 @@ impl<'p> Calls<'p> {
     /// else (or when the schedule cannot be used) from the container's `limiter`.
     async fn take_from(&self, op: Op, limiter: &'p Limiter) -> Option<Taken<'p>> {
         if let (Op::UpdateUserIdentityInfo, Some(fleet)) = (op, &self.limits.fleet_update) {
-            let (take, writes) = fleet.take_by(self.latest_start).await;
+            let (take, writes) = fleet.take_by(&self.budget).await;
             self.counts
                 .schedule_writes
                 .fetch_add(writes, Ordering::Relaxed);
             match take {
-                Take::Token(token) => return Some(Taken::Fleet(fleet, token)),
+                Take::Token(token) => {
+                    return Some(Taken::Fleet(fleet, token, limiter, limiter.current()));
+                }
                 Take::Late => return None,
                 Take::Unavailable => {}
             }
         }
-        let token = limiter.take_by(self.latest_start).await?;
+        let token = limiter.take_by(self.budget.last_attempt).await?;
         Some(Taken::Own(limiter, token))
     }
 }
@@ -304,19 +309,30 @@ impl<'p> Calls<'p> {
 /// A token, and the rate it was taken from.
 enum Taken<'p> {
     Own(&'p Limiter, Token),
-    Fleet(&'p FleetRate, FleetToken),
+    /// From the fleet's schedule; with the container's own limiter as it stood then,
+    /// which paces the requests the schedule cannot.
+    Fleet(&'p FleetRate, FleetToken, &'p Limiter, Token),
 }
 
 impl Taken<'_> {
-    /// Connect throttled the request: the rate the token came from drops. Says how
-    /// many writes to the fleet's schedule that took.
-    async fn throttled(self) -> u32 {
+    /// Connect throttled the request: the rate the token came from drops. When the
+    /// fleet's schedule could not be lowered (the table failed or was too slow), the
+    /// container's own rate drops instead, so that the requests it paces while the
+    /// schedule is out of reach slow down too. Says how many writes to the fleet's
+    /// schedule that took.
+    async fn throttled(self, budget: &Budget) -> u32 {
         match self {
             Taken::Own(limiter, token) => {
                 limiter.throttled(token);
                 0
             }
-            Taken::Fleet(fleet, token) => fleet.throttled(token).await,
+            Taken::Fleet(fleet, token, own, own_token) => {
+                let (lowered, writes) = fleet.throttled(token, budget).await;
+                if !lowered {
+                    own.throttled(own_token);
+                }
+                writes
+            }
         }
     }
 }

@@ -10,29 +10,47 @@
 //! claims it with one conditional write on the schedule's version, moving the schedule
 //! one period on. Nothing is booked ahead, so a drop holds back every request not yet
 //! sent. A container that lost the race learns the schedule from the failed write and
-//! waits again. When the table fails, or the race is lost too often in a row, the
-//! request is paced on the container's own limiter instead; nothing waits on the table
-//! longer than one request.
+//! waits again; its own other tasks learn the instant it claims before the write is
+//! sent, and wait for the next one instead of racing it. No lock is held across a
+//! request to the table.
+//!
+//! Every request to the table ends within one attempt budget and never after the
+//! invocation's last attempt start (a claim) or its cutoff (a drop): the invocation's
+//! `Budget` says when. When the table fails or is too slow, or the race is lost too
+//! often in a row, the request is paced on the container's own limiter instead, and the
+//! schedule is left alone for `SKIP` (a table that does not answer would otherwise cost
+//! every request an attempt budget); a drop that could not be written drops the
+//! container's own rate instead (`calls.rs`).
+//!
+//! A stored instant further ahead than the longest wait the schedule itself can ask for
+//! (`HORIZON_PERIODS` periods at its lowest rate; a drop asks for two) was written by a
+//! clock running ahead: the schedule starts again from now.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 use tracing::warn;
 
 use crate::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
 use crate::limiter::Shape;
+
+use super::budget::Budget;
 
 /// Races lost in a row (the schedule written by another container between this
 /// container's read and its write, with the instant still due) before the container
 /// paces the request itself.
 const TRIES: usize = 4;
 
-/// A stored next instant further ahead than this is not one to wait for (a request's
-/// wait never outlasts an invocation, at most 15 minutes): a clock far ahead wrote it,
-/// and the schedule starts again from now.
-const HORIZON_US: i64 = 15 * 60 * 1_000_000;
+/// A stored next instant further ahead than this many periods at the schedule's lowest
+/// rate is not one to wait for: the longest the schedule asks for is the respite after
+/// a drop at its lowest rate (`Shape::FLEET`'s two periods), and a container whose
+/// clock runs ahead wrote anything beyond. The schedule starts again from now.
+const HORIZON_PERIODS: f64 = 4.0;
+
+/// How long the schedule is left alone after the table failed or did not answer within
+/// an attempt budget: the container's own limiter paces its updates meanwhile.
+const SKIP: Duration = Duration::from_secs(10);
 
 /// The right to make one request on the fleet's schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +74,11 @@ pub struct FleetRate {
     store: Arc<dyn Schedules>,
     key: String,
     ceiling: f64,
-    /// The schedule as this container last wrote or was told it; one write at a time.
+    /// The schedule as this container last wrote, claimed or was told it. Held only to
+    /// read or set it, never across a request.
     known: Mutex<Option<SharedSchedule>>,
+    /// Until when the schedule is left alone after the table failed.
+    skip_until: Mutex<Option<Instant>>,
 }
 
 fn micros(d: Duration) -> i64 {
@@ -70,6 +91,16 @@ fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// What one write to the table came to.
+enum Wrote {
+    Done,
+    Lost,
+    /// Failed, or not answered in time (it may still have landed).
+    Failed(String),
+    /// Not answered before the limit, which had come.
+    Late,
+}
+
 impl FleetRate {
     /// The fleet's schedule for `operation` in `store`, at `ceiling` requests a second
     /// at most for the whole fleet.
@@ -79,7 +110,12 @@ impl FleetRate {
             key: format!("fleet-rate#{operation}"),
             ceiling: ceiling.max(0.001),
             known: Mutex::new(None),
+            skip_until: Mutex::new(None),
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<SharedSchedule>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The fleet's rate at `at_us` under `schedule`.
@@ -97,10 +133,15 @@ impl FleetRate {
         (1e6 / rate).ceil() as i64
     }
 
+    /// How far ahead a stored instant may lie and still be waited for.
+    fn horizon_us(&self) -> i64 {
+        (HORIZON_PERIODS * 1e6 / Shape::FLEET.floor(self.ceiling)).ceil() as i64
+    }
+
     /// The schedule to build on: the one known, or a new one starting now.
-    fn base(known: Option<&SharedSchedule>, now: i64) -> SharedSchedule {
+    fn base(&self, known: Option<&SharedSchedule>, now: i64) -> SharedSchedule {
         match known {
-            Some(s) if s.next_us <= now + HORIZON_US => s.clone(),
+            Some(s) if s.next_us <= now.saturating_add(self.horizon_us()) => s.clone(),
             Some(s) => SharedSchedule {
                 next_us: now,
                 ..s.clone()
@@ -114,77 +155,126 @@ impl FleetRate {
         }
     }
 
+    /// Whether the schedule is being left alone after a failure of the table.
+    fn skipping(&self) -> bool {
+        let skip = self.skip_until.lock().unwrap_or_else(|e| e.into_inner());
+        skip.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn skip(&self) {
+        *self.skip_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + SKIP);
+    }
+
     /// Writes `next` over `current` (`version` 0: none stored yet, as far as this
-    /// container knows). `Ok(true)` written; `Ok(false)` lost, with what is known now.
+    /// container knows), within one attempt budget and never after `limit`. `next` is
+    /// already what this container knows; a lost race replaces it with what the table
+    /// holds, a failure forgets it (unless another task has known better since).
     async fn swap(
         &self,
-        known: &mut Option<SharedSchedule>,
         current: &SharedSchedule,
-        next: SharedSchedule,
-    ) -> Result<bool, String> {
+        next: &SharedSchedule,
+        budget: &Budget,
+        limit: Instant,
+    ) -> Wrote {
         let expected = (current.version > 0).then_some(current.version);
-        match self.store.write(&self.key, expected, &next).await? {
-            Swap::Done => {
-                *known = Some(next);
-                Ok(true)
+        let ends = budget.request_ends(limit);
+        let written = timeout_at(ends, self.store.write(&self.key, expected, next)).await;
+        let mut known = self.known();
+        let mine = known.as_ref() == Some(next);
+        match written {
+            Ok(Ok(Swap::Done)) => Wrote::Done,
+            Ok(Ok(Swap::Lost(Some(stands)))) => {
+                if mine || known.as_ref().is_none_or(|k| k.version <= stands.version) {
+                    *known = Some(stands);
+                }
+                Wrote::Lost
             }
-            Swap::Lost(Some(stands)) => {
-                *known = Some(stands);
-                Ok(false)
-            }
-            Swap::Lost(None) => {
-                *known = None;
-                Err("the table did not return the schedule it holds".to_owned())
+            other => {
+                if mine {
+                    *known = None;
+                }
+                drop(known);
+                match other {
+                    Ok(Err(why)) => Wrote::Failed(why),
+                    Ok(Ok(_)) => {
+                        Wrote::Failed("the table did not return the schedule it holds".to_owned())
+                    }
+                    Err(_) if ends >= limit => Wrote::Late,
+                    Err(_) => Wrote::Failed(
+                        "the table did not answer within an attempt's budget".to_owned(),
+                    ),
+                }
             }
         }
     }
 
-    /// Takes the fleet's next instant once it has come, if it comes no later than
-    /// `latest`. Nothing is reserved ahead: a container waits for the instant it knows
-    /// of and only then claims it, so a drop by any container holds back every request
-    /// not yet sent, and the fleet never has requests booked at a rate older than its
-    /// last drop.
+    /// Takes the fleet's next instant once it has come, if it comes no later than the
+    /// budget's last attempt start. Nothing is reserved ahead: a container waits for the
+    /// instant it knows of and only then claims it, so a drop by any container holds
+    /// back every request not yet sent, and the fleet never has requests booked at a
+    /// rate older than its last drop.
     /// Also says how many writes to the table it took.
-    pub async fn take_by(&self, latest: Instant) -> (Take, u32) {
+    pub async fn take_by(&self, budget: &Budget) -> (Take, u32) {
+        let latest = budget.last_attempt;
         let mut lost = 0;
         let mut writes = 0;
         loop {
-            let mut known = self.known.lock().await;
-            let now = now_us();
-            let current = Self::base(known.as_ref(), now);
-            if current.next_us > now {
-                let wait = Duration::from_micros(u64::try_from(current.next_us - now).unwrap_or(0));
-                if Instant::now() + wait > latest {
-                    return (Take::Late, writes);
-                }
-                drop(known);
-                tokio::time::sleep(wait).await;
-                lost = 0;
-                continue;
+            if self.skipping() {
+                return (Take::Unavailable, writes);
             }
-            let next = SharedSchedule {
-                next_us: now + Self::period_us(self.rate(&current, now)),
-                version: current.version + 1,
-                ..current.clone()
+            let claim = {
+                let mut known = self.known();
+                let now = now_us();
+                let current = self.base(known.as_ref(), now);
+                if current.next_us > now {
+                    Err(Duration::from_micros(
+                        u64::try_from(current.next_us - now).unwrap_or(0),
+                    ))
+                } else {
+                    let next = SharedSchedule {
+                        next_us: now + Self::period_us(self.rate(&current, now)),
+                        version: current.version + 1,
+                        ..current.clone()
+                    };
+                    // This container's other tasks wait for the instant after this one.
+                    *known = Some(next.clone());
+                    Ok((current, next))
+                }
             };
+            let (current, next) = match claim {
+                Ok(claim) => claim,
+                Err(wait) => {
+                    if Instant::now() + wait > latest {
+                        return (Take::Late, writes);
+                    }
+                    tokio::time::sleep(wait).await;
+                    lost = 0;
+                    continue;
+                }
+            };
+            if !budget.may_start() {
+                return (Take::Late, writes);
+            }
             writes += 1;
-            match self.swap(&mut known, &current, next).await {
-                Ok(true) => {
+            match self.swap(&current, &next, budget, latest).await {
+                Wrote::Done => {
                     let token = FleetToken {
                         epoch: current.epoch,
                     };
                     return (Take::Token(token), writes);
                 }
-                Ok(false) => {
+                Wrote::Lost => {
                     lost += 1;
                     if lost == TRIES {
                         return (Take::Unavailable, writes);
                     }
                 }
-                Err(why) => {
+                Wrote::Late => return (Take::Late, writes),
+                Wrote::Failed(why) => {
+                    self.skip();
                     warn!(
                         error = %why,
-                        "the fleet's rate could not be read; this request is paced on the container's own"
+                        "the fleet's rate could not be read; updates are paced on the container's own for a while"
                     );
                     return (Take::Unavailable, writes);
                 }
@@ -194,40 +284,56 @@ impl FleetRate {
 
     /// Connect throttled the request `token` was taken for: the fleet's rate drops to
     /// half of what it is now, once per drop (a token taken before the last drop, by
-    /// any container, does not drop it again).
-    /// Says how many writes to the table it took.
-    pub async fn throttled(&self, token: FleetToken) -> u32 {
-        let mut known = self.known.lock().await;
+    /// any container, does not drop it again). Each write ends within an attempt budget
+    /// and by the budget's cutoff.
+    /// Says whether the fleet's rate is lowered (by this drop or an earlier one), and
+    /// how many writes to the table it took.
+    pub async fn throttled(&self, token: FleetToken, budget: &Budget) -> (bool, u32) {
         let mut writes = 0;
         for _ in 0..TRIES {
-            let now = now_us();
-            let current = Self::base(known.as_ref(), now);
-            if current.epoch != token.epoch {
-                return writes;
-            }
-            let rate = self.rate(&current, now);
-            let mut next = SharedSchedule {
-                epoch: current.epoch + 1,
-                throttle: Some(Throttle {
-                    at_us: now,
-                    from: rate,
-                }),
-                version: current.version + 1,
-                ..current.clone()
+            let (current, next) = {
+                let known = self.known();
+                let now = now_us();
+                let current = self.base(known.as_ref(), now);
+                if current.epoch != token.epoch {
+                    return (true, writes);
+                }
+                let rate = self.rate(&current, now);
+                let mut next = SharedSchedule {
+                    epoch: current.epoch + 1,
+                    throttle: Some(Throttle {
+                        at_us: now,
+                        from: rate,
+                    }),
+                    version: current.version + 1,
+                    ..current.clone()
+                };
+                let respite = micros(Shape::FLEET.respite(self.rate(&next, now)));
+                next.next_us = next.next_us.max(now.saturating_add(respite));
+                (current, next)
             };
-            let respite = micros(Shape::FLEET.respite(self.rate(&next, now)));
-            next.next_us = next.next_us.max(now.saturating_add(respite));
+            if Instant::now() >= budget.cutoff {
+                break;
+            }
             writes += 1;
-            match self.swap(&mut known, &current, next).await {
-                Ok(true) => return writes,
-                Ok(false) => {}
-                Err(why) => {
-                    warn!(error = %why, "the fleet's rate could not be lowered");
-                    return writes;
+            match self.swap(&current, &next, budget, budget.cutoff).await {
+                Wrote::Done => {
+                    let mut known = self.known();
+                    if known.as_ref().is_none_or(|k| k.version <= next.version) {
+                        *known = Some(next);
+                    }
+                    return (true, writes);
+                }
+                Wrote::Lost => {}
+                Wrote::Late => break,
+                Wrote::Failed(why) => {
+                    self.skip();
+                    warn!(error = %why, "the fleet's rate could not be lowered; the container's own is");
+                    return (false, writes);
                 }
             }
         }
-        writes
+        (false, writes)
     }
 }
 
@@ -264,12 +370,25 @@ mod tests {
         }
     }
 
-    fn far() -> Instant {
-        Instant::now() + Duration::from_secs(60)
+    use crate::pipeline::Settings;
+
+    /// An invocation due in `secs` seconds, with a margin and an attempt budget of 1 s.
+    fn due_in(secs: u64) -> Budget {
+        let settings = Settings {
+            max_receive_count: 3,
+            concurrency: 4,
+            deadline_margin: Duration::from_secs(1),
+            call_budget: Duration::from_secs(1),
+        };
+        Budget::new(&settings, Instant::now() + Duration::from_secs(secs))
+    }
+
+    fn far() -> Budget {
+        due_in(60)
     }
 
     async fn token(rate: &FleetRate) -> FleetToken {
-        match rate.take_by(far()).await.0 {
+        match rate.take_by(&far()).await.0 {
             Take::Token(t) => t,
             other => panic!("no token: {other:?}"),
         }
@@ -302,9 +421,9 @@ mod tests {
         let b = FleetRate::new(table.clone(), "Op", 10.0);
         let ta = token(&a).await;
         let tb = token(&b).await;
-        a.throttled(ta).await;
+        a.throttled(ta, &far()).await;
         // b's token was taken before a's drop: the drop answered it already.
-        b.throttled(tb).await;
+        b.throttled(tb, &far()).await;
         let stored = table.item.lock().unwrap().clone().unwrap();
         assert_eq!(stored.epoch, 1);
         let from = stored.throttle.unwrap().from;
@@ -316,7 +435,7 @@ mod tests {
         let tb = token(&b).await;
         let waited = start.elapsed();
         assert!(waited >= Duration::from_millis(350), "{waited:?}");
-        b.throttled(tb).await;
+        b.throttled(tb, &far()).await;
         assert_eq!(table.item.lock().unwrap().as_ref().unwrap().epoch, 2);
     }
 
@@ -326,10 +445,7 @@ mod tests {
         let a = FleetRate::new(table.clone(), "Op", 0.5);
         token(&a).await;
         let version = table.item.lock().unwrap().as_ref().unwrap().version;
-        assert_eq!(
-            a.take_by(Instant::now() + Duration::from_millis(500)).await,
-            (Take::Late, 0)
-        );
+        assert_eq!(a.take_by(&due_in(2)).await, (Take::Late, 0));
         assert_eq!(
             table.item.lock().unwrap().as_ref().unwrap().version,
             version,
@@ -353,6 +469,59 @@ mod tests {
         assert_eq!(table.item.lock().unwrap().as_ref().unwrap().version, 8);
     }
 
+    #[tokio::test]
+    async fn an_instant_within_the_longest_wait_the_schedule_asks_for_is_waited_for() {
+        let table = Arc::new(Table::default());
+        // At 2/s the lowest rate is 0.1/s: a drop there asks for 20 s, and the horizon
+        // is four periods, 40 s.
+        let a = FleetRate::new(table.clone(), "Op", 2.0);
+        assert_eq!(a.horizon_us(), 40_000_000);
+        *table.item.lock().unwrap() = Some(SharedSchedule {
+            next_us: now_us() + 20_000_000,
+            epoch: 0,
+            throttle: None,
+            version: 7,
+        });
+        // It learns the stored instant from its lost race and would wait for it: not in
+        // time for this invocation; the next asks nothing of the table.
+        assert_eq!(a.take_by(&due_in(10)).await, (Take::Late, 1));
+        assert_eq!(a.take_by(&due_in(10)).await, (Take::Late, 0));
+        // A minute ahead is past the horizon: a clock error, claimed from now.
+        table.item.lock().unwrap().as_mut().unwrap().next_us = now_us() + 60_000_000;
+        let b = FleetRate::new(table.clone(), "Op", 2.0);
+        // (Its first write, knowing nothing, lost the race and learned the item.)
+        assert!(matches!(b.take_by(&due_in(10)).await, (Take::Token(_), 2)));
+    }
+
+    #[tokio::test]
+    async fn a_table_that_does_not_answer_is_left_alone_for_a_while() {
+        struct Silent;
+        impl Schedules for Silent {
+            fn write<'a>(
+                &'a self,
+                _key: &'a str,
+                _expected: Option<u64>,
+                _schedule: &'a SharedSchedule,
+            ) -> PortFuture<'a, Result<Swap, String>> {
+                Box::pin(std::future::pending())
+            }
+        }
+        let a = FleetRate::new(Arc::new(Silent), "Op", 2.0);
+        let start = std::time::Instant::now();
+        // One attempt budget (1 s), then the container's own limiter.
+        assert_eq!(a.take_by(&due_in(30)).await, (Take::Unavailable, 1));
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(a.take_by(&due_in(30)).await, (Take::Unavailable, 0));
+        // Near the last attempt start, the wait is cut there and nothing is claimed.
+        let b = FleetRate::new(Arc::new(Silent), "Op", 2.0);
+        let budget = due_in(2);
+        assert_eq!(b.take_by(&budget).await, (Take::Late, 0));
+    }
+
     struct Broken;
     impl Schedules for Broken {
         fn write<'a>(
@@ -368,6 +537,6 @@ mod tests {
     #[tokio::test]
     async fn a_failing_table_leaves_the_request_to_the_containers_own_limiter() {
         let a = FleetRate::new(Arc::new(Broken), "Op", 1.0);
-        assert_eq!(a.take_by(far()).await, (Take::Unavailable, 1));
+        assert_eq!(a.take_by(&far()).await, (Take::Unavailable, 1));
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::warn;
 
@@ -20,11 +20,6 @@ use crate::domain::watermark::{FieldWatermarks, Screened};
 
 use super::Outcome;
 use super::run::Run;
-
-/// How far past the invocation deadline a lease runs: room for clocks of two
-/// containers that disagree. Lambda stops an invocation at its deadline, so the holder
-/// is not working on the user by then.
-const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The pause before a lease held by another invocation is asked for again; doubled
 /// after each try, up to `LEASE_BACKOFF_MAX`.
@@ -59,7 +54,8 @@ impl Watermarks for NoWatermarks {
 pub(super) struct Guarded {
     /// The changes with their superseded field changes dropped, in the order given.
     pub changes: Vec<ChangeRequest>,
-    /// Per change: every field it touched was superseded, so it ends `unchanged`.
+    /// Per change: every field it touched was superseded, so it ends `unchanged`
+    /// (`Outcome::Superseded`) whatever the reads and the update of the others come to.
     pub superseded: Vec<bool>,
     held: Option<Leased>,
 }
@@ -68,6 +64,17 @@ impl Guarded {
     /// Whether nothing is left to apply.
     pub fn nothing_left(&self) -> bool {
         self.changes.iter().all(|c| c.change.is_empty())
+    }
+
+    /// `outcomes` (one per change) with every wholly superseded change's replaced by
+    /// `Superseded`: decided by the watermarks before the reads, it does not share what
+    /// the reads or the update of the other changes came to.
+    pub fn screened(&self, outcomes: Vec<Outcome>) -> Vec<Outcome> {
+        outcomes
+            .into_iter()
+            .zip(&self.superseded)
+            .map(|(o, superseded)| if *superseded { Outcome::Superseded } else { o })
+            .collect()
     }
 }
 
@@ -84,7 +91,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         changes: &[ChangeRequest],
     ) -> Result<Guarded, Outcome> {
         let tally = &self.guard_counts;
-        let deadline = self.deadline;
+        let budget = &self.budget;
         let Some(table) = &self.pipeline.watermarks else {
             return Ok(Guarded {
                 changes: changes.to_vec(),
@@ -95,9 +102,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         if self.kept_here(instance, user) {
             return Err(Outcome::LeaseHeld);
         }
-        let (latest_start, cutoff) = self.pipeline.settings.attempt_window(deadline);
-        let remaining = deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
-        let until = Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX);
+        let latest_start = budget.last_attempt;
+        let until = budget.lease_horizon();
         let mut backoff = LEASE_BACKOFF;
         let mut tries = 0;
         let leased = loop {
@@ -111,11 +117,19 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             }
             tries += 1;
             tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
-            match timeout_at(cutoff, table.acquire(instance, user, until)).await {
+            let ends = budget.request_ends(budget.cutoff);
+            match timeout_at(ends, table.acquire(instance, user, until)).await {
                 Ok(Ok(Some(leased))) => break leased,
                 Ok(Ok(None)) => {}
                 Ok(Err(failure)) => return Err(Outcome::from(failure)),
-                Err(_) => return Err(Outcome::Deferred),
+                // Cut by the cutoff: the invocation's time is up.
+                Err(_) if ends >= budget.cutoff => return Err(Outcome::Deferred),
+                // No answer within an attempt's budget: the table is unreachable.
+                Err(_) => {
+                    return Err(Outcome::from(Failure::unknown(
+                        "staleness guard: the table did not answer within an attempt's budget",
+                    )));
+                }
             }
             // Held by another invocation: wait for it within the deadline, asking
             // once more at the latest start.
@@ -144,11 +158,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 )
             })
             .unzip();
-        let dropped = superseded.iter().filter(|s| **s).count();
-        tally.superseded.fetch_add(
-            u32::try_from(dropped).unwrap_or(u32::MAX),
-            Ordering::Relaxed,
-        );
         Ok(Guarded {
             changes,
             superseded,
@@ -204,10 +213,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 .advanced(applied.iter().map(|c| (&c.change, c.stamp())))
         });
         let advanced = advanced.filter(|a| *a != held.watermarks);
-        let send_by = self
-            .deadline
-            .checked_sub(self.pipeline.settings.deadline_margin / 2)
-            .unwrap_or_else(Instant::now);
+        let send_by = self.budget.release_by;
         tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
         let result = match timeout_at(send_by, table.release(&held.lease, advanced.as_ref())).await
         {

@@ -9,6 +9,7 @@
 //! `outbound`: the adapters come in as the ports' implementations.
 
 mod apply;
+mod budget;
 mod calls;
 mod fleet;
 mod guard;
@@ -59,18 +60,6 @@ impl Settings {
     pub fn dead_letter_budget(&self) -> Duration {
         (self.deadline_margin / 2).max(Duration::from_millis(100))
     }
-
-    /// When a request under `deadline` may start at the latest (an attempt budget
-    /// before the cutoff), and the cutoff itself (the deadline less the margin).
-    pub(crate) fn attempt_window(&self, deadline: Instant) -> (Instant, Instant) {
-        let cutoff = deadline
-            .checked_sub(self.deadline_margin)
-            .unwrap_or_else(Instant::now);
-        let latest_start = cutoff
-            .checked_sub(self.call_budget)
-            .unwrap_or_else(Instant::now);
-        (latest_start, cutoff)
-    }
 }
 
 /// How the work on one record (or on a group of coalesced records) ended.
@@ -78,6 +67,9 @@ impl Settings {
 enum Outcome {
     Updated(Vec<Field>),
     Unchanged,
+    /// `Unchanged`, because the staleness guard found every field of the change
+    /// superseded (counted as `Superseded` once the record settles so).
+    Superseded,
     /// Failed, after this many attempts of the failing call.
     Failed(Failure, u32),
     /// An `UpdateUserIdentityInfo` that may have reached Connect and got no answer

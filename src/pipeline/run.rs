@@ -18,6 +18,7 @@ use crate::domain::error::Failure;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
 use crate::domain::record::{Disposition, Record};
 
+use super::budget::Budget;
 use super::calls::Calls;
 use super::plan::{Target, Unit, Work, build_lanes};
 use super::{Outcome, Pipeline, RunReport};
@@ -67,8 +68,8 @@ impl UserTurns {
 pub(super) struct Run<'p, D, S, W> {
     /// The container's ports, limits and caches.
     pub pipeline: &'p Pipeline<D, S, W>,
-    /// When the reply is due.
-    pub deadline: Instant,
+    /// When the reply is due, and the instants before it that every step asks.
+    pub budget: Budget,
     /// Every Connect call of this invocation, paced and counted.
     pub calls: Calls<'p>,
     /// One read-modify-write per user at a time.
@@ -87,8 +88,8 @@ where
     pub(super) fn new(pipeline: &'p Pipeline<D, S, W>, deadline: Instant) -> Self {
         Run {
             pipeline,
-            deadline,
-            calls: Calls::new(&pipeline.limits, &pipeline.settings, deadline),
+            budget: Budget::new(&pipeline.settings, deadline),
+            calls: Calls::new(&pipeline.limits, Budget::new(&pipeline.settings, deadline)),
             turns: UserTurns::default(),
             guard_counts: GuardCounts::default(),
             instance_failures: Mutex::default(),
@@ -293,6 +294,9 @@ where
                     continue;
                 }
                 let d = self.settle(&records[i], &ids[i], &outcomes[k]).await;
+                if matches!(outcomes[k], Outcome::Superseded) && d == Disposition::Unchanged {
+                    self.guard_counts.superseded.fetch_add(1, Ordering::Relaxed);
+                }
                 blocked |= fifo && matches!(d, Disposition::HandedBack(_));
                 out.push((i, d));
             }

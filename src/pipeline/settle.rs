@@ -38,7 +38,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
 
     async fn settle_record(&self, record: &Record, ids: &Ids, outcome: &Outcome) -> Disposition {
         let settings = &self.pipeline.settings;
-        let deadline = self.deadline;
         let can_hand_back = record.kind == SourceKind::Sqs && !record.source_id.is_empty();
         let (failure, attempts) = match outcome {
             Outcome::Updated(fields) => {
@@ -46,7 +45,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 log_disposition(record, ids, &d, None, fields);
                 return d;
             }
-            Outcome::Unchanged => {
+            Outcome::Unchanged | Outcome::Superseded => {
                 let d = Disposition::Unchanged;
                 log_disposition(record, ids, &d, None, &[]);
                 return d;
@@ -102,10 +101,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         // The dead-letter client bounds a send (its retries included) to this budget;
         // half the margin is kept for the reply.
         let send_budget = settings.dead_letter_budget();
-        let last_start = deadline
-            .checked_sub(settings.deadline_margin / 2 + send_budget)
-            .unwrap_or_else(Instant::now);
-        if Instant::now() > last_start {
+        if Instant::now() > self.budget.dead_letter_by {
             let d = if can_hand_back {
                 Disposition::HandedBack(HandBack::Deadline)
             } else {

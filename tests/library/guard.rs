@@ -355,3 +355,77 @@ async fn in_one_invocation_a_stale_change_is_dropped_and_a_newer_one_applies() {
     assert_eq!(marks.get(Field::LastName), Some(t("2026-11-29T10:00:09Z")));
     assert_eq!(marks.get(Field::FirstName), Some(t("2026-11-29T10:00:02Z")));
 }
+
+#[tokio::test]
+async fn a_wholly_superseded_change_ends_unchanged_whatever_the_reads_of_a_fresh_one_come_to() {
+    let connect = jane();
+    connect.fail(
+        "DescribeUser",
+        "u-1",
+        &[ErrorClass::InvalidRequestException],
+    );
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    table.items.lock().unwrap().insert(
+        key("u-1"),
+        FieldWatermarks::default().with(Field::LastName, t("2026-11-29T10:00:05Z")),
+    );
+    let payload = json!({"Records": [
+        sqs_record("m-stale", &change("u-1", json!({"LastName": "Old"}), "2026-11-29T10:00:01Z"), 1, None),
+        sqs_record("m-fresh", &change("u-1", json!({"FirstName": "Jo"}), "2026-11-29T10:00:09Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    // The stale change was settled by the watermarks before the reads: it does not share
+    // the fresh change's failed read, and `Superseded` counts only what ended unchanged.
+    assert_eq!(
+        report.dispositions,
+        vec![
+            Disposition::Unchanged,
+            Disposition::DeadLettered(ErrorClass::InvalidRequestException)
+        ]
+    );
+    assert_eq!(report.superseded, 1);
+    let letters = queues.letters.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].source_id, "m-fresh");
+}
+
+#[tokio::test]
+async fn superseded_counts_no_record_that_ends_otherwise() {
+    let connect = jane();
+    connect.fail(
+        "DescribeUser",
+        "u-1",
+        &[ErrorClass::InternalServiceException; 3],
+    );
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    table.items.lock().unwrap().insert(
+        key("u-1"),
+        FieldWatermarks::default().with(Field::LastName, t("2026-11-29T10:00:05Z")),
+    );
+    // FIFO: the fresh change comes first in its group and is handed back (its read
+    // failed); the stale change behind it is handed back with it, so it does not end
+    // unchanged and is not counted.
+    let payload = json!({"Records": [
+        sqs_record("m-fresh", &change("u-1", json!({"FirstName": "Jo"}), "2026-11-29T10:00:09Z"), 1, Some("g")),
+        sqs_record("m-stale", &change("u-1", json!({"LastName": "Old"}), "2026-11-29T10:00:01Z"), 1, Some("g")),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::InternalServiceException)),
+            Disposition::HandedBack(HandBack::GroupOrder)
+        ]
+    );
+    assert_eq!(report.superseded, 0);
+}

@@ -7,3 +7,4 @@ mod events;
 mod guard;
 mod operations;
 mod pipeline;
+mod schedule;
