@@ -135,6 +135,17 @@ impl FleetReport {
         self.batches().map(|b| b.handed_back().len()).sum()
     }
 
+    /// The longest an invocation took to reply (killed ones and those without a reply
+    /// left out).
+    #[must_use]
+    pub fn slowest_reply(&self) -> Duration {
+        self.batches()
+            .filter(|b| matches!(b.outcome, BatchOutcome::Reply { .. }))
+            .map(|b| b.elapsed)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Invocations that got no valid reply and were not killed on purpose.
     #[must_use]
     pub fn failed_invocations(&self) -> Vec<&Batch> {

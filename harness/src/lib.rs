@@ -21,6 +21,7 @@ pub mod runtime_api;
 pub mod scenario;
 pub mod sqs;
 pub mod stack;
+pub mod table_faults;
 pub mod tls_front;
 
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
 pub use scenario::{Scenario, ScenarioOutcome};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
 pub use stack::{Replica, Stack, StackConfig};
+pub use table_faults::{TableFault, TableFaultCounts, TableFaultKind, TableFaultProxy};
 pub use tls_front::TlsFront;
 
 pub use connect_emulator;

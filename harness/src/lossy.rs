@@ -121,7 +121,7 @@ async fn serve(
 
 /// One HTTP/1.1 message (headers and a `Content-Length` body) from `stream`, using and
 /// refilling `pending`; `None` when the stream ends before one starts.
-async fn read_message(
+pub(crate) async fn read_message(
     stream: &mut TcpStream,
     pending: &mut Vec<u8>,
 ) -> std::io::Result<Option<Vec<u8>>> {

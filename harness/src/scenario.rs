@@ -18,11 +18,13 @@ use connect_emulator::{CallCounts, Operation};
 use serde_json::{Value, json};
 
 use crate::HarnessError;
+use crate::dynamodb::Dynamo;
 use crate::fixtures::{self, INSTANCE};
 use crate::fleet::{FleetConfig, FleetReport, run_fleet};
 use crate::other_caller::{OTHER_CALLER_KEY, OtherCaller, OtherCallerCounts};
 use crate::sqs::Message;
 use crate::stack::Stack;
+use crate::table_faults::{TableFault, TableFaultCounts, TableFaultProxy};
 
 /// Connect's default quotas (requests/s, bucket size) as SPEC §2.4 and issue 20 give them.
 pub const CONNECT_QUOTAS: [(Operation, f64, u32); 5] = [
@@ -54,6 +56,8 @@ pub struct Scenario {
     kills: Vec<(usize, usize, Duration)>,
     seed: u64,
     env: Vec<(String, String)>,
+    table_faults: Vec<TableFault>,
+    schedule_ahead: Option<Duration>,
 }
 
 impl Scenario {
@@ -82,6 +86,8 @@ impl Scenario {
             kills: Vec::new(),
             seed: 0x9e37_79b9_7f4a_7c15,
             env: Vec::new(),
+            table_faults: Vec::new(),
+            schedule_ahead: None,
         }
     }
 
@@ -139,6 +145,22 @@ impl Scenario {
     #[must_use]
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Puts the containers' DynamoDB requests through a [`TableFaultProxy`] with
+    /// `fault` scheduled (after any added before).
+    #[must_use]
+    pub fn table_fault(mut self, fault: TableFault) -> Self {
+        self.table_faults.push(fault);
+        self
+    }
+
+    /// Seeds the fleet's update schedule with its next instant `ahead` of the clock, as a
+    /// container whose clock runs ahead leaves it.
+    #[must_use]
+    pub fn schedule_ahead(mut self, ahead: Duration) -> Self {
+        self.schedule_ahead = Some(ahead);
         self
     }
 
@@ -215,6 +237,23 @@ impl Scenario {
         let mut stack = config.start().await?;
         // The stack's own process stays idle: the fleet starts its containers.
         stack.function.kill();
+        let proxy = if self.table_faults.is_empty() {
+            None
+        } else {
+            let moto = stack.moto.endpoint();
+            let proxy = TableFaultProxy::start(moto.trim_start_matches("http://")).await?;
+            for fault in &self.table_faults {
+                proxy.add(fault.clone());
+            }
+            stack.function_config = stack
+                .function_config
+                .clone()
+                .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint());
+            Some(proxy)
+        };
+        if let (Some(ahead), Some(table)) = (self.schedule_ahead, &stack.watermark_table) {
+            seed_schedule(&stack.moto.endpoint(), table, ahead).await?;
+        }
         for (op, rps, burst) in CONNECT_QUOTAS {
             stack.emulator.set_quota(op, rps * self.scale, burst);
         }
@@ -237,12 +276,45 @@ impl Scenario {
             fleet_config = fleet_config.kill(*slot, *nth, *after);
         }
         let fleet = run_fleet(&stack, &fleet_config).await?;
+        let table_faults = proxy.map(|p| p.counts());
         let other = match other {
             Some(o) => Some(o.stop().await),
             None => None,
         };
-        ScenarioOutcome::read(&stack, self, fleet, other, bodies.len(), &expected).await
+        let mut outcome =
+            ScenarioOutcome::read(&stack, self, fleet, other, bodies.len(), &expected).await?;
+        outcome.table_faults = table_faults;
+        Ok(outcome)
     }
+}
+
+/// Writes the fleet's `UpdateUserIdentityInfo` schedule into `table` with its next
+/// instant `ahead` of now, in the item format of `outbound/schedules.rs`.
+async fn seed_schedule(endpoint: &str, table: &str, ahead: Duration) -> Result<(), HarnessError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = |v: u128| AttributeValue::N(v.to_string());
+    Dynamo::new(endpoint)
+        .await
+        .client()
+        .put_item()
+        .table_name(table)
+        .item(
+            "pk",
+            AttributeValue::S("fleet-rate#UpdateUserIdentityInfo".to_owned()),
+        )
+        .item("next_us", n((now + ahead).as_micros()))
+        .item("epoch", n(0))
+        .item("version", n(1))
+        .item("expires_at", n(u128::from(now.as_secs()) + 86_400))
+        .send()
+        .await
+        .map_err(|e| {
+            HarnessError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+        })?;
+    Ok(())
 }
 
 /// What a scenario run left.
@@ -278,6 +350,8 @@ pub struct ScenarioOutcome {
     /// rate (scaled).
     pub update_quota: f64,
     pub other_rate: f64,
+    /// What the table's fault proxy saw, when the scenario put one in front of it.
+    pub table_faults: Option<TableFaultCounts>,
 }
 
 impl ScenarioOutcome {
@@ -380,6 +454,7 @@ impl ScenarioOutcome {
             update_window,
             update_quota: scenario.quota(Operation::UpdateUserIdentityInfo),
             other_rate: scenario.other_rate * scenario.scale,
+            table_faults: None,
         })
     }
 
@@ -443,7 +518,8 @@ impl ScenarioOutcome {
              {}/{} ({:.1} %: {}); other caller throttled {}/{} ({:.1} %); {} updates applied in \
              {:.1} s = {:.2}/s of {:.2}/s free (quota use {:.2}); {} fields not at their newest \
              value of {}; {} good changes dead-lettered ({} in the catch-all); {} left on the \
-             source queue; {} writes to the fleet's update schedule ({:.2} an update call)",
+             source queue; {} writes to the fleet's update schedule ({:.2} an update call); \
+             slowest reply {:.2} s; table faults {:?}",
             self.changes,
             self.messages,
             self.fleet.callers().len(),
@@ -476,6 +552,8 @@ impl ScenarioOutcome {
                     .function_calls
                     .get(Operation::UpdateUserIdentityInfo.as_str())
                     .map_or(1.0, |c| c.calls.max(1) as f64),
+            self.fleet.slowest_reply().as_secs_f64(),
+            self.table_faults,
         )
     }
 }
