@@ -167,6 +167,10 @@ pub struct Lease {
     pub owner: String,
     /// When it lapses on its own, should its holder never release it.
     pub until: DateTime<Utc>,
+    /// The intents found in the item, left by leases that were never released (their
+    /// holders' release failed, or they died, or kept the lease after an update of
+    /// unknown outcome), each with the owner it was written under.
+    pub unsettled: Vec<(String, FieldWatermarks)>,
 }
 
 /// A lease taken, with the user's watermarks as they stood.
@@ -174,6 +178,10 @@ pub struct Lease {
 pub struct Leased {
     pub lease: Lease,
     pub watermarks: FieldWatermarks,
+    /// Per field, the newest time a lease that was never released may have applied
+    /// (the later of `lease.unsettled`): no change older than that is applied, since
+    /// it might overwrite a newer value whose watermark was never written.
+    pub unsettled: FieldWatermarks,
 }
 
 /// Where the staleness guard keeps each user's watermarks (SPEC §2.5).
@@ -183,7 +191,10 @@ pub struct Leased {
 /// change is applied without the guard.
 pub trait Watermarks: Send + Sync {
     /// Takes the lease on `user` until `until` and reads the user's watermarks, in one
-    /// request; `None` while another lease on the user is running.
+    /// request; `None` while another lease on the user is running. `intent` (the times
+    /// of the changes the holder may apply, per field) is kept with the lease until the
+    /// release, so that a lease never released tells the next holder what may have
+    /// been applied under it (`Leased::unsettled`).
     ///
     /// # Errors
     /// `UnknownError` when the table is missing or unreachable, or it throttles.
@@ -192,10 +203,13 @@ pub trait Watermarks: Send + Sync {
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
+        intent: &FieldWatermarks,
     ) -> impl Future<Output = Result<Option<Leased>, CallFailure>> + Send;
 
     /// Writes `advanced` (when the update succeeded or found nothing to change; never
-    /// backwards) and gives the lease up, in one request. `None` only gives it up.
+    /// backwards) and gives the lease up with its intent, in one request. `None` only
+    /// gives it up. The unsettled intents `advanced` covers (every field's watermark
+    /// now at or past the intent's time) are removed with it.
     ///
     /// # Errors
     /// `UnknownError` when the lease is no longer held (it lapsed and another

@@ -181,29 +181,20 @@ impl FieldWatermarks {
     /// Drops from `change` (stamped `stamp`) the field changes these watermarks
     /// supersede.
     pub fn screen(&self, change: IdentityChange, stamp: Stamp<'_>) -> Screened {
-        let mut superseded = Vec::new();
-        let mut keep = |field: Field, touched: bool| {
-            let dropped = touched && self.supersedes(field, stamp);
-            if dropped {
-                superseded.push(field);
-            }
-            !dropped
-        };
-        let IdentityChange {
-            first_name,
-            last_name,
-            email,
-            secondary_email,
-            mobile,
-        } = change;
-        let change = IdentityChange {
-            first_name: filter(first_name, |t| keep(Field::FirstName, t)),
-            last_name: filter(last_name, |t| keep(Field::LastName, t)),
-            email: filter(email, |t| keep(Field::Email, t)),
-            secondary_email: filter(secondary_email, |t| keep(Field::SecondaryEmail, t)),
-            mobile: filter(mobile, |t| keep(Field::Mobile, t)),
-        };
-        Screened { change, superseded }
+        screen_by(change, |field| self.supersedes(field, stamp))
+    }
+
+    /// Drops from `change` (stamped `stamp`) the field changes strictly older than these
+    /// marks (a change of unknown time is older than any): the screen of the changes a
+    /// lease that was never released may have applied (`Leased::unsettled`). A change
+    /// of the same time passes, so that the change that left the mark, delivered again,
+    /// is applied (or found in place) and its watermark written.
+    pub fn screen_older(&self, change: IdentityChange, stamp: Stamp<'_>) -> Screened {
+        screen_by(change, |field| match (self.get(field), stamp.at) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(mark), Some(at)) => at < mark,
+        })
     }
 
     /// The watermarks once `applied` (what is left of each change after screening,
@@ -238,6 +229,33 @@ impl FieldWatermarks {
                 None => m,
             })
     }
+}
+
+/// Drops from `change` the field changes of the fields `dropped` names.
+fn screen_by(change: IdentityChange, dropped: impl Fn(Field) -> bool) -> Screened {
+    let mut superseded = Vec::new();
+    let mut keep = |field: Field, touched: bool| {
+        let drop = touched && dropped(field);
+        if drop {
+            superseded.push(field);
+        }
+        !drop
+    };
+    let IdentityChange {
+        first_name,
+        last_name,
+        email,
+        secondary_email,
+        mobile,
+    } = change;
+    let change = IdentityChange {
+        first_name: filter(first_name, |t| keep(Field::FirstName, t)),
+        last_name: filter(last_name, |t| keep(Field::LastName, t)),
+        email: filter(email, |t| keep(Field::Email, t)),
+        secondary_email: filter(secondary_email, |t| keep(Field::SecondaryEmail, t)),
+        mobile: filter(mobile, |t| keep(Field::Mobile, t)),
+    };
+    Screened { change, superseded }
 }
 
 fn filter<T>(change: FieldChange<T>, keep: impl FnOnce(bool) -> bool) -> FieldChange<T> {

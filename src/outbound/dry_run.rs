@@ -76,10 +76,14 @@ impl<W: Watermarks> Watermarks for DryRunnable<W> {
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
+        intent: &FieldWatermarks,
     ) -> Result<Option<Leased>, CallFailure> {
         // The lease is still taken: a shadow deployment's containers read and judge one
-        // user at a time, as the real one does.
-        self.inner.acquire(instance, user, until).await
+        // user at a time, as the real one does. It applies nothing, so it leaves no
+        // intent.
+        let none = FieldWatermarks::default();
+        let intent = if self.dry_run { &none } else { intent };
+        self.inner.acquire(instance, user, until, intent).await
     }
 
     async fn release(

@@ -7,8 +7,11 @@
 //! lease is held; `lease_released` (S, the owner of the lease given up last);
 //! `wm_FirstName` … `wm_Mobile` (N, epoch nanoseconds of the field's last applied
 //! `OccurredAt`) and `wmid_FirstName` … `wmid_Mobile` (L of S, the `EventId`s of the
-//! changes applied at that time); `expires_at` (N, epoch seconds, the table's TTL
-//! attribute), pushed forward by every request.
+//! changes applied at that time); `intent_<lease owner>` (M of field name → N, epoch
+//! nanoseconds: the times of the changes the lease may apply, written with the lease and
+//! removed with its release, so that one left behind names a lease never released);
+//! `expires_at` (N, epoch seconds, the table's TTL attribute), pushed forward by every
+//! request.
 //!
 //! Both requests may be sent twice by the SDK's retries when a reply is lost; each is
 //! written so that its second sending finds its own first one and succeeds: a lease
@@ -44,6 +47,73 @@ pub const EXPIRY: &str = "expires_at";
 const LEASE_OWNER: &str = "lease_owner";
 const LEASE_UNTIL: &str = "lease_until";
 const LEASE_RELEASED: &str = "lease_released";
+const INTENT_PREFIX: &str = "intent_";
+
+/// The attribute holding the intent of the lease `owner`.
+fn intent_attribute(owner: &str) -> String {
+    format!("{INTENT_PREFIX}{owner}")
+}
+
+/// The intent as stored: per field its time, nanoseconds.
+fn intent_value(intent: &FieldWatermarks) -> AttributeValue {
+    AttributeValue::M(
+        Field::ALL
+            .into_iter()
+            .filter_map(|f| {
+                let at = intent.get(f)?;
+                Some((
+                    f.as_str().to_owned(),
+                    AttributeValue::N(nanos(at).to_string()),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// The intents in `item` other than `own`'s: leases that were never released.
+fn read_unsettled(
+    item: &HashMap<String, AttributeValue>,
+    own: &str,
+) -> Result<Vec<(String, FieldWatermarks)>, String> {
+    let mut out = Vec::new();
+    for (name, value) in item {
+        let Some(owner) = name.strip_prefix(INTENT_PREFIX) else {
+            continue;
+        };
+        if owner == own {
+            continue;
+        }
+        let map = value
+            .as_m()
+            .map_err(|_| "a lease intent in the watermark item is not a map".to_owned())?;
+        let mut marks = FieldWatermarks::default();
+        for field in Field::ALL {
+            let Some(n) = map.get(field.as_str()) else {
+                continue;
+            };
+            let n = n
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    "a lease intent in the watermark item holds a time that is not a whole number"
+                        .to_owned()
+                })?;
+            marks = marks.with(field, DateTime::from_timestamp_nanos(n));
+        }
+        out.push((owner.to_owned(), marks));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Whether `marks` hold every field of `intent` at or past its time.
+fn covers(marks: &FieldWatermarks, intent: &FieldWatermarks) -> bool {
+    Field::ALL.into_iter().all(|f| match intent.get(f) {
+        None => true,
+        Some(at) => marks.get(f).is_some_and(|m| m >= at),
+    })
+}
 
 /// The attribute holding a field's watermark.
 pub fn watermark_attribute(field: Field) -> String {
@@ -197,9 +267,10 @@ impl Watermarks for DynamoWatermarks {
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
+        intent: &FieldWatermarks,
     ) -> Result<Option<Leased>, CallFailure> {
         let now = Utc::now();
-        let lease = Lease {
+        let mut lease = Lease {
             key: item_key(instance, user),
             owner: format!(
                 "{}-{}",
@@ -207,13 +278,20 @@ impl Watermarks for DynamoWatermarks {
                 self.leases.fetch_add(1, Ordering::Relaxed)
             ),
             until,
+            unsettled: Vec::new(),
         };
-        let sent = self
-            .client
-            .update_item()
+        let mut update = "SET #owner = :me, #until = :until, #exp = :exp".to_owned();
+        let mut request = self.client.update_item();
+        if !intent.is_empty() {
+            update.push_str(", #intent = :intent");
+            request = request
+                .expression_attribute_names("#intent", intent_attribute(&lease.owner))
+                .expression_attribute_values(":intent", intent_value(intent));
+        }
+        let sent = request
             .table_name(&self.table)
             .key(KEY, AttributeValue::S(lease.key.clone()))
-            .update_expression("SET #owner = :me, #until = :until, #exp = :exp")
+            .update_expression(update)
             // `#owner = :me`: this very request, sent again by the SDK after its reply
             // was lost, finds the lease it took.
             .condition_expression("attribute_not_exists(#until) OR #until < :now OR #owner = :me")
@@ -237,8 +315,10 @@ impl Watermarks for DynamoWatermarks {
             Err(e) => return Err(failure("acquire", &e)),
         };
         let item = out.attributes().cloned().unwrap_or_default();
-        let watermarks = match read_watermarks(&item) {
-            Ok(marks) => marks,
+        let read = read_watermarks(&item)
+            .and_then(|marks| Ok((marks, read_unsettled(&item, &lease.owner)?)));
+        let (watermarks, unsettled) = match read {
+            Ok(read) => read,
             Err(problem) => {
                 // The lease is held: give it up before failing.
                 let _ = self.release(&lease, None).await;
@@ -249,7 +329,15 @@ impl Watermarks for DynamoWatermarks {
                 ));
             }
         };
-        Ok(Some(Leased { lease, watermarks }))
+        let unsettled_marks = unsettled
+            .iter()
+            .fold(FieldWatermarks::default(), |all, (_, m)| all.max(m));
+        lease.unsettled = unsettled;
+        Ok(Some(Leased {
+            lease,
+            watermarks,
+            unsettled: unsettled_marks,
+        }))
     }
 
     async fn release(
@@ -269,6 +357,23 @@ impl Watermarks for DynamoWatermarks {
             .expression_attribute_values(":me", AttributeValue::S(lease.owner.clone()))
             .expression_attribute_values(":exp", self.expiry(Utc::now()));
         let mut sets = vec!["#exp = :exp".to_owned(), "#released = :me".to_owned()];
+        // This lease's intent goes with it, and so does every unsettled intent the
+        // watermarks now cover.
+        let mut removes = vec![
+            "#owner".to_owned(),
+            "#until".to_owned(),
+            "#intent".to_owned(),
+        ];
+        request = request.expression_attribute_names("#intent", intent_attribute(&lease.owner));
+        if let Some(advanced) = advanced {
+            for (i, (owner, intent)) in lease.unsettled.iter().enumerate() {
+                if covers(advanced, intent) {
+                    let name = format!("#u{i}");
+                    request = request.expression_attribute_names(&name, intent_attribute(owner));
+                    removes.push(name);
+                }
+            }
+        }
         // Held, or given up by this very request sent again after its reply was lost
         // (nobody has taken the user since).
         let mut conditions =
@@ -293,7 +398,11 @@ impl Watermarks for DynamoWatermarks {
                 .expression_attribute_values(&ids_value, AttributeValue::L(ids));
         }
         request
-            .update_expression(format!("SET {} REMOVE #owner, #until", sets.join(", ")))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                sets.join(", "),
+                removes.join(", ")
+            ))
             .condition_expression(conditions.join(" AND "))
             .send()
             .await

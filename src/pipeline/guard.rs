@@ -41,6 +41,7 @@ impl Watermarks for NoWatermarks {
         _: &InstanceId,
         _: &UserId,
         _: chrono::DateTime<Utc>,
+        _: &FieldWatermarks,
     ) -> Result<Option<Leased>, CallFailure> {
         match *self {}
     }
@@ -104,6 +105,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         }
         let latest_start = budget.last_attempt;
         let until = budget.lease_horizon();
+        // What this lease may apply, kept with it until the release.
+        let intent =
+            FieldWatermarks::default().advanced(changes.iter().map(|c| (&c.change, c.stamp())));
         let mut backoff = LEASE_BACKOFF;
         let mut tries = 0;
         let leased = loop {
@@ -118,7 +122,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             tries += 1;
             tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
             let ends = budget.request_ends(budget.cutoff);
-            match timeout_at(ends, table.acquire(instance, user, until)).await {
+            match timeout_at(ends, table.acquire(instance, user, until, &intent)).await {
                 Ok(Ok(Some(leased))) => break leased,
                 Ok(Ok(None)) => {}
                 Ok(Err(failure)) => return Err(Outcome::from(failure)),
@@ -146,8 +150,12 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             .map(|c| {
                 let Screened {
                     change,
-                    superseded: fields,
+                    superseded: mut fields,
                 } = leased.watermarks.screen(c.change.clone(), c.stamp());
+                // Older than what a lease never released may have applied: dropped too.
+                let older = leased.unsettled.screen_older(change, c.stamp());
+                let change = older.change;
+                fields.extend(older.superseded);
                 let all = !fields.is_empty() && change.is_empty();
                 (
                     ChangeRequest {

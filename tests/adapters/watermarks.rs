@@ -93,7 +93,12 @@ async fn a_lease_on_a_user_refuses_a_second_one_until_it_is_released() {
     let db = table().await;
     let first = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .expect("first lease")
         .expect("not leased elsewhere");
@@ -101,20 +106,39 @@ async fn a_lease_on_a_user_refuses_a_second_one_until_it_is_released() {
     assert_eq!(first.lease.key, format!("{INSTANCE}#{USER}"));
 
     assert_eq!(
-        db.store.acquire(&instance(), &user(USER), soon()).await,
+        db.store
+            .acquire(
+                &instance(),
+                &user(USER),
+                soon(),
+                &FieldWatermarks::default()
+            )
+            .await,
         Ok(None),
         "a second lease in the same container is refused"
     );
     // Another container (a second adapter) is refused just the same.
     let other = DynamoWatermarks::new(client(&db.moto.endpoint()), WATERMARK_TABLE, RETENTION);
     assert_eq!(
-        other.acquire(&instance(), &user(USER), soon()).await,
+        other
+            .acquire(
+                &instance(),
+                &user(USER),
+                soon(),
+                &FieldWatermarks::default()
+            )
+            .await,
         Ok(None)
     );
     // Other users are not blocked.
     let neighbour = db
         .store
-        .acquire(&instance(), &user(OTHER_USER), soon())
+        .acquire(
+            &instance(),
+            &user(OTHER_USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .expect("another user's lease")
         .expect("not leased elsewhere");
@@ -122,7 +146,12 @@ async fn a_lease_on_a_user_refuses_a_second_one_until_it_is_released() {
 
     db.store.release(&first.lease, None).await.expect("release");
     let again = other
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .expect("free once released")
         .expect("not leased elsewhere");
@@ -138,18 +167,31 @@ async fn a_lease_whose_holder_died_lapses_and_the_holder_can_no_longer_write() {
             &instance(),
             &user(USER),
             Utc::now() + TimeDelta::milliseconds(300),
+            &FieldWatermarks::default(),
         )
         .await
         .expect("lease")
         .expect("not leased elsewhere");
     assert_eq!(
-        db.store.acquire(&instance(), &user(USER), soon()).await,
+        db.store
+            .acquire(
+                &instance(),
+                &user(USER),
+                soon(),
+                &FieldWatermarks::default()
+            )
+            .await,
         Ok(None)
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let next = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .expect("a lapsed lease is taken over")
         .expect("not leased elsewhere");
@@ -179,7 +221,12 @@ async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move
     let db = table().await;
     let lease = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("not leased elsewhere");
@@ -207,7 +254,12 @@ async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move
 
     let next = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("not leased elsewhere");
@@ -221,7 +273,12 @@ async fn watermarks_written_at_release_are_read_by_the_next_lease_and_never_move
     db.store.release(&next.lease, None).await.unwrap();
     let last = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("not leased elsewhere");
@@ -237,7 +294,14 @@ async fn a_missing_table_is_an_unknown_error() {
     let moto = Moto::start().await.expect("moto");
     let store = DynamoWatermarks::new(client(&moto.endpoint()), "no-such-table", RETENTION);
     assert_unknown(
-        store.acquire(&instance(), &user(USER), soon()).await,
+        store
+            .acquire(
+                &instance(),
+                &user(USER),
+                soon(),
+                &FieldWatermarks::default(),
+            )
+            .await,
         "the table does not exist",
     );
 }
@@ -251,7 +315,14 @@ async fn an_unreachable_table_is_an_unknown_error() {
         RETENTION,
     );
     assert_unknown(
-        store.acquire(&instance(), &user(USER), soon()).await,
+        store
+            .acquire(
+                &instance(),
+                &user(USER),
+                soon(),
+                &FieldWatermarks::default(),
+            )
+            .await,
         "a connection failure",
     );
 }
@@ -286,13 +357,21 @@ async fn a_throttled_table_is_an_unknown_error_on_both_requests() {
     for throttle in throttles {
         let store = mocked(throttle);
         assert_unknown(
-            store.acquire(&instance(), &user(USER), soon()).await,
+            store
+                .acquire(
+                    &instance(),
+                    &user(USER),
+                    soon(),
+                    &FieldWatermarks::default(),
+                )
+                .await,
             "DynamoDB throttled the request",
         );
         let lease = connect_identity_sync::domain::ports::Lease {
             key: format!("{INSTANCE}#{USER}"),
             owner: "someone".into(),
             until: soon(),
+            unsettled: Vec::new(),
         };
         assert_unknown(
             store.release(&lease, None).await,
@@ -324,20 +403,37 @@ async fn a_lease_request_sent_again_after_its_reply_was_lost_gets_the_lease_it_t
     let (proxy, store) = behind_a_lossy_proxy(&db).await;
     proxy.drop_replies(UPDATE_ITEM, 1);
     let leased = store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .expect("the lease request")
         .expect("the caller is not locked out by its own first request");
     assert_eq!(proxy.marked_requests(), 2, "the SDK sent the request twice");
     // It is a real lease: others are refused until it is given back.
     assert_eq!(
-        db.store.acquire(&instance(), &user(USER), soon()).await,
+        db.store
+            .acquire(
+                &instance(),
+                &user(USER),
+                soon(),
+                &FieldWatermarks::default()
+            )
+            .await,
         Ok(None)
     );
     store.release(&leased.lease, None).await.expect("release");
     let next = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("free once released");
@@ -349,7 +445,12 @@ async fn a_release_sent_again_after_its_reply_was_lost_succeeds_and_writes_once(
     let db = table().await;
     let (proxy, store) = behind_a_lossy_proxy(&db).await;
     let leased = store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("lease");
@@ -361,7 +462,12 @@ async fn a_release_sent_again_after_its_reply_was_lost_succeeds_and_writes_once(
         .expect("the second sending finds the lease given up by the first");
     let next = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("free");
@@ -384,7 +490,12 @@ async fn the_event_ids_that_set_a_watermark_are_kept_with_it() {
     let second = t("2026-01-01T10:00:05Z");
     let leased = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("lease");
@@ -394,7 +505,12 @@ async fn the_event_ids_that_set_a_watermark_are_kept_with_it() {
     db.store.release(&leased.lease, Some(&marks)).await.unwrap();
     let next = db
         .store
-        .acquire(&instance(), &user(USER), soon())
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
         .await
         .unwrap()
         .expect("lease");
@@ -404,4 +520,92 @@ async fn the_event_ids_that_set_a_watermark_are_kept_with_it() {
         vec!["ev-remove", "ev-add"]
     );
     db.store.release(&next.lease, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intent_of_a_lease_never_released_is_read_by_the_next_until_watermarks_cover_it() {
+    let db = table().await;
+    let intent = FieldWatermarks::default()
+        .with(Field::LastName, t("2026-11-29T10:00:09Z"))
+        .with(Field::Email, t("2026-11-29T10:00:07Z"));
+    // Taken with its intent, and never released (its release failed): it lapses.
+    let lapsed = db
+        .store
+        .acquire(
+            &instance(),
+            &user(USER),
+            Utc::now() + TimeDelta::milliseconds(300),
+            &intent,
+        )
+        .await
+        .expect("lease")
+        .expect("not leased elsewhere");
+    assert!(lapsed.unsettled.is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let next = db
+        .store
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default().with(Field::LastName, t("2026-11-29T10:00:05Z")),
+        )
+        .await
+        .expect("lease")
+        .expect("the lease lapsed");
+    assert_eq!(
+        next.unsettled, intent,
+        "what the lapsed lease may have applied"
+    );
+    assert!(next.watermarks.is_empty(), "no watermark was written");
+    // Released after a failure (nothing written): the unsettled intent stays.
+    db.store.release(&next.lease, None).await.expect("released");
+
+    let third = db
+        .store
+        .acquire(&instance(), &user(USER), soon(), &intent)
+        .await
+        .expect("lease")
+        .expect("released");
+    assert_eq!(third.unsettled, intent);
+    // The change delivered again and found in place: its watermarks cover the intent,
+    // which goes with the release.
+    db.store
+        .release(&third.lease, Some(&intent))
+        .await
+        .expect("released");
+    let fourth = db
+        .store
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
+        .await
+        .expect("lease")
+        .expect("released");
+    assert!(fourth.unsettled.is_empty(), "{:?}", fourth.unsettled);
+    assert_eq!(
+        fourth.watermarks.get(Field::LastName),
+        Some(t("2026-11-29T10:00:09Z"))
+    );
+    db.store
+        .release(&fourth.lease, None)
+        .await
+        .expect("released");
+    let item = db
+        .moto
+        .dynamo()
+        .await
+        .item(WATERMARK_TABLE, &format!("{INSTANCE}#{USER}"))
+        .await
+        .expect("read")
+        .expect("item");
+    assert!(
+        item.keys().all(|k| !k.starts_with("intent_")),
+        "no intent left: {:?}",
+        item.keys().collect::<Vec<_>>()
+    );
 }

@@ -29,6 +29,8 @@ struct FakeTable {
     acquires: Mutex<u32>,
     /// Each release: the lease key and what it wrote.
     releases: Mutex<Vec<(String, Option<FieldWatermarks>)>>,
+    /// Per item, the intents of leases not released yet (owner, times).
+    intents: Mutex<HashMap<String, Vec<(String, FieldWatermarks)>>>,
 }
 
 impl Watermarks for &FakeTable {
@@ -37,6 +39,7 @@ impl Watermarks for &FakeTable {
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
+        intent: &FieldWatermarks,
     ) -> Result<Option<Leased>, CallFailure> {
         *self.acquires.lock().unwrap() += 1;
         let key = item_key(instance, user);
@@ -60,9 +63,22 @@ impl Watermarks for &FakeTable {
             .get(&key)
             .cloned()
             .unwrap_or_default();
+        let mut intents = self.intents.lock().unwrap();
+        let left = intents.entry(key.clone()).or_default();
+        let unsettled = left.clone();
+        left.push((owner.clone(), intent.clone()));
+        let unsettled_marks = unsettled
+            .iter()
+            .fold(FieldWatermarks::default(), |all, (_, m)| all.max(m));
         Ok(Some(Leased {
-            lease: Lease { key, owner, until },
+            lease: Lease {
+                key,
+                owner,
+                until,
+                unsettled,
+            },
             watermarks,
+            unsettled: unsettled_marks,
         }))
     }
 
@@ -83,6 +99,18 @@ impl Watermarks for &FakeTable {
             ));
         }
         self.held.lock().unwrap().remove(&lease.key);
+        if let Some(left) = self.intents.lock().unwrap().get_mut(&lease.key) {
+            left.retain(|(owner, intent)| {
+                *owner != lease.owner
+                    && !advanced.is_some_and(|marks| {
+                        Field::ALL.into_iter().all(|f| {
+                            intent
+                                .get(f)
+                                .is_none_or(|at| marks.get(f).is_some_and(|m| m >= at))
+                        })
+                    })
+            });
+        }
         if let Some(marks) = advanced {
             let mut items = self.items.lock().unwrap();
             let entry = items.entry(lease.key.clone()).or_default();
@@ -428,4 +456,62 @@ async fn superseded_counts_no_record_that_ends_otherwise() {
         ]
     );
     assert_eq!(report.superseded, 0);
+}
+
+#[tokio::test]
+async fn after_an_update_whose_release_failed_an_older_change_does_not_overwrite_it() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.fail_writes.lock().unwrap() = true;
+    let newer = json!({"Records": [
+        sqs_record("m-new", &change("u-1", json!({"LastName": "New"}), "2026-11-29T10:00:09Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&newer);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::UnknownError
+        ))]
+    );
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("New"));
+
+    // The lease lapses; the table answers again; a delayed older change comes first.
+    *table.fail_writes.lock().unwrap() = false;
+    table.held.lock().unwrap().clear();
+    let older = json!({"Records": [
+        sqs_record("m-old", &change("u-1", json!({"LastName": "Old", "FirstName": "Janet"}), "2026-11-29T10:00:05Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&older);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    // Its LastName is older than what the unreleased lease may have applied: dropped;
+    // its FirstName, which that lease did not touch, applies.
+    assert_eq!(report.dispositions, vec![Disposition::Updated]);
+    let user = connect.user("u-1");
+    assert_eq!(user.last_name.as_deref(), Some("New"), "not overwritten");
+    assert_eq!(user.first_name.as_deref(), Some("Janet"));
+
+    // The newer change delivered again: found in place, its watermark written, and the
+    // intent it left behind is gone.
+    let again = json!({"Records": [
+        sqs_record("m-new", &change("u-1", json!({"LastName": "New"}), "2026-11-29T10:00:09Z"), 2, None),
+    ]});
+    let (recs, fifo) = records(&again);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Unchanged]);
+    assert_eq!(
+        table.items.lock().unwrap()[&key("u-1")].get(Field::LastName),
+        Some(t("2026-11-29T10:00:09Z"))
+    );
+    assert!(table.intents.lock().unwrap()[&key("u-1")].is_empty());
 }
