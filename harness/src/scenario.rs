@@ -58,6 +58,7 @@ pub struct Scenario {
     env: Vec<(String, String)>,
     table_faults: Vec<TableFault>,
     schedule_ahead: Option<Duration>,
+    connect_faults: Vec<connect_emulator::Fault>,
 }
 
 impl Scenario {
@@ -88,6 +89,7 @@ impl Scenario {
             env: Vec::new(),
             table_faults: Vec::new(),
             schedule_ahead: None,
+            connect_faults: Vec::new(),
         }
     }
 
@@ -153,6 +155,13 @@ impl Scenario {
     #[must_use]
     pub fn table_fault(mut self, fault: TableFault) -> Self {
         self.table_faults.push(fault);
+        self
+    }
+
+    /// Injects `fault` into the Connect emulator before the fleet starts.
+    #[must_use]
+    pub fn connect_fault(mut self, fault: connect_emulator::Fault) -> Self {
+        self.connect_faults.push(fault);
         self
     }
 
@@ -251,6 +260,9 @@ impl Scenario {
                 .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint());
             Some(proxy)
         };
+        for fault in &self.connect_faults {
+            stack.emulator.inject_fault(fault.clone());
+        }
         if let (Some(ahead), Some(table)) = (self.schedule_ahead, &stack.watermark_table) {
             seed_schedule(&stack.moto.endpoint(), table, ahead).await?;
         }
@@ -284,6 +296,13 @@ impl Scenario {
         let mut outcome =
             ScenarioOutcome::read(&stack, self, fleet, other, bodies.len(), &expected).await?;
         outcome.table_faults = table_faults;
+        if let Some(table) = &stack.watermark_table {
+            outcome.schedule_drops = Dynamo::new(&stack.moto.endpoint())
+                .await
+                .item(table, "fleet-rate#UpdateUserIdentityInfo")
+                .await?
+                .and_then(|item| item.get("epoch")?.parse().ok());
+        }
         Ok(outcome)
     }
 }
@@ -352,6 +371,8 @@ pub struct ScenarioOutcome {
     pub other_rate: f64,
     /// What the table's fault proxy saw, when the scenario put one in front of it.
     pub table_faults: Option<TableFaultCounts>,
+    /// The drops of the fleet's update rate (the schedule's `epoch` at the end).
+    pub schedule_drops: Option<u64>,
 }
 
 impl ScenarioOutcome {
@@ -455,6 +476,7 @@ impl ScenarioOutcome {
             update_quota: scenario.quota(Operation::UpdateUserIdentityInfo),
             other_rate: scenario.other_rate * scenario.scale,
             table_faults: None,
+            schedule_drops: None,
         })
     }
 
@@ -519,7 +541,7 @@ impl ScenarioOutcome {
              {:.1} s = {:.2}/s of {:.2}/s free (quota use {:.2}); {} fields not at their newest \
              value of {}; {} good changes dead-lettered ({} in the catch-all); {} left on the \
              source queue; {} writes to the fleet's update schedule ({:.2} an update call); \
-             slowest reply {:.2} s; table faults {:?}",
+             slowest reply {:.2} s; table faults {:?}; fleet rate drops {:?}",
             self.changes,
             self.messages,
             self.fleet.callers().len(),
@@ -554,6 +576,7 @@ impl ScenarioOutcome {
                     .map_or(1.0, |c| c.calls.max(1) as f64),
             self.fleet.slowest_reply().as_secs_f64(),
             self.table_faults,
+            self.schedule_drops,
         )
     }
 }

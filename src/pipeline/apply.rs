@@ -153,9 +153,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             None => Outcome::Unchanged,
             Some(plan) => match self
                 .calls
-                .call(Op::UpdateUserIdentityInfo, || {
-                    directory.update_identity(instance, user, plan)
-                })
+                .call_for(
+                    Op::UpdateUserIdentityInfo,
+                    Some(&format!("{}#{}", instance.as_str(), user.as_str())),
+                    || directory.update_identity(instance, user, plan),
+                )
                 .await
             {
                 Ok(()) => Outcome::Updated(judgement.changed.clone()),

@@ -186,6 +186,22 @@ impl<'p> Calls<'p> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CallFailure>>,
     {
+        self.call_for(op, None, attempt).await
+    }
+
+    /// `call`, for one user (`instance#user`): a throttle of a user whose throttle
+    /// dropped the fleet's rate a short while ago does not drop it again
+    /// (`FleetRate::throttled`).
+    pub(super) async fn call_for<T, F, Fut>(
+        &self,
+        op: Op,
+        user: Option<&str>,
+        attempt: F,
+    ) -> Result<T, Outcome>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CallFailure>>,
+    {
         let mut made = 0;
         let mut dropped = false;
         let mut last: Option<Failure> = None;
@@ -235,7 +251,7 @@ impl<'p> Calls<'p> {
                 // about the account (a user's own failures would otherwise drop the
                 // whole operation's rate three times per delivery).
                 if !dropped {
-                    let writes = token.throttled(&self.budget).await;
+                    let writes = token.throttled(&self.budget, user).await;
                     self.counts
                         .schedule_writes
                         .fetch_add(writes, Ordering::Relaxed);
@@ -320,14 +336,14 @@ impl Taken<'_> {
     /// container's own rate drops instead, so that the requests it paces while the
     /// schedule is out of reach slow down too. Says how many writes to the fleet's
     /// schedule that took.
-    async fn throttled(self, budget: &Budget) -> u32 {
+    async fn throttled(self, budget: &Budget, user: Option<&str>) -> u32 {
         match self {
             Taken::Own(limiter, token) => {
                 limiter.throttled(token);
                 0
             }
             Taken::Fleet(fleet, token, own, own_token) => {
-                let (lowered, writes) = fleet.throttled(token, budget).await;
+                let (lowered, writes) = fleet.throttled(token, budget, user).await;
                 if !lowered {
                     own.throttled(own_token);
                 }

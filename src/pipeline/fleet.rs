@@ -48,6 +48,13 @@ const TRIES: usize = 4;
 /// clock runs ahead wrote anything beyond. The schedule starts again from now.
 const HORIZON_PERIODS: f64 = 4.0;
 
+/// How long a user whose throttle dropped the fleet's rate drops it no more from this
+/// container: the time the rate takes to climb back from a drop at its ceiling. A user
+/// whose every update is throttled (a fault of that user's, not the account's quota
+/// filling) would otherwise drop the fleet's one rate at every delivery of each of its
+/// records, and hold every other change at the floor.
+const REPEAT_WINDOW: Duration = Duration::from_secs(120);
+
 /// How long the schedule is left alone after the table failed or did not answer within
 /// an attempt budget: the container's own limiter paces its updates meanwhile.
 const SKIP: Duration = Duration::from_secs(10);
@@ -79,6 +86,8 @@ pub struct FleetRate {
     known: Mutex<Option<SharedSchedule>>,
     /// Until when the schedule is left alone after the table failed.
     skip_until: Mutex<Option<Instant>>,
+    /// The users whose throttle dropped the fleet's rate from this container, and when.
+    dropped_for: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 fn micros(d: Duration) -> i64 {
@@ -111,6 +120,7 @@ impl FleetRate {
             ceiling: ceiling.max(0.001),
             known: Mutex::new(None),
             skip_until: Mutex::new(None),
+            dropped_for: Mutex::default(),
         }
     }
 
@@ -286,9 +296,35 @@ impl FleetRate {
     /// half of what it is now, once per drop (a token taken before the last drop, by
     /// any container, does not drop it again). Each write ends within an attempt budget
     /// and by the budget's cutoff.
+    /// A throttle of `user` (when known) whose throttle already dropped the rate from
+    /// this container within `REPEAT_WINDOW` drops nothing: that drop answered it.
     /// Says whether the fleet's rate is lowered (by this drop or an earlier one), and
     /// how many writes to the table it took.
-    pub async fn throttled(&self, token: FleetToken, budget: &Budget) -> (bool, u32) {
+    pub async fn throttled(
+        &self,
+        token: FleetToken,
+        budget: &Budget,
+        user: Option<&str>,
+    ) -> (bool, u32) {
+        if let Some(user) = user {
+            let mut dropped = self.dropped_for.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            dropped.retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
+            if dropped.contains_key(user) {
+                return (true, 0);
+            }
+        }
+        let (lowered, writes) = self.drop_rate(token, budget).await;
+        if let (true, Some(user)) = (lowered, user) {
+            self.dropped_for
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(user.to_owned(), Instant::now());
+        }
+        (lowered, writes)
+    }
+
+    async fn drop_rate(&self, token: FleetToken, budget: &Budget) -> (bool, u32) {
         let mut writes = 0;
         for _ in 0..TRIES {
             let (current, next) = {
@@ -421,9 +457,9 @@ mod tests {
         let b = FleetRate::new(table.clone(), "Op", 10.0);
         let ta = token(&a).await;
         let tb = token(&b).await;
-        a.throttled(ta, &far()).await;
+        a.throttled(ta, &far(), None).await;
         // b's token was taken before a's drop: the drop answered it already.
-        b.throttled(tb, &far()).await;
+        b.throttled(tb, &far(), None).await;
         let stored = table.item.lock().unwrap().clone().unwrap();
         assert_eq!(stored.epoch, 1);
         let from = stored.throttle.unwrap().from;
@@ -435,8 +471,26 @@ mod tests {
         let tb = token(&b).await;
         let waited = start.elapsed();
         assert!(waited >= Duration::from_millis(350), "{waited:?}");
-        b.throttled(tb, &far()).await;
+        b.throttled(tb, &far(), None).await;
         assert_eq!(table.item.lock().unwrap().as_ref().unwrap().epoch, 2);
+    }
+
+    #[tokio::test]
+    async fn a_user_throttled_again_soon_after_its_drop_drops_the_rate_no_more() {
+        let table = Arc::new(Table::default());
+        let a = FleetRate::new(table.clone(), "Op", 100.0);
+        let epoch = || table.item.lock().unwrap().as_ref().unwrap().epoch;
+        let t = token(&a).await;
+        assert_eq!(a.throttled(t, &far(), Some("i#u-bad")).await, (true, 1));
+        assert_eq!(epoch(), 1);
+        // Its next update, taken after the drop, is throttled too: no second drop.
+        let t = token(&a).await;
+        assert_eq!(a.throttled(t, &far(), Some("i#u-bad")).await, (true, 0));
+        assert_eq!(epoch(), 1);
+        // Another user's throttle is news about the account: it drops the rate.
+        let t = token(&a).await;
+        assert_eq!(a.throttled(t, &far(), Some("i#u-other")).await, (true, 1));
+        assert_eq!(epoch(), 2);
     }
 
     #[tokio::test]
