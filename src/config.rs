@@ -105,59 +105,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
-        let default_instance = get("DEFAULT_INSTANCE_ID")
-            .map(|v| {
-                InstanceId::parse(&v)
-                    .map_err(|_| err("DEFAULT_INSTANCE_ID", "not a Connect instance id or ARN"))
-            })
-            .transpose()?;
-        let allowed_instances: HashSet<InstanceId> = match get("ALLOWED_INSTANCE_IDS") {
-            Some(list) => split(&list)
-                .map(|v| {
-                    InstanceId::parse(v).map_err(|_| {
-                        err(
-                            "ALLOWED_INSTANCE_IDS",
-                            format!("'{v}' is not a Connect instance id or ARN"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            None => default_instance.iter().cloned().collect(),
-        };
-        if allowed_instances.is_empty() {
-            return Err(err(
-                "ALLOWED_INSTANCE_IDS",
-                "set ALLOWED_INSTANCE_IDS or DEFAULT_INSTANCE_ID: the function changes no instance it was not given",
-            ));
-        }
-        let email_domains = EmailDomains::parse(get("EMAIL_DOMAIN_ALLOWLIST").as_deref())
-            .map_err(|p| err("EMAIL_DOMAIN_ALLOWLIST", p))?;
-        let secondary_email_domains =
-            EmailDomains::parse_open_by_default(get("SECONDARY_EMAIL_DOMAIN_ALLOWLIST").as_deref())
-                .map_err(|p| err("SECONDARY_EMAIL_DOMAIN_ALLOWLIST", p))?;
-        let protected_profiles = get("PROTECTED_SECURITY_PROFILE_IDS")
-            .map(|l| split(&l).map(str::to_owned).collect())
-            .unwrap_or_default();
-        let trusted_sources =
-            get("TRUSTED_SOURCES").map(|l| split(&l).map(str::to_owned).collect());
-        let phone_region = get("DEFAULT_PHONE_REGION")
-            .map(|v| {
-                v.parse::<PhoneRegion>().map_err(|()| {
-                    err(
-                        "DEFAULT_PHONE_REGION",
-                        format!("'{v}' is not an ISO 3166 alpha-2 region code with a telephone numbering plan (e.g. US, GB)"),
-                    )
-                })
-            })
-            .transpose()?;
-
-        let max_clock_skew = number(
-            &get,
-            "MAX_CLOCK_SKEW_SECONDS",
-            DEFAULT_MAX_CLOCK_SKEW.num_seconds(),
-            |n| CLOCK_SKEWS_SECONDS.contains(n),
-            "a whole number of seconds from 1 to 86400",
-        )?;
+        let admission = admission_from_lookup(&get)?;
 
         let fallback = get("DLQ_URL");
         let mut dead_letter_queues = BTreeMap::new();
@@ -296,18 +244,7 @@ impl Config {
         }
 
         Ok(Config {
-            admission: Admission {
-                policy: Policy {
-                    allowed_instances,
-                    email_domains,
-                    secondary_email_domains,
-                    protected_profiles,
-                    trusted_sources,
-                },
-                default_instance,
-                phone_region,
-                max_clock_skew: chrono::TimeDelta::seconds(max_clock_skew),
-            },
+            admission,
             dead_letter_queues,
             settings: Settings {
                 max_receive_count,
@@ -328,6 +265,102 @@ impl Config {
     }
 }
 
+/// Reads what admission and the security rules need (SPEC §5, `DEFAULT_INSTANCE_ID`,
+/// `DEFAULT_PHONE_REGION`, `MAX_CLOCK_SKEW_SECONDS`): the function's and the SCIM
+/// endpoint's, read by this one function so that both judge a change alike. `get`
+/// returns trimmed, non-empty values.
+///
+/// # Errors
+/// The first variable that is missing where required or holds an invalid value.
+pub fn admission_from_lookup(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Admission, ConfigError> {
+    let default_instance = get("DEFAULT_INSTANCE_ID")
+        .map(|v| {
+            InstanceId::parse(&v)
+                .map_err(|_| err("DEFAULT_INSTANCE_ID", "not a Connect instance id or ARN"))
+        })
+        .transpose()?;
+    let allowed_instances: HashSet<InstanceId> = match get("ALLOWED_INSTANCE_IDS") {
+        Some(list) => split(&list)
+            .map(|v| {
+                InstanceId::parse(v).map_err(|_| {
+                    err(
+                        "ALLOWED_INSTANCE_IDS",
+                        format!("'{v}' is not a Connect instance id or ARN"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => default_instance.iter().cloned().collect(),
+    };
+    if allowed_instances.is_empty() {
+        return Err(err(
+            "ALLOWED_INSTANCE_IDS",
+            "set ALLOWED_INSTANCE_IDS or DEFAULT_INSTANCE_ID: the function changes no instance it was not given",
+        ));
+    }
+    let email_domains = EmailDomains::parse(get("EMAIL_DOMAIN_ALLOWLIST").as_deref())
+        .map_err(|p| err("EMAIL_DOMAIN_ALLOWLIST", p))?;
+    let secondary_email_domains =
+        EmailDomains::parse_open_by_default(get("SECONDARY_EMAIL_DOMAIN_ALLOWLIST").as_deref())
+            .map_err(|p| err("SECONDARY_EMAIL_DOMAIN_ALLOWLIST", p))?;
+    let protected_profiles = get("PROTECTED_SECURITY_PROFILE_IDS")
+        .map(|l| split(&l).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let trusted_sources = get("TRUSTED_SOURCES").map(|l| split(&l).map(str::to_owned).collect());
+    let phone_region = get("DEFAULT_PHONE_REGION")
+        .map(|v| {
+            v.parse::<PhoneRegion>().map_err(|()| {
+                err(
+                    "DEFAULT_PHONE_REGION",
+                    format!("'{v}' is not an ISO 3166 alpha-2 region code with a telephone numbering plan (e.g. US, GB)"),
+                )
+            })
+        })
+        .transpose()?;
+
+    let max_clock_skew = number(
+        &get,
+        "MAX_CLOCK_SKEW_SECONDS",
+        DEFAULT_MAX_CLOCK_SKEW.num_seconds(),
+        |n| CLOCK_SKEWS_SECONDS.contains(n),
+        "a whole number of seconds from 1 to 86400",
+    )?;
+
+    Ok(Admission {
+        policy: Policy {
+            allowed_instances,
+            email_domains,
+            secondary_email_domains,
+            protected_profiles,
+            trusted_sources,
+        },
+        default_instance,
+        phone_region,
+        max_clock_skew: chrono::TimeDelta::seconds(max_clock_skew),
+    })
+}
+
+/// Reads a `CONNECT_RPS_*` share as the function reads it: requests per second (0.01 to
+/// 1000) or `quota/containers`, `default` when unset.
+///
+/// # Errors
+/// When the value is neither.
+pub fn rate_from_lookup(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    default: f64,
+) -> Result<f64, ConfigError> {
+    share(
+        get,
+        var,
+        default,
+        |n: &f64| RATES.contains(n),
+        "requests per second from 0.01 to 1000, or quota/containers giving one",
+    )
+}
+
 // ---- Operations (SPEC §7): DRY_RUN, METRICS_NAMESPACE ----
 
 /// How the function reports and whether it writes to Connect.
@@ -340,7 +373,11 @@ pub struct Operations {
 }
 
 impl Operations {
-    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads `DRY_RUN` and `METRICS_NAMESPACE` (the SCIM endpoint reads the namespace too).
+    ///
+    /// # Errors
+    /// A value that is not valid, naming its variable.
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let dry_run = match get("DRY_RUN") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("true") => true,

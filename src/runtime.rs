@@ -221,12 +221,15 @@ pub fn payload_cap() -> lambda_runtime::tracing::subscriber::filter::Targets {
 }
 
 /// Targets and the level they are capped at, with what the level below would write.
-const PAYLOAD_CAPS: [(&str, lambda_runtime::tracing::level_filters::LevelFilter); 17] = {
+const PAYLOAD_CAPS: [(&str, lambda_runtime::tracing::level_filters::LevelFilter); 19] = {
     use lambda_runtime::tracing::level_filters::LevelFilter;
     [
         // TRACE: every raw invocation payload ("raw JSON event received from Lambda").
         ("lambda_runtime", LevelFilter::DEBUG),
         ("lambda_runtime_api_client", LevelFilter::DEBUG),
+        // The SCIM endpoint's HTTP adapter: requests, their headers (the bearer token)
+        // and bodies below INFO.
+        ("lambda_http", LevelFilter::INFO),
         // DEBUG: orchestrator errors, with the service's error message (Connect's echo
         // request values); TRACE: whole requests, responses and outputs.
         ("aws_smithy_runtime", LevelFilter::INFO),
@@ -240,6 +243,7 @@ const PAYLOAD_CAPS: [(&str, lambda_runtime::tracing::level_filters::LevelFilter)
         ("aws_config", LevelFilter::INFO),
         ("aws_sdk_connect", LevelFilter::INFO),
         ("aws_sdk_sqs", LevelFilter::INFO),
+        ("aws_sdk_secretsmanager", LevelFilter::INFO),
         // TRACE: frames, headers and buffers of the HTTP connections.
         ("hyper", LevelFilter::DEBUG),
         ("hyper_util", LevelFilter::DEBUG),

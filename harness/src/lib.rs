@@ -19,6 +19,7 @@ pub mod other_caller;
 pub mod report;
 pub mod runtime_api;
 pub mod scenario;
+pub mod scim;
 pub mod sqs;
 pub mod stack;
 pub mod table_faults;

@@ -18,6 +18,7 @@ mod record_ids;
 mod redrive;
 mod retries;
 mod scim;
+mod scim_endpoint;
 mod time;
 mod tls;
 mod usernames;

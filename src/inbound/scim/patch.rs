@@ -52,7 +52,7 @@
 use serde_json::{Map, Value};
 
 use super::path::{self, Filter, Literal, Path, Schema};
-use super::{get_ci, resource};
+use super::{Fault, Refusal, get_ci, resource};
 use crate::domain::document::{ChangeDocument, RawField, RawIdentity};
 use crate::domain::error::Failure;
 use crate::inbound::{Carrier, canonical};
@@ -60,16 +60,31 @@ use crate::inbound::{Carrier, canonical};
 /// Reads a PatchOp message as described in the module documentation.
 pub(crate) fn read(map: &Map<String, Value>, carrier: Carrier) -> Result<ChangeDocument, Failure> {
     let user = canonical::read_user(map)?;
+    let identity = read_operations(map).map_err(|r| r.failure)?;
+    canonical::with_metadata(map, user, identity, carrier)
+}
+
+/// What a PatchOp's `Operations` do to the identity fields, in order; the user is named
+/// elsewhere (beside `Operations` in a queued message, in the URL at the SCIM endpoint).
+///
+/// # Errors
+/// A `MalformedEvent` refusal, with the kind of fault RFC 7644 §3.12 would name.
+pub(crate) fn read_operations(map: &Map<String, Value>) -> Result<RawIdentity, Refusal> {
     let operations = match get_ci(map, "Operations") {
         Some(Value::Array(operations)) => operations,
-        Some(_) => return Err(Failure::malformed("Operations is not an array")),
-        None => return Err(Failure::malformed("Operations is missing")),
+        Some(_) => {
+            return Err(Refusal::malformed(
+                Fault::Syntax,
+                "Operations is not an array",
+            ));
+        }
+        None => return Err(Refusal::malformed(Fault::Syntax, "Operations is missing")),
     };
     let mut identity = RawIdentity::default();
     for (i, operation) in operations.iter().enumerate() {
         Operation::read(i, operation)?.apply(&mut identity)?;
     }
-    canonical::with_metadata(map, user, identity, carrier)
+    Ok(identity)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,28 +126,31 @@ fn is_identity(attr: &str) -> bool {
 }
 
 impl<'a> Operation<'a> {
-    fn read(index: usize, raw: &'a Value) -> Result<Self, Failure> {
+    fn read(index: usize, raw: &'a Value) -> Result<Self, Refusal> {
         let Value::Object(raw) = raw else {
-            return Err(Failure::malformed(format!(
-                "Operations[{index}] is not an object"
-            )));
+            return Err(Refusal::malformed(
+                Fault::Syntax,
+                format!("Operations[{index}] is not an object"),
+            ));
         };
         let op = match get_ci(raw, "op") {
             Some(Value::String(op)) if is(op, "add") || is(op, "replace") => Op::Set,
             Some(Value::String(op)) if is(op, "remove") => Op::Remove,
             _ => {
-                return Err(Failure::malformed(format!(
-                    "Operations[{index}].op is not add, replace or remove"
-                )));
+                return Err(Refusal::malformed(
+                    Fault::Syntax,
+                    format!("Operations[{index}].op is not add, replace or remove"),
+                ));
             }
         };
         let path = match get_ci(raw, "path") {
             None | Some(Value::Null) => None,
             Some(Value::String(path)) => Some(path.as_str()),
             Some(_) => {
-                return Err(Failure::malformed(format!(
-                    "Operations[{index}].path is not a string"
-                )));
+                return Err(Refusal::malformed(
+                    Fault::Path,
+                    format!("Operations[{index}].path is not a string"),
+                ));
             }
         };
         Ok(Self {
@@ -143,11 +161,11 @@ impl<'a> Operation<'a> {
         })
     }
 
-    fn apply(&self, identity: &mut RawIdentity) -> Result<(), Failure> {
+    fn apply(&self, identity: &mut RawIdentity) -> Result<(), Refusal> {
         match (self.path, self.op) {
             (Some(path), _) => self.apply_path(identity, path, self.value, "path"),
             (None, Op::Set) => self.apply_object(identity, self.value),
-            (None, Op::Remove) => Err(self.malformed("is a remove without a path")),
+            (None, Op::Remove) => Err(self.malformed(Fault::Path, "is a remove without a path")),
         }
     }
 
@@ -157,7 +175,7 @@ impl<'a> Operation<'a> {
         &self,
         identity: &mut RawIdentity,
         value: Option<&Value>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Refusal> {
         match value {
             Some(Value::Object(members)) => {
                 for (key, value) in members {
@@ -165,8 +183,11 @@ impl<'a> Operation<'a> {
                 }
                 Ok(())
             }
-            None => Err(self.malformed("has no value")),
-            Some(_) => Err(self.malformed("has no path and a value that is not an object")),
+            None => Err(self.malformed(Fault::Value, "has no value")),
+            Some(_) => Err(self.malformed(
+                Fault::Value,
+                "has no path and a value that is not an object",
+            )),
         }
     }
 
@@ -176,24 +197,23 @@ impl<'a> Operation<'a> {
         text: &str,
         value: Option<&Value>,
         what: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Refusal> {
         let path = match path::parse(text) {
             Ok(path) => path,
             Err(e) => {
                 return match e.attr {
                     Some(attr) if !is_identity(&attr) => Ok(()),
-                    Some(attr) => Err(self.malformed(&format!(
-                        "{what} {}… {}",
-                        path::attribute_name(&attr),
-                        e.reason
-                    ))),
-                    None => Err(self.malformed(&format!("{what} {}", e.reason))),
+                    Some(attr) => Err(self.malformed(
+                        Fault::Path,
+                        &format!("{what} {}… {}", path::attribute_name(&attr), e.reason),
+                    )),
+                    None => Err(self.malformed(Fault::Path, &format!("{what} {}", e.reason))),
                 };
             }
         };
         let shown = || format!("{what} {}", path.shown());
         let target = target(&path, self.op)
-            .map_err(|reason| self.malformed(&format!("{}: {reason}", shown())))?;
+            .map_err(|reason| self.malformed(Fault::Path, &format!("{}: {reason}", shown())))?;
         if target == Target::Ignored {
             return Ok(());
         }
@@ -202,7 +222,7 @@ impl<'a> Operation<'a> {
             return Ok(());
         }
         let Some(value) = value else {
-            return Err(self.malformed(&format!("{} has no value", shown())));
+            return Err(self.malformed(Fault::Value, &format!("{} has no value", shown())));
         };
         if target == Target::Resource {
             return self.apply_object(identity, Some(value));
@@ -212,9 +232,13 @@ impl<'a> Operation<'a> {
             return Ok(());
         }
         let wrong_type = |expected: &str| {
-            self.malformed(&format!("{} has a value that is not {expected}", shown()))
+            self.malformed(
+                Fault::Value,
+                &format!("{} has a value that is not {expected}", shown()),
+            )
         };
-        let nested = |e: Failure| self.malformed(&format!("{}: {}", shown(), e.message));
+        let nested =
+            |e: Failure| self.malformed(Fault::Value, &format!("{}: {}", shown(), e.message));
         match target {
             Target::FirstName
             | Target::LastName
@@ -239,10 +263,10 @@ impl<'a> Operation<'a> {
                         Some(Value::Null) => clear(identity, target),
                         Some(Value::String(s)) => set(identity, target, RawField::Set(s.clone())),
                         Some(_) => {
-                            return Err(self.malformed(&format!(
-                                "{} has a {part} that is not a string",
-                                shown()
-                            )));
+                            return Err(self.malformed(
+                                Fault::Value,
+                                &format!("{} has a {part} that is not a string", shown()),
+                            ));
                         }
                     }
                 }
@@ -267,8 +291,8 @@ impl<'a> Operation<'a> {
         Ok(())
     }
 
-    fn malformed(&self, what: &str) -> Failure {
-        Failure::malformed(format!("Operations[{}] {what}", self.index))
+    fn malformed(&self, fault: Fault, what: &str) -> Refusal {
+        Refusal::malformed(fault, format!("Operations[{}] {what}", self.index))
     }
 }
 

@@ -284,6 +284,26 @@ fn parse_core(path: &str) -> Result<Path, PathError> {
     })
 }
 
+/// Parses a whole filter expression of one comparison, such as a `filter` query
+/// parameter (`userName eq "jdoe"`); an attribute named with the core User schema's URN
+/// (`urn:…:User:userName`) is read as the attribute.
+///
+/// # Errors
+/// Why the text is not one comparison.
+pub fn parse_comparison(text: &str) -> Result<Filter, &'static str> {
+    let text = text.trim();
+    let text = strip_prefix_ci(text, USER_SCHEMA)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(text);
+    let mut c = Cursor { rest: text };
+    let filter = parse_filter(&mut c)?;
+    if c.rest.is_empty() {
+        Ok(filter)
+    } else {
+        Err("has text after one comparison")
+    }
+}
+
 fn parse_filter(c: &mut Cursor<'_>) -> Result<Filter, &'static str> {
     c.spaces();
     let attr = c.name().ok_or("has a filter without an attribute name")?;
@@ -436,5 +456,30 @@ mod tests {
     fn the_shown_path_leaves_the_filter_value_out() {
         let p = parse(r#"emails[value eq "jane@example.com"].value"#).unwrap();
         assert_eq!(p.shown(), "emails[value eq …].value");
+    }
+
+    #[test]
+    fn a_filter_parameter_of_one_comparison_is_read_and_anything_more_is_refused() {
+        for text in [
+            "userName eq \"jdoe\"",
+            " USERNAME Eq \"jdoe\" ",
+            "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"jdoe\"",
+        ] {
+            let f = parse_comparison(text).unwrap();
+            assert_eq!(
+                (f.attr.as_str(), f.op.as_str(), f.value),
+                ("username", "eq", Literal::Str("jdoe".into())),
+                "{text}"
+            );
+        }
+        for text in [
+            "userName eq \"a\" or userName eq \"b\"",
+            "userName eq",
+            "userName",
+            "(userName eq \"a\")",
+            "",
+        ] {
+            assert!(parse_comparison(text).is_err(), "{text}");
+        }
     }
 }

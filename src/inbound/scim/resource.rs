@@ -85,22 +85,31 @@ pub(crate) fn read(map: &Map<String, Value>, carrier: Carrier) -> Result<ChangeD
         }
         Some(_) => return Err(Failure::malformed("userName is not a string")),
     };
-    let (first_name, last_name) = read_name(get_ci(map, "name"))?;
-    let (email, secondary_email) = read_emails(get_ci(map, "emails"))?;
-    let mobile = read_mobile(get_ci(map, "phoneNumbers"))?;
     Ok(ChangeDocument {
         instance: None,
         user,
-        identity: RawIdentity {
-            first_name,
-            last_name,
-            email,
-            secondary_email,
-            mobile,
-        },
+        identity: read_identity(map)?,
         event_id: carrier.event_id,
         occurred_at: last_modified(map).or(carrier.occurred_at),
         source: carrier.source,
+    })
+}
+
+/// The identity fields a User resource sets (its user is named elsewhere: by its
+/// `userName` on the queue, by the URL at the SCIM endpoint).
+///
+/// # Errors
+/// `MalformedEvent` for an attribute of the wrong type or several primary entries.
+pub(crate) fn read_identity(map: &Map<String, Value>) -> Result<RawIdentity, Failure> {
+    let (first_name, last_name) = read_name(get_ci(map, "name"))?;
+    let (email, secondary_email) = read_emails(get_ci(map, "emails"))?;
+    let mobile = read_mobile(get_ci(map, "phoneNumbers"))?;
+    Ok(RawIdentity {
+        first_name,
+        last_name,
+        email,
+        secondary_email,
+        mobile,
     })
 }
 
