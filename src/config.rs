@@ -447,7 +447,8 @@ fn number<T: std::str::FromStr>(
 /// A rate in requests per second, written as a number (`0.4`) or as a quota shared by a
 /// number of containers (`2/5`, the form the template writes: the account's quota, or this
 /// stack's share of it, over `MaximumConcurrency`), so that the shares of every container
-/// add up to the quota whatever the concurrency.
+/// add up to the quota whatever the concurrency. The containers may be written as a sum
+/// (`10/2+1`: the function's `MaximumConcurrency` and the SCIM endpoint's containers).
 fn share(
     get: &impl Fn(&str) -> Option<String>,
     var: &str,
@@ -459,9 +460,12 @@ fn share(
         return Ok(default);
     };
     let positive = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    // The containers may be a sum (`10/2+1`): the template divides a quota among the
+    // function's containers and the SCIM endpoint's.
+    let containers = |s: &str| s.split('+').map(positive).sum::<Option<f64>>();
     let value = match raw.split_once('/') {
-        Some((quota, containers)) => positive(quota)
-            .zip(positive(containers).filter(|n| *n >= 1.0))
+        Some((quota, count)) => positive(quota)
+            .zip(containers(count).filter(|n| *n >= 1.0))
             .map(|(q, n)| q / n),
         None => raw.parse::<f64>().ok(),
     };
@@ -799,6 +803,9 @@ mod tests {
             ("10/2", 5.0),
             ("2/200", 0.01),
             (" 1.5 / 3 ", 0.5),
+            // The function's containers and the SCIM endpoint's.
+            ("10/2+1", 10.0 / 3.0),
+            ("6/ 4 + 2 ", 1.0),
         ] {
             let mut pairs = base();
             pairs.push(("CONNECT_RPS_UPDATE", value));
@@ -816,6 +823,7 @@ mod tests {
         assert_eq!(c.rps_list, 0.0);
         for value in [
             "2/0", "2/0.5", "2/", "/2", "2/201", "a/2", "2/inf", "1/2/3", "-2/2", "2/-2",
+            "2/2+", "2/+2", "2/1+x", "2/0.25+0.25",
         ] {
             let e = failing(&[("CONNECT_RPS_UPDATE", value)]);
             assert_eq!(e.variable, "CONNECT_RPS_UPDATE", "{value}");

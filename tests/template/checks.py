@@ -8,6 +8,7 @@ that every check can fail.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -19,6 +20,11 @@ TEMPLATE = REPO / "template.yaml"
 
 FUNCTION = "ConnectIdentitySyncFunction"
 SOURCE_QUEUE = "SourceQueue"
+# The SCIM endpoint (SPEC section 8): its function, role, API and token secret parameter.
+SCIM_FUNCTION = "ScimFunction"
+SCIM_ROLE = "ScimRole"
+SCIM_API = "ScimApi"
+SCIM_SECRET_PARAMETER = "ScimTokenSecretArn"
 
 # SPEC section 3: one queue variable per failure class.
 DLQ_VARIABLES = (
@@ -496,12 +502,13 @@ def check_deployed_role_has_no_managed_policy(transformed: dict) -> None:
     """After the SAM transform: SAM attaches nothing (AWSLambdaSQSQueueExecutionRole and
     AWSLambdaBasicExecutionRole both apply to Resource "*")."""
     fn = [v for v in resources(transformed, "AWS::Lambda::Function").values()]
-    assert len(fn) == 1
-    role = ref_target(fn[0]["Properties"]["Role"])
+    assert len(fn) == 2, "the function and the SCIM endpoint"
     for lid, res in resources(transformed, "AWS::IAM::Role").items():
         arns = res["Properties"].get("ManagedPolicyArns", [])
         assert not arns, f"{lid} carries managed policies {arns}"
-    assert role in resources(transformed, "AWS::IAM::Role"), "the deployed function does not use the template's role"
+    for f in fn:
+        role = ref_target(f["Properties"]["Role"])
+        assert role in resources(transformed, "AWS::IAM::Role"), "a deployed function does not use the template's role"
 
 
 # ----------------------------------------------------------------------------- checks: queues
@@ -625,8 +632,9 @@ def check_event_source_reports_failures_and_bounds_concurrency(t: dict) -> None:
 
 
 def share_terms(node: Any) -> tuple[Any, Any]:
-    """(quota, containers) of a CONNECT_RPS_* value: "Q/N" in an Fn::Sub (each a ${Parameter}
-    or a number), else the value itself over 1 container."""
+    """(quota, containers) of a CONNECT_RPS_* value: "Q/N" or "Q/N1+N2" in an Fn::Sub (each a
+    ${Parameter} or a number; the containers as the list of the terms they add up), else the
+    value itself over 1 container."""
     if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
         text = node["Fn::Sub"]
         assert isinstance(text, str), f"Fn::Sub with variables of its own: {node!r}"
@@ -637,8 +645,8 @@ def share_terms(node: Any) -> tuple[Any, Any]:
             m = re.fullmatch(r"\$\{(\w+)\}", part.strip())
             return {"Ref": m.group(1)} if m else float(part)
 
-        return term(parts[0]), term(parts[1])
-    return node, 1
+        return term(parts[0]), [term(c) for c in parts[1].split("+")]
+    return node, [1]
 
 
 def values_of(t: dict, node: Any) -> list[float]:
@@ -661,42 +669,65 @@ def default_of(t: dict, node: Any) -> float:
 def container_rate(t: dict, var: str) -> float:
     """A container's rate for var with every parameter at its default."""
     quota, containers = share_terms(function_env(t)[var])
-    return default_of(t, quota) / default_of(t, containers)
+    return default_of(t, quota) / sum(default_of(t, c) for c in containers)
+
+
+def scim_env(t: dict) -> dict:
+    return props(t, SCIM_FUNCTION).get("Environment", {}).get("Variables", {})
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        return {node["Ref"]}
+    return set()
 
 
 def check_connect_quota_is_shared_not_exceeded(t: dict) -> None:
-    """For ANY MaximumConcurrency the template allows, the containers' shares add up to no
-    more than the quota the operator states for this stack, which in turn stays within
-    Connect's default account quota; and each share is one the function accepts."""
-    env = function_env(t)
+    """For ANY MaximumConcurrency (and SCIM endpoint concurrency) the template allows, the
+    containers' shares add up to no more than the quota the operator states for this stack,
+    which in turn stays within Connect's default account quota; and each share is one the
+    function and the endpoint accept. The endpoint's containers (its reserved concurrency)
+    take their shares of the same read quotas as the function's."""
+    env, senv = function_env(t), scim_env(t)
     mc_node = sqs_event(t)["ScalingConfig"]["MaximumConcurrency"]
+    sc_node = props(t, SCIM_FUNCTION).get("ReservedConcurrentExecutions")
+    assert sc_node is not None, "the SCIM endpoint's concurrency is unbounded: its shares would not add up"
     for var, connect_quota in CONNECT_QUOTA_RPS.items():
         assert var in env, f"{var} unset: each container would use the whole quota"
-        quota_node, containers_node = share_terms(env[var])
+        quota_node, containers = share_terms(env[var])
         stated = default_of(t, quota_node)
         assert stated <= connect_quota, (
             f"{var}: the stack is given {stated} rps by default, above Connect's quota {connect_quota}"
         )
-        # The shares follow the concurrency only when the divisor IS MaximumConcurrency.
-        if containers_node == mc_node:
-            pairs = [(mc, mc) for mc in values_of(t, mc_node)]
+        users = [(mc_node, containers)]
+        if var != "CONNECT_RPS_UPDATE":
+            assert var in senv, f"the SCIM endpoint has no {var}: each of its containers would use the whole quota"
+            squota, scontainers = share_terms(senv[var])
+            assert squota == quota_node, f"{var}: the endpoint's share is of {squota!r}, not {quota_node!r}"
+            users.append((sc_node, scontainers))
         else:
-            pairs = [(mc, n) for mc in values_of(t, mc_node) for n in values_of(t, containers_node)]
-        for mc, containers in pairs:
-            total = mc * stated / containers
+            assert var not in senv, "the SCIM endpoint never updates: it needs no update share"
+        names = sorted(set().union(*(_refs(n) for n, cs in users for n in [n, *cs])))
+        grid = [dict(zip(names, vals)) for vals in itertools.product(*(values_of(t, {"Ref": n}) for n in names))]
+
+        def ev(node: Any, combo: dict) -> float:
+            refs = _refs(node)
+            return combo[next(iter(refs))] if refs else default_of(t, node)
+
+        for combo in grid:
+            total = sum(ev(count, combo) * stated / sum(ev(c, combo) for c in cs) for count, cs in users)
             assert total <= stated + 1e-9 and total <= connect_quota + 1e-9, (
-                f"{var}: {mc:g} containers x {stated:g}/{containers:g} rps = {total:g} rps, "
-                f"above the quota ({min(stated, connect_quota):g})"
+                f"{var}: with {combo} the containers ask for {total:g} rps, above the quota ({min(stated, connect_quota):g})"
             )
-        for quota in values_of(t, quota_node):
-            for mc, containers in pairs:
-                rate = quota / containers
-                if var == "CONNECT_RPS_LIST" and rate == 0:
-                    continue  # 0 turns the username index off
-                assert rate >= FUNCTION_MIN_RATE, (
-                    f"{var}: {quota:g}/{containers:g} = {rate:g} rps a container, below the "
-                    f"{FUNCTION_MIN_RATE} the function accepts: it would not start"
-                )
+            for quota in values_of(t, quota_node):
+                for _, cs in users:
+                    rate = quota / sum(ev(c, combo) for c in cs)
+                    if var == "CONNECT_RPS_LIST" and rate == 0:
+                        continue  # 0 turns the username index off
+                    assert rate >= FUNCTION_MIN_RATE, (
+                        f"{var}: {quota:g} over {combo} = {rate:g} rps a container, below the "
+                        f"{FUNCTION_MIN_RATE} the function accepts: it would not start"
+                    )
 
 
 def check_the_fleet_keeps_one_update_rate_within_the_stacks_quota(t: dict) -> None:
@@ -1076,3 +1107,88 @@ def check_dry_run_is_off_unless_chosen(t: dict) -> None:
     env = function_env(t)
     value = resolve(t, env.get("DRY_RUN", "false"))
     assert str(value).lower() == "false", "the template deploys a dry run by default"
+
+
+# ----------------------------------------------------------------------------- checks: SCIM endpoint (SPEC section 8)
+
+SCIM_ACTIONS = {
+    "connect:DescribeInstance",
+    "connect:SearchUsers",
+    "connect:ListUsers",
+    "connect:DescribeUser",
+    "sqs:SendMessage",
+    "secretsmanager:GetSecretValue",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    # Only with QueueKmsKeyArn: sending to a queue under a customer-managed key.
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+}
+
+
+def check_scim_endpoint_is_an_http_api_at_scim_v2(t: dict) -> None:
+    """The endpoint: its own binary behind an HTTP API (payload 2.0) at /scim/v2, stage
+    throttling on, the tenant URL as an output."""
+    fn = t["Resources"][SCIM_FUNCTION]
+    assert fn.get("Metadata", {}).get("BuildProperties", {}).get("Binary") == "connect-identity-sync-scim"
+    events = list(fn["Properties"].get("Events", {}).values())
+    assert len(events) == 1 and events[0]["Type"] == "HttpApi", f"events {events}"
+    ev = events[0]["Properties"]
+    assert ref_target(ev.get("ApiId")) == SCIM_API
+    assert ev.get("Path", "").startswith("/scim/v2/"), f"path {ev.get('Path')!r}"
+    assert str(ev.get("PayloadFormatVersion")) == "2.0"
+    assert resources(t)[SCIM_API]["Type"] == "AWS::Serverless::HttpApi"
+    route = props(t, SCIM_API).get("DefaultRouteSettings", {})
+    assert route.get("ThrottlingRateLimit") is not None and route.get("ThrottlingBurstLimit") is not None, (
+        "the SCIM stage is not throttled"
+    )
+    env = scim_env(t)
+    assert ref_target(env.get("SOURCE_QUEUE_URL")) == SOURCE_QUEUE
+    assert ref_target(env.get("SCIM_TOKEN_SECRET_ARN")) == SCIM_SECRET_PARAMETER
+    for var in ("DEFAULT_INSTANCE_ID", "ALLOWED_INSTANCE_IDS", "EMAIL_DOMAIN_ALLOWLIST",
+                "PROTECTED_SECURITY_PROFILE_IDS", "DEFAULT_PHONE_REGION"):
+        assert env.get(var) == function_env(t).get(var), f"the endpoint's {var} is not the function's"
+    outputs = t.get("Outputs", {})
+    url = [o for o in outputs.values() if SCIM_API in json.dumps(o.get("Value")) and "/scim/v2" in json.dumps(o.get("Value"))]
+    assert url, "no tenant URL output"
+
+
+def check_scim_role_reads_the_instance_queues_to_the_source_and_reads_one_secret(t: dict) -> None:
+    """The endpoint's role: reads of the one instance, SendMessage on the source queue
+    alone, GetSecretValue on the token secret alone; never UpdateUserIdentityInfo."""
+    assert ref_target(props(t, SCIM_FUNCTION).get("Role")) == SCIM_ROLE
+    for _, d in deployments(t):
+        for st in role_statements(d, SCIM_ROLE):
+            for a in actions(st):
+                assert a in SCIM_ACTIONS, f"the SCIM role allows {a!r}, which the endpoint does not use"
+    sends, secrets = set(), set()
+    for st in role_statements(t, SCIM_ROLE):
+        for a in actions(st):
+            if a == "sqs:SendMessage":
+                sends |= {ref_target(r) for r in as_list(st.get("Resource"))}
+            if a == "secretsmanager:GetSecretValue":
+                secrets |= {ref_target(r) for r in as_list(st.get("Resource"))}
+    assert sends == {SOURCE_QUEUE}, f"the SCIM role may send to {sorted(map(str, sends))}"
+    assert secrets == {SCIM_SECRET_PARAMETER}, f"the SCIM role may read secrets {sorted(map(str, secrets))}"
+
+
+def check_source_queue_names_the_scim_role_as_a_publisher(t: dict) -> None:
+    """The endpoint's role may send to the source queue in every deployment; nobody else
+    gains anything by it."""
+    for params, d in deployments(t):
+        got = queue_policy_decision(d, SOURCE_QUEUE, f"{SCIM_ROLE}.Arn", "sqs:SendMessage",
+                                    iam_request(f"{SCIM_ROLE}.Arn")[1])
+        assert got == "allow", f"{params}: the SCIM endpoint cannot queue ({got})"
+
+
+def check_scim_auth_failures_and_server_errors_raise_alarms(t: dict) -> None:
+    alarms = [a["Properties"] for a in resources(t, "AWS::CloudWatch::Alarm").values()]
+    auth = [a for a in alarms if a.get("MetricName") == "ScimAuthFailures"
+            and ref_target(a.get("Namespace")) == NAMESPACE_PARAMETER]
+    errors = [a for a in alarms if a.get("MetricName") == "5xx" and a.get("Namespace") == "AWS/ApiGateway"
+              and any(ref_target(dim.get("Value")) == SCIM_API for dim in a.get("Dimensions", []))]
+    for name, found in (("authentication failures", auth), ("5xx", errors)):
+        assert found, f"no alarm on the SCIM endpoint's {name}"
+        for a in found:
+            assert a.get("AlarmActions"), f"the {name} alarm notifies no one"
+            assert a.get("Statistic") == "Sum", f"the {name} alarm is not on the sum"

@@ -36,6 +36,18 @@ def param(t, name):
     return t["Parameters"][name]
 
 
+def scim_stmt(t, sid):
+    for pol in t["Resources"][checks.SCIM_ROLE]["Properties"]["Policies"]:
+        for st in pol["PolicyDocument"]["Statement"]:
+            if st.get("Sid") == sid:
+                return st
+    raise KeyError(sid)
+
+
+def scim_fn(t):
+    return t["Resources"][checks.SCIM_FUNCTION]["Properties"]
+
+
 def ev(t):
     return fn(t)["Events"]["IdentityChanges"]["Properties"]
 
@@ -378,6 +390,34 @@ CASES = [
      lambda t: qprops(t, "SupersededShareAlarm").pop("AlarmActions")),
     ("a dry run by default", checks.check_dry_run_is_off_unless_chosen,
      lambda t: setitem(param(t, "DryRun"), "Default", "true")),
+    # SCIM endpoint (SPEC section 8)
+    ("a SCIM endpoint on a REST API event", checks.check_scim_endpoint_is_an_http_api_at_scim_v2,
+     lambda t: setitem(next(iter(scim_fn(t)["Events"].values())), "Type", "Api")),
+    ("a SCIM endpoint with payload 1.0", checks.check_scim_endpoint_is_an_http_api_at_scim_v2,
+     lambda t: setitem(next(iter(scim_fn(t)["Events"].values()))["Properties"], "PayloadFormatVersion", "1.0")),
+    ("a SCIM stage without throttling", checks.check_scim_endpoint_is_an_http_api_at_scim_v2,
+     lambda t: t["Resources"][checks.SCIM_API]["Properties"].pop("DefaultRouteSettings")),
+    ("no tenant URL output", checks.check_scim_endpoint_is_an_http_api_at_scim_v2,
+     lambda t: t["Outputs"].pop("ScimTenantUrl")),
+    ("a SCIM endpoint with its own email allowlist", checks.check_scim_endpoint_is_an_http_api_at_scim_v2,
+     lambda t: setitem(scim_fn(t)["Environment"]["Variables"], "EMAIL_DOMAIN_ALLOWLIST", "*")),
+    ("a SCIM role that may update users", checks.check_scim_role_reads_the_instance_queues_to_the_source_and_reads_one_secret,
+     lambda t: setitem(scim_stmt(t, "ReadUsers"), "Action", ["connect:DescribeUser", "connect:UpdateUserIdentityInfo"])),
+    ("a SCIM role that may send to a dead-letter queue", checks.check_scim_role_reads_the_instance_queues_to_the_source_and_reads_one_secret,
+     lambda t: setitem(scim_stmt(t, "QueueCheckedChanges"), "Resource",
+                       [{"Fn::GetAtt": ["SourceQueue", "Arn"]}, {"Fn::GetAtt": ["UnknownErrorDeadLetterQueue", "Arn"]}])),
+    ("a SCIM role that may read every secret", checks.check_scim_role_reads_the_instance_queues_to_the_source_and_reads_one_secret,
+     lambda t: setitem(scim_stmt(t, "ReadTokens"), "Resource", {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:*"})),
+    ("a source queue that refuses the SCIM endpoint", checks.check_source_queue_names_the_scim_role_as_a_publisher,
+     lambda t: drop_statement(t, SOURCE_QUEUE, "ScimEndpoint")),
+    ("no SCIM auth failure alarm", checks.check_scim_auth_failures_and_server_errors_raise_alarms,
+     lambda t: t["Resources"].pop("ScimAuthFailureAlarm")),
+    ("a SCIM 5xx alarm that notifies no one", checks.check_scim_auth_failures_and_server_errors_raise_alarms,
+     lambda t: t["Resources"]["ScimServerErrorAlarm"]["Properties"].pop("AlarmActions")),
+    ("a SCIM endpoint taking the whole describe quota", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: setitem(scim_fn(t)["Environment"]["Variables"], "CONNECT_RPS_DESCRIBE", {"Fn::Sub": "${ConnectQuotaDescribe}/1"})),
+    ("a SCIM endpoint of unbounded concurrency", checks.check_connect_quota_is_shared_not_exceeded,
+     lambda t: scim_fn(t).pop("ReservedConcurrentExecutions")),
 ]
 
 

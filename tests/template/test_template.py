@@ -188,3 +188,22 @@ def test_changes_refused_for_a_future_occurred_at_are_counted_graphed_and_raise_
 
 def test_an_unusual_share_of_superseded_changes_raises_an_alarm(template):
     checks.check_an_unusual_share_of_superseded_changes_raises_an_alarm(template)
+
+
+# SCIM endpoint -------------------------------------------------------------------------
+
+
+def test_scim_endpoint_is_an_http_api_at_scim_v2_with_throttling_and_a_tenant_url(template):
+    checks.check_scim_endpoint_is_an_http_api_at_scim_v2(template)
+
+
+def test_scim_role_reads_the_instance_queues_to_the_source_and_reads_one_secret(template):
+    checks.check_scim_role_reads_the_instance_queues_to_the_source_and_reads_one_secret(template)
+
+
+def test_source_queue_names_the_scim_role_as_a_publisher(template):
+    checks.check_source_queue_names_the_scim_role_as_a_publisher(template)
+
+
+def test_scim_auth_failures_and_server_errors_raise_alarms(template):
+    checks.check_scim_auth_failures_and_server_errors_raise_alarms(template)
