@@ -27,7 +27,7 @@ DEBUG   := target/debug/connect-identity-sync
 # included), so the two share every compiled crate and neither rebuilds after the other.
 # Release (fat LTO) stays for `make bench`, `make release` and `sam build`.
 DEMO_BUILD = $(CARGO) build --workspace --bin connect-identity-sync --bin connect-identity-sync-redrive \
-             --bin connect-identity-sync-reconcile --bin demo --test harness_smoke
+             --bin connect-identity-sync-reconcile --bin connect-identity-sync-scim --bin demo --test harness_smoke
 
 # cargo-nextest runs each test in its own process (faster, isolated); plain cargo test
 # works too.

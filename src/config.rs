@@ -822,8 +822,20 @@ mod tests {
         let c = Config::from_lookup(lookup(&pairs)).expect("0/4");
         assert_eq!(c.rps_list, 0.0);
         for value in [
-            "2/0", "2/0.5", "2/", "/2", "2/201", "a/2", "2/inf", "1/2/3", "-2/2", "2/-2",
-            "2/2+", "2/+2", "2/1+x", "2/0.25+0.25",
+            "2/0",
+            "2/0.5",
+            "2/",
+            "/2",
+            "2/201",
+            "a/2",
+            "2/inf",
+            "1/2/3",
+            "-2/2",
+            "2/-2",
+            "2/2+",
+            "2/+2",
+            "2/1+x",
+            "2/0.25+0.25",
         ] {
             let e = failing(&[("CONNECT_RPS_UPDATE", value)]);
             assert_eq!(e.variable, "CONNECT_RPS_UPDATE", "{value}");

@@ -358,3 +358,94 @@ impl Reply {
         self.headers.get(name).and_then(Value::as_str)
     }
 }
+
+/// `make demo`'s last act: an Entra-style round trip through the SCIM endpoint beside
+/// `stack` — a look-up of `username`, a PATCH of its mobile number, the queued change
+/// applied by the function (the stack's event source mapping), and the new value read
+/// back through the endpoint. Prints each step; `Err` says which step failed.
+///
+/// # Errors
+/// When a step does not answer as it should.
+pub async fn demo_round_trip(
+    stack: &Stack,
+    binary: &std::path::Path,
+    username: &str,
+) -> Result<(), String> {
+    let err = |e: HarnessError| e.to_string();
+    println!("\nSCIM: Microsoft Entra ID's update through connect-identity-sync-scim");
+    let arn = create_token_secret(
+        &stack.moto.endpoint(),
+        "demo-scim-tokens",
+        &json!({"tokens": [TOKEN]}),
+    )
+    .await
+    .map_err(err)?;
+    let endpoint = ScimEndpoint::start(stack, config(binary, stack, &arn))
+        .await
+        .map_err(err)?;
+    let found = endpoint
+        .send(&Request::lookup(username))
+        .await
+        .map_err(err)?;
+    let id = found.body["Resources"][0]["id"]
+        .as_str()
+        .ok_or_else(|| {
+            format!(
+                "GET /Users?filter=userName eq … found no user: {}",
+                found.text
+            )
+        })?
+        .to_owned();
+    println!(
+        "  GET   /scim/v2/Users?filter=userName eq \"{username}\"   {}  id {id}",
+        found.status
+    );
+    let mobile = "+1 206 555 0142";
+    let patch = endpoint
+        .send(&Request::patch(
+            &id,
+            &json!([
+                {"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": mobile},
+                {"op": "Replace", "path": "active", "value": "True"}
+            ]),
+        ))
+        .await
+        .map_err(err)?;
+    println!(
+        "  PATCH /scim/v2/Users/{id}   {}  (Replace phoneNumbers[type eq \"mobile\"].value, active \"True\")",
+        patch.status
+    );
+    if patch.status != 204 {
+        return Err(format!(
+            "the PATCH was answered {}: {}",
+            patch.status, patch.text
+        ));
+    }
+    let report = stack
+        .mapping()
+        .run(Duration::from_secs(30))
+        .await
+        .map_err(err)?;
+    println!(
+        "  the function applied the queued change ({} invocation{})",
+        report.invocations(),
+        if report.invocations() == 1 { "" } else { "s" }
+    );
+    let read = endpoint
+        .send(&Request::get(&format!("/Users/{id}")))
+        .await
+        .map_err(err)?;
+    let now = read.body["phoneNumbers"][0]["value"].as_str().unwrap_or("");
+    println!(
+        "  GET   /scim/v2/Users/{id}   {}  mobile {now}",
+        read.status
+    );
+    if now != "+12065550142" {
+        return Err(format!(
+            "the mobile read back is not the one sent: {}\n{}",
+            read.text,
+            stack.function.logs()
+        ));
+    }
+    Ok(())
+}

@@ -434,7 +434,8 @@ def check_no_connect_or_sqs_statement_on_every_resource(t: dict) -> None:
 
 
 def check_connect_actions_are_exactly_the_five_used(t: dict) -> None:
-    granted = {a for _, st in statements(t) for a in actions(st) if a.lower().startswith("connect:")}
+    role = function_role(t)
+    granted = {a for st in role_statements(t, role) for a in actions(st) if a.lower().startswith("connect:")}
     assert granted == CONNECT_ACTIONS, f"Connect actions granted {sorted(granted)}, expected {sorted(CONNECT_ACTIONS)}"
 
 

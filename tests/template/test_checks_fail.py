@@ -58,7 +58,8 @@ def qprops(t, lid):
 
 def alarm_on(t, queue):
     for lid, a in checks.resources(t, "AWS::CloudWatch::Alarm").items():
-        if checks.ref_target(a["Properties"]["Dimensions"][0]["Value"]) == queue:
+        dims = a["Properties"].get("Dimensions") or [{}]  # the SCIM auth alarm has none
+        if checks.ref_target(dims[0].get("Value")) == queue:
             return lid
     raise KeyError(queue)
 

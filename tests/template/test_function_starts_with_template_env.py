@@ -182,12 +182,14 @@ def start(env_vars: dict) -> tuple[list[str], str]:
         },
         {"EmailDomainAllowlist": "*"},
         # The smallest shares the template allows: every rate a fraction of a request a second.
+        # The read quotas are shared with the SCIM endpoint's containers as well.
         {
             "MaximumConcurrency": 50,
+            "ScimMaximumConcurrency": 10,
             "ConnectQuotaUpdate": 0.5,
-            "ConnectQuotaDescribe": 0.5,
-            "ConnectQuotaSearch": 0.5,
-            "ConnectQuotaList": 0.5,
+            "ConnectQuotaDescribe": 0.6,
+            "ConnectQuotaSearch": 0.6,
+            "ConnectQuotaList": 0.6,
         },
     ],
     ids=["defaults", "rules-opened", "any-email-domain", "fifty-containers-smallest-quotas"],

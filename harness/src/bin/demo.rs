@@ -7,7 +7,10 @@
 //! back with `connect-identity-sync-redrive` (beside the function binary), and shows it
 //! applied; then it compares the identity provider's export (`idp-export.csv` beside the
 //! seed) with Connect using `connect-identity-sync-reconcile`, queues the corrections,
-//! shows them applied and the second comparison in step. It stops everything it started.
+//! shows them applied and the second comparison in step; last, an Entra-style round trip
+//! through the SCIM endpoint (`connect-identity-sync-scim`, beside the function binary): a
+//! PATCH, the queued change applied by the function, the new value read back through the
+//! endpoint. It stops everything it started.
 //!
 //! ```text
 //! demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]
@@ -347,6 +350,15 @@ async fn demo(args: Args) -> Result<(), String> {
             reconcile.display(),
             export.display()
         ),
+    }
+    let scim = args.function.with_file_name("connect-identity-sync-scim");
+    if scim.is_file() {
+        harness::scim::demo_round_trip(&stack, &scim, "tnguyen").await?;
+    } else {
+        println!(
+            "\n(no SCIM round trip shown: build {} first)",
+            scim.display()
+        );
     }
     println!("\nstopping moto, the emulator and the function");
     drop(stack);
