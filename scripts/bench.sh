@@ -108,3 +108,13 @@ step "end to end"
     --fleet-scale "${BENCH_FLEET_SCALE:-1}" \
     --function target/bench/connect-identity-sync --noop target/bench/noop-lambda \
     --criterion target/criterion --profiles bench/results/profiles.jsonl --out BENCHMARKS.md
+
+# The SCIM endpoint (connect-identity-sync-scim, built with the package above): start-up,
+# warm look-ups and an Entra-style cycle of BENCH_SCIM_USERS (1000) users against the
+# quota-enforcing emulator, time scaled by BENCH_SCIM_SCALE (10); appended to BENCHMARKS.md.
+step "SCIM endpoint"
+cp target/release/connect-identity-sync-scim target/bench/
+"$driver" scim --runs "$runs" --users "${BENCH_SCIM_USERS:-1000}" --scale "${BENCH_SCIM_SCALE:-10}" \
+    --function target/bench/connect-identity-sync --scim target/bench/connect-identity-sync-scim \
+    --noop target/bench/noop-lambda --out bench/results/scim.md
+{ echo; cat bench/results/scim.md; } >> BENCHMARKS.md

@@ -14,6 +14,8 @@
 //! bench-driver guard   --function BIN [--records 1000] [--batch 10]
 //! bench-driver fleet   --function BIN [--fleet-users 60] [--fleet-changes 3] [--fleet-scale 1]
 //!                      [--out FILE (the section alone, as markdown)]
+//! bench-driver scim    --function BIN --scim BIN --noop BIN [--runs 20] [--users 1000]
+//!                      [--lookups 1000] [--scale 10] [--out FILE (the section, as markdown)]
 //! ```
 
 mod criterion;
@@ -23,6 +25,7 @@ mod lab;
 mod procfs;
 mod report;
 mod scenarios;
+mod scim;
 mod stats;
 mod usernames;
 
@@ -41,7 +44,8 @@ fn usage() -> ! {
          bench-driver load --function BIN [--records N] [--batch N]\n  \
          bench-driver usernames --function BIN [--changes N] [--large-users N]\n  \
          bench-driver guard --function BIN [--records N] [--batch N]\n  \
-         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--out FILE]"
+         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--out FILE]\n  \
+         bench-driver scim --function BIN --scim BIN --noop BIN [--runs N] [--users N] [--lookups N] [--scale X] [--out FILE]"
     );
     std::process::exit(2)
 }
@@ -117,12 +121,34 @@ async fn main() {
         "usernames" => run_usernames(&args).await,
         "guard" => run_guard(&args).await,
         "fleet" => run_fleet(&args).await,
+        "scim" => run_scim(&args).await,
         _ => usage(),
     };
     if let Err(e) = result {
         eprintln!("bench-driver: {e}");
         std::process::exit(1);
     }
+}
+
+async fn run_scim(args: &Args) -> Result<(), String> {
+    let options = scim::Options {
+        function: args.path("function"),
+        scim: args.path("scim"),
+        noop: args.path("noop"),
+        runs: args.number("runs", 20),
+        users: args.number("users", 1000),
+        lookups: args.number("lookups", 1000),
+        scale: args
+            .text("scale", "10")
+            .parse()
+            .map_err(|_| "--scale is a number")?,
+    };
+    let section = scim::run(&options).await?;
+    print!("{section}");
+    if let Some(out) = args.options.get("out") {
+        std::fs::write(out, &section).map_err(|e| format!("{out}: {e}"))?;
+    }
+    Ok(())
 }
 
 async fn run_report(args: &Args) -> Result<(), String> {
