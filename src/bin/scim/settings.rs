@@ -184,7 +184,8 @@ mod tests {
     fn the_shares_are_read_as_the_function_reads_them() {
         let mut pairs = base();
         pairs.extend([
-            ("CONNECT_RPS_DESCRIBE", "5/2"),
+            // As the template writes it: the quota over both functions' containers.
+            ("CONNECT_RPS_DESCRIBE", "10/2+2"),
             ("CONNECT_RPS_SEARCH", "0.5"),
             ("CONNECT_RPS_LIST", "0"),
         ]);
