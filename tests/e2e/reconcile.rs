@@ -879,6 +879,15 @@ async fn columns_presets_and_formats_say_how_the_file_is_read() {
             vec!["FirstName".to_owned()]
         )]
     );
+    // --preset and --columns read a file as CSV whatever its name.
+    let named_json = users("okta.json", "login,firstName\njdoe,Jane\n");
+    for how in [["--preset", "okta"], ["--columns", "Username=login"]] {
+        let mut args = vec!["--users", named_json.as_str()];
+        args.extend(how);
+        let run = reconcile(&stack, &connect, &dir, &args).await;
+        assert_eq!(run.code, 0, "{how:?}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.count("agree"), 1, "{how:?}");
+    }
     // --format csv over a name that says JSON; .ndjson read as JSON Lines by its name.
     let csv = users("export.json", "Username,FirstName\njdoe,Jane\n");
     let run = reconcile(
@@ -1071,6 +1080,40 @@ async fn as_of_defaults_to_the_files_time_and_may_be_ahead_by_max_clock_skew_sec
         run.stderr.contains("DEFAULT_PHONE_REGION: 'UK'"),
         "{}",
         run.stderr
+    );
+
+    // A FIFO queue: the user id as message group, the event id as deduplication id.
+    std::fs::write(&file, "Username,LastName\nasmith,Smythe\n").unwrap();
+    let fifo = stack
+        .sqs
+        .create_queue(&harness::sqs::QueueSpec::new("corrections.fifo"))
+        .await
+        .unwrap();
+    let run = run_with(
+        vec![
+            "--users".to_owned(),
+            users.to_owned(),
+            "--enqueue".to_owned(),
+            fifo.url.clone(),
+            "--as-of".to_owned(),
+            "2026-12-01T08:00:00Z".to_owned(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let sent = stack.sqs.receive_all(&fifo.url).await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].attributes.get("MessageGroupId").map(String::as_str),
+        Some("u-asmith")
+    );
+    assert_eq!(
+        sent[0]
+            .attributes
+            .get("MessageDeduplicationId")
+            .map(String::as_str),
+        Some("reconcile:1796112000000:u-asmith")
     );
 
     // --instance that is not an instance.
