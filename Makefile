@@ -19,8 +19,10 @@
 CARGO   ?= cargo
 PYTHON  ?= python3
 VENV    ?= .venv
-RELEASE := target/release/connect-identity-sync
-DEBUG   := target/debug/connect-identity-sync
+# Cargo's target directory as cargo itself resolves it: target/, or CARGO_TARGET_DIR, or a
+# cargo config's build.target-dir. Expanded only where a recipe uses it.
+TARGET_DIR = $(shell $(CARGO) metadata --format-version 1 --no-deps | \
+             $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 # The demo builds what `make test` builds, once, in the dev profile: `--workspace` and one
 # test target make cargo resolve features as `make test` does (dev-dependencies
@@ -48,9 +50,7 @@ help:
 build:
 	$(CARGO) build --workspace
 
-release: $(RELEASE)
-
-$(RELEASE): FORCE
+release:
 	$(CARGO) build --release --bin connect-identity-sync --bin connect-identity-sync-redrive
 
 venv:
@@ -58,7 +58,7 @@ venv:
 
 demo: venv
 	$(DEMO_BUILD)
-	target/debug/demo --function $(DEBUG) --seed demo/contact-centre.json --events events
+	"$(TARGET_DIR)/debug/demo" --seed demo/contact-centre.json --events events
 
 test: venv
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(TEST_CMD)
@@ -90,4 +90,3 @@ clean-venv:
 bench: venv
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server scripts/bench.sh
 
-FORCE:

@@ -8,13 +8,16 @@
 #   bench/reconcile.sh [USERS] [extra reconcile arguments...]
 #
 # Needs the debug builds of the emulator and the command (cargo build -p connect-emulator
-# --bin connect-emulator --bin connect-identity-sync-reconcile) and python3.
+# -p connect-identity-sync --bin connect-emulator --bin connect-identity-sync-reconcile),
+# found in cargo's target directory wherever it is, and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
 shift || true
-BIN=${RECONCILE_BIN:-target/debug/connect-identity-sync-reconcile}
-EMU=${EMULATOR_BIN:-target/debug/connect-emulator}
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=${RECONCILE_BIN:-$target_dir/debug/connect-identity-sync-reconcile}
+EMU=${EMULATOR_BIN:-$target_dir/debug/connect-emulator}
 WORK=$(mktemp -d)
 trap 'kill "$EMU_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 

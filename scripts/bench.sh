@@ -11,7 +11,7 @@
 #                               caller, kills), binary size -> BENCHMARKS.md
 #   scripts/bench.sh profiles   first builds release-profile variants (opt-level s/z/3,
 #                               CPU jitter entropy on/off, non-PIE), each in its own target dir
-#                               under target/bench-profiles, and records their start-up
+#                               under <target dir>/bench-profiles, and records their start-up
 #                               and size in bench/results/profiles.jsonl (slow: one full
 #                               LTO build per variant); then as above
 #
@@ -38,7 +38,12 @@ runs="${BENCH_RUNS:-20}"
 records="${BENCH_RECORDS:-1000}"
 quota_changes="${BENCH_QUOTA_CHANGES:-400}"
 guard_records="${BENCH_GUARD_RECORDS:-$records}"
-driver=target/debug/bench-driver
+# Cargo's target directory as cargo resolves it (target/, CARGO_TARGET_DIR or a cargo
+# config's build.target-dir); exported so that the driver finds the bootstraps there.
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export CARGO_TARGET_DIR=$target_dir
+driver=$target_dir/debug/bench-driver
 
 step() { printf '\n== bench: %s\n' "$*" >&2; }
 
@@ -51,7 +56,7 @@ if [[ "${1:-}" == "profiles" ]]; then
     for variant in ${BENCH_VARIANTS:-s-jitter s z 3 z-static}; do
         opt="${variant%%-*}"
         if [[ "$variant" == *-jitter* ]]; then jitter=on; nje=0; else jitter=off; nje=1; fi
-        dir="target/bench-profiles/$variant"
+        dir="$target_dir/bench-profiles/$variant"
         flags=() rustflags="${RUSTFLAGS:-}" out="$dir/release" label="opt-level $opt / jitter $jitter"
         if [[ "$variant" == *-static* ]]; then
             # Non-PIE; with --target so build scripts and proc macros stay PIE.
@@ -94,27 +99,27 @@ cargo bench --locked --bench pipeline \
 
 step "release builds (function and do-nothing binary)"
 # After the Criterion step: `cargo bench` also builds the package's binary, with the
-# bench profile, into target/release; this puts the release one back. The driver gets
+# bench profile, into <target dir>/release; this puts the release one back. The driver gets
 # copies, so nothing else can swap them under it.
 cargo build --release --locked -p connect-identity-sync
 cargo build --release --locked -p noop-lambda
-mkdir -p target/bench
-cp target/release/connect-identity-sync target/release/noop-lambda target/bench/
+mkdir -p "$target_dir/bench"
+cp "$target_dir/release/connect-identity-sync" "$target_dir/release/noop-lambda" "$target_dir/bench/"
 
 step "end to end"
 "$driver" report --runs "$runs" --records "$records" --quota-changes "$quota_changes" \
     --guard-records "$guard_records" \
     --fleet-users "${BENCH_FLEET_USERS:-60}" --fleet-changes "${BENCH_FLEET_CHANGES:-3}" \
     --fleet-scale "${BENCH_FLEET_SCALE:-1}" \
-    --function target/bench/connect-identity-sync --noop target/bench/noop-lambda \
-    --criterion target/criterion --profiles bench/results/profiles.jsonl --out BENCHMARKS.md
+    --function "$target_dir/bench/connect-identity-sync" --noop "$target_dir/bench/noop-lambda" \
+    --criterion "$target_dir/criterion" --profiles bench/results/profiles.jsonl --out BENCHMARKS.md
 
 # The SCIM endpoint (connect-identity-sync-scim, built with the package above): start-up,
 # warm look-ups and an Entra-style cycle of BENCH_SCIM_USERS (1000) users against the
 # quota-enforcing emulator, time scaled by BENCH_SCIM_SCALE (10); appended to BENCHMARKS.md.
 step "SCIM endpoint"
-cp target/release/connect-identity-sync-scim target/bench/
+cp "$target_dir"/release/connect-identity-sync-scim "$target_dir"/bench/
 "$driver" scim --runs "$runs" --users "${BENCH_SCIM_USERS:-1000}" --scale "${BENCH_SCIM_SCALE:-10}" \
-    --function target/bench/connect-identity-sync --scim target/bench/connect-identity-sync-scim \
-    --noop target/bench/noop-lambda --out bench/results/scim.md
+    --function "$target_dir"/bench/connect-identity-sync --scim "$target_dir"/bench/connect-identity-sync-scim \
+    --noop "$target_dir"/bench/noop-lambda --out bench/results/scim.md
 { echo; cat bench/results/scim.md; } >> BENCHMARKS.md

@@ -99,11 +99,7 @@ impl Config {
     /// # Errors
     /// As `from_env`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = trimmed(get);
 
         let admission = admission_from_lookup(&get)?;
 
@@ -309,24 +305,8 @@ pub fn admission_from_lookup(
         .map(|l| split(&l).map(str::to_owned).collect())
         .unwrap_or_default();
     let trusted_sources = get("TRUSTED_SOURCES").map(|l| split(&l).map(str::to_owned).collect());
-    let phone_region = get("DEFAULT_PHONE_REGION")
-        .map(|v| {
-            v.parse::<PhoneRegion>().map_err(|()| {
-                err(
-                    "DEFAULT_PHONE_REGION",
-                    format!("'{v}' is not an ISO 3166 alpha-2 region code with a telephone numbering plan (e.g. US, GB)"),
-                )
-            })
-        })
-        .transpose()?;
-
-    let max_clock_skew = number(
-        &get,
-        "MAX_CLOCK_SKEW_SECONDS",
-        DEFAULT_MAX_CLOCK_SKEW.num_seconds(),
-        |n| CLOCK_SKEWS_SECONDS.contains(n),
-        "a whole number of seconds from 1 to 86400",
-    )?;
+    let phone_region = phone_region_of(get)?;
+    let max_clock_skew = max_clock_skew_of(get)?;
 
     Ok(Admission {
         policy: Policy {
@@ -338,7 +318,7 @@ pub fn admission_from_lookup(
         },
         default_instance,
         phone_region,
-        max_clock_skew: chrono::TimeDelta::seconds(max_clock_skew),
+        max_clock_skew,
     })
 }
 
@@ -405,6 +385,65 @@ impl Operations {
             metrics_namespace,
         })
     }
+}
+
+/// `DEFAULT_PHONE_REGION` as the function reads it, for the operator commands that
+/// normalise values as the function does: unset or blank is no region.
+///
+/// # Errors
+/// The variable named, when it is not a region with a telephone numbering plan.
+pub fn phone_region(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Option<PhoneRegion>, ConfigError> {
+    phone_region_of(&trimmed(get))
+}
+
+/// `MAX_CLOCK_SKEW_SECONDS` as the function reads it (default 300 s), for the operator
+/// commands that date changes the function will judge.
+///
+/// # Errors
+/// The variable named, when it is not a whole number of seconds in range.
+pub fn max_clock_skew(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<chrono::TimeDelta, ConfigError> {
+    max_clock_skew_of(&trimmed(get))
+}
+
+/// A lookup whose values are trimmed, a blank value counting as unset.
+fn trimmed(get: impl Fn(&str) -> Option<String>) -> impl Fn(&str) -> Option<String> {
+    move |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn phone_region_of(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<PhoneRegion>, ConfigError> {
+    get("DEFAULT_PHONE_REGION")
+        .map(|v| {
+            v.parse::<PhoneRegion>().map_err(|()| {
+                err(
+                    "DEFAULT_PHONE_REGION",
+                    format!("'{v}' is not an ISO 3166 alpha-2 region code with a telephone numbering plan (e.g. US, GB)"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn max_clock_skew_of(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<chrono::TimeDelta, ConfigError> {
+    number(
+        get,
+        "MAX_CLOCK_SKEW_SECONDS",
+        DEFAULT_MAX_CLOCK_SKEW.num_seconds(),
+        |n| CLOCK_SKEWS_SECONDS.contains(n),
+        "a whole number of seconds from 1 to 86400",
+    )
+    .map(chrono::TimeDelta::seconds)
 }
 
 /// `MAX_RECEIVE_COUNT`: SQS allows a redrive `maxReceiveCount` of at most 1000, and this
@@ -725,6 +764,31 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn the_operator_commands_read_the_skew_and_the_region_as_the_function_does() {
+        let none = |_: &str| None;
+        assert_eq!(max_clock_skew(none), Ok(chrono::TimeDelta::seconds(300)));
+        assert_eq!(phone_region(none), Ok(None));
+        let set = |k: &str| match k {
+            "MAX_CLOCK_SKEW_SECONDS" => Some(" 3600 ".to_owned()),
+            "DEFAULT_PHONE_REGION" => Some("gb".to_owned()),
+            _ => None,
+        };
+        assert_eq!(max_clock_skew(set), Ok(chrono::TimeDelta::seconds(3600)));
+        assert!(phone_region(set).unwrap().is_some());
+        let bad = |_: &str| Some("5m".to_owned());
+        assert_eq!(
+            max_clock_skew(bad).unwrap_err().variable,
+            "MAX_CLOCK_SKEW_SECONDS"
+        );
+        assert_eq!(
+            phone_region(bad).unwrap_err().variable,
+            "DEFAULT_PHONE_REGION"
+        );
+        let blank = |_: &str| Some("  ".to_owned());
+        assert_eq!(max_clock_skew(blank), Ok(chrono::TimeDelta::seconds(300)));
     }
 
     #[test]

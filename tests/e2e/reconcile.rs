@@ -2,7 +2,9 @@
 //! emulator and moto: an export whose users mostly agree only once normalised, the
 //! few that differ reported exactly, their corrections queued and applied by the built
 //! function (or refused by it), a second run in step; JSON Lines and SCIM inputs; no
-//! personal value in the output or the report.
+//! personal value in the output or the report. Every option and variable that
+//! docs/reconcile.md and the README name has a run here that fails if it broke; a row
+//! naming two agents is never compared nor queued.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,16 +83,31 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 async fn reconcile(stack: &Stack, connect: &str, dir: &std::path::Path, args: &[&str]) -> Run {
+    reconcile_with(connect, &stack.moto.endpoint(), dir, args, &[]).await
+}
+
+/// The command with the test's environment, `env` added over it (`None` removes a
+/// variable).
+async fn reconcile_with(
+    connect: &str,
+    sqs: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> Run {
     let report = dir.join("report.json");
     let _ = std::fs::remove_file(&report);
-    let out = tokio::process::Command::new(RECONCILE)
-        .args(["--instance", INSTANCE])
+    let mut command = tokio::process::Command::new(RECONCILE);
+    if !args.contains(&"--instance") {
+        command.args(["--instance", INSTANCE]);
+    }
+    command
         .args(args)
         .arg("--report")
         .arg(&report)
         .env_clear()
         .env("AWS_ENDPOINT_URL_CONNECT", connect)
-        .env("AWS_ENDPOINT_URL_SQS", stack.moto.endpoint())
+        .env("AWS_ENDPOINT_URL_SQS", sqs)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
         .env(
@@ -98,10 +115,14 @@ async fn reconcile(stack: &Stack, connect: &str, dir: &std::path::Path, args: &[
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         )
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("DEFAULT_PHONE_REGION", "US")
-        .output()
-        .await
-        .expect("the reconcile binary runs");
+        .env("DEFAULT_PHONE_REGION", "US");
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    let out = command.output().await.expect("the reconcile binary runs");
     let report = std::fs::read_to_string(&report)
         .ok()
         .map_or(Value::Null, |t| {
@@ -545,4 +566,605 @@ async fn a_throttled_read_is_tried_again_and_an_unreachable_connect_is_no_compar
         "{}",
         run.stderr
     );
+}
+
+/// The queued corrections not seen before: (UserId, body).
+async fn queued(stack: &Stack) -> Vec<Value> {
+    stack
+        .sqs
+        .receive_all(&stack.source.url)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect()
+}
+
+fn queued_users(bodies: &[Value]) -> Vec<&str> {
+    let mut users: Vec<&str> = bodies.iter().filter_map(|b| b["UserId"].as_str()).collect();
+    users.sort_unstable();
+    users
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_user_id_and_username_name_two_agents_and_a_user_named_twice_are_not_compared_nor_queued()
+ {
+    let stack = stack().await;
+    let dir = scratch("conflict");
+    let connect = stack.emulator.endpoint_url();
+    let file = dir.join("users.csv");
+    // Line 2: asmith's id beside bking's username, with bking's values (a takeover of
+    // asmith's account if compared with asmith). Line 3 names bking again. Line 4 names
+    // jdoe both ways and differs. Lines 5 and 7 name cwu twice, by id and by username.
+    std::fs::write(
+        &file,
+        "UserId,Username,FirstName,LastName,Email\n\
+         u-asmith,bking,Bea,King,bea.king@example.com\n\
+         u-bking,bking,Bea,King,bea.king@example.com\n\
+         u-jdoe,jdoe,Janet,Doe,jane.doe@example.com\n\
+         u-cwu,,Chen,Wu,chen.wu@example.com\n\
+         ,dlee,Dana,Lee,dana.lee@example.com\n\
+         ,cwu,Chen,Woo,chen.wu@example.com\n\
+         u-hkim,nobody-has-this,Hana,Kim,hana.kim@example.com\n",
+    )
+    .unwrap();
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &[
+            "--users",
+            file.to_str().unwrap(),
+            "--enqueue",
+            &stack.source.url,
+            "--as-of",
+            "2026-12-01T08:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.users("unreadable"),
+        vec![
+            (Some(2), Some("u-asmith".to_owned()), vec![]),
+            (Some(3), Some("u-bking".to_owned()), vec![]),
+            (Some(5), Some("u-cwu".to_owned()), vec![]),
+            (Some(7), Some("u-cwu".to_owned()), vec![]),
+            (Some(8), Some("u-hkim".to_owned()), vec![]),
+        ],
+        "{}",
+        run.report
+    );
+    assert_eq!(
+        run.users("differs"),
+        vec![(
+            Some(4),
+            Some("u-jdoe".to_owned()),
+            vec!["FirstName".to_owned()]
+        )]
+    );
+    assert_eq!(run.users("agrees").len(), 1, "dlee");
+    assert!(
+        run.stderr.contains(
+            "line 2: u-asmith: its UserId and Username name two different Connect users (u-asmith, u-bking)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("line 8: u-hkim: its Username is not the Connect username of its UserId"),
+        "{}",
+        run.stderr
+    );
+    run.assert_no_value_of(&["Bea", "bea.king", "Janet", "Woo", "nobody-has-this"]);
+    // Only the row that names one agent both ways, once, is queued.
+    let bodies = queued(&stack).await;
+    assert_eq!(queued_users(&bodies), ["u-jdoe"], "{bodies:?}");
+    assert_eq!(run.report["enqueued"]["sent"], json!(["u-jdoe"]));
+
+    // A JSON Lines document that names both, two users.
+    let file = dir.join("users.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}\n",
+            json!({"UserId": "u-asmith", "Username": "bking", "IdentityInfo": {"Email": "bea.king@example.com"}}),
+            json!({"UserId": "u-dlee", "Username": "dlee", "IdentityInfo": {"LastName": "Lee-Park"}}),
+        ),
+    )
+    .unwrap();
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &[
+            "--users",
+            file.to_str().unwrap(),
+            "--enqueue",
+            &stack.source.url,
+            "--as-of",
+            "2026-12-01T08:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.users("unreadable"),
+        vec![(Some(1), Some("u-asmith".to_owned()), vec![])]
+    );
+    assert_eq!(queued_users(&queued(&stack).await), ["u-dlee"]);
+    assert_eq!(
+        identity(&stack, "u-asmith")["Email"],
+        "alex.smith@example.com"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_presets_and_formats_say_how_the_file_is_read() {
+    let stack = stack().await;
+    let dir = scratch("columns");
+    let connect = stack.emulator.endpoint_url();
+    let users = |name: &str, text: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+
+    // An export with headers of its own: --columns maps them; given twice, both count.
+    let own = users(
+        "own.csv",
+        "Login,Given,Family,Work mail,Cell,Personal\n\
+         jdoe,Jane,Doe,jane.doe@example.com,(415) 555-0123,jd@example.com\n\
+         asmith,Alex,Smythe,alex.smith@example.com,(415) 555-0124,\n\
+         bking,Bea,King,bea.king@example.com,+1 415 555 0199,\n",
+    );
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &[
+            "--users",
+            &own,
+            "--columns",
+            "Username=Login,FirstName=Given,LastName=Family,Email=Work mail,Mobile=Cell",
+            "--columns",
+            "SecondaryEmail=Personal",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.count("agree"), 1);
+    assert_eq!(
+        run.users("differs"),
+        vec![
+            (
+                Some(3),
+                Some("u-asmith".to_owned()),
+                vec!["LastName".to_owned()]
+            ),
+            (
+                Some(4),
+                Some("u-bking".to_owned()),
+                vec!["Mobile".to_owned()]
+            ),
+        ]
+    );
+    assert!(!run.stderr.contains("not compared"), "{}", run.stderr);
+    run.assert_no_value_of(&["Smythe", "555 0199", "+14155550199"]);
+
+    // FIELD= leaves a field out: bking's mobile is no longer compared.
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &[
+            "--users",
+            &own,
+            "--columns",
+            "Username=Login,FirstName=Given,LastName=Family,Email=Work mail,Mobile=",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.users("differs"),
+        vec![(
+            Some(3),
+            Some("u-asmith".to_owned()),
+            vec!["LastName".to_owned()]
+        )]
+    );
+    assert!(
+        run.stderr
+            .contains("not compared (no column in the file): SecondaryEmail, Mobile"),
+        "{}",
+        run.stderr
+    );
+
+    // Refused before anything is read: an unknown field, a column the header lacks,
+    // --columns on a file that is not CSV.
+    for (args, says) in [
+        (vec!["--columns", "Phone=Cell"], "'Phone' is not one of"),
+        (
+            vec!["--columns", "Username=Handle"],
+            "--columns maps Username to a column the header row does not have",
+        ),
+        (
+            vec!["--format", "jsonl", "--columns", "Username=Login"],
+            "--preset and --columns apply to a CSV file",
+        ),
+    ] {
+        let mut all = vec!["--users", own.as_str()];
+        all.extend(args);
+        let run = reconcile(&stack, &connect, &dir, &all).await;
+        assert_eq!(run.code, 2, "{all:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(says), "{all:?}: {}", run.stderr);
+    }
+
+    // --preset entra: Microsoft Entra ID's download, version line and all.
+    let entra = users(
+        "entra.csv",
+        "version:v1.0\n\
+         userPrincipalName,displayName,givenName,surname,mail,mobilePhone,alternateEmailAddress\n\
+         jdoe,Jane Doe,Jane,Doe,jane.doe@example.com,+1 (415) 555-0123,jane@home.example\n\
+         cwu,Chen Wu,Chen,Wu,chen.wu@example.com,(415) 555-0177,\n",
+    );
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &["--users", &entra, "--preset", "entra"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.count("agree"), 1);
+    assert_eq!(
+        run.users("differs"),
+        vec![(Some(4), Some("u-cwu".to_owned()), vec!["Mobile".to_owned()])]
+    );
+    assert!(
+        run.stderr
+            .contains("not compared (no column in the file): SecondaryEmail"),
+        "{}",
+        run.stderr
+    );
+    run.assert_no_value_of(&["jane@home.example", "555-0177", "+14155550177"]);
+
+    // --format: JSON Lines and a SCIM ListResponse under names that do not say so.
+    let jsonl = users(
+        "export.txt",
+        &format!(
+            "{}\n",
+            json!({"Username": "asmith", "IdentityInfo": {"LastName": "Smythe"}})
+        ),
+    );
+    let run = reconcile(&stack, &connect, &dir, &["--users", &jsonl]).await;
+    assert_eq!(run.code, 2, "read as CSV by its name: {}", run.stderr);
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &["--users", &jsonl, "--format", "jsonl"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.users("differs"),
+        vec![(
+            Some(1),
+            Some("u-asmith".to_owned()),
+            vec!["LastName".to_owned()]
+        )]
+    );
+    let scim = users(
+        "export.scim",
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                "Resources": [{"userName": "bking", "name": {"givenName": "Beatrice"}}]})
+        .to_string(),
+    );
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &["--users", &scim, "--format", "scim"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.users("differs"),
+        vec![(
+            Some(1),
+            Some("u-bking".to_owned()),
+            vec!["FirstName".to_owned()]
+        )]
+    );
+    // --preset and --columns read a file as CSV whatever its name.
+    let named_json = users("okta.json", "login,firstName\njdoe,Jane\n");
+    for how in [["--preset", "okta"], ["--columns", "Username=login"]] {
+        let mut args = vec!["--users", named_json.as_str()];
+        args.extend(how);
+        let run = reconcile(&stack, &connect, &dir, &args).await;
+        assert_eq!(run.code, 0, "{how:?}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.count("agree"), 1, "{how:?}");
+    }
+    // --format csv over a name that says JSON; .ndjson read as JSON Lines by its name.
+    let csv = users("export.json", "Username,FirstName\njdoe,Jane\n");
+    let run = reconcile(
+        &stack,
+        &connect,
+        &dir,
+        &["--users", &csv, "--format", "csv"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.count("agree"), 1);
+    let ndjson = users(
+        "export.ndjson",
+        &format!(
+            "{}\n",
+            json!({"Username": "jdoe", "IdentityInfo": {"FirstName": "Jane"}})
+        ),
+    );
+    let run = reconcile(&stack, &connect, &dir, &["--users", &ndjson]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.count("agree"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_bounds_the_connect_requests_a_second() {
+    let stack = stack().await;
+    let dir = scratch("rate");
+    let file = dir.join("users.csv");
+    std::fs::write(
+        &file,
+        "Username,FirstName\njdoe,Jane\nasmith,Alex\nbking,Bea\n",
+    )
+    .unwrap();
+    let run = reconcile(
+        &stack,
+        &stack.emulator.endpoint_url(),
+        &dir,
+        &["--users", file.to_str().unwrap(), "--rate", "2"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("at most 2/s"), "{}", run.stdout);
+    let mut arrivals: Vec<u64> = stack
+        .emulator
+        .journal()
+        .iter()
+        .filter(|e| e.operation == "ListUsers" || e.operation == "DescribeUser")
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(arrivals.len(), 4, "1 ListUsers, 3 DescribeUser");
+    arrivals.sort_unstable();
+    // Four calls at 2/s span three periods of 500 ms; allow one period for the jitter of
+    // their arrival (at the default 10/s they would span about 300 ms).
+    let span = arrivals.last().unwrap() - arrivals.first().unwrap();
+    assert!(span >= 1000, "4 calls within {span} ms at --rate 2");
+
+    for rate in ["0", "fast", "1001"] {
+        let run = reconcile(
+            &stack,
+            &stack.emulator.endpoint_url(),
+            &dir,
+            &["--users", file.to_str().unwrap(), "--rate", rate],
+        )
+        .await;
+        assert_eq!(run.code, 2, "--rate {rate}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("a number of requests per second from 0.01 to 1000"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_of_defaults_to_the_files_time_and_may_be_ahead_by_max_clock_skew_seconds_as_the_function_allows()
+ {
+    let stack = stack().await;
+    let dir = scratch("as-of");
+    let connect = stack.emulator.endpoint_url();
+    let sqs = stack.moto.endpoint();
+    let file = dir.join("users.csv");
+    std::fs::write(&file, "Username,LastName\nasmith,Smythe\n").unwrap();
+    let users = file.to_str().unwrap();
+    let enqueue = |as_of: Option<String>| {
+        let mut args = vec![
+            "--users".to_owned(),
+            users.to_owned(),
+            "--enqueue".to_owned(),
+            stack.source.url.clone(),
+        ];
+        if let Some(t) = as_of {
+            args.extend(["--as-of".to_owned(), t]);
+        }
+        args
+    };
+    let run_with = |args: Vec<String>, env: Vec<(&'static str, Option<&'static str>)>| {
+        let dir = dir.clone();
+        let connect = connect.clone();
+        let sqs = sqs.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            reconcile_with(&connect, &sqs, &dir, &args, &env).await
+        }
+    };
+
+    // Without --as-of: the file's modification time, the time the export was taken.
+    let taken = std::time::UNIX_EPOCH + Duration::from_secs(1_796_032_800); // 2026-11-30T10:00:00Z
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(taken)
+        .unwrap();
+    let run = run_with(enqueue(None), vec![]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.report["asOf"], "2026-11-30T10:00:00.000Z");
+    let bodies = queued(&stack).await;
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["OccurredAt"], "2026-11-30T10:00:00.000Z");
+    assert_eq!(bodies[0]["EventId"], "reconcile:1796032800000:u-asmith");
+
+    let ahead = |minutes: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // Half an hour ahead: within MAX_CLOCK_SKEW_SECONDS=3600, so queued.
+    let run = run_with(
+        enqueue(Some(ahead(30))),
+        vec![("MAX_CLOCK_SKEW_SECONDS", Some("3600"))],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(queued_users(&queued(&stack).await), ["u-asmith"]);
+    // Refused, nothing queued: two hours ahead of 3600 s; ten minutes ahead of the
+    // default 300 s; a variable the function would not start with.
+    for (as_of, skew, says) in [
+        (
+            ahead(120),
+            Some("3600"),
+            "--as-of is more than MAX_CLOCK_SKEW_SECONDS (3600 s) ahead",
+        ),
+        (
+            ahead(10),
+            None,
+            "--as-of is more than MAX_CLOCK_SKEW_SECONDS (300 s) ahead",
+        ),
+        (
+            ahead(0),
+            Some("soon"),
+            "MAX_CLOCK_SKEW_SECONDS: 'soon' is not a whole number of seconds from 1 to 86400",
+        ),
+        (
+            ahead(0),
+            Some("0"),
+            "MAX_CLOCK_SKEW_SECONDS: '0' is not a whole number",
+        ),
+    ] {
+        let run = run_with(
+            enqueue(Some(as_of.clone())),
+            vec![("MAX_CLOCK_SKEW_SECONDS", skew)],
+        )
+        .await;
+        assert_eq!(
+            run.code, 2,
+            "{as_of} {skew:?}: {}\n{}",
+            run.stdout, run.stderr
+        );
+        assert!(run.stderr.contains(says), "{skew:?}: {}", run.stderr);
+    }
+    assert!(queued(&stack).await.is_empty(), "nothing queued");
+
+    // DEFAULT_PHONE_REGION, as the function reads it: unset, a national mobile cannot be
+    // compared; a region without a numbering plan stops the command, naming it.
+    std::fs::write(&file, "Username,Mobile\nasmith,(415) 555-0124\n").unwrap();
+    let plain = vec!["--users".to_owned(), users.to_owned()];
+    let run = run_with(plain.clone(), vec![]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let run = run_with(plain.clone(), vec![("DEFAULT_PHONE_REGION", None)]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("DEFAULT_PHONE_REGION is not set"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.users("couldNotCompare").len(), 1);
+    let run = run_with(plain, vec![("DEFAULT_PHONE_REGION", Some("UK"))]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("DEFAULT_PHONE_REGION: 'UK'"),
+        "{}",
+        run.stderr
+    );
+
+    // A FIFO queue: the user id as message group, the event id as deduplication id.
+    std::fs::write(&file, "Username,LastName\nasmith,Smythe\n").unwrap();
+    let fifo = stack
+        .sqs
+        .create_queue(&harness::sqs::QueueSpec::new("corrections.fifo"))
+        .await
+        .unwrap();
+    let run = run_with(
+        vec![
+            "--users".to_owned(),
+            users.to_owned(),
+            "--enqueue".to_owned(),
+            fifo.url.clone(),
+            "--as-of".to_owned(),
+            "2026-12-01T08:00:00Z".to_owned(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let sent = stack.sqs.receive_all(&fifo.url).await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].attributes.get("MessageGroupId").map(String::as_str),
+        Some("u-asmith")
+    );
+    assert_eq!(
+        sent[0]
+            .attributes
+            .get("MessageDeduplicationId")
+            .map(String::as_str),
+        Some("reconcile:1796112000000:u-asmith")
+    );
+
+    // --instance that is not an instance.
+    let run = reconcile_with(
+        &connect,
+        &sqs,
+        &dir,
+        &[
+            "--instance",
+            "arn:aws:sqs:us-east-1:123456789012:identity-changes",
+            "--users",
+            users,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--instance is not a Connect instance id or ARN"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_cert_file_decides_which_ca_may_vouch_for_connect() {
+    let stack = stack().await;
+    let dir = scratch("tls");
+    let front = harness::TlsFront::start(&stack.emulator.endpoint_url()).expect("TLS front");
+    let file = dir.join("users.csv");
+    std::fs::write(&file, "Username,FirstName\njdoe,Jane\n").unwrap();
+    let args = ["--users", file.to_str().unwrap()];
+    let sqs = stack.moto.endpoint();
+    let run = reconcile_with(&front.endpoint, &sqs, &dir, &args, &[]).await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("Connect's users could not be listed"),
+        "{}",
+        run.stderr
+    );
+    assert!(stack.emulator.journal().is_empty());
+    let bundle = front.bundle.to_string_lossy().into_owned();
+    let run = reconcile_with(
+        &front.endpoint,
+        &sqs,
+        &dir,
+        &args,
+        &[("SSL_CERT_FILE", Some(bundle.as_str()))],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.count("agree"), 1);
 }

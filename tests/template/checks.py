@@ -914,6 +914,62 @@ def check_source_queue_refuses_every_sender_it_does_not_name(t: dict) -> None:
             assert "RedriveRole" not in resources(d, "AWS::IAM::Role"), "a redrive role nobody was named to use"
 
 
+def rule_dead_letter_queues(t: dict) -> set[str]:
+    """The queues the EventBridge rule sends an event it could not deliver to."""
+    return {
+        ref_target(target["DeadLetterConfig"]["Arn"])
+        for rule in resources(t, "AWS::Events::Rule").values()
+        for target in rule["Properties"].get("Targets", [])
+        if "DeadLetterConfig" in target
+    }
+
+
+def check_dead_letter_queues_refuse_every_sender_but_their_own(t: dict) -> None:
+    """SPEC section 5: a message planted in a dead-letter queue would be sent back to the
+    source queue by a redrive, as the trusted redrive role, and applied. So each
+    dead-letter queue refuses, by an explicit deny whatever the sender's own IAM policy
+    allows, every sender but those that dead-letter into it: the function's role for the
+    per-class queues, the EventBridge rule for the queue its target dead-letters to. (The
+    source queue's own redrive is SQS moving the message, no sender.)"""
+    send = "sqs:SendMessage"
+    rule_id = next(iter(resources(t, "AWS::Events::Rule")))
+    rule_arn = f"{rule_id}.Arn"
+    function = f"{function_role(t)}.Arn"
+    by_function = set(class_dlqs(t).values())
+    by_rule = rule_dead_letter_queues(t)
+    everyone = {
+        "the function's role": iam_request(function),
+        "the EventBridge rule": service_request("events.amazonaws.com", rule_arn),
+        "a developer role": iam_request(UNNAMED_SENDER),
+        "a named publisher": iam_request(NAMED_PUBLISHER),
+        "a redrive operator": iam_request(REDRIVE_OPERATOR),
+        "the redrive role": iam_request("RedriveRole.Arn"),
+        "the account's root": iam_request(f"arn:aws:iam::{ACCOUNT}:root"),
+        "another EventBridge rule": service_request(
+            "events.amazonaws.com", f"arn:aws:events:us-east-1:{ACCOUNT}:rule/another-rule"),
+        "an SNS topic": service_request("sns.amazonaws.com", f"arn:aws:sns:us-east-1:{ACCOUNT}:a-topic"),
+    }
+    for params, d in deployments(t):
+        for q in sorted(dead_letter_queues(t) | by_rule):
+            senders = set()
+            if q in by_function:
+                senders.add("the function's role")
+            if q in by_rule:
+                senders.add("the EventBridge rule")
+            for who, (caller, keys) in everyone.items():
+                got = queue_policy_decision(d, q, caller, send, keys)
+                if who not in senders:
+                    # A principal of the account needs the deny (its own IAM policy may
+                    # allow the send); a service is refused unless the queue allows it.
+                    refused = got != "allow" if caller.startswith("service:") else got == "deny"
+                    assert refused, f"{params}: {q} lets {who} send ({got})"
+                elif caller.startswith("service:"):
+                    # A service principal needs the queue's own allow.
+                    assert got == "allow", f"{params}: {who} cannot dead-letter into {q} ({got})"
+                else:
+                    assert got != "deny", f"{params}: {who} cannot dead-letter into {q}"
+
+
 def check_every_queue_refuses_plain_http(t: dict) -> None:
     """Every queue denies every request that does not come over TLS
     (aws:SecureTransport false), whoever makes it: the dead-letter queues hold personal data."""

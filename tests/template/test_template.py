@@ -143,6 +143,10 @@ def test_source_queue_refuses_every_sender_but_the_rule_the_redrive_role_and_nam
     checks.check_source_queue_refuses_every_sender_it_does_not_name(template)
 
 
+def test_every_dead_letter_queue_refuses_every_sender_but_the_one_that_dead_letters_into_it(template):
+    checks.check_dead_letter_queues_refuse_every_sender_but_their_own(template)
+
+
 def test_every_queue_refuses_requests_over_plain_http(template):
     checks.check_every_queue_refuses_plain_http(template)
 

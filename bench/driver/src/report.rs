@@ -577,8 +577,14 @@ const NOTES: &str = "bench/notes.md";
 /// Lambda `bootstrap`s left by `cargo lambda build` or `sam build`: path, ELF
 /// architecture, size, modification time.
 fn lambda_bootstraps() -> Vec<(std::path::PathBuf, &'static str, u64, String)> {
+    // scripts/bench.sh exports cargo's target directory as CARGO_TARGET_DIR.
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::PathBuf::from("target"),
+        std::path::PathBuf::from,
+    );
     let mut candidates = vec![
-        std::path::PathBuf::from("target/lambda/connect-identity-sync/bootstrap"),
+        target.join("lambda/connect-identity-sync/bootstrap"),
+        // Where .ci/lint-template's `sam build` writes (its --build-dir, in the work tree).
         std::path::PathBuf::from("target/sam/build/ConnectIdentitySyncFunction/bootstrap"),
     ];
     if let Ok(dir) = std::env::var("SAM_CARGO_TARGET_DIR") {

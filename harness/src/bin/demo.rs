@@ -15,6 +15,10 @@
 //! ```text
 //! demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]
 //! ```
+//!
+//! The function defaults to the `connect-identity-sync` beside this binary: cargo
+//! builds both into one directory of its target directory, wherever that is
+//! (`CARGO_TARGET_DIR`, a cargo config's `build.target-dir`, or `target/`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,10 +44,19 @@ fn usage() -> &'static str {
     "usage: demo [--function PATH] [--seed FILE] [--events DIR] [--env KEY=VALUE]... [--logs]"
 }
 
+/// `name` in the directory this binary was built into (the same profile's directory of
+/// cargo's target directory), else under `target/debug` of the workspace.
+fn beside_this_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(name)))
+        .unwrap_or_else(|| workspace_root().join("target/debug").join(name))
+}
+
 fn parse_args() -> Result<Args, String> {
     let root = workspace_root();
     let mut args = Args {
-        function: root.join("target/debug/connect-identity-sync"),
+        function: beside_this_binary("connect-identity-sync"),
         seed: root.join("demo/contact-centre.json"),
         events: root.join("events"),
         env: Vec::new(),

@@ -113,9 +113,22 @@ pub struct Matching {
     pub settled: Vec<UserResult>,
 }
 
+/// Which Connect users a row of the file names, once matched against the listing.
+enum Named<'a> {
+    /// One Connect user.
+    One(&'a str),
+    /// None: a user only in the file (with its id when the row gave one).
+    Nobody(Option<String>),
+    /// A row whose `UserId` and `Username` do not name the same Connect user: the
+    /// Connect users it names (one or two), and why it is not compared.
+    Conflict(Vec<&'a str>, String),
+}
+
 /// Matches each user of the file to a Connect user by `UserId`, else by exact
-/// `Username` (as the function resolves one). A Connect user the file names more than
-/// once is not compared: the file does not say which row holds.
+/// `Username` (as the function resolves one). Not compared, so that no row's values
+/// are ever written onto another agent: a row whose `UserId` and `Username` do not name
+/// the same Connect user, and a Connect user the file names more than once (such a row
+/// included), since the file does not say which row holds.
 pub fn match_users(file: &[FileUser], listed: &[Listed]) -> Matching {
     let by_name: HashMap<&str, &str> = listed
         .iter()
@@ -126,54 +139,79 @@ pub fn match_users(file: &[FileUser], listed: &[Listed]) -> Matching {
         .map(|l| (l.id.as_str(), l.id.as_str()))
         .collect();
     let mut matching = Matching::default();
-    // Connect user id → the rows of the file that name it.
-    let mut rows: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, user) in file.iter().enumerate() {
-        let found = match &user.key {
-            Err(why) => {
-                matching.settled.push(UserResult::new(
-                    Some(user.place),
-                    None,
-                    Verdict::Unreadable(why.clone()),
-                ));
-                continue;
-            }
-            Ok(Key::UserId(id)) => by_id.get(id.as_str()),
-            Ok(Key::Username(name)) => by_name.get(name.as_str()),
+    let named: Vec<Result<Named<'_>, &String>> = file
+        .iter()
+        .map(|user| {
+            let key = user.key.as_ref()?;
+            Ok(match key {
+                Key::UserId(id) => by_id
+                    .get(id.as_str())
+                    .map_or_else(|| Named::Nobody(Some(id.clone())), |c| Named::One(c)),
+                Key::Username(name) => by_name
+                    .get(name.as_str())
+                    .map_or(Named::Nobody(None), |c| Named::One(c)),
+                Key::Both { user_id, username } => {
+                    match (by_id.get(user_id.as_str()), by_name.get(username.as_str())) {
+                        (Some(a), Some(b)) if a == b => Named::One(a),
+                        (None, None) => Named::Nobody(Some(user_id.clone())),
+                        (Some(a), Some(b)) => Named::Conflict(
+                            vec![a, b],
+                            format!("its UserId and Username name two different Connect users ({a}, {b})"),
+                        ),
+                        (Some(a), None) => Named::Conflict(
+                            vec![a],
+                            "its Username is not the Connect username of its UserId".into(),
+                        ),
+                        (None, Some(b)) => Named::Conflict(
+                            vec![b],
+                            "its UserId names no Connect user but its Username does".into(),
+                        ),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Connect user id → how many rows of the file name it.
+    let mut rows: HashMap<&str, usize> = HashMap::new();
+    for n in named.iter().flatten() {
+        let ids: &[&str] = match n {
+            Named::One(id) => std::slice::from_ref(id),
+            Named::Conflict(ids, _) => ids,
+            Named::Nobody(_) => &[],
         };
-        match found {
-            Some(id) => rows.entry(id).or_default().push(i),
-            None => {
-                let id = match &user.key {
-                    Ok(Key::UserId(id)) => Some(id.clone()),
-                    _ => None,
-                };
-                matching
-                    .settled
-                    .push(UserResult::new(Some(user.place), id, Verdict::OnlyInFile));
-            }
+        for id in ids {
+            *rows.entry(id).or_default() += 1;
         }
     }
+    for (i, (user, named)) in file.iter().zip(named).enumerate() {
+        let place = Some(user.place);
+        let settled = match named {
+            Err(why) => UserResult::new(place, None, Verdict::Unreadable(why.clone())),
+            Ok(Named::Nobody(id)) => UserResult::new(place, id, Verdict::OnlyInFile),
+            Ok(Named::Conflict(ids, why)) => {
+                UserResult::new(place, Some(ids[0].to_owned()), Verdict::Unreadable(why))
+            }
+            Ok(Named::One(id)) => match rows[id] {
+                1 => {
+                    matching.pairs.push((i, id.to_owned()));
+                    continue;
+                }
+                n => UserResult::new(
+                    place,
+                    Some(id.to_owned()),
+                    Verdict::Unreadable(format!("the file names this user {n} times")),
+                ),
+            },
+        };
+        matching.settled.push(settled);
+    }
     for l in listed {
-        match rows.get(l.id.as_str()).map(Vec::as_slice) {
-            None => matching.settled.push(UserResult::new(
+        if !rows.contains_key(l.id.as_str()) {
+            matching.settled.push(UserResult::new(
                 None,
                 Some(l.id.clone()),
                 Verdict::OnlyInConnect,
-            )),
-            Some([one]) => matching.pairs.push((*one, l.id.clone())),
-            Some(many) => {
-                for i in many {
-                    matching.settled.push(UserResult::new(
-                        Some(file[*i].place),
-                        Some(l.id.clone()),
-                        Verdict::Unreadable(format!(
-                            "the file names this user {} times",
-                            many.len()
-                        )),
-                    ));
-                }
-            }
+            ));
         }
     }
     matching
@@ -471,12 +509,67 @@ mod tests {
             verdicts,
             vec![
                 (Some(Place::Line(4)), None, "onlyInFile"),
-                (Some(Place::Line(7)), None, "unreadable"),
                 (Some(Place::Line(5)), Some("u-c".into()), "unreadable"),
                 (Some(Place::Line(6)), Some("u-c".into()), "unreadable"),
+                (Some(Place::Line(7)), None, "unreadable"),
                 (None, Some("u-d".into()), "onlyInConnect"),
             ]
         );
+    }
+
+    #[test]
+    fn a_row_whose_user_id_and_username_name_two_users_compares_neither() {
+        let listed: Vec<Listed> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| Listed {
+                username: (*n).into(),
+                id: format!("u-{n}"),
+            })
+            .collect();
+        let both = |line, id: &str, name: &str| {
+            file_user(
+                line,
+                Key::Both {
+                    user_id: id.into(),
+                    username: name.into(),
+                },
+                &[(Field::Email, "b@example.com")],
+            )
+        };
+        let file = vec![
+            // A's id with B's username, then B on a row of its own.
+            both(2, "u-a", "b"),
+            file_user(3, Key::Username("b".into()), &[]),
+            // Both name C: compared.
+            both(4, "u-c", "c"),
+            // D's id with a username no Connect user has.
+            both(5, "u-d", "zz"),
+            // Neither side known: only in the file.
+            both(6, "u-x", "zz"),
+        ];
+        let m = match_users(&file, &listed);
+        assert_eq!(m.pairs, vec![(2, "u-c".to_owned())]);
+        let verdicts: Vec<_> = m
+            .settled
+            .iter()
+            .map(|r| (r.place, r.user_id.clone(), r.verdict.name()))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (Some(Place::Line(2)), Some("u-a".into()), "unreadable"),
+                (Some(Place::Line(3)), Some("u-b".into()), "unreadable"),
+                (Some(Place::Line(5)), Some("u-d".into()), "unreadable"),
+                (Some(Place::Line(6)), Some("u-x".into()), "onlyInFile"),
+            ]
+        );
+        assert!(m.settled.iter().all(|r| r.correction.is_empty()));
+        assert!(
+            matches!(&m.settled[0].verdict, Verdict::Unreadable(why) if why.contains("u-a") && why.contains("u-b")),
+            "{:?}",
+            m.settled[0]
+        );
+        assert_eq!(Tally::of(&m.settled).exit_code(), 2);
     }
 
     #[test]

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Parser;
-use connect_identity_sync::domain::identity::{InstanceId, PhoneRegion};
+use connect_identity_sync::config;
+use connect_identity_sync::domain::identity::InstanceId;
 use connect_identity_sync::outbound::https;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use compare::{Tally, UserResult, Verdict};
-use source::{Format, Preset, Reading, Target};
+use source::{Columns, Format, Preset, Reading};
 
 /// Compares the identity provider's users with Amazon Connect's, and can queue the
 /// corrections for connect-identity-sync.
@@ -58,11 +59,12 @@ struct Args {
     preset: Option<Preset>,
     /// CSV columns, over the preset's: FIELD=COLUMN,... with FIELD one of Username,
     /// UserId, FirstName, LastName, Email, SecondaryEmail, Mobile; FIELD= leaves a
-    /// field uncompared.
+    /// field uncompared. May be given more than once; a later mapping of a field wins.
     #[arg(long, value_name = "FIELD=COLUMN,...", value_parser = source::parse_columns)]
-    columns: Option<Vec<(Target, Option<String>)>>,
+    columns: Vec<Columns>,
     /// When the export was taken (RFC 3339): the corrections' OccurredAt. Default: the
-    /// file's modification time.
+    /// file's modification time. With --enqueue, at most MAX_CLOCK_SKEW_SECONDS ahead of
+    /// the clock, as the function allows.
     #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
     as_of: Option<DateTime<Utc>>,
     /// Sends one canonical document per user that differs to this queue (the
@@ -128,38 +130,42 @@ fn bar(len: Option<u64>, template: &str) -> ProgressBar {
 async fn run(args: Args) -> Result<u8, Stop> {
     let instance = InstanceId::parse(&args.instance)
         .map_err(|_| Stop("--instance is not a Connect instance id or ARN".into()))?;
-    let region = match std::env::var("DEFAULT_PHONE_REGION") {
-        Ok(v) if !v.trim().is_empty() => Some(v.parse::<PhoneRegion>().map_err(|()| {
-            Stop("DEFAULT_PHONE_REGION is not an ISO 3166 alpha-2 region code with a telephone numbering plan".into())
-        })?),
-        _ => None,
-    };
+    // Read as the function reads them, so that a value the function would refuse stops
+    // the command too, naming the variable.
+    let env = |k: &str| std::env::var(k).ok();
+    let region = config::phone_region(env)?;
+    let max_skew = config::max_clock_skew(env)?;
     let as_of = match args.as_of {
         Some(t) => t,
         None => modified(&args.users)?,
     };
-    if args.enqueue.is_some() && as_of > Utc::now() + chrono::Duration::minutes(5) {
-        return Err(Stop(
-            "--as-of is in the future: the function refuses a change dated ahead of its clock"
-                .into(),
-        ));
+    if args.enqueue.is_some() && as_of > Utc::now() + max_skew {
+        return Err(Stop(format!(
+            "--as-of is more than MAX_CLOCK_SKEW_SECONDS ({} s) ahead of the clock: the function would refuse every correction dated so",
+            max_skew.num_seconds()
+        )));
     }
+    let columns: Vec<_> = args
+        .columns
+        .iter()
+        .flat_map(|c| c.0.iter().cloned())
+        .collect();
     let format = args.format.unwrap_or_else(|| {
-        if args.preset.is_some() || args.columns.is_some() {
+        if args.preset.is_some() || !columns.is_empty() {
             Format::Csv
         } else {
             Format::of(&args.users)
         }
     });
     if args.format.is_some_and(|f| f != Format::Csv)
-        && (args.preset.is_some() || args.columns.is_some())
+        && (args.preset.is_some() || !columns.is_empty())
     {
         return Err(Stop("--preset and --columns apply to a CSV file".into()));
     }
     let reading = Reading {
         format,
         preset: args.preset,
-        columns: args.columns.clone().unwrap_or_default(),
+        columns,
         instance: instance.clone(),
     };
     let export = source::read(&args.users, &reading).map_err(Stop)?;

@@ -122,12 +122,16 @@ fn candidates(preset: Option<Preset>, target: Target) -> &'static [&'static str]
     }
 }
 
+/// One `--columns` option: a column per target, `None` leaving the target unmapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns(pub Vec<(Target, Option<String>)>);
+
 /// `--columns FIELD=COLUMN,...`: a column per target, over the preset's; an empty
 /// column leaves the target unmapped.
 ///
 /// # Errors
 /// A message naming the part that is not `FIELD=COLUMN` with a known field.
-pub fn parse_columns(raw: &str) -> Result<Vec<(Target, Option<String>)>, String> {
+pub fn parse_columns(raw: &str) -> Result<Columns, String> {
     raw.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|part| {
@@ -141,7 +145,8 @@ pub fn parse_columns(raw: &str) -> Result<Vec<(Target, Option<String>)>, String>
             let column = column.trim();
             Ok((target, (!column.is_empty()).then(|| column.to_owned())))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Columns)
 }
 
 /// Where a user was read in the file: a line (CSV, JSON Lines) or a resource's
@@ -166,6 +171,13 @@ impl fmt::Display for Place {
 pub enum Key {
     Username(String),
     UserId(String),
+    /// A row that names its user twice (a `UserId` and a `Username`): both must name the
+    /// same Connect user, or the row is not compared (a row of one person's values under
+    /// another's id would otherwise be written onto that other agent).
+    Both {
+        user_id: String,
+        username: String,
+    },
 }
 
 /// One user of the file, or a row that names none usable.
@@ -323,9 +335,12 @@ fn read_csv(text: &str, how: &Reading) -> Result<Export, String> {
             continue;
         }
         let cell = |t: Target| columns.get(&t).and_then(|i| record.get(*i)).map(str::trim);
-        let key = match (cell(Target::UserId), cell(Target::Username)) {
-            (Some(id), _) if !id.is_empty() => user_id_key(id, &how.instance),
-            (_, Some(name)) if !name.is_empty() => Ok(Key::Username(name.to_owned())),
+        let name = cell(Target::Username).filter(|n| !n.is_empty());
+        let key = match (cell(Target::UserId), name) {
+            (Some(id), name) if !id.is_empty() => {
+                user_id_key(id, &how.instance).map(|key| key.and_username(name))
+            }
+            (_, Some(name)) => Ok(Key::Username(name.to_owned())),
             _ => Err("names no user (its Username and UserId cells are empty)".into()),
         };
         let mut identity = RawIdentity::default();
@@ -396,6 +411,19 @@ fn csv_error(e: &csv::Error) -> String {
     }
 }
 
+impl Key {
+    /// The key of a row that names its user by id, and perhaps also by `username`.
+    fn and_username(self, username: Option<&str>) -> Key {
+        match (self, username) {
+            (Key::UserId(user_id), Some(name)) => Key::Both {
+                user_id,
+                username: name.to_owned(),
+            },
+            (key, _) => key,
+        }
+    }
+}
+
 /// A user id or a user ARN of the instance compared.
 fn user_id_key(raw: &str, instance: &InstanceId) -> Result<Key, String> {
     match UserRef::parse_user_id(raw) {
@@ -436,8 +464,15 @@ fn from_document(place: Place, value: &Value, instance: &InstanceId) -> FileUser
             _ => return refused("its InstanceId is not the instance compared".into()),
         }
     }
+    // The function reads a document's UserId and ignores a Username beside it; the file
+    // states a user's values, so a Username beside the id must name the same user.
+    let beside = value
+        .get("Username")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
     let key = match &doc.user {
-        RawUser::UserId(raw) => user_id_key(raw, instance),
+        RawUser::UserId(raw) => user_id_key(raw, instance).map(|key| key.and_username(beside)),
         RawUser::Username(name) => Ok(Key::Username(name.trim().to_owned())),
     };
     FileUser {
@@ -514,7 +549,7 @@ mod tests {
         Reading {
             format,
             preset,
-            columns: parse_columns(columns).unwrap(),
+            columns: parse_columns(columns).unwrap().0,
             instance: InstanceId::parse(INSTANCE).unwrap(),
         }
     }
@@ -610,7 +645,13 @@ mod tests {
         );
         let export = csv(&text, &reading(Format::Csv, None, "")).unwrap();
         let keys: Vec<_> = export.users.iter().map(|u| u.key.clone()).collect();
-        assert_eq!(keys[0], Ok(Key::UserId("u-1".into())));
+        assert_eq!(
+            keys[0],
+            Ok(Key::Both {
+                user_id: "u-1".into(),
+                username: "a".into()
+            })
+        );
         assert_eq!(keys[1], Ok(Key::Username("b".into())));
         assert_eq!(keys[2], Ok(Key::UserId("u-3".into())));
         assert!(keys[3].is_err());
