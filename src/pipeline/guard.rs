@@ -104,7 +104,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             return Err(Outcome::LeaseHeld);
         }
         let latest_start = budget.last_attempt;
-        let until = budget.lease_horizon();
+        let until = budget.lease_horizon(&self.pipeline.clock);
         // What this lease may apply, kept with it until the release.
         let intent =
             FieldWatermarks::default().advanced(changes.iter().map(|c| (&c.change, c.stamp())));
@@ -193,7 +193,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Whether this container keeps the user's lease after an update of unknown outcome
     /// and it has not lapsed yet; lapsed ones are forgotten.
     fn kept_here(&self, instance: &InstanceId, user: &UserId) -> bool {
-        let now = Utc::now();
+        let now = self.pipeline.clock.now();
         let mut kept = self.pipeline.kept_leases.lock().expect("kept leases");
         kept.retain(|_, until| *until > now);
         kept.contains_key(&(instance.clone(), user.clone()))
