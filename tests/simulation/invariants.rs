@@ -40,13 +40,16 @@ pub fn check(ran: &Ran) {
             Kind::Bad(class) => format!("a {class} change"),
         };
         match m.state {
-            State::CatchAll => w.violate(
+            State::CatchAll => {
+                lost_users.insert(change.user.clone());
+                w.violate(
                 "catch-all",
                 format!(
                     "{} ({what}) reached the source queue's catch-all: {} receives, {own} with a fault of its own",
                     change.id, m.receive_count
                 ),
-            ),
+                );
+            }
             State::Queued => {
                 unsettled_users.insert(change.user.clone());
             }
