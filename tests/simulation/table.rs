@@ -142,6 +142,13 @@ impl SimTable {
             }
             what
         };
+        let elapsed = w.elapsed();
+        if f.table_brownout
+            .is_some_and(|from| elapsed >= from && elapsed < from + Duration::from_secs(20))
+        {
+            let d = w.between(Duration::from_millis(500), ATTEMPT * 2);
+            return fault(Attempt::Done(d));
+        }
         if w.fault(f.table_throttle) {
             return fault(Attempt::Refused("DynamoDB throttled the request"));
         }

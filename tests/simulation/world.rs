@@ -44,6 +44,9 @@ pub struct Faults {
     pub clock_skew_ms: i64,
     /// Once in the run, the fleet's stored schedule is written from a clock an hour ahead.
     pub far_ahead: bool,
+    /// A slow spell of the table: from this long into the run, for 20 s, every request
+    /// takes from half a second to two attempt timeouts.
+    pub table_brownout: Option<Duration>,
     /// Another caller's updates a second on the account's quota (0: none).
     pub other_caller: f64,
 }
@@ -86,6 +89,8 @@ impl Faults {
             kill,
             clock_skew_ms: if rng.bool() { rng.i64(0..=800) } else { 0 },
             far_ahead: !calm && rng.u8(0..4) == 0,
+            table_brownout: (!calm && rng.u8(0..3) == 0)
+                .then(|| Duration::from_secs(rng.u64(10..=60))),
             other_caller: if rng.bool() { 1.2 } else { 0.0 },
         }
     }
@@ -94,6 +99,7 @@ impl Faults {
     pub fn table_faulty(&self) -> bool {
         self.table_throttle + self.table_fail + self.table_lost + self.table_slow > 0.0
             || self.far_ahead
+            || self.table_brownout.is_some()
     }
 }
 
