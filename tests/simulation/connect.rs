@@ -185,6 +185,9 @@ impl SimDirectory {
             s.fleet.calls[op] += 1;
             if !s.buckets[op].take() {
                 s.fleet.throttled[op] += 1;
+                drop(s);
+                // The quota's throttle is the record's own retryable failure (SPEC §3).
+                w.fault_for(self.invocation_id(), user);
                 return Fate::Fail(ErrorClass::ThrottlingException, quick);
             }
         }

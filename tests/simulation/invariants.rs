@@ -32,7 +32,9 @@ pub fn check(ran: &Ran) {
             .deliveries
             .iter()
             .filter(|(inv, _, end)| {
-                *end == Some(End::Lost) || faulted.contains(&(*inv, change.user.clone()))
+                *end == Some(End::Lost)
+                    || faulted.contains(&(*inv, change.user.clone()))
+                    || faulted.contains(&(*inv, String::new()))
             })
             .count() as u32;
         let what = match &change.kind {

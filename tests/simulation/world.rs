@@ -205,6 +205,8 @@ impl World {
             .push(Violation { kind, detail });
     }
 
+    /// A fault struck a request for `user` in `invocation` (`""`: for the instance, so for
+    /// every user of the invocation).
     pub fn fault_for(&self, invocation: InvocationId, user: &str) {
         self.faulted
             .lock()
