@@ -72,10 +72,17 @@ pub enum End {
     HandedBack,
     /// Killed, or timed out by Lambda: no reply.
     Lost,
+    /// Acknowledged with a receipt handle older than the message's latest (it was
+    /// delivered again while in flight): the delete did nothing.
+    Stale,
 }
 
 pub struct Message {
     pub change: usize,
+    /// Its `messageId`: the change's id, with `.k` for the k-th copy queued again.
+    pub id: String,
+    /// Message attributes: (name, data type, value).
+    pub attributes: Vec<(&'static str, &'static str, String)>,
     pub receive_count: u32,
     visible_at: Duration,
     receipt: u64,
@@ -125,11 +132,16 @@ impl Queue {
     fn end(&self, i: usize, receipt: u64, end: End) {
         let mut messages = self.messages.lock().expect("queue");
         let m = &mut messages[i];
+        // A delete with an older receipt handle than the latest does nothing.
+        let end = if end == End::Acked && m.receipt != receipt {
+            End::Stale
+        } else {
+            end
+        };
         if let Some(d) = m.deliveries.iter_mut().find(|d| d.1 == receipt) {
             d.2 = Some(end);
         }
-        // A delete with an older receipt handle than the latest does nothing.
-        if end == End::Acked && m.receipt == receipt && m.state == State::Queued {
+        if end == End::Acked && m.state == State::Queued {
             m.state = State::Deleted;
         }
     }
@@ -262,7 +274,7 @@ fn changes(world: &World) -> Vec<Change> {
             }
         };
         let body = if matches!(kind, Kind::Bad(ErrorClass::MalformedEvent)) {
-            format!("{{\"UserId\": \"{user}\", not json")
+            format!("{{\"UserId\": \"{user}\", \"n\": {n}, not json")
         } else {
             json!({
                 "UserId": user,
@@ -353,29 +365,41 @@ fn container(shared: &Arc<Shared>, incarnation: u64, invocation: &Arc<AtomicU64>
 
 fn event(shared: &Shared, batch: &[(usize, u64, u32)]) -> Box<serde_json::value::RawValue> {
     let messages = shared.queue.messages.lock().expect("queue");
-    let records: Vec<Value> = batch
-        .iter()
-        .map(|&(i, receipt, count)| {
-            let change = &shared.changes[messages[i].change];
-            let sent = epoch() + TimeDelta::from_std(change.send_at).expect("short");
-            json!({
-                "messageId": change.id,
-                "receiptHandle": format!("rh-{receipt}"),
-                "body": change.body,
-                "attributes": {
-                    "ApproximateReceiveCount": count.to_string(),
-                    "SentTimestamp": sent.timestamp_millis().to_string(),
-                    "SenderId": "AIDAEXAMPLE",
-                    "ApproximateFirstReceiveTimestamp": sent.timestamp_millis().to_string(),
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:changes",
-                "awsRegion": "us-east-1",
+    let records: Vec<Value> =
+        batch
+            .iter()
+            .map(|&(i, receipt, count)| {
+                let m = &messages[i];
+                let change = &shared.changes[m.change];
+                let sent = epoch() + TimeDelta::from_std(change.send_at).expect("short");
+                let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .iter()
+                .map(|(name, data_type, value)| {
+                    ((*name).to_owned(), json!({
+                        "stringValue": value, "stringListValues": [], "binaryListValues": [],
+                        "dataType": data_type
+                    }))
+                })
+                .collect();
+                json!({
+                    "messageId": m.id,
+                    "receiptHandle": format!("rh-{receipt}"),
+                    "body": change.body,
+                    "attributes": {
+                        "ApproximateReceiveCount": count.to_string(),
+                        "SentTimestamp": sent.timestamp_millis().to_string(),
+                        "SenderId": "AIDAEXAMPLE",
+                        "ApproximateFirstReceiveTimestamp": sent.timestamp_millis().to_string(),
+                    },
+                    "messageAttributes": attributes,
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:changes",
+                    "awsRegion": "us-east-1",
+                })
             })
-        })
-        .collect();
+            .collect();
     serde_json::value::to_raw_value(&json!({ "Records": records })).expect("JSON")
 }
 
@@ -411,7 +435,11 @@ async fn slot(shared: Arc<Shared>, slot: usize) {
                 "invocation {id:?}: {}",
                 batch
                     .iter()
-                    .map(|b| format!("{}#{}", shared.changes[b.0].id, b.2))
+                    .map(|b| format!(
+                        "{}#{}",
+                        shared.queue.messages.lock().expect("q")[b.0].id,
+                        b.2
+                    ))
                     .collect::<Vec<_>>()
                     .join(" ")
             ));
@@ -428,16 +456,13 @@ async fn slot(shared: Arc<Shared>, slot: usize) {
                             .collect(),
                         Err(e) => {
                             world.violate("invocation-error", format!("{id:?}: {e}"));
-                            batch
-                                .iter()
-                                .map(|b| shared.changes[b.0].id.clone())
-                                .collect()
+                            let messages = shared.queue.messages.lock().expect("q");
+                            batch.iter().map(|b| messages[b.0].id.clone()).collect()
                         }
                     };
                     for &(i, receipt, _) in &batch {
-                        let change =
-                            &shared.changes[shared.queue.messages.lock().expect("q")[i].change];
-                        let end = if failures.contains(&change.id) {
+                        let id = shared.queue.messages.lock().expect("q")[i].id.clone();
+                        let end = if failures.contains(&id) {
                             End::HandedBack
                         } else {
                             End::Acked
@@ -507,6 +532,8 @@ pub async fn run(seed: u64, echo: bool) -> Ran {
                 sleep_until(shared.world.start + c.send_at).await;
                 shared.queue.messages.lock().expect("queue").push(Message {
                     change: i,
+                    id: c.id.clone(),
+                    attributes: Vec::new(),
                     receive_count: 0,
                     visible_at: c.send_at,
                     receipt: 0,

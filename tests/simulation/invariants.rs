@@ -25,42 +25,52 @@ pub fn check(ran: &Ran) {
     }
     let mut unsettled_users = BTreeSet::new();
     let mut lost_users = BTreeSet::new();
+    // Per change: its messages (the original and the copies queued again).
+    let mut by_change: BTreeMap<usize, Vec<&crate::fleet::Message>> = BTreeMap::new();
     for m in messages.iter() {
-        let change = &ran.changes[m.change];
-        // Deliveries on which the record met a fault of its own, or got no reply.
-        let own = m
-            .deliveries
+        by_change.entry(m.change).or_default().push(m);
+    }
+    for (&c, msgs) in &by_change {
+        let change = &ran.changes[c];
+        // Deliveries on which the record met a fault of its own, got no reply, or was
+        // acknowledged too late to be deleted (SQS counts each as a receive).
+        let own: u32 = msgs
             .iter()
+            .flat_map(|m| m.deliveries.iter())
             .filter(|(inv, _, end)| {
-                *end == Some(End::Lost)
+                matches!(end, Some(End::Lost | End::Stale))
                     || faulted.contains(&(*inv, change.user.clone()))
                     || faulted.contains(&(*inv, String::new()))
             })
             .count() as u32;
+        let receives: u32 = msgs.iter().map(|m| m.receive_count).sum();
         let what = match &change.kind {
             Kind::Good(_) => "a good change".to_owned(),
             Kind::Bad(class) => format!("a {class} change"),
         };
-        match m.state {
-            State::CatchAll => {
-                lost_users.insert(change.user.clone());
-                w.violate(
-                "catch-all",
-                format!(
-                    "{} ({what}) reached the source queue's catch-all: {} receives, {own} with a fault of its own",
-                    change.id, m.receive_count
-                ),
-                );
+        for m in msgs {
+            match m.state {
+                State::CatchAll => {
+                    lost_users.insert(change.user.clone());
+                    w.violate(
+                        "catch-all",
+                        format!(
+                            "{} ({what}) reached the source queue's catch-all: {} receives, {own} with a fault of its own",
+                            m.id, m.receive_count
+                        ),
+                    );
+                }
+                State::Queued => {
+                    unsettled_users.insert(change.user.clone());
+                }
+                State::Deleted => {}
             }
-            State::Queued => {
-                unsettled_users.insert(change.user.clone());
-            }
-            State::Deleted => {}
         }
-        let mine = letters.get(change.id.as_str()).cloned().unwrap_or_default();
+        let mine: Vec<&DeadLetter> = msgs
+            .iter()
+            .flat_map(|m| letters.get(m.id.as_str()).cloned().unwrap_or_default())
+            .collect();
         if matches!(change.kind, Kind::Good(_)) && !mine.is_empty() {
-            // Its field may or may not have been written (an update of unknown outcome
-            // lands or not): the dead letter is judged above, the fields are not.
             lost_users.insert(change.user.clone());
         }
         for l in &mine {
@@ -71,20 +81,21 @@ pub fn check(ran: &Ran) {
                 Kind::Bad(class) => w.violate(
                     "dead-lettered-by-another-class",
                     format!(
-                        "{} ({class}) dead-lettered as {} after {} receives, {own} with a fault of its own",
-                        change.id, l.class, m.receive_count
+                        "{} ({class}) dead-lettered as {} after {receives} receives, {own} with a fault of its own",
+                        change.id, l.class
                     ),
                 ),
                 Kind::Good(_) => w.violate(
                     "good-change-dead-lettered",
                     format!(
-                        "{} dead-lettered as {} after {} receives, {own} with a fault of its own",
-                        change.id, l.class, m.receive_count
+                        "{} dead-lettered as {} after {receives} receives, {own} with a fault of its own",
+                        change.id, l.class
                     ),
                 ),
             }
         }
-        if matches!(change.kind, Kind::Bad(_)) && mine.is_empty() && m.state == State::Deleted {
+        let queued = msgs.iter().any(|m| m.state == State::Queued);
+        if matches!(change.kind, Kind::Bad(_)) && mine.is_empty() && !queued {
             w.violate(
                 "bad-change-acknowledged",
                 format!(
