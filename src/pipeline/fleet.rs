@@ -97,7 +97,6 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-
 /// What one write to the table came to.
 enum Wrote {
     Done,

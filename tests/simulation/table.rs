@@ -33,6 +33,8 @@ struct Item {
     true_until: Option<DateTime<Utc>>,
     released: Option<String>,
     marks: FieldWatermarks,
+    /// `intent_<owner>`: what each lease not yet released may apply.
+    intents: BTreeMap<String, FieldWatermarks>,
 }
 
 #[derive(Default)]
@@ -221,6 +223,7 @@ impl Watermarks for SimTable {
         instance: &InstanceId,
         user: &UserId,
         until: DateTime<Utc>,
+        intent: &FieldWatermarks,
     ) -> Result<Option<Leased>, CallFailure> {
         let now = self.clock.now();
         let k = key(instance, user);
@@ -243,19 +246,33 @@ impl Watermarks for SimTable {
                 item.owner = Some(owner.clone());
                 item.until_ms = Some(until.timestamp_millis());
                 item.true_until = Some(true_until);
-                Ok(item.marks.clone())
+                if !intent.is_empty() {
+                    item.intents.insert(owner.clone(), intent.clone());
+                }
+                let unsettled: Vec<(String, FieldWatermarks)> = item
+                    .intents
+                    .iter()
+                    .filter(|(o, _)| **o != owner)
+                    .map(|(o, m)| (o.clone(), m.clone()))
+                    .collect();
+                Ok((item.marks.clone(), unsettled))
             })
             .await;
         match sent {
-            Ok(Ok(marks)) => {
+            Ok(Ok((marks, unsettled))) => {
                 self.world.note(format!("lease {k} taken by {owner}"));
+                let all = unsettled
+                    .iter()
+                    .fold(FieldWatermarks::default(), |all, (_, m)| all.max(m));
                 Ok(Some(Leased {
                     lease: Lease {
                         key: k,
                         owner,
                         until,
+                        unsettled,
                     },
                     watermarks: marks,
+                    unsettled: all,
                 }))
             }
             Ok(Err(holder)) => {
@@ -302,6 +319,18 @@ impl Watermarks for SimTable {
                     for f in Field::ALL {
                         if let Some(mark) = advanced.mark(f) {
                             item.marks = item.marks.clone().with_mark(f, mark.clone());
+                        }
+                    }
+                }
+                item.intents.remove(&lease.owner);
+                if let Some(advanced) = advanced {
+                    for (owner, intent) in &lease.unsettled {
+                        let covers = Field::ALL.into_iter().all(|f| match intent.get(f) {
+                            None => true,
+                            Some(at) => advanced.get(f).is_some_and(|m| m >= at),
+                        });
+                        if covers {
+                            item.intents.remove(owner);
                         }
                     }
                 }
