@@ -33,7 +33,8 @@ struct Item {
     true_until: Option<DateTime<Utc>>,
     released: Option<String>,
     marks: FieldWatermarks,
-    /// `intent_<owner>`: what each lease not yet released may apply.
+    /// `intent_<owner>`: what each lease not yet released may apply, per field as the
+    /// adapter stores it: the newest time and the `EventId`s of the changes of that time.
     intents: BTreeMap<String, FieldWatermarks>,
 }
 
@@ -247,7 +248,14 @@ impl Watermarks for SimTable {
                 item.until_ms = Some(until.timestamp_millis());
                 item.true_until = Some(true_until);
                 if !intent.is_empty() {
-                    item.intents.insert(owner.clone(), intent.clone());
+                    // Per field its mark (time and ids), nothing else: as stored.
+                    let stored = Field::ALL
+                        .into_iter()
+                        .filter_map(|f| Some((f, intent.mark(f)?.clone())))
+                        .fold(FieldWatermarks::default(), |m, (f, mark)| {
+                            m.with_mark(f, mark)
+                        });
+                    item.intents.insert(owner.clone(), stored);
                 }
                 let unsettled: Vec<(String, FieldWatermarks)> = item
                     .intents
