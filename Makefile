@@ -12,6 +12,9 @@
 #                checked against events/expected-outcomes.txt, then `sam local start-lambda`
 #                with tests/sam; installs and starts what it needs (Docker; runs as root)
 #   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
+#   make simulate  the fleet's deterministic simulation over SEEDS seeds (default 1000) from
+#                FIRST (default 1); SEED=S replays one seed with its trace and the function's
+#                log lines (`make test` runs 200 seeds)
 #
 # Needs only a Rust toolchain, Python 3 with pip and the openssl command (TLS tests);
 # everything else is installed here.
@@ -40,12 +43,12 @@ else
 TEST_CMD = $(CARGO) test --workspace --no-fail-fast
 endif
 
-.PHONY: all build release demo test e2e lint fmt venv clean-venv help sam-local
+.PHONY: all build release demo test e2e lint fmt venv clean-venv help sam-local simulate
 
 all: build
 
 help:
-	@sed -n '2,16p' Makefile
+	@sed -n '2,19p' Makefile
 
 build:
 	$(CARGO) build --workspace
@@ -70,6 +73,13 @@ ifeq ($(NEXTEST),yes)
 else
 	MOTO_SERVER=$(abspath $(VENV))/bin/moto_server $(CARGO) test --no-fail-fast --test e2e
 endif
+
+# The simulation needs no venv: everything is in memory.
+SEEDS ?= 1000
+FIRST ?= 1
+simulate:
+	SIM_SEEDS=$(SEEDS) SIM_FIRST=$(FIRST) $(if $(SEED),SIM_SEED=$(SEED)) \
+	  $(CARGO) test --test simulation every_seeded -- --nocapture
 
 sam-local: venv
 	scripts/sam-local

@@ -1,7 +1,7 @@
 //! One invocation end to end: read the payload, run the pipeline, build the reply
 //! (SPEC §4) and the invocation's metrics summary (SPEC §7).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::value::RawValue;
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::domain::error::ErrorClass;
 use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::Disposition;
@@ -47,12 +48,10 @@ impl From<InvocationError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Turns the Runtime API's deadline (milliseconds since the epoch) into an instant.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+/// Turns the Runtime API's deadline (milliseconds since the epoch, read on `clock`) into
+/// an instant.
+pub fn deadline_from_epoch_ms(deadline_ms: u64, clock: &Clock) -> Instant {
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(clock.now_ms()))
 }
 
 /// Handles one invocation payload, given as its JSON text.

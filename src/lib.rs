@@ -2,6 +2,7 @@
 //! identity provider. Events arrive through `inbound`, are judged by `domain`, applied
 //! by `pipeline` and reach Connect and the dead-letter queues through `outbound`.
 
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod handler;

@@ -144,7 +144,7 @@ pub async fn serve(function: Function) -> Result<(), lambda_runtime::Error> {
     let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let function = Arc::clone(&function);
         async move {
-            let deadline = deadline_from_epoch_ms(event.context.deadline);
+            let deadline = deadline_from_epoch_ms(event.context.deadline, function.app.clock());
             let ops = &function.operations;
             let handled = invoke(&function.app, &event.payload, deadline, ops.dry_run).await;
             handled.summary.write(&ops.metrics_namespace);

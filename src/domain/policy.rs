@@ -137,6 +137,17 @@ impl Policy {
         }
     }
 
+    /// Whether `EMAIL_DOMAIN_ALLOWLIST` refuses the Email `next` (a clear is `None`)
+    /// whatever the user holds: such a change can never move the user's Email (it is
+    /// refused, or it is no change at all).
+    pub fn refuses_email(&self, next: Option<&str>) -> bool {
+        match (&self.email_domains, next) {
+            (EmailDomains::Any, _) | (EmailDomains::Only(_), None) => false,
+            (EmailDomains::NoneAllowed, _) => true,
+            (domains @ EmailDomains::Only(_), Some(next)) => !domains.allows(domain_of(next)),
+        }
+    }
+
     /// Checks an Email change: `next` differs from `current` (a clear is `None`).
     ///
     /// # Errors
@@ -202,6 +213,17 @@ mod tests {
 
     fn only(list: &str) -> EmailDomains {
         EmailDomains::parse(Some(list)).unwrap()
+    }
+
+    #[test]
+    fn an_email_refused_whatever_the_user_holds_is_told_before_the_reads() {
+        let limited = policy(only("example.com"));
+        assert!(limited.refuses_email(Some("a@elsewhere.test")));
+        assert!(!limited.refuses_email(Some("a@example.com")));
+        assert!(!limited.refuses_email(None), "a clear is allowed");
+        let none = policy(EmailDomains::NoneAllowed);
+        assert!(none.refuses_email(None) && none.refuses_email(Some("a@example.com")));
+        assert!(!policy(EmailDomains::Any).refuses_email(Some("a@elsewhere.test")));
     }
 
     #[test]

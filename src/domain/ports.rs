@@ -179,8 +179,9 @@ pub struct Leased {
     pub lease: Lease,
     pub watermarks: FieldWatermarks,
     /// Per field, the newest time a lease that was never released may have applied
-    /// (the later of `lease.unsettled`): no change older than that is applied, since
-    /// it might overwrite a newer value whose watermark was never written.
+    /// (the later of `lease.unsettled`), with the `EventId`s of its changes of that
+    /// time: no change older than that is applied, since it might overwrite a newer
+    /// value whose watermark was never written, unless those changes are judged with it.
     pub unsettled: FieldWatermarks,
 }
 

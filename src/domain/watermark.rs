@@ -184,16 +184,37 @@ impl FieldWatermarks {
         screen_by(change, |field| self.supersedes(field, stamp))
     }
 
-    /// Drops from `change` (stamped `stamp`) the field changes strictly older than these
-    /// marks (a change of unknown time is older than any): the screen of the changes a
-    /// lease that was never released may have applied (`Leased::unsettled`). A change
-    /// of the same time passes, so that the change that left the mark, delivered again,
-    /// is applied (or found in place) and its watermark written.
-    pub fn screen_older(&self, change: IdentityChange, stamp: Stamp<'_>) -> Screened {
-        screen_by(change, |field| match (self.get(field), stamp.at) {
+    /// Drops from `change` (stamped `stamp`) the field changes these marks hold off: the
+    /// screen of the changes a lease that was never released may have applied
+    /// (`Leased::unsettled`, each field's mark the newest time that lease brought, with
+    /// the ids of its changes of that time). A change older than a field's mark is
+    /// held off (a change of unknown time is older than any), since the value in place
+    /// may be the mark's, with no watermark written for it; unless every change that
+    /// set the mark is in `present` (the changes judged with this one, by `EventId`):
+    /// they are judged again and, if accepted, applied after it in `OccurredAt` order,
+    /// so the intent adds nothing, and a change of the same lease is not held off by
+    /// the lease's own intent. A change of the mark's own time passes, so that the
+    /// change that left it, delivered again, is applied (or found in place) and its
+    /// watermark written. A mark without ids (stored before they were kept) holds off
+    /// every older change.
+    pub fn screen_unsettled(
+        &self,
+        change: IdentityChange,
+        stamp: Stamp<'_>,
+        present: &[Stamp<'_>],
+    ) -> Screened {
+        let here: Vec<String> = present
+            .iter()
+            .filter_map(|s| s.event)
+            .map(event_key)
+            .collect();
+        screen_by(change, |field| match (self.mark(field), stamp.at) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(mark), Some(at)) => at < mark,
+            (Some(mark), Some(at)) => {
+                at < mark.at
+                    && (mark.events.is_empty() || !mark.events.iter().all(|e| here.contains(e)))
+            }
         })
     }
 
@@ -551,6 +572,49 @@ mod tests {
         assert!(
             !marks
                 .screen(last_name("X"), event(second, "a c"))
+                .is_superseded()
+        );
+    }
+
+    #[test]
+    fn an_unsettled_intent_holds_off_older_changes_unless_its_own_changes_are_judged_with_them() {
+        let intent = FieldWatermarks::default()
+            .with_change(Field::LastName, event("2026-01-01T10:00:05Z", "e-old"))
+            .with_change(Field::LastName, event("2026-01-01T10:00:09Z", "e-new"));
+        let old = event("2026-01-01T10:00:05Z", "e-old");
+        let new = event("2026-01-01T10:00:09Z", "e-new");
+        // Alone, the older change may be about to overwrite the intent's newer value.
+        assert!(
+            intent
+                .screen_unsettled(last_name("Old"), old, &[old])
+                .is_superseded()
+        );
+        // With the change that set the intent's time: judged as if it were not there.
+        let s = intent.screen_unsettled(last_name("Old"), old, &[old, new]);
+        assert!(s.superseded.is_empty());
+        // The intent's own time passes, and a newer one.
+        assert!(
+            !intent
+                .screen_unsettled(last_name("New"), new, &[new])
+                .is_superseded()
+        );
+        // A change of another event, older, is held off while the newer one is absent.
+        let other = event("2026-01-01T10:00:07Z", "e-other");
+        assert!(
+            intent
+                .screen_unsettled(last_name("X"), other, &[other])
+                .is_superseded()
+        );
+        // An intent without ids (stored before they were kept) holds off every older one.
+        let bare = FieldWatermarks::default().with(Field::LastName, t("2026-01-01T10:00:09Z"));
+        assert!(
+            bare.screen_unsettled(last_name("Old"), old, &[old, new])
+                .is_superseded()
+        );
+        // Unknown time: older than any.
+        assert!(
+            intent
+                .screen_unsettled(last_name("X"), Stamp::default(), &[new])
                 .is_superseded()
         );
     }

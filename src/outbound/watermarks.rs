@@ -7,8 +7,9 @@
 //! lease is held; `lease_released` (S, the owner of the lease given up last);
 //! `wm_FirstName` … `wm_Mobile` (N, epoch nanoseconds of the field's last applied
 //! `OccurredAt`) and `wmid_FirstName` … `wmid_Mobile` (L of S, the `EventId`s of the
-//! changes applied at that time); `intent_<lease owner>` (M of field name → N, epoch
-//! nanoseconds: the times of the changes the lease may apply, written with the lease and
+//! changes applied at that time); `intent_<lease owner>` (M of field name → M of `at`, N,
+//! epoch nanoseconds, and `ids`, L of S: per field the newest time among the changes the
+//! lease may apply and the `EventId`s of its changes of that time, written with the lease and
 //! removed with its release, so that one left behind names a lease never released);
 //! `expires_at` (N, epoch seconds, the table's TTL attribute), pushed forward by every
 //! request.
@@ -54,20 +55,59 @@ fn intent_attribute(owner: &str) -> String {
     format!("{INTENT_PREFIX}{owner}")
 }
 
-/// The intent as stored: per field its time, nanoseconds.
+/// In a stored intent's field: the time (N, nanoseconds) and the `EventId`s of the
+/// lease's changes of that time (L of S).
+const INTENT_AT: &str = "at";
+const INTENT_IDS: &str = "ids";
+
+/// The intent as stored: per field a map of its time and the ids of the changes of that
+/// time, so that those changes, judged again together, are not held off by it.
 fn intent_value(intent: &FieldWatermarks) -> AttributeValue {
     AttributeValue::M(
         Field::ALL
             .into_iter()
             .filter_map(|f| {
-                let at = intent.get(f)?;
+                let mark = intent.mark(f)?;
+                let ids = mark.events.iter().cloned().map(AttributeValue::S).collect();
                 Some((
                     f.as_str().to_owned(),
-                    AttributeValue::N(nanos(at).to_string()),
+                    AttributeValue::M(HashMap::from([
+                        (
+                            INTENT_AT.to_owned(),
+                            AttributeValue::N(nanos(mark.at).to_string()),
+                        ),
+                        (INTENT_IDS.to_owned(), AttributeValue::L(ids)),
+                    ])),
                 ))
             })
             .collect(),
     )
+}
+
+/// One field of a stored intent: a map of time and ids, or (as stored before the ids
+/// were kept) the bare time, which names no change.
+fn intent_mark(value: &AttributeValue) -> Option<Mark> {
+    let whole = |v: &AttributeValue| v.as_n().ok().and_then(|n| n.parse::<i64>().ok());
+    if let Ok(map) = value.as_m() {
+        let at = whole(map.get(INTENT_AT)?)?;
+        let events = match map.get(INTENT_IDS) {
+            None => Vec::new(),
+            Some(ids) => ids
+                .as_l()
+                .ok()?
+                .iter()
+                .map(|v| v.as_s().ok().cloned())
+                .collect::<Option<Vec<_>>>()?,
+        };
+        return Some(Mark {
+            at: DateTime::from_timestamp_nanos(at),
+            events,
+        });
+    }
+    Some(Mark {
+        at: DateTime::from_timestamp_nanos(whole(value)?),
+        events: Vec::new(),
+    })
 }
 
 /// The intents in `item` other than `own`'s: leases that were never released.
@@ -91,15 +131,11 @@ fn read_unsettled(
             let Some(n) = map.get(field.as_str()) else {
                 continue;
             };
-            let n = n
-                .as_n()
-                .ok()
-                .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    "a lease intent in the watermark item holds a time that is not a whole number"
-                        .to_owned()
-                })?;
-            marks = marks.with(field, DateTime::from_timestamp_nanos(n));
+            let mark = intent_mark(n).ok_or_else(|| {
+                "a lease intent in the watermark item holds a field that is not a time with ids"
+                    .to_owned()
+            })?;
+            marks = marks.with_mark(field, mark);
         }
         out.push((owner.to_owned(), marks));
     }

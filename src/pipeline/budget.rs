@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::time::Instant;
 
 use super::Settings;
+use crate::clock::Clock;
 
 /// How far past the invocation deadline a lease runs: room for clocks of two
 /// containers that disagree. Lambda stops an invocation at its deadline, so the holder
@@ -79,9 +80,9 @@ impl Budget {
 
     /// Until when a lease taken now runs (by the wall clock, which the table and the
     /// other containers share): the time left to the deadline, and the lease margin.
-    pub(crate) fn lease_horizon(&self) -> DateTime<Utc> {
+    pub(crate) fn lease_horizon(&self, clock: &Clock) -> DateTime<Utc> {
         let remaining = self.deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN;
-        Utc::now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX)
+        clock.now() + TimeDelta::from_std(remaining).unwrap_or(TimeDelta::MAX)
     }
 }
 
@@ -122,6 +123,6 @@ mod tests {
         let b = Budget::new(&settings(500, 1000), Instant::now());
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(!b.may_start());
-        assert!(b.lease_horizon() > Utc::now() + TimeDelta::seconds(1));
+        assert!(b.lease_horizon(&Clock::system()) > Utc::now() + TimeDelta::seconds(1));
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::ports::Schedules;
 use crate::domain::ports::{CallFailure, Reach};
@@ -107,6 +108,14 @@ impl RateLimits {
     pub fn with_list(mut self, list_rps: f64) -> Self {
         self.list = (list_rps > 0.0).then(|| Limiter::per_second(list_rps));
         self
+    }
+
+    /// The fleet's schedule read on `clock`.
+    pub(super) fn set_clock(&mut self, clock: &Clock) {
+        self.fleet_update = self
+            .fleet_update
+            .take()
+            .map(|fleet| fleet.with_clock(clock.clone()));
     }
 
     /// Whether `ListUsers` may be called at all.

@@ -27,11 +27,12 @@
 //! clock running ahead: the schedule starts again from now.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::{Instant, timeout_at};
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
 use crate::limiter::Shape;
 
@@ -88,16 +89,12 @@ pub struct FleetRate {
     skip_until: Mutex<Option<Instant>>,
     /// The users whose throttle dropped the fleet's rate from this container, and when.
     dropped_for: Mutex<std::collections::HashMap<String, Instant>>,
+    /// The container's wall clock, which the schedule's instants are read on.
+    clock: Clock,
 }
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// What one write to the table came to.
@@ -121,7 +118,15 @@ impl FleetRate {
             known: Mutex::new(None),
             skip_until: Mutex::new(None),
             dropped_for: Mutex::default(),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same schedule, its instants read on `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, Option<SharedSchedule>> {
@@ -234,7 +239,7 @@ impl FleetRate {
             }
             let claim = {
                 let mut known = self.known();
-                let now = now_us();
+                let now = self.clock.now_us();
                 let current = self.base(known.as_ref(), now);
                 if current.next_us > now {
                     Err(Duration::from_micros(
@@ -329,7 +334,7 @@ impl FleetRate {
         for _ in 0..TRIES {
             let (current, next) = {
                 let known = self.known();
-                let now = now_us();
+                let now = self.clock.now_us();
                 let current = self.base(known.as_ref(), now);
                 if current.epoch != token.epoch {
                     return (true, writes);
@@ -376,6 +381,10 @@ impl FleetRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn now_us() -> i64 {
+        Clock::system().now_us()
+    }
     use crate::domain::ports::PortFuture;
     use std::sync::Mutex as StdMutex;
 

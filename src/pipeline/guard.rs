@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::warn;
 
-use crate::domain::change::ChangeRequest;
+use crate::domain::change::{ChangeRequest, FieldChange, IdentityChange};
 use crate::domain::error::Failure;
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Lease, Leased, Watermarks};
@@ -104,10 +104,28 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             return Err(Outcome::LeaseHeld);
         }
         let latest_start = budget.last_attempt;
-        let until = budget.lease_horizon();
-        // What this lease may apply, kept with it until the release.
-        let intent =
-            FieldWatermarks::default().advanced(changes.iter().map(|c| (&c.change, c.stamp())));
+        let until = budget.lease_horizon(&self.pipeline.clock);
+        // What this lease may apply, kept with it until the release. An Email the
+        // allowlist refuses whatever the user holds can never be applied: it is left
+        // out, so that it holds off no older change should the lease never be released.
+        let policy = &self.pipeline.admission.policy;
+        let may_apply: Vec<IdentityChange> = changes
+            .iter()
+            .map(|c| {
+                let mut change = c.change.clone();
+                let email = match &change.email {
+                    FieldChange::Keep => None,
+                    FieldChange::Set(e) => Some(Some(e.as_str())),
+                    FieldChange::Clear => Some(None),
+                };
+                if email.is_some_and(|next| policy.refuses_email(next)) {
+                    change.email = FieldChange::Keep;
+                }
+                change
+            })
+            .collect();
+        let intent = FieldWatermarks::default()
+            .advanced(may_apply.iter().zip(changes).map(|(m, c)| (m, c.stamp())));
         let mut backoff = LEASE_BACKOFF;
         let mut tries = 0;
         let leased = loop {
@@ -145,6 +163,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             backoff = (backoff * 2).min(LEASE_BACKOFF_MAX);
         };
         tally.guarded_users.fetch_add(1, Ordering::Relaxed);
+        let present: Vec<_> = changes.iter().map(ChangeRequest::stamp).collect();
         let (changes, superseded): (Vec<_>, Vec<_>) = changes
             .iter()
             .map(|c| {
@@ -152,8 +171,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                     change,
                     superseded: mut fields,
                 } = leased.watermarks.screen(c.change.clone(), c.stamp());
-                // Older than what a lease never released may have applied: dropped too.
-                let older = leased.unsettled.screen_older(change, c.stamp());
+                // Older than what a lease never released may have applied, and the
+                // changes that applied it are not here to be judged again: dropped too.
+                let older = leased
+                    .unsettled
+                    .screen_unsettled(change, c.stamp(), &present);
                 let change = older.change;
                 fields.extend(older.superseded);
                 let all = !fields.is_empty() && change.is_empty();
@@ -193,7 +215,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Whether this container keeps the user's lease after an update of unknown outcome
     /// and it has not lapsed yet; lapsed ones are forgotten.
     fn kept_here(&self, instance: &InstanceId, user: &UserId) -> bool {
-        let now = Utc::now();
+        let now = self.pipeline.clock.now();
         let mut kept = self.pipeline.kept_leases.lock().expect("kept leases");
         kept.retain(|_, until| *until > now);
         kept.contains_key(&(instance.clone(), user.clone()))

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::domain::document::Admission;
 use crate::domain::error::Failure;
 use crate::domain::identity::{Field, InstanceId};
@@ -140,6 +141,8 @@ pub struct Pipeline<D, S, W = NoWatermarks> {
     instances: InstanceCells,
     /// The leases kept after an update of unknown outcome, until they lapse.
     kept_leases: guard::KeptLeases,
+    /// The container's wall clock.
+    clock: Clock,
 }
 
 type InstanceCells = Mutex<HashMap<InstanceId, Arc<OnceCell<IdentityManagement>>>>;
@@ -163,6 +166,7 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             usernames,
             instances: InstanceCells::default(),
             kept_leases: guard::KeptLeases::default(),
+            clock: Clock::system(),
         }
     }
 
@@ -179,11 +183,26 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             usernames: self.usernames,
             instances: self.instances,
             kept_leases: self.kept_leases,
+            clock: self.clock,
         }
     }
 }
 
 impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+    /// The same pipeline reading the time of day on `clock` (the system clock unless
+    /// set): leases, dead letters, admission and the fleet's schedule.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.limits.set_clock(&clock);
+        self.clock = clock;
+        self
+    }
+
+    /// The wall clock the pipeline reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Handles the records of one invocation: how each ended, in order, and what the
     /// invocation cost in Connect calls.
     pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {

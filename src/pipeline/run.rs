@@ -138,9 +138,11 @@ where
             .iter()
             .map(|r| {
                 let doc = r.document.clone()?;
-                std::panic::catch_unwind(AssertUnwindSafe(|| admission.admit(doc))).unwrap_or_else(
-                    |_| Err(Failure::unknown("internal error while reading the change")),
-                )
+                let now = self.pipeline.clock.now();
+                std::panic::catch_unwind(AssertUnwindSafe(|| admission.admit_at(doc, now)))
+                    .unwrap_or_else(|_| {
+                        Err(Failure::unknown("internal error while reading the change"))
+                    })
             })
             .collect();
 

@@ -3,7 +3,6 @@
 //! can finish before the reply is due, and once started it is never cut short: SQS
 //! may already have taken the message. Steps of `Run`; touch the dead-letter sink only.
 
-use chrono::Utc;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -86,7 +85,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             message: failure.message.clone(),
             source: record.kind,
             source_id: record.source_id.clone(),
-            failed_at: Utc::now(),
+            failed_at: self.pipeline.clock.now(),
             event_id: ids.event_id.clone(),
             instance_id: ids.instance_id.clone(),
             user_id: ids.user_id.clone(),

@@ -609,3 +609,88 @@ async fn the_intent_of_a_lease_never_released_is_read_by_the_next_until_watermar
         item.keys().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreleased_intent_is_read_with_the_event_ids_of_its_changes_of_each_fields_time() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use connect_identity_sync::domain::change::Stamp;
+    let db = table().await;
+    let (older, newer) = (t("2026-11-29T10:00:05Z"), t("2026-11-29T10:00:09Z"));
+    // The intent of a lease taken for three changes: two of one field at one time.
+    let intent = FieldWatermarks::default()
+        .with_change(Field::Email, Stamp::new(Some(older), Some("ev-old")))
+        .with_change(Field::Email, Stamp::new(Some(newer), Some("ev-a")))
+        .with_change(Field::Email, Stamp::new(Some(newer), Some("ev-b")))
+        .with_change(Field::Mobile, Stamp::new(Some(older), Some("ev-old")));
+    let lost = db
+        .store
+        .acquire(
+            &instance(),
+            &user(USER),
+            Utc::now() + TimeDelta::milliseconds(300),
+            &intent,
+        )
+        .await
+        .expect("lease")
+        .expect("free");
+    drop(lost);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = db
+        .store
+        .acquire(
+            &instance(),
+            &user(USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
+        .await
+        .expect("lease")
+        .expect("the lease lapsed");
+    assert_eq!(next.unsettled, intent, "read back with its ids");
+    assert_eq!(
+        next.unsettled.mark(Field::Email).unwrap().events,
+        vec!["ev-a", "ev-b"],
+        "the ids of the changes of the field's newest time"
+    );
+    db.store.release(&next.lease, None).await.expect("released");
+
+    // An intent stored as bare times (before the ids were kept) names no change.
+    client(&db.moto.endpoint())
+        .update_item()
+        .table_name(WATERMARK_TABLE)
+        .key("pk", AttributeValue::S(format!("{INSTANCE}#{OTHER_USER}")))
+        .update_expression("SET #i = :i")
+        .expression_attribute_names("#i", "intent_gone-1")
+        .expression_attribute_values(
+            ":i",
+            AttributeValue::M(
+                [(
+                    "LastName".to_owned(),
+                    AttributeValue::N(newer.timestamp_nanos_opt().unwrap().to_string()),
+                )]
+                .into(),
+            ),
+        )
+        .send()
+        .await
+        .expect("written");
+    let other = db
+        .store
+        .acquire(
+            &instance(),
+            &user(OTHER_USER),
+            soon(),
+            &FieldWatermarks::default(),
+        )
+        .await
+        .expect("lease")
+        .expect("free");
+    assert_eq!(
+        other.unsettled,
+        FieldWatermarks::default().with(Field::LastName, newer)
+    );
+    db.store
+        .release(&other.lease, None)
+        .await
+        .expect("released");
+}

@@ -26,6 +26,8 @@ struct FakeTable {
     /// Another invocation holds every lease until then.
     held_elsewhere_until: Mutex<Option<Instant>>,
     fail_writes: Mutex<bool>,
+    /// The lease request lands (lease and intent written) but its reply never comes.
+    lose_lease_replies: Mutex<bool>,
     acquires: Mutex<u32>,
     /// Each release: the lease key and what it wrote.
     releases: Mutex<Vec<(String, Option<FieldWatermarks>)>>,
@@ -67,6 +69,13 @@ impl Watermarks for &FakeTable {
         let left = intents.entry(key.clone()).or_default();
         let unsettled = left.clone();
         left.push((owner.clone(), intent.clone()));
+        if *self.lose_lease_replies.lock().unwrap() {
+            return Err(CallFailure::new(
+                ErrorClass::UnknownError,
+                "staleness guard: taking the lease failed: a timeout",
+                1,
+            ));
+        }
         let unsettled_marks = unsettled
             .iter()
             .fold(FieldWatermarks::default(), |all, (_, m)| all.max(m));
@@ -514,4 +523,155 @@ async fn after_an_update_whose_release_failed_an_older_change_does_not_overwrite
         Some(t("2026-11-29T10:00:09Z"))
     );
     assert!(table.intents.lock().unwrap()[&key("u-1")].is_empty());
+}
+
+fn with_id(mut change: serde_json::Value, id: &str) -> serde_json::Value {
+    change["EventId"] = json!(id);
+    change
+}
+
+#[tokio::test]
+async fn a_lease_left_unreleased_does_not_hold_off_the_changes_it_was_taken_for() {
+    // Two changes of one field in one lease request that landed but whose reply was
+    // lost: the lease and its intent (the newer change's time) stay behind.
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.lose_lease_replies.lock().unwrap() = true;
+    let both = |count| {
+        json!({"Records": [
+            sqs_record("m-old", &with_id(change("u-1", json!({"LastName": "Older"}), "2026-11-29T10:00:05Z"), "e-old"), count, None),
+            sqs_record("m-new", &with_id(change("u-1", json!({"LastName": "Newer", "FirstName": "Janet"}), "2026-11-29T10:00:09Z"), "e-new"), count, None),
+        ]})
+    };
+    let payload = both(1);
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::HandedBack(HandBack::Retry(ErrorClass::UnknownError)); 2]
+    );
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+
+    // The lease lapses; both come again together: judged as if the intent were not
+    // there, each on its own, coalesced in OccurredAt order (none superseded).
+    *table.lose_lease_replies.lock().unwrap() = false;
+    table.held.lock().unwrap().clear();
+    let payload = both(2);
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![Disposition::Updated, Disposition::Updated],
+        "the older change is not superseded by its own lease's intent"
+    );
+    assert_eq!(report.superseded, 0);
+    let user = connect.user("u-1");
+    assert_eq!(user.last_name.as_deref(), Some("Newer"));
+    assert_eq!(user.first_name.as_deref(), Some("Janet"));
+    assert!(table.intents.lock().unwrap()[&key("u-1")].is_empty());
+}
+
+#[tokio::test]
+async fn an_older_change_of_an_unreleased_lease_alone_does_not_overwrite_the_newer_one() {
+    // One lease applied an older and a newer change of one field, then its release
+    // failed: the older one, delivered again without the newer one, is held off.
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.fail_writes.lock().unwrap() = true;
+    let payload = json!({"Records": [
+        sqs_record("m-old", &with_id(change("u-1", json!({"LastName": "Older"}), "2026-11-29T10:00:05Z"), "e-old"), 1, None),
+        sqs_record("m-new", &with_id(change("u-1", json!({"LastName": "Newer"}), "2026-11-29T10:00:09Z"), "e-new"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Newer"));
+
+    *table.fail_writes.lock().unwrap() = false;
+    table.held.lock().unwrap().clear();
+    let payload = json!({"Records": [
+        sqs_record("m-old", &with_id(change("u-1", json!({"LastName": "Older"}), "2026-11-29T10:00:05Z"), "e-old"), 2, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    assert_eq!(report.dispositions, vec![Disposition::Unchanged]);
+    assert_eq!(report.superseded, 1);
+    assert_eq!(connect.user("u-1").last_name.as_deref(), Some("Newer"));
+}
+
+#[tokio::test]
+async fn a_refused_email_of_an_unreleased_lease_holds_off_no_older_change() {
+    // Two Emails the allowlist refuses, in one lease request that landed but whose reply
+    // was lost. They come back one at a time: each is refused and dead-lettered, none
+    // ends superseded by the intent the lost lease left behind.
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    *table.lose_lease_replies.lock().unwrap() = true;
+    let older = |count| {
+        sqs_record(
+            "m-a",
+            &with_id(
+                change(
+                    "u-1",
+                    json!({"Email": "a@elsewhere.test"}),
+                    "2026-11-29T10:00:05Z",
+                ),
+                "e-a",
+            ),
+            count,
+            None,
+        )
+    };
+    let newer = |count| {
+        sqs_record(
+            "m-b",
+            &with_id(
+                change(
+                    "u-1",
+                    json!({"Email": "b@elsewhere.test"}),
+                    "2026-11-29T10:00:09Z",
+                ),
+                "e-b",
+            ),
+            count,
+            None,
+        )
+    };
+    let payload = json!({"Records": [older(1), newer(1)]});
+    let (recs, fifo) = records(&payload);
+    pipeline(&connect, &queues)
+        .with_watermarks(Some(&table))
+        .run(&recs, fifo, in_seconds(10))
+        .await;
+    *table.lose_lease_replies.lock().unwrap() = false;
+    table.held.lock().unwrap().clear();
+    for record in [older(2), newer(2)] {
+        let payload = json!({"Records": [record]});
+        let (recs, fifo) = records(&payload);
+        let report = pipeline(&connect, &queues)
+            .with_watermarks(Some(&table))
+            .run(&recs, fifo, in_seconds(10))
+            .await;
+        assert_eq!(
+            report.dispositions,
+            vec![Disposition::DeadLettered(ErrorClass::PolicyViolation)]
+        );
+        assert_eq!(report.superseded, 0);
+    }
+    assert_eq!(queues.letters.lock().unwrap().len(), 2);
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
 }

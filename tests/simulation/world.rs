@@ -1,0 +1,251 @@
+//! The simulated world's shared state: time, the seeded randomness every choice is
+//! drawn from, the faults a seed turned on, what the run recorded, and the invariants'
+//! findings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use connect_identity_sync::clock::WallClock;
+use tokio::time::Instant;
+
+/// What every wall clock of the run reads at its start (plus its offset).
+pub fn epoch() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-07T00:00:00Z")
+        .expect("a fixed time")
+        .with_timezone(&Utc)
+}
+
+/// Which faults a seed turned on, and how often each strikes (swarm testing: each run
+/// has its own mix, so a fault that only shows when others are off is still met).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub containers: usize,
+    pub users: usize,
+    pub changes: usize,
+    /// Per Connect attempt: throttled although the bucket had a token, a 5xx, a
+    /// request that lands but whose reply is lost, a slow answer.
+    pub connect_throttle: f64,
+    pub connect_5xx: f64,
+    pub connect_unknown: f64,
+    pub connect_slow: f64,
+    /// Per table request (each attempt of the SDK): throttled, failing, the write done
+    /// but its reply lost, slow.
+    pub table_throttle: f64,
+    pub table_fail: f64,
+    pub table_lost: f64,
+    pub table_slow: f64,
+    /// Per receive: SQS delivers the message again while it is in flight.
+    pub duplicate: f64,
+    /// Per invocation: the container is killed at a random point of it.
+    pub kill: f64,
+    /// The containers' clocks differ by up to this much (each its own offset).
+    pub clock_skew_ms: i64,
+    /// Once in the run, the fleet's stored schedule is written from a clock an hour ahead.
+    pub far_ahead: bool,
+    /// A slow spell of the table: from this long into the run, for 20 s, every request
+    /// takes from half a second to two attempt timeouts.
+    pub table_brownout: Option<Duration>,
+    /// Another caller's updates a second on the account's quota (0: none).
+    pub other_caller: f64,
+}
+
+impl Faults {
+    pub fn draw(rng: &mut fastrand::Rng) -> Self {
+        fn some(rng: &mut fastrand::Rng, max: f64) -> f64 {
+            if rng.bool() { rng.f64() * max } else { 0.0 }
+        }
+        let connect_throttle = some(rng, 0.05);
+        let connect_5xx = some(rng, 0.05);
+        let connect_unknown = some(rng, 0.05);
+        let connect_slow = some(rng, 0.05);
+        // One run in four, the table never misbehaves (the quota's bounds are checked
+        // only then: a failing table leaves each container to its own share).
+        let calm = rng.u8(0..4) == 0;
+        let mut table = |max: f64| {
+            let p = some(rng, max);
+            if calm { 0.0 } else { p }
+        };
+        let table_throttle = table(0.05);
+        let table_fail = table(0.05);
+        let table_lost = table(0.05);
+        let table_slow = table(0.10);
+        let duplicate = some(rng, 0.05);
+        let kill = some(rng, 0.10);
+        Faults {
+            containers: rng.usize(1..=4),
+            users: rng.usize(1..=10),
+            changes: rng.usize(10..=150),
+            connect_throttle,
+            connect_5xx,
+            connect_unknown,
+            connect_slow,
+            table_throttle,
+            table_fail,
+            table_lost,
+            table_slow,
+            duplicate,
+            kill,
+            clock_skew_ms: if rng.bool() { rng.i64(0..=800) } else { 0 },
+            far_ahead: !calm && rng.u8(0..4) == 0,
+            table_brownout: (!calm && rng.u8(0..3) == 0)
+                .then(|| Duration::from_secs(rng.u64(10..=60))),
+            other_caller: if rng.bool() { 1.2 } else { 0.0 },
+        }
+    }
+
+    /// Whether the table ever misbehaves in this run.
+    pub fn table_faulty(&self) -> bool {
+        self.table_throttle + self.table_fail + self.table_lost + self.table_slow > 0.0
+            || self.far_ahead
+            || self.table_brownout.is_some()
+    }
+}
+
+/// An invariant broken, by kind (stable names, so runs can be compared).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Violation {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// One invocation of one container: (incarnation, invocation number).
+pub type InvocationId = (u64, u64);
+
+pub struct World {
+    pub start: Instant,
+    pub faults: Faults,
+    rng: Mutex<fastrand::Rng>,
+    /// Every event of note, in order, with its simulated time: hashed to prove a
+    /// replay identical, and its tail printed with a failure.
+    trace: Mutex<Vec<String>>,
+    pub violations: Mutex<Vec<Violation>>,
+    /// Invocations in which a fault struck a request for a user (the user's id).
+    pub faulted: Mutex<BTreeSet<(InvocationId, String)>>,
+    /// Each incarnation's clock offset, in milliseconds.
+    pub offsets: Mutex<BTreeMap<u64, i64>>,
+    /// Print each event as it happens (a replay, beside the function's own log lines).
+    pub echo: bool,
+}
+
+impl World {
+    pub fn new(seed: u64, echo: bool) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let faults = Faults::draw(&mut rng);
+        World {
+            start: Instant::now(),
+            faults,
+            rng: Mutex::new(rng),
+            trace: Mutex::default(),
+            violations: Mutex::default(),
+            faulted: Mutex::default(),
+            offsets: Mutex::default(),
+            echo,
+        }
+    }
+
+    /// Simulated time since the start.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    /// The true time of day.
+    pub fn true_now(&self) -> DateTime<Utc> {
+        epoch() + TimeDelta::from_std(self.elapsed()).expect("a short run")
+    }
+
+    /// Draws with the run's one generator.
+    pub fn rng<T>(&self, f: impl FnOnce(&mut fastrand::Rng) -> T) -> T {
+        f(&mut self.rng.lock().expect("rng"))
+    }
+
+    pub fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.rng(|r| r.f64()) < p
+    }
+
+    /// Whether a fault of probability `p` strikes now (faults stop after a while, so
+    /// that the run can show the fleet recovers).
+    pub fn fault(&self, p: f64) -> bool {
+        crate::fleet::faults_on(self.elapsed()) && self.chance(p)
+    }
+
+    /// A duration drawn uniformly from `[lo, hi]`.
+    pub fn between(&self, lo: Duration, hi: Duration) -> Duration {
+        let (lo, hi) = (lo.as_micros() as u64, hi.as_micros() as u64);
+        Duration::from_micros(if hi <= lo {
+            lo
+        } else {
+            self.rng(|r| r.u64(lo..=hi))
+        })
+    }
+
+    pub fn note(&self, event: impl AsRef<str>) {
+        let at = self.elapsed().as_micros();
+        let line = format!("{at:>12} {}", event.as_ref());
+        if self.echo {
+            eprintln!("{line}");
+        }
+        self.trace.lock().expect("trace").push(line);
+    }
+
+    /// A detail only a replay prints (kept out of the trace of other runs).
+    pub fn detail(&self, event: impl FnOnce() -> String) {
+        if self.echo {
+            eprintln!("{:>12}   {}", self.elapsed().as_micros(), event());
+        }
+    }
+
+    pub fn violate(&self, kind: &'static str, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.note(format!("VIOLATION {kind}: {detail}"));
+        self.violations
+            .lock()
+            .expect("violations")
+            .push(Violation { kind, detail });
+    }
+
+    /// A fault struck a request for `user` in `invocation` (`""`: for the instance, so for
+    /// every user of the invocation).
+    pub fn fault_for(&self, invocation: InvocationId, user: &str) {
+        self.faulted
+            .lock()
+            .expect("faulted")
+            .insert((invocation, user.to_owned()));
+    }
+
+    /// A digest of the whole trace: two runs of one seed must agree on it.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.trace.lock().expect("trace").hash(&mut h);
+        h.finish()
+    }
+
+    /// The true instant a wall-clock time of incarnation `incarnation` stands for.
+    pub fn true_time_of(&self, incarnation: u64, wall: DateTime<Utc>) -> DateTime<Utc> {
+        let offset = self
+            .offsets
+            .lock()
+            .expect("offsets")
+            .get(&incarnation)
+            .copied()
+            .unwrap_or(0);
+        wall - TimeDelta::milliseconds(offset)
+    }
+}
+
+/// A container's wall clock: the true time plus its offset.
+pub struct OffsetClock {
+    pub start: Instant,
+    pub offset_ms: i64,
+}
+
+impl WallClock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        epoch()
+            + TimeDelta::from_std(Instant::now().saturating_duration_since(self.start))
+                .expect("a short run")
+            + TimeDelta::milliseconds(self.offset_ms)
+    }
+}
