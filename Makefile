@@ -9,8 +9,9 @@
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
 #   make sam-local  every events/*.json through `sam local invoke` of template.yaml (arm64
 #                under qemu, in a local provided.al2023 stand-in image), the outcome table
-#                checked against events/expected-outcomes.txt, then `sam local start-lambda`
-#                with tests/sam; installs and starts what it needs (Docker; runs as root)
+#                checked against events/expected-outcomes.txt, then tests/sam: `sam local
+#                start-lambda` and the SCIM endpoint under `sam local start-api`; installs
+#                and starts what it needs (Docker; runs as root)
 #   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
 #   make simulate  the fleet's deterministic simulation over SEEDS seeds (default 1000) from
 #                FIRST (default 1); SEED=S replays one seed with its trace and the function's
@@ -48,7 +49,7 @@ endif
 all: build
 
 help:
-	@sed -n '2,19p' Makefile
+	@sed -n '2,18p' Makefile
 
 build:
 	$(CARGO) build --workspace

@@ -1,13 +1,15 @@
-"""The stack `sam local start-lambda` serves the function on, as a user's integration suite
-would set it up: moto (SQS) with one dead-letter queue per failure class, the Connect
-emulator seeded with the demo contact centre, and start-lambda on the built template in the
-provided.al2023 stand-in image. scripts/sam-local sets the variables below."""
+"""The stack `sam local start-lambda` serves the function on, and `sam local start-api` the
+SCIM endpoint, as a user's integration suite would set them up: moto (SQS, DynamoDB, Secrets
+Manager) with one dead-letter queue per failure class, the source queue and the endpoint's
+token secret, the Connect emulator seeded with the demo contact centre, and SAM on the built
+template in the provided.al2023 stand-in image. scripts/sam-local sets the variables below."""
 
 import json
 import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "ConnectIdentitySyncFunction"
+SCIM_FUNCTION = "ScimFunction"
+# The bearer token the identity provider would be given; it lives in moto's Secrets Manager.
+SCIM_TOKEN = "sam-local-scim-token-0f3c9a"
 INSTANCE = "11111111-2222-3333-4444-555555555555"
 CLASSES = {
     "MalformedEvent": "DLQ_URL_MALFORMED_EVENT",
@@ -126,22 +131,24 @@ def stack(tmp_path_factory):
         env = {"AWS_ENDPOINT_URL_CONNECT": connect_url, "AWS_ENDPOINT_URL_SQS": sqs_url,
                "AWS_ENDPOINT_URL_DYNAMODB": sqs_url, "WATERMARK_TABLE": "identity-watermarks"}
         env.update({CLASSES[c]: url for c, url in dlqs.items()})
+        # The SCIM endpoint: its token secret and the function's source queue, in moto. The
+        # secret's ARN and the queue's URL exist only once moto has made them, as the
+        # dead-letter queues' URLs, so they are given here and not as template parameters.
+        source_queue = sqs.create_queue(QueueName="identity-changes")["QueueUrl"]
+        secrets = boto3.client("secretsmanager", endpoint_url=sqs_url, region_name="us-east-1",
+                               aws_access_key_id="x", aws_secret_access_key="x")
+        secret_arn = secrets.create_secret(
+            Name="connect-identity-sync/scim-tokens",
+            SecretString=json.dumps({"tokens": [SCIM_TOKEN]}))["ARN"]
+        scim_env = {"AWS_ENDPOINT_URL_CONNECT": connect_url, "AWS_ENDPOINT_URL_SQS": sqs_url,
+                    "AWS_ENDPOINT_URL_SECRETS_MANAGER": sqs_url,
+                    "SOURCE_QUEUE_URL": source_queue, "SCIM_TOKEN_SECRET_ARN": secret_arn}
         env_vars = tmp / "env-vars.json"
-        env_vars.write_text(json.dumps({FUNCTION: env}))
+        env_vars.write_text(json.dumps({FUNCTION: env, SCIM_FUNCTION: scim_env}))
 
         lambda_port = free_port()
-        # Only what SAM itself needs: a shell variable would override the template's own.
-        sam_env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR", "DOCKER_HOST") if k in os.environ}
-        sam_env.update(DUMMY_AWS)
         log = open(tmp / "start-lambda.log", "w")
-        sam = subprocess.Popen(
-            need("SAM_COMMAND").split() + [
-                "local", "start-lambda", "--template", need("SAM_TEMPLATE"),
-                "--invoke-image", need("SAM_IMAGE"), "--skip-pull-image",
-                "--docker-network", "host", "--env-vars", str(env_vars),
-                "--host", "127.0.0.1", "--port", str(lambda_port),
-                "--parameter-overrides", *need("SAM_PARAMETERS").split()],
-            env=sam_env, stdout=log, stderr=subprocess.STDOUT)
+        sam = start_sam("start-lambda", env_vars, lambda_port, log)
         procs.append(sam)
         wait_for_port(lambda_port, sam, 120, "sam local start-lambda")
 
@@ -150,7 +157,63 @@ def stack(tmp_path_factory):
             aws_access_key_id="x", aws_secret_access_key="x",
             config=Config(read_timeout=180, retries={"max_attempts": 1}))
         yield {"lambda": client, "sqs": sqs, "dlqs": dlqs, "emulator": Emulator(connect_url),
-               "log": tmp / "start-lambda.log"}
+               "log": tmp / "start-lambda.log", "env_vars": env_vars, "tmp": tmp,
+               "source_queue": source_queue}
     finally:
         for p in reversed(procs):
             stop(p)
+
+
+def start_sam(command, env_vars, port, log, *extra):
+    """`sam local COMMAND` on the built template, in the stand-in image, on the host's
+    network, with only what SAM itself needs in its environment: a shell variable would
+    override the template's own."""
+    sam_env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR", "DOCKER_HOST") if k in os.environ}
+    sam_env.update(DUMMY_AWS)
+    return subprocess.Popen(
+        need("SAM_COMMAND").split() + [
+            "local", command, "--template", need("SAM_TEMPLATE"),
+            "--invoke-image", need("SAM_IMAGE"), "--skip-pull-image",
+            "--docker-network", "host", "--env-vars", str(env_vars),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--parameter-overrides", *need("SAM_PARAMETERS").split(), *extra],
+        env=sam_env, stdout=log, stderr=subprocess.STDOUT)
+
+
+class Api:
+    """The SCIM endpoint as `sam local start-api` serves it: plain HTTP on loopback (API
+    Gateway's TLS is not emulated), the identity provider's bearer token on every request."""
+
+    def __init__(self, url, log):
+        self.url = url
+        self.log = log
+
+    def request(self, method, path, body=None, token=SCIM_TOKEN):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        req.add_header("Authorization", f"Bearer {token}")
+        req.add_header("Accept", "application/scim+json")
+        if data is not None:
+            req.add_header("Content-Type", "application/scim+json")
+        try:
+            with urllib.request.urlopen(req, timeout=180) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        return status, (json.loads(text) if text.strip() else None)
+
+
+@pytest.fixture(scope="session")
+def scim(stack):
+    """`sam local start-api` serving the template's HTTP API: the ScimFunction behind
+    /scim/v2/{proxy+}, payload format 2.0. One warm container answers every request (as
+    Lambda keeps one), so the token secret is read once, at its start."""
+    port = free_port()
+    log_path = stack["tmp"] / "start-api.log"
+    log = open(log_path, "w")
+    sam = start_sam("start-api", stack["env_vars"], port, log, "--warm-containers", "LAZY")
+    try:
+        wait_for_port(port, sam, 120, "sam local start-api")
+        yield Api(f"http://127.0.0.1:{port}/scim/v2", log_path)
+    finally:
+        stop(sam)
