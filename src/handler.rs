@@ -166,8 +166,8 @@ fn eventbridge_reply(d: &Disposition) -> Result<Value, InvocationError> {
             Err(InvocationError::DeadLetterUnavailable(*class))
         }
         // A direct event is never handed back; should it be, it must not be lost.
-        Disposition::HandedBack(_) => Err(InvocationError::DeadLetterUnavailable(
-            ErrorClass::UnknownError,
-        )),
+        Disposition::HandedBack(_) | Disposition::Requeued(_) => Err(
+            InvocationError::DeadLetterUnavailable(ErrorClass::UnknownError),
+        ),
     }
 }

@@ -168,6 +168,11 @@ impl Limiter {
         )
     }
 
+    /// How long until the next token is free (zero when one is free now).
+    pub fn wait(&self) -> Duration {
+        self.state().next.saturating_duration_since(Instant::now())
+    }
+
     /// Takes a token, waiting as long as it takes.
     pub async fn take(&self) -> Token {
         loop {

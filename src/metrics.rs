@@ -47,7 +47,9 @@ impl Summary {
                 Disposition::DeadLettered(class) => {
                     *s.dead_lettered.entry(*class).or_default() += 1;
                 }
-                Disposition::HandedBack(_) | Disposition::NotAcknowledged(_) => {
+                Disposition::HandedBack(_)
+                | Disposition::Requeued(_)
+                | Disposition::NotAcknowledged(_) => {
                     s.handed_back += 1;
                 }
             }

@@ -127,7 +127,8 @@ pub async fn build(config: Config) -> Function {
         config.settings,
         limits,
     )
-    .with_watermarks(watermarks);
+    .with_watermarks(watermarks)
+    .requeue_deferrals(true);
     Function {
         app,
         operations: config.operations,

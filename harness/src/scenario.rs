@@ -514,8 +514,35 @@ impl ScenarioOutcome {
         self.updates_applied as f64 / secs / self.free_rate()
     }
 
-    /// A one-paragraph account of the run, for test output and the bench's notes.
+    /// Deferred records the containers queued again as fresh copies (and acknowledged),
+    /// from their log lines.
     #[must_use]
+    pub fn requeued(&self) -> u64 {
+        self.fleet
+            .logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|v| v["fields"]["requeued"] == serde_json::Value::Bool(true))
+            .count() as u64
+    }
+
+    /// Receives per message sent: every delivery, of the messages sent and of the copies
+    /// the containers queued again.
+    #[must_use]
+    pub fn receives_per_message(&self) -> f64 {
+        self.fleet.deliveries() as f64 / self.messages.max(1) as f64
+    }
+
+    /// `DescribeUser` calls per update applied.
+    #[must_use]
+    pub fn reads_per_update(&self) -> f64 {
+        let reads = self
+            .function_calls
+            .get(Operation::DescribeUser.as_str())
+            .map_or(0, |c| c.calls);
+        reads as f64 / self.updates_applied.max(1) as f64
+    }
+
     /// Writes to the fleet's shared update schedule, summed from the containers' logs
     /// (each invocation logs its `schedule_requests`; a killed invocation's are lost).
     pub fn schedule_writes(&self) -> u64 {
@@ -527,6 +554,8 @@ impl ScenarioOutcome {
             .sum()
     }
 
+    /// A one-paragraph account of the run, for test output and the bench's notes.
+    #[must_use]
     pub fn summary(&self) -> String {
         let f = self.function_total();
         let per_op: Vec<String> = self
@@ -536,9 +565,9 @@ impl ScenarioOutcome {
             .collect();
         format!(
             "{} changes in {} messages, {} containers' processes, {} killed; {} invocations, \
-             {} deliveries, {} handed back; drained {} in {:.1} s; containers' calls throttled \
+             {} deliveries ({:.2} receives a message), {} handed back, {} queued again; drained {} in {:.1} s; containers' calls throttled \
              {}/{} ({:.1} %: {}); other caller throttled {}/{} ({:.1} %); {} updates applied in \
-             {:.1} s = {:.2}/s of {:.2}/s free (quota use {:.2}); {} fields not at their newest \
+             {:.1} s = {:.2}/s of {:.2}/s free (quota use {:.2}); {:.2} DescribeUser an update; {} fields not at their newest \
              value of {}; {} good changes dead-lettered ({} in the catch-all); {} left on the \
              source queue; {} writes to the fleet's update schedule ({:.2} an update call); \
              slowest reply {:.2} s; table faults {:?}; fleet rate drops {:?}",
@@ -548,7 +577,9 @@ impl ScenarioOutcome {
             self.fleet.kills(),
             self.fleet.batches().count(),
             self.fleet.deliveries(),
+            self.receives_per_message(),
             self.fleet.handed_back(),
+            self.requeued(),
             self.fleet.drained,
             self.fleet.elapsed.as_secs_f64(),
             f.throttled,
@@ -563,6 +594,7 @@ impl ScenarioOutcome {
             self.updates_applied as f64 / self.update_window.as_secs_f64().max(1e-9),
             self.free_rate(),
             self.quota_use(),
+            self.reads_per_update(),
             self.stale_fields.len(),
             self.fields,
             self.dead_lettered(),

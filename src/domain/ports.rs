@@ -146,8 +146,37 @@ pub struct DeadLetter {
     pub group: Option<String>,
 }
 
+/// A fresh copy of a deferred SQS record, for its own queue (SPEC §2.4: a deferral
+/// counts against nothing). Its `ApproximateReceiveCount` starts again; what the record
+/// failed on its earlier copies travels in `own_failures`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requeue {
+    /// The queue the record came from (`eventSourceARN`).
+    pub queue_arn: String,
+    /// The record's body, byte for byte.
+    pub body: String,
+    /// When the change happened, as SPEC §2.1 found it, so the copy keeps it (it would
+    /// otherwise default to the copy's own `SentTimestamp`).
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The change's id as found (the document's, else the event's, else the first
+    /// copy's `messageId`), so the copy keeps it.
+    pub event_id: Option<String>,
+    /// The record's own failures so far (the `OwnFailures` attribute).
+    pub own_failures: u32,
+    /// Seconds before the copy may be received (SQS `DelaySeconds`, at most 900).
+    pub delay_seconds: u32,
+}
+
 /// Where records that cannot be applied go.
 pub trait DeadLetterSink: Send + Sync {
+    /// Sends `copy` to its own queue, so that the deferred record it copies can be
+    /// acknowledged.
+    ///
+    /// # Errors
+    /// A message without personal data when the queue did not take the copy; the record
+    /// is then handed back instead.
+    fn requeue(&self, copy: &Requeue) -> impl Future<Output = Result<(), String>> + Send;
+
     /// Sends `letter` to the queue of its class.
     ///
     /// # Errors

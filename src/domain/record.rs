@@ -11,6 +11,12 @@ pub const OCCURRED_AT_ATTRIBUTE: &str = "OccurredAt";
 /// `OccurredAt`, and read before the `messageId` as the default id, so that a replayed
 /// change keeps its id.
 pub const EVENT_ID_ATTRIBUTE: &str = "EventId";
+/// The SQS message attribute (Number) on a copy of a deferred record that the function
+/// queued again: the record's own failures on its earlier copies. A fresh copy's
+/// `ApproximateReceiveCount` starts again at 1, so the record's own failures are this
+/// number plus the copy's receives (SPEC §3). A sender can only make its record
+/// dead-lettered sooner with it, never later.
+pub const OWN_FAILURES_ATTRIBUTE: &str = "OwnFailures";
 
 /// What delivered the record (the `SourceType` attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +42,11 @@ pub struct Record {
     pub source_id: String,
     /// SQS `ApproximateReceiveCount`; 1 for a direct EventBridge event.
     pub receive_count: u32,
+    /// Own failures of the record's earlier copies (the `OwnFailures` attribute of a copy
+    /// the function queued again); 0 otherwise.
+    pub carried_failures: u32,
+    /// The SQS queue the record came from (`eventSourceARN`); `None` for a direct event.
+    pub queue_arn: Option<String>,
     /// The `MessageGroupId` of a record from a FIFO queue.
     pub group: Option<String>,
     /// What a dead-letter message carries: the SQS body byte for byte, or the whole
@@ -60,6 +71,9 @@ pub enum Disposition {
     DeadLettered(ErrorClass),
     /// Handed back for redelivery (SQS `batchItemFailures`).
     HandedBack(HandBack),
+    /// Deferred, and queued again as a fresh copy (body, time, id and own failures so
+    /// far), so the delivery is acknowledged and the deferral spends no receive.
+    Requeued(HandBack),
     /// A direct EventBridge event that could not be dead-lettered either: the
     /// invocation fails so Lambda's own retry and on-failure destination take over.
     NotAcknowledged(ErrorClass),
@@ -79,6 +93,9 @@ pub enum HandBack {
     LeaseHeld,
     /// Its dead-letter message could not be sent.
     DeadLetterFailed(ErrorClass),
+    /// The fleet's update schedule had no turn for it before the deadline: deferred
+    /// before any read of its user.
+    FleetTurn,
 }
 
 impl HandBack {
@@ -91,7 +108,17 @@ impl HandBack {
             HandBack::GroupOrder => "group_order",
             HandBack::LeaseHeld => "lease_held",
             HandBack::DeadLetterFailed(_) => "dead_letter_failed",
+            HandBack::FleetTurn => "fleet_turn",
         }
+    }
+
+    /// A deferral: the record did not fail, its turn did not come (SPEC §2.4), so it
+    /// counts against nothing.
+    pub const fn is_deferral(self) -> bool {
+        matches!(
+            self,
+            HandBack::Deadline | HandBack::GroupOrder | HandBack::LeaseHeld | HandBack::FleetTurn
+        )
     }
 }
 
@@ -102,7 +129,7 @@ impl Disposition {
             Disposition::Updated => "updated",
             Disposition::Unchanged => "unchanged",
             Disposition::DeadLettered(_) => "dead_lettered",
-            Disposition::HandedBack(_) => "handed_back",
+            Disposition::HandedBack(_) | Disposition::Requeued(_) => "handed_back",
             Disposition::NotAcknowledged(_) => "not_acknowledged",
         }
     }
@@ -111,7 +138,7 @@ impl Disposition {
     /// empty otherwise.
     pub fn reason(&self) -> &'static str {
         match self {
-            Disposition::HandedBack(h) => h.as_str(),
+            Disposition::HandedBack(h) | Disposition::Requeued(h) => h.as_str(),
             Disposition::NotAcknowledged(_) => {
                 HandBack::DeadLetterFailed(ErrorClass::UnknownError).as_str()
             }
@@ -127,7 +154,10 @@ impl Disposition {
                 Some(*c)
             }
             Disposition::HandedBack(HandBack::Deadline) => Some(ErrorClass::UnknownError),
-            Disposition::Updated | Disposition::Unchanged | Disposition::HandedBack(_) => None,
+            Disposition::Updated
+            | Disposition::Unchanged
+            | Disposition::HandedBack(_)
+            | Disposition::Requeued(_) => None,
         }
     }
 }
@@ -146,6 +176,7 @@ mod tests {
             Disposition::HandedBack(HandBack::Deadline),
             Disposition::HandedBack(HandBack::GroupOrder),
             Disposition::HandedBack(HandBack::LeaseHeld),
+            Disposition::Requeued(HandBack::FleetTurn),
             Disposition::HandedBack(HandBack::DeadLetterFailed(ErrorClass::PolicyViolation)),
             Disposition::NotAcknowledged(ErrorClass::PolicyViolation),
         ];
@@ -164,6 +195,7 @@ mod tests {
                 "deadline",
                 "group_order",
                 "lease_held",
+                "fleet_turn",
                 "dead_letter_failed",
                 "dead_letter_failed"
             ]

@@ -17,7 +17,9 @@ use super::{Carrier, read_document, read_time};
 use crate::domain::document::ChangeDocument;
 use crate::domain::error::Failure;
 use crate::domain::event_id;
-use crate::domain::record::{EVENT_ID_ATTRIBUTE, OCCURRED_AT_ATTRIBUTE, Record, SourceKind};
+use crate::domain::record::{
+    EVENT_ID_ATTRIBUTE, OCCURRED_AT_ATTRIBUTE, OWN_FAILURES_ATTRIBUTE, Record, SourceKind,
+};
 
 /// The records of one invocation.
 #[derive(Debug)]
@@ -223,6 +225,8 @@ fn direct_eventbridge(payload: &RawValue, detail: &RawValue, id: Option<&RawValu
         kind: SourceKind::EventBridge,
         source_id: id.map_or_else(|| "(no event id)".to_owned(), |id| event_id::plain(&id)),
         receive_count: 1,
+        carried_failures: 0,
+        queue_arn: None,
         group: None,
         body: sqs_safe_json(payload.get()),
         document,
@@ -305,6 +309,7 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
         body,
         attributes,
         message_attributes,
+        event_source_arn,
         ..
     } = message;
     let message_id = message_id.filter(|s| !s.is_empty());
@@ -344,6 +349,19 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
                 Failure::malformed("the OccurredAt message attribute is not an RFC 3339 time")
             }),
     };
+    // Own failures of the record's earlier copies, as the function wrote them on the copy
+    // it queued again. Anything but a whole number of type Number counts as none: a
+    // sender can raise the count (and be dead-lettered sooner), never lower it.
+    let carried_failures = message_attributes
+        .get(OWN_FAILURES_ATTRIBUTE)
+        .filter(|a| {
+            a.data_type
+                .as_deref()
+                .is_some_and(|t| t == "Number" || t.starts_with("Number."))
+        })
+        .and_then(|a| a.string_value.as_deref())
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
     let stamped_id = text_attribute(EVENT_ID_ATTRIBUTE)
         .flatten()
         .filter(|id| !id.is_empty())
@@ -373,6 +391,8 @@ fn sqs_record(raw: &RawValue, message: SqsMessage, fifo: bool) -> Record {
         kind: SourceKind::Sqs,
         source_id: message_id.unwrap_or_default(),
         receive_count,
+        carried_failures,
+        queue_arn: event_source_arn.filter(|arn| !arn.is_empty()),
         group,
         // SQS takes no empty message body: a record without one is dead-lettered as
         // the whole record, the only thing there is to keep.
@@ -413,6 +433,8 @@ fn unreadable_sqs_record(raw: &RawValue, fields: &Value, fifo: bool) -> Record {
         kind: SourceKind::Sqs,
         source_id: message_id.clone().unwrap_or_default(),
         receive_count,
+        carried_failures: 0,
+        queue_arn: None,
         group,
         body: body.map_or_else(|| sqs_safe_json(raw.get()), str::to_owned),
         document: Err(Failure::malformed(failure)),

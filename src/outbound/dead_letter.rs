@@ -8,8 +8,8 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::SecondsFormat;
 
 use crate::domain::error::ErrorClass;
-use crate::domain::ports::{DeadLetter, DeadLetterSink};
-use crate::domain::record::{EVENT_ID_ATTRIBUTE, OCCURRED_AT_ATTRIBUTE};
+use crate::domain::ports::{DeadLetter, DeadLetterSink, Requeue};
+use crate::domain::record::{EVENT_ID_ATTRIBUTE, OCCURRED_AT_ATTRIBUTE, OWN_FAILURES_ATTRIBUTE};
 
 /// The SPEC caps `ErrorMessage` at 1024 bytes.
 const ERROR_MESSAGE_MAX: usize = 1024;
@@ -37,6 +37,59 @@ impl SqsDeadLetters {
     pub fn new(client: Client, queues: BTreeMap<ErrorClass, String>) -> Self {
         SqsDeadLetters { client, queues }
     }
+}
+
+/// The URL of the SQS queue `arn` (`arn:<partition>:sqs:<region>:<account>:<name>`).
+/// SQS names the queue by this URL whichever endpoint the client sends to (a configured
+/// `AWS_ENDPOINT_URL_SQS`, a VPC endpoint), so no look-up and no `sqs:GetQueueUrl`.
+pub fn queue_url(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("sqs"), Some(region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    if ![partition, region, account, name].into_iter().all(plain) {
+        return None;
+    }
+    let domain = match partition {
+        "aws-cn" => "amazonaws.com.cn",
+        _ => "amazonaws.com",
+    };
+    Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
+}
+
+/// The message attributes of a re-queued copy: (name, data type, value). Ids and time
+/// as a dead letter carries them, so the copy is the same change.
+pub fn requeue_attributes(copy: &Requeue) -> Vec<(&'static str, &'static str, String)> {
+    let mut attrs = vec![(
+        OWN_FAILURES_ATTRIBUTE,
+        "Number",
+        copy.own_failures.to_string(),
+    )];
+    if let Some(at) = copy.occurred_at {
+        attrs.push((
+            OCCURRED_AT_ATTRIBUTE,
+            "String",
+            at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        ));
+    }
+    if let Some(id) = copy.event_id.as_deref().map(|id| bounded(id, ID_MAX)) {
+        if !id.is_empty() {
+            attrs.push((EVENT_ID_ATTRIBUTE, "String", id));
+        }
+    }
+    attrs
 }
 
 /// The message attributes of a dead letter: (name, data type, value).
@@ -191,6 +244,36 @@ fn group_id(letter: &DeadLetter) -> String {
 }
 
 impl DeadLetterSink for SqsDeadLetters {
+    async fn requeue(&self, copy: &Requeue) -> Result<(), String> {
+        let Some(url) = queue_url(&copy.queue_arn) else {
+            return Err("the source queue's ARN is not an SQS queue ARN".to_owned());
+        };
+        if url.ends_with(".fifo") {
+            return Err("a FIFO queue's record is not queued again".to_owned());
+        }
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(url)
+            .message_body(copy.body.clone())
+            .delay_seconds(i32::try_from(copy.delay_seconds.min(900)).unwrap_or(900));
+        for (name, data_type, value) in requeue_attributes(copy) {
+            let value = MessageAttributeValue::builder()
+                .data_type(data_type)
+                .string_value(value)
+                .build()
+                .map_err(|_| format!("the {name} attribute could not be built"))?;
+            request = request.message_attributes(name, value);
+        }
+        request.send().await.map(|_| ()).map_err(|e| {
+            let code = e
+                .as_service_error()
+                .and_then(|s| aws_sdk_sqs::error::ProvideErrorMetadata::code(s))
+                .unwrap_or("no service error code");
+            format!("SQS SendMessage of a deferred record to its source queue failed ({code})")
+        })
+    }
+
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
         let Some(url) = self.queues.get(&letter.class) else {
             return Err(format!("no dead-letter queue for {}", letter.class));

@@ -106,6 +106,11 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         else {
             return all(Outcome::Deferred);
         };
+        // Backpressure: the user is read only when its update can still get a turn in
+        // this invocation; otherwise it is deferred before its lease and its reads.
+        let Some(_slot) = self.read_slot().await else {
+            return all(Outcome::NoTurn);
+        };
         // The staleness guard's lease keeps other containers out until the release
         // below; the field changes its watermarks supersede are dropped.
         let guarded = match self.guard(instance, user, changes).await {
@@ -197,6 +202,28 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                     .collect(),
             ),
         )
+    }
+
+    /// A read slot (`backpressure`), if the update of the user it is for can still get a
+    /// turn before the latest start, counting the turns of the users read before it. The
+    /// first in line is always read while a read fits: the container keeps one request
+    /// waiting for the schedule, so its turns are measured and it keeps its place in the
+    /// fleet even when its measured rate says little can come.
+    async fn read_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let latest_start = self.budget.last_attempt;
+        let (slot, ahead) = self.pipeline.read_slots.take_by(latest_start).await?;
+        let limits = &self.pipeline.limits;
+        // The schedule's next free instant, as known: no read for a turn it already
+        // puts past the latest start.
+        let (booked_ahead, _) = limits.update_outlook();
+        let by = latest_start.checked_sub(booked_ahead)?;
+        let turns = limits.turns();
+        let admitted = if ahead == 0 {
+            turns.reaches(0, by)
+        } else {
+            turns.reaches(ahead + 1, by)
+        };
+        admitted.then_some(slot)
     }
 
     /// The instance's identity management: cached for the container, or one

@@ -22,6 +22,7 @@ use crate::domain::ports::Schedules;
 use crate::domain::ports::{CallFailure, Reach};
 use crate::limiter::{Limiter, Token};
 
+use super::backpressure::TurnMeter;
 use super::budget::Budget;
 use super::fleet::{FleetRate, FleetToken, Take};
 use super::{Outcome, PerOperation};
@@ -71,6 +72,11 @@ pub struct RateLimits {
     /// `UpdateUserIdentityInfo`'s one rate for the whole fleet; `None`: each container
     /// keeps to its own share.
     fleet_update: Option<FleetRate>,
+    /// The update turns this container gets, for the backpressure before the reads.
+    turns: TurnMeter,
+    /// The container's update ceiling (`CONNECT_RPS_UPDATE`), and the fleet's.
+    update_rps: f64,
+    fleet_update_rps: Option<f64>,
 }
 
 impl RateLimits {
@@ -86,6 +92,9 @@ impl RateLimits {
             instance: Limiter::per_second(search_rps),
             list: None,
             fleet_update: None,
+            turns: TurnMeter::new(update_rps),
+            update_rps,
+            fleet_update_rps: None,
         }
     }
 
@@ -99,6 +108,7 @@ impl RateLimits {
             Op::UpdateUserIdentityInfo.name(),
             fleet_rps,
         ));
+        self.fleet_update_rps = Some(fleet_rps);
         self
     }
 
@@ -121,6 +131,26 @@ impl RateLimits {
     /// Whether `ListUsers` may be called at all.
     pub(super) fn lists(&self) -> bool {
         self.list.is_some()
+    }
+
+    /// The update turns this container gets.
+    pub(super) fn turns(&self) -> &TurnMeter {
+        &self.turns
+    }
+
+    /// The most updates a second the container may make: the fleet's rate when it keeps
+    /// one, else the container's share.
+    pub(super) fn update_ceiling(&self) -> f64 {
+        self.fleet_update_rps.unwrap_or(self.update_rps)
+    }
+
+    /// How far ahead the update schedule is booked, and its rate now: the fleet's as
+    /// this container last knew it, else the container's own limiter's.
+    pub(super) fn update_outlook(&self) -> (Duration, f64) {
+        match &self.fleet_update {
+            Some(fleet) => fleet.outlook(),
+            None => (self.update.wait(), self.update.rate()),
+        }
     }
 }
 
@@ -302,7 +332,14 @@ impl<'p> Calls<'p> {
             Op::ListUsers => limits.list.as_ref()?,
         };
         let from = Instant::now();
+        let turns = (op == Op::UpdateUserIdentityInfo).then(|| limits.turns());
+        if let Some(t) = turns {
+            t.waits();
+        }
         let taken = self.take_from(op, limiter).await;
+        if let Some(t) = turns {
+            t.done(taken.is_some());
+        }
         let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counts
             .limiter_wait_us

@@ -297,6 +297,22 @@ impl FleetRate {
         }
     }
 
+    /// How far ahead the schedule is booked as this container last knew it (the wait
+    /// for its next free instant), and the fleet's rate now; for choosing when a
+    /// deferred record comes back. Waits for no lock: while another request of the
+    /// container writes, the schedule counts as free now.
+    pub fn outlook(&self) -> (Duration, f64) {
+        let now = self.clock.now_us();
+        match self.known.try_lock().ok().and_then(|k| k.clone()) {
+            Some(known) => {
+                let s = self.base(Some(&known), now);
+                let ahead = u64::try_from(s.next_us.saturating_sub(now)).unwrap_or(0);
+                (Duration::from_micros(ahead), self.rate(&s, now))
+            }
+            None => (Duration::ZERO, self.ceiling),
+        }
+    }
+
     /// Connect throttled the request `token` was taken for: the fleet's rate drops to
     /// half of what it is now, once per drop (a token taken before the last drop, by
     /// any container, does not drop it again). Each write ends within an attempt budget

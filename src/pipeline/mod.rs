@@ -9,6 +9,7 @@
 //! `outbound`: the adapters come in as the ports' implementations.
 
 mod apply;
+mod backpressure;
 mod budget;
 mod calls;
 mod fleet;
@@ -81,6 +82,9 @@ enum Outcome {
     Deferred,
     /// The user's lease stayed held by another invocation until the deadline.
     LeaseHeld,
+    /// The update schedule had no turn for it before the deadline: deferred before the
+    /// user was read.
+    NoTurn,
 }
 
 impl From<Failure> for Outcome {
@@ -143,6 +147,11 @@ pub struct Pipeline<D, S, W = NoWatermarks> {
     kept_leases: guard::KeptLeases,
     /// The container's wall clock.
     clock: Clock,
+    /// Users holding a read while they wait for their update's turn.
+    read_slots: backpressure::ReadSlots,
+    /// Whether a deferred record of a standard queue is queued again as a fresh copy
+    /// (and acknowledged) rather than handed back.
+    requeue: bool,
 }
 
 type InstanceCells = Mutex<HashMap<InstanceId, Arc<OnceCell<IdentityManagement>>>>;
@@ -156,6 +165,8 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
         limits: RateLimits,
     ) -> Self {
         let usernames = Usernames::new(limits.lists(), settings.concurrency);
+        let read_slots =
+            backpressure::ReadSlots::new(limits.update_ceiling(), settings.concurrency);
         Pipeline {
             directory,
             sink,
@@ -167,6 +178,8 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             instances: InstanceCells::default(),
             kept_leases: guard::KeptLeases::default(),
             clock: Clock::system(),
+            read_slots,
+            requeue: false,
         }
     }
 
@@ -184,6 +197,8 @@ impl<D: Directory, S: DeadLetterSink> Pipeline<D, S> {
             instances: self.instances,
             kept_leases: self.kept_leases,
             clock: self.clock,
+            read_slots: self.read_slots,
+            requeue: self.requeue,
         }
     }
 }
@@ -201,6 +216,16 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// The wall clock the pipeline reads.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The same pipeline, queueing a deferred record of a standard queue again as a
+    /// fresh copy (and acknowledging it) instead of handing it back, so that a deferral
+    /// spends none of the record's receives (SPEC §2.4, §3). A copy that cannot be sent
+    /// leaves the record handed back.
+    #[must_use]
+    pub fn requeue_deferrals(mut self, on: bool) -> Self {
+        self.requeue = on;
+        self
     }
 
     /// Handles the records of one invocation: how each ended, in order, and what the

@@ -77,6 +77,8 @@ pub(super) struct Run<'p, D, S, W> {
     pub guard_counts: GuardCounts,
     /// Instances whose `DescribeInstance` failed in this invocation, and how.
     instance_failures: Mutex<HashMap<InstanceId, Outcome>>,
+    /// Deferred records queued again so far, for their delays.
+    pub deferrals: AtomicU32,
 }
 
 impl<'p, D, S, W> Run<'p, D, S, W>
@@ -93,6 +95,7 @@ where
             turns: UserTurns::default(),
             guard_counts: GuardCounts::default(),
             instance_failures: Mutex::default(),
+            deferrals: AtomicU32::new(0),
         }
     }
 

@@ -8,7 +8,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::Field;
-use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory, Watermarks};
+use std::sync::atomic::Ordering;
+
+use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory, Requeue, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
 use super::Outcome;
@@ -50,18 +52,14 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 return d;
             }
             Outcome::Deferred if can_hand_back => {
-                let d = Disposition::HandedBack(HandBack::Deadline);
-                log_disposition(record, ids, &d, None, &[]);
-                return d;
+                return self.defer(record, ids, HandBack::Deadline).await;
             }
             Outcome::Deferred => (
                 Failure::unknown("the invocation deadline came before the change could be applied"),
                 0,
             ),
             Outcome::LeaseHeld if can_hand_back => {
-                let d = Disposition::HandedBack(HandBack::LeaseHeld);
-                log_disposition(record, ids, &d, None, &[]);
-                return d;
+                return self.defer(record, ids, HandBack::LeaseHeld).await;
             }
             Outcome::LeaseHeld => (
                 Failure::unknown(
@@ -69,13 +67,24 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 ),
                 0,
             ),
+            Outcome::NoTurn if can_hand_back => {
+                return self.defer(record, ids, HandBack::FleetTurn).await;
+            }
+            Outcome::NoTurn => (
+                Failure::unknown(
+                    "the update schedule had no turn for the change before the deadline",
+                ),
+                0,
+            ),
             Outcome::Failed(f, attempts) | Outcome::Unknown(f, attempts) => (f.clone(), *attempts),
         };
         let class = failure.class;
-        if class.is_retryable()
-            && can_hand_back
-            && record.receive_count < settings.max_receive_count
-        {
+        // The record's own failures, this one included (SPEC §3): the receives of this
+        // copy (every earlier one ended in a failure of its own, or the invocation died:
+        // a deferral is queued again as a fresh copy, not handed back) and those its
+        // earlier copies carried.
+        let own_failures = own_failures(record);
+        if class.is_retryable() && can_hand_back && own_failures < settings.max_receive_count {
             let d = Disposition::HandedBack(HandBack::Retry(class));
             log_disposition(record, ids, &d, Some(&failure), &[]);
             return d;
@@ -91,7 +100,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             user_id: ids.user_id.clone(),
             occurred_at: record.document.as_ref().ok().and_then(|d| d.occurred_at),
             attempts: match record.kind {
-                SourceKind::Sqs => record.receive_count,
+                SourceKind::Sqs => own_failures,
                 SourceKind::EventBridge => attempts.max(1),
             },
             body: record.body.clone(),
@@ -131,6 +140,67 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     }
 }
 
+/// A record's own failures once this delivery failed: the receives of this copy and the
+/// failures its earlier copies carried.
+fn own_failures(record: &Record) -> u32 {
+    record.carried_failures.saturating_add(record.receive_count)
+}
+
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
+    /// Settles a deferred SQS record (SPEC §2.4: its turn did not come; it did not
+    /// fail). A record of a standard queue is queued again as a fresh copy and
+    /// acknowledged, so the deferral spends none of its receives; the copy is delayed by
+    /// the time this container needs for as many turns as it deferred records so far in
+    /// this invocation (at the rate it measured), and by how far ahead the fleet's schedule
+    /// is booked, so it is not received again before it can be reached. A FIFO record,
+    /// whose copy would go behind the later records of its group, is handed back; so is
+    /// a record whose copy cannot be sent (or not in time).
+    async fn defer(&self, record: &Record, ids: &Ids, why: HandBack) -> Disposition {
+        let pipeline = self.pipeline;
+        let fifo = record.group.is_some()
+            || record
+                .queue_arn
+                .as_deref()
+                .is_none_or(|arn| arn.ends_with(".fifo"));
+        let document = record.document.as_ref().ok();
+        let (Some(queue_arn), false, true) = (record.queue_arn.as_ref(), fifo, pipeline.requeue)
+        else {
+            let d = Disposition::HandedBack(why);
+            log_disposition(record, ids, &d, None, &[]);
+            return d;
+        };
+        if Instant::now() > self.budget.dead_letter_by {
+            let d = Disposition::HandedBack(why);
+            log_disposition(record, ids, &d, None, &[]);
+            return d;
+        }
+        let nth = self.deferrals.fetch_add(1, Ordering::Relaxed) + 1;
+        let (booked_ahead, _) = pipeline.limits.update_outlook();
+        let own_turns = f64::from(nth) / pipeline.limits.turns().rate();
+        let delay = (booked_ahead.as_secs_f64() + own_turns).ceil().min(900.0);
+        let copy = Requeue {
+            queue_arn: queue_arn.clone(),
+            body: record.body.clone(),
+            occurred_at: document.and_then(|d| d.occurred_at),
+            event_id: ids.event_id.clone(),
+            // Its receives before this one: each ended in a failure of its own.
+            own_failures: record
+                .carried_failures
+                .saturating_add(record.receive_count - 1),
+            delay_seconds: delay as u32,
+        };
+        let d = match pipeline.sink.requeue(&copy).await {
+            Ok(()) => Disposition::Requeued(why),
+            Err(reason) => {
+                warn!(error = %reason, "a deferred record could not be queued again; it is handed back");
+                Disposition::HandedBack(why)
+            }
+        };
+        log_disposition(record, ids, &d, None, &[]);
+        d
+    }
+}
+
 fn record_span(record: &Record, ids: &Ids) -> tracing::Span {
     info_span!(
         "record",
@@ -161,6 +231,7 @@ fn log_disposition(
         outcome = d.outcome(),
         error_class = d.class().map_or("", ErrorClass::as_str),
         reason = d.reason(),
+        requeued = matches!(d, Disposition::Requeued(_)),
         error_message = failure.map_or("", |f| f.message.as_str()),
         fields_changed = fields.join(","),
         "record settled"

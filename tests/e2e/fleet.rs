@@ -303,3 +303,38 @@ async fn one_user_whose_every_update_is_throttled_holds_the_fleet_back_only_so_l
     assert_eq!(outcome.source_depth, 0, "{summary}");
     assert!(outcome.fleet.drained, "{summary}");
 }
+
+/// Five containers and another caller under a backlog queued at once, which takes the fleet
+/// several visibility timeouts to drain (SPEC §2.4: a deferral counts against nothing). The
+/// template's receive limits (`MAX_RECEIVE_COUNT` 3, the source queue's `maxReceiveCount` 6)
+/// and shares (`CONNECT_RPS_*` = quota/5, one fleet rate); time scaled ×4 (quotas and the
+/// other caller four times Connect's, a 7.5 s deadline, a 750 ms attempt timeout and a 10 s
+/// visibility timeout) so that
+/// the run stays within CI's budget. Most records cannot be reached in the invocation that
+/// receives them: none of them may reach the catch-all or a dead-letter queue for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_containers_drain_a_backlog_of_several_visibility_timeouts_without_spending_receives()
+{
+    let scale = 4.0;
+    let timeout = Duration::from_secs_f64(30.0 / scale);
+    let outcome = Scenario::new(BIN, 100, 4)
+        .containers(5)
+        .scale(scale)
+        .other_caller(OTHER_RATE)
+        .timeouts(timeout, 10)
+        // The attempt timeout scaled with the deadline (3 s of 30 s by default), so that
+        // an invocation's window for attempts keeps its share of the deadline.
+        .env("CONNECT_ATTEMPT_TIMEOUT_MS", "750")
+        .seed(0x51_7cc1_b727_220a)
+        .limit(Duration::from_secs(420))
+        .run()
+        .await
+        .expect("the stack runs");
+    // The backlog must outlast several visibility timeouts, or it proves nothing.
+    assert!(
+        outcome.fleet.elapsed > Duration::from_secs(40),
+        "the backlog drained within four visibility timeouts\n{}",
+        outcome.summary()
+    );
+    assert_nothing_lost(&outcome);
+}

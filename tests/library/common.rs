@@ -12,7 +12,7 @@ use connect_identity_sync::domain::identity::{InstanceId, UserId};
 use connect_identity_sync::domain::instance::{IdentityManagement, UpdatePlan};
 use connect_identity_sync::domain::policy::{EmailDomains, Policy};
 use connect_identity_sync::domain::ports::{
-    CallFailure, DeadLetter, DeadLetterSink, Directory, Reach, UserPage, UserRecord,
+    CallFailure, DeadLetter, DeadLetterSink, Directory, Reach, Requeue, UserPage, UserRecord,
 };
 use connect_identity_sync::domain::record::Record;
 use connect_identity_sync::inbound::{Invocation, read_invocation};
@@ -231,9 +231,19 @@ pub struct FakeQueues {
     /// Sends started and sends that ran to their end (taken or refused).
     pub started: Mutex<u32>,
     pub finished: Mutex<u32>,
+    /// Copies of deferred records queued again.
+    pub requeued: Mutex<Vec<Requeue>>,
 }
 
 impl DeadLetterSink for &FakeQueues {
+    async fn requeue(&self, copy: &Requeue) -> Result<(), String> {
+        if *self.down.lock().unwrap() {
+            return Err("queue unavailable".into());
+        }
+        self.requeued.lock().unwrap().push(copy.clone());
+        Ok(())
+    }
+
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
         *self.started.lock().unwrap() += 1;
         let latency = *self.latency.lock().unwrap();

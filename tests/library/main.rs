@@ -3,6 +3,7 @@
 //! the staleness guard's use of its port, and the sample events' replies.
 
 mod common;
+mod deferrals;
 mod events;
 mod guard;
 mod operations;

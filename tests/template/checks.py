@@ -452,17 +452,21 @@ def check_connect_actions_only_on_the_configured_instance(t: dict) -> None:
     assert seen == CONNECT_ACTIONS, f"Connect actions seen {sorted(seen)}"
 
 
-def check_send_message_only_on_dead_letter_queues(t: dict) -> None:
+def check_send_message_only_on_dead_letter_queues_and_the_source_queue(t: dict) -> None:
+    """The function sends to the per-class dead-letter queues and, to queue a deferred
+    record again as a fresh copy, to its source queue; never to the catch-all."""
     role = function_role(t)
-    dlqs = set(class_dlqs(t).values())
+    allowed = set(class_dlqs(t).values()) | {SOURCE_QUEUE}
     granted = set()
     for st in role_statements(t, role):
         if any(a.lower() == "sqs:sendmessage" for a in actions(st)):
             for r in as_list(st.get("Resource")):
                 target = ref_target(r)
-                assert target in dlqs, f"sqs:SendMessage granted on {r!r}, which is not a per-class dead-letter queue"
+                assert target in allowed, (
+                    f"sqs:SendMessage granted on {r!r}, which is neither a per-class dead-letter queue nor the source queue"
+                )
                 granted.add(target)
-    assert granted == dlqs, f"sqs:SendMessage missing on {sorted(dlqs - granted)}"
+    assert granted == allowed, f"sqs:SendMessage missing on {sorted(allowed - granted)}"
 
 
 def check_polling_only_on_the_source_queue(t: dict) -> None:
@@ -880,7 +884,7 @@ def check_rule_filters_and_targets_the_source_queue(t: dict) -> None:
 
 def check_source_queue_refuses_every_sender_it_does_not_name(t: dict) -> None:
     """SPEC section 5: a bare document carries no source, so the source queue's policy
-    decides who may send one: the rule, the redrive role and the named publishers; every
+    decides who may send one: the rule, the function's own role, the redrive role and the named publishers; every
     other principal is refused by an explicit deny, whatever its own IAM policy allows
     (a developer role with sqs:*)."""
     send = "sqs:SendMessage"
@@ -892,7 +896,6 @@ def check_source_queue_refuses_every_sender_it_does_not_name(t: dict) -> None:
         )
         refused = [
             iam_request(UNNAMED_SENDER),
-            iam_request(f"{function_role(t)}.Arn"),
             iam_request(f"arn:aws:iam::{ACCOUNT}:root"),
             service_request("events.amazonaws.com", f"arn:aws:events:us-east-1:{ACCOUNT}:rule/another-rule"),
             service_request("sns.amazonaws.com", f"arn:aws:sns:us-east-1:{ACCOUNT}:a-topic"),
@@ -901,6 +904,10 @@ def check_source_queue_refuses_every_sender_it_does_not_name(t: dict) -> None:
             refused += [iam_request(NAMED_PUBLISHER), iam_request(REDRIVE_OPERATOR)]
         for caller, keys in refused:
             assert decide((caller, keys)) == "deny", f"{params}: {caller} may send to the source queue"
+        # The function queues its deferred records again (SPEC 2.4): its own role is named.
+        assert decide(iam_request(f"{function_role(t)}.Arn")) != "deny", (
+            f"{params}: the function cannot queue a deferred record again"
+        )
         if params:
             assert decide(iam_request(NAMED_PUBLISHER)) == "allow", f"{params}: a named publisher cannot send"
             roles = resources(d, "AWS::IAM::Role")

@@ -32,7 +32,7 @@ def test_connect_actions_are_scoped_to_the_configured_instance_and_its_agents(te
 
 
 def test_function_may_send_only_to_the_per_class_dead_letter_queues(template):
-    checks.check_send_message_only_on_dead_letter_queues(template)
+    checks.check_send_message_only_on_dead_letter_queues_and_the_source_queue(template)
 
 
 def test_function_may_poll_only_its_source_queue(template):

@@ -1,0 +1,340 @@
+//! Deferrals count against nothing (SPEC §2.4, §3): a record whose turn does not come in
+//! the invocation is queued again as a fresh copy and acknowledged (standard queues), or
+//! handed back (FIFO, or when the copy cannot be sent); a record's own failures are its
+//! receives plus those its earlier copies carried; and a user whose update cannot get a
+//! turn before the deadline is deferred before it is read.
+
+use std::time::Duration;
+
+use crate::common::*;
+use connect_identity_sync::domain::error::ErrorClass;
+use connect_identity_sync::domain::record::{Disposition, HandBack};
+use connect_identity_sync::pipeline::RateLimits;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+fn with_own_failures(mut record: Value, data_type: &str, value: &str) -> Value {
+    record["messageAttributes"]["OwnFailures"] = json!({
+        "stringValue": value, "stringListValues": [], "binaryListValues": [], "dataType": data_type
+    });
+    record
+}
+
+/// An update rate of one turn a minute: no turn but the first can come within a test's
+/// deadline.
+fn no_turn() -> RateLimits {
+    RateLimits::new(1.0 / 60.0, 1000.0, 1000.0)
+}
+
+/// A deadline at which not even a read fits before the latest start (the tests' margin
+/// is 100 ms and an attempt's budget 200 ms; a read is given 250 ms).
+fn too_soon() -> Instant {
+    Instant::now() + Duration::from_millis(500)
+}
+
+fn body() -> Value {
+    change(
+        "u-1",
+        json!({"LastName": "Two"}),
+        "2026-03-01T10:00:00.250Z",
+    )
+}
+
+#[tokio::test]
+async fn a_record_whose_turn_cannot_come_is_queued_again_unread_with_its_time_id_and_own_failures()
+{
+    let connect = one_user();
+    let queues = FakeQueues::default();
+    // Its second receive, after one failure of its own on an earlier copy.
+    let record = with_own_failures(sqs_record("m-1", &body(), 2, None), "Number", "1");
+    let payload = json!({"Records": [record]});
+    let pipeline = pipeline_with(&connect, &queues, no_turn()).requeue_deferrals(true);
+    let reply = connect_identity_sync::handler::handle(&pipeline, &raw(&payload), too_soon())
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        json!({"batchItemFailures": []}),
+        "the copy is queued: the record is acknowledged"
+    );
+    assert_eq!(connect.count("DescribeUser"), 0, "deferred before any read");
+    let copies = queues.requeued.lock().unwrap().clone();
+    assert_eq!(copies.len(), 1);
+    let copy = &copies[0];
+    assert_eq!(copy.queue_arn, "arn:aws:sqs:us-east-1:123456789012:changes");
+    assert_eq!(copy.body, body().to_string(), "the body byte for byte");
+    assert_eq!(
+        copy.occurred_at.map(|t| t.to_rfc3339()),
+        Some("2026-03-01T10:00:00.250+00:00".to_owned())
+    );
+    assert_eq!(
+        copy.event_id.as_deref(),
+        Some("m-1"),
+        "the first copy's messageId stays the change's id"
+    );
+    assert_eq!(
+        copy.own_failures, 2,
+        "one carried, one on this copy's first receive"
+    );
+    assert!(
+        (1..=900).contains(&copy.delay_seconds),
+        "{}",
+        copy.delay_seconds
+    );
+    assert!(queues.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
+    ]);
+    let queues = FakeQueues::default();
+    let recs: Vec<Value> = ["u-1", "u-2", "u-3"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            sqs_record(
+                &format!("m-{i}"),
+                &change(u, json!({"LastName": "X"}), "2026-03-01T10:00:00Z"),
+                1,
+                None,
+            )
+        })
+        .collect();
+    let (recs, fifo) = records(&json!({"Records": recs}));
+    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
+        .requeue_deferrals(true)
+        .run(&recs, fifo, too_soon())
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::Requeued(HandBack::FleetTurn); 3]);
+    let mut delays: Vec<u32> = queues
+        .requeued
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.delay_seconds)
+        .collect();
+    delays.sort_unstable();
+    // At 0.125 turns a second: one, two and three turns, 8, 16 and 24 s.
+    assert_eq!(delays, vec![8, 16, 24]);
+}
+
+#[tokio::test]
+async fn own_failures_carried_by_a_copy_count_with_its_receives() {
+    for (carried, receive_count, expected) in [
+        // 2 carried + this first receive = 3: MAX_RECEIVE_COUNT reached.
+        (
+            Some(("Number", "2")),
+            1,
+            Disposition::DeadLettered(ErrorClass::ThrottlingException),
+        ),
+        // Nothing carried: its first failure is handed back.
+        (
+            None,
+            1,
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::ThrottlingException)),
+        ),
+        // An attribute of another type, or not a whole number, counts as none: a sender
+        // can never lower a record's count with it.
+        (
+            Some(("String", "2")),
+            1,
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::ThrottlingException)),
+        ),
+        (
+            Some(("Number", "-4")),
+            2,
+            Disposition::HandedBack(HandBack::Retry(ErrorClass::ThrottlingException)),
+        ),
+        // A huge count only dead-letters sooner.
+        (
+            Some(("Number", "99999999999999")),
+            1,
+            Disposition::DeadLettered(ErrorClass::ThrottlingException),
+        ),
+    ] {
+        let connect = one_user();
+        connect.fail(
+            "UpdateUserIdentityInfo",
+            "u-1",
+            &[ErrorClass::ThrottlingException; 3],
+        );
+        let queues = FakeQueues::default();
+        let mut record = sqs_record("m-1", &body(), receive_count, None);
+        if let Some((data_type, value)) = carried {
+            record = with_own_failures(record, data_type, value);
+        }
+        let (recs, fifo) = records(&json!({"Records": [record]}));
+        let d = pipeline(&connect, &queues)
+            .requeue_deferrals(true)
+            .run(&recs, fifo, Instant::now() + Duration::from_secs(5))
+            .await
+            .dispositions;
+        assert_eq!(d, vec![expected.clone()], "{carried:?} at {receive_count}");
+        if let Disposition::DeadLettered(_) = expected {
+            let letters = queues.letters.lock().unwrap();
+            let own = match carried {
+                Some((_, "2")) => 3,
+                _ => u32::MAX,
+            };
+            assert_eq!(
+                letters[0].attempts, own,
+                "Attempts: the record's own failures"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fifo_record_whose_turn_cannot_come_is_handed_back_with_its_group() {
+    let connect = one_user();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = records(&json!({"Records": [
+        sqs_record("m-1", &body(), 1, Some("g")),
+        sqs_record("m-2", &change("u-1", json!({"FirstName": "B"}), "2026-03-01T10:00:01Z"), 1, Some("g")),
+    ]}));
+    let d = pipeline_with(&connect, &queues, no_turn())
+        .requeue_deferrals(true)
+        .run(&recs, fifo, too_soon())
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::HandedBack(HandBack::FleetTurn),
+            Disposition::HandedBack(HandBack::GroupOrder)
+        ],
+        "a copy would go behind the group's later records"
+    );
+    assert!(queues.requeued.lock().unwrap().is_empty());
+    assert_eq!(connect.count("DescribeUser"), 0);
+}
+
+#[tokio::test]
+async fn a_copy_that_cannot_be_sent_leaves_the_record_handed_back() {
+    let connect = one_user();
+    let queues = FakeQueues::default();
+    *queues.down.lock().unwrap() = true;
+    let (recs, fifo) = records(&json!({"Records": [sqs_record("m-1", &body(), 1, None)]}));
+    let d = pipeline_with(&connect, &queues, no_turn())
+        .requeue_deferrals(true)
+        .run(&recs, fifo, too_soon())
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::HandedBack(HandBack::FleetTurn)]);
+}
+
+#[tokio::test]
+async fn a_user_whose_turn_the_schedule_already_puts_past_the_deadline_is_not_read() {
+    // One turn a minute, the first free: the first user is read and updated; the next
+    // turn is a minute away, past the deadline, so the others are not read.
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
+    ]);
+    let queues = FakeQueues::default();
+    let recs: Vec<Value> = ["u-1", "u-2", "u-3"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            sqs_record(
+                &format!("m-{i}"),
+                &change(u, json!({"LastName": "X"}), "2026-03-01T10:00:00Z"),
+                1,
+                None,
+            )
+        })
+        .collect();
+    let (recs, fifo) = records(&json!({"Records": recs}));
+    let mut s = settings();
+    s.concurrency = 1;
+    let pipeline = connect_identity_sync::pipeline::Pipeline::new(
+        &connect,
+        &queues,
+        admission(
+            connect_identity_sync::domain::policy::EmailDomains::parse(Some("example.com"))
+                .unwrap(),
+        ),
+        s,
+        no_turn(),
+    )
+    .requeue_deferrals(true);
+    let d = pipeline
+        .run(&recs, fifo, Instant::now() + Duration::from_secs(1))
+        .await
+        .dispositions;
+    assert_eq!(
+        d,
+        vec![
+            Disposition::Updated,
+            Disposition::Requeued(HandBack::FleetTurn),
+            Disposition::Requeued(HandBack::FleetTurn),
+        ]
+    );
+    assert_eq!(connect.count("DescribeUser"), 1);
+}
+
+#[tokio::test]
+async fn a_user_is_read_only_while_its_turn_can_come() {
+    // 1 update/s, a 3.5 s deadline less the margin and an attempt's budget: the
+    // container counts on about three turns; the fifth user onwards is not read.
+    let users: Vec<(String, String)> = (1..=6)
+        .map(|i| (format!("u-{i}"), format!("n{i}")))
+        .collect();
+    let table: Vec<(&str, &str, _, &[&str])> = users
+        .iter()
+        .map(|(u, n)| {
+            (
+                u.as_str(),
+                n.as_str(),
+                info("A", "B", "a@example.com"),
+                &[][..],
+            )
+        })
+        .collect();
+    let connect = FakeConnect::with_users(&table);
+    let queues = FakeQueues::default();
+    let recs: Vec<Value> = users
+        .iter()
+        .enumerate()
+        .map(|(i, (u, _))| {
+            sqs_record(
+                &format!("m-{i}"),
+                &change(
+                    u,
+                    json!({"LastName": format!("L{i}")}),
+                    "2026-03-01T10:00:00Z",
+                ),
+                1,
+                None,
+            )
+        })
+        .collect();
+    let (recs, fifo) = records(&json!({"Records": recs}));
+    let report = pipeline_with(&connect, &queues, RateLimits::new(1.0, 1000.0, 1000.0))
+        .requeue_deferrals(true)
+        .run(&recs, fifo, Instant::now() + Duration::from_millis(3500))
+        .await;
+    let updated = report
+        .dispositions
+        .iter()
+        .filter(|d| **d == Disposition::Updated)
+        .count();
+    let deferred = report
+        .dispositions
+        .iter()
+        .filter(|d| matches!(d, Disposition::Requeued(_)))
+        .count();
+    assert_eq!(updated + deferred, 6, "{:?}", report.dispositions);
+    assert!(updated >= 2, "{:?}", report.dispositions);
+    assert_eq!(
+        connect.count("DescribeUser"),
+        updated,
+        "every user read was updated: no read for a turn that never came"
+    );
+}
