@@ -109,8 +109,8 @@ cp "$target_dir/release/connect-identity-sync" "$target_dir/release/noop-lambda"
 step "end to end"
 "$driver" report --runs "$runs" --records "$records" --quota-changes "$quota_changes" \
     --guard-records "$guard_records" \
-    --fleet-users "${BENCH_FLEET_USERS:-60}" --fleet-changes "${BENCH_FLEET_CHANGES:-3}" \
-    --fleet-scale "${BENCH_FLEET_SCALE:-1}" \
+    --fleet-users "${BENCH_FLEET_USERS:-150}" --fleet-changes "${BENCH_FLEET_CHANGES:-4}" \
+    --fleet-scale "${BENCH_FLEET_SCALE:-4}" --fleet-containers "${BENCH_FLEET_CONTAINERS:-2,5,10}" \
     --function "$target_dir/bench/connect-identity-sync" --noop "$target_dir/bench/noop-lambda" \
     --criterion "$target_dir/criterion" --profiles bench/results/profiles.jsonl --out BENCHMARKS.md
 

@@ -68,11 +68,11 @@ impl Scenario {
     #[must_use]
     ///
     /// # Panics
-    /// With more than 999 users or 9 changes a user (the Mobile numbers would repeat).
+    /// With more than 9999 users or 9 changes a user (a user's Mobile numbers would repeat).
     pub fn new(binary: impl Into<PathBuf>, users: usize, changes_per_user: usize) -> Self {
         assert!(
-            users <= 999 && changes_per_user <= 9,
-            "at most 999 users, 9 changes each"
+            users <= 9999 && changes_per_user <= 9,
+            "at most 9999 users, 9 changes each"
         );
         Self {
             binary: binary.into(),

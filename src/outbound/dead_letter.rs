@@ -308,3 +308,65 @@ impl DeadLetterSink for SqsDeadLetters {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_arn_names_its_url_on_the_regions_endpoint() {
+        assert_eq!(
+            queue_url("arn:aws:sqs:eu-west-1:123456789012:identity-changes").as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/identity-changes")
+        );
+        assert_eq!(
+            queue_url("arn:aws-cn:sqs:cn-north-1:123456789012:q").as_deref(),
+            Some("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q")
+        );
+        for bad in [
+            "",
+            "arn:aws:sns:eu-west-1:123456789012:topic",
+            "arn:aws:sqs:eu-west-1:123456789012",
+            "arn:aws:sqs:eu-west-1:123456789012:a/b",
+            "arn:aws:sqs:eu-west-1::q",
+        ] {
+            assert_eq!(queue_url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_copy_carries_its_own_failures_time_and_id() {
+        let copy = Requeue {
+            queue_arn: "arn:aws:sqs:us-east-1:1:q".to_owned(),
+            body: "{}".to_owned(),
+            occurred_at: chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00.123456Z")
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            event_id: Some("ev-1".to_owned()),
+            own_failures: 2,
+            delay_seconds: 5,
+        };
+        assert_eq!(
+            requeue_attributes(&copy),
+            vec![
+                ("OwnFailures", "Number", "2".to_owned()),
+                (
+                    "OccurredAt",
+                    "String",
+                    "2026-03-01T10:00:00.123456Z".to_owned()
+                ),
+                ("EventId", "String", "ev-1".to_owned()),
+            ]
+        );
+        let bare = Requeue {
+            occurred_at: None,
+            event_id: None,
+            own_failures: 0,
+            ..copy
+        };
+        assert_eq!(
+            requeue_attributes(&bare),
+            vec![("OwnFailures", "Number", "0".to_owned())]
+        );
+    }
+}

@@ -459,15 +459,51 @@ async fn a_container_that_dies_mid_apply_blocks_the_user_only_until_its_lease_la
         .emulator
         .set_latency(Operation::UpdateUserIdentityInfo, Duration::ZERO);
 
-    // The new container meets the dead one's lease: the record is handed back.
+    // The new container meets the dead one's lease: the record is deferred, queued again
+    // as a fresh copy and acknowledged (SPEC 2.4: the deferral spends no receive).
     let again = fixtures::sqs_event(&stack.source.arn, &[Record::json("m-1", &body).received(2)]);
     let reply = response(
         next.runtime.invoke_json(&again, timeout).await.unwrap(),
         &stack,
     );
-    assert_eq!(batch_item_failures(&reply), vec!["m-1".to_owned()]);
+    assert_eq!(batch_item_failures(&reply), Vec::<String>::new());
     let describes = calls_for(&stack, Operation::DescribeUser, "u-cwu");
     assert_eq!(describes, 1, "only the dead container read the user");
+    let copies = stack
+        .sqs
+        .receive(&stack.source.url, 10, 5, Some(60))
+        .await
+        .expect("the source queue");
+    assert_eq!(copies.len(), 1, "one copy of the deferred record");
+    let copy = &copies[0];
+    assert_eq!(copy.body, body.to_string(), "the body byte for byte");
+    assert_eq!(
+        copy.receive_count(),
+        1,
+        "the copy's receive count starts again"
+    );
+    let attribute = |name: &str| {
+        copy.message_attributes.get(name).map(|a| {
+            (
+                a.data_type.clone(),
+                a.string_value.clone().unwrap_or_default(),
+            )
+        })
+    };
+    assert_eq!(
+        attribute("OwnFailures"),
+        Some(("Number".to_owned(), "1".to_owned())),
+        "its receive killed with its container counts as its own; the deferral does not"
+    );
+    assert_eq!(
+        attribute("EventId"),
+        Some(("String".to_owned(), "m-1".to_owned())),
+        "the change keeps its id, not the copy's messageId"
+    );
+    assert_eq!(
+        attribute("OccurredAt"),
+        Some(("String".to_owned(), "2026-03-01T10:00:05Z".to_owned()))
+    );
 
     // Once the lease has lapsed (its deadline + 2 s), the change applies.
     let lapsed = started + timeout + Duration::from_millis(2500);

@@ -1,9 +1,10 @@
-//! Issue 20's fleet, measured: two containers of the release build on one moto queue through
-//! the event source mapping, each with its share of Connect's quota (`CONNECT_RPS_*` =
-//! quota/2), the quotas emulated account-wide (`UpdateUserIdentityInfo` 2/s, burst 5), the
-//! staleness guard on; once with nothing else calling, once with another caller at 1.2
-//! updates/s on the same bucket, and once more with that caller and containers killed
-//! mid-invocation. The scenario is `harness::Scenario`, the one `tests/e2e_fleet.rs` asserts.
+//! The fleet, measured: two, five and ten containers of the release build on one moto queue
+//! through the event source mapping, each with its share of Connect's quota (`CONNECT_RPS_*`
+//! = quota/containers, one fleet rate as the template sets it), the quotas emulated
+//! account-wide (`UpdateUserIdentityInfo` 2/s, burst 5), the staleness guard on, a backlog
+//! queued at once; each with nothing else calling and with another caller at 1.2 updates/s
+//! on the same bucket. The scenario is `harness::Scenario`, the one `tests/e2e/fleet.rs`
+//! asserts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,6 +21,10 @@ pub const OTHER_RATE: f64 = 1.2;
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetRun {
     pub label: String,
+    pub containers: usize,
+    pub requeued: u64,
+    pub receives_per_message: f64,
+    pub reads_per_update: f64,
     pub changes: usize,
     pub messages: usize,
     pub kills: usize,
@@ -46,10 +51,14 @@ pub struct FleetRun {
 }
 
 impl FleetRun {
-    fn from(label: &str, o: &ScenarioOutcome) -> Self {
+    fn from(label: &str, containers: usize, o: &ScenarioOutcome) -> Self {
         let total = o.function_total();
         Self {
             label: label.to_owned(),
+            containers,
+            requeued: o.requeued(),
+            receives_per_message: o.receives_per_message(),
+            reads_per_update: o.reads_per_update(),
             changes: o.changes,
             messages: o.messages,
             kills: o.fleet.kills(),
@@ -156,46 +165,49 @@ impl Fleet {
     }
 }
 
-/// Runs the three scenarios in turn with `function`.
+/// Runs every container count in `containers`, each without and with the other caller, in
+/// turn with `function`. Time is scaled by `scale`: quotas and the other caller `scale` times
+/// Connect's, the function timeout (30 s) and the attempt timeout (3 s) divided by it, so that
+/// each invocation reaches the same share of its batch as at Connect's pace.
 pub async fn fleet(
     function: &Path,
     users: usize,
     changes_per_user: usize,
     scale: f64,
+    containers: &[usize],
     build: &str,
 ) -> Result<Fleet, String> {
     let timeout = Duration::from_secs_f64(30.0 / scale);
     let visibility = (timeout.as_secs_f64() * 1.25).ceil() as u32;
-    let base = || {
+    let attempt_ms = (3000.0 / scale).round().max(100.0) as u64;
+    let base = |n: usize| {
         Scenario::new(function, users, changes_per_user)
-            .containers(2)
+            .containers(n)
             .scale(scale)
             .timeouts(timeout, visibility)
-            .limit(Duration::from_secs_f64(1200.0 / scale))
+            .env("CONNECT_ATTEMPT_TIMEOUT_MS", attempt_ms.to_string())
+            .limit(Duration::from_secs_f64(
+                (users * changes_per_user) as f64 / (0.5 * scale) + 600.0 / scale,
+            ))
     };
-    let plans = [
-        ("no contention", base()),
-        (
-            "another caller at 1.2 updates/s",
-            base().other_caller(OTHER_RATE),
-        ),
-        (
-            "another caller at 1.2 updates/s, kills",
-            base()
-                .other_caller(OTHER_RATE)
-                .seed(0x2545_f491_4f6c_dd1d)
-                .kill(0, 2, Duration::from_millis(300))
-                .kill(1, 3, Duration::from_millis(1200))
-                .kill(0, 5, Duration::from_millis(2500))
-                .kill(1, 7, Duration::from_millis(5000)),
-        ),
-    ];
     let mut runs = Vec::new();
-    for (label, scenario) in plans {
-        eprintln!("bench: fleet, {label}");
-        let outcome = scenario.run().await.map_err(|e| e.to_string())?;
-        eprintln!("  {}", outcome.summary());
-        runs.push(FleetRun::from(label, &outcome));
+    for &n in containers {
+        for other in [false, true] {
+            let label = if other {
+                format!("{n} containers, another caller at 1.2 updates/s")
+            } else {
+                format!("{n} containers, alone")
+            };
+            let scenario = if other {
+                base(n).other_caller(OTHER_RATE)
+            } else {
+                base(n)
+            };
+            eprintln!("bench: fleet, {label}");
+            let outcome = scenario.run().await.map_err(|e| e.to_string())?;
+            eprintln!("  {}", outcome.summary());
+            runs.push(FleetRun::from(&label, n, &outcome));
+        }
     }
     Ok(Fleet {
         users,
@@ -262,26 +274,29 @@ pub fn summary_rows(o: &mut String, f: &Fleet) {
 pub fn section(o: &mut String, f: &Fleet) {
     let _ = writeln!(
         o,
-        "## 8. The fleet: two containers sharing Connect's quota\n"
+        "## 8. The fleet: two, five and ten containers sharing Connect's quota under a backlog\n"
     );
     let _ = writeln!(
         o,
-        "Issue 20's runs, side by side in one run of `bench-driver`: {} users × {} changes each ({} changes, \
-         `LastName` changed by every one, a third sent twice, shuffled) on the standard source \
-         queue in moto; two long-lived containers polling it through the harness's event source \
-         mapping, each with `CONNECT_RPS_*` = quota/2 and, as the template sets them, one update \
-         rate for both (`CONNECT_FLEET_RPS_UPDATE` = the quota, on a schedule in the staleness \
-         guard's table); Connect's quotas \
-         emulated account-wide, one bucket per operation for every caller \
-         (`UpdateUserIdentityInfo` {:.1}/s burst 5, `DescribeUser` {:.0}/s burst 15); the \
-         staleness guard on (moto DynamoDB). The other caller is the real SDK, signed with its \
-         own key, calling `UpdateUserIdentityInfo` at {:.2}/s on two users of its own, each call \
-         one attempt. Function timeout {:.0} s, visibility timeout {} s (the template's is \
-         six function timeouts; shorter here so that kills and hand-backs come round in the \
-         run). {} \
+        "Side by side in one run of `bench-driver fleet`: a backlog of {} users × {} changes each \
+         ({} changes, `LastName` changed by every one, a third sent twice, shuffled) queued at once \
+         on the standard source queue in moto; two, five and ten long-lived containers polling it \
+         through the harness's event source mapping (`MaximumConcurrency`), each with \
+         `CONNECT_RPS_*` = quota/containers and, as the template sets them, one update rate for \
+         all (`CONNECT_FLEET_RPS_UPDATE` = the quota, on a schedule in the staleness guard's \
+         table); `MAX_RECEIVE_COUNT` 3 and the source queue's `maxReceiveCount` 6, as the \
+         template sets them; Connect's quotas emulated account-wide, one bucket per operation \
+         for every caller (`UpdateUserIdentityInfo` {:.1}/s burst 5, `DescribeUser` {:.0}/s \
+         burst 15); the staleness guard on (moto DynamoDB). The other caller is the real SDK, \
+         signed with its own key, calling `UpdateUserIdentityInfo` at {:.2}/s on two users of \
+         its own, each call one attempt. Function timeout {:.1} s, attempt timeout scaled with \
+         it, visibility timeout {} s. {} \
          Quota use is updates applied per second, from the containers' first answered call to \
-         their last applied update, over the rate the other caller leaves free. The function \
-         build: {}.\n",
+         their last applied update, over the rate the other caller leaves free; receives a \
+         message counts every delivery (of the messages sent and of the copies the containers \
+         queued again) over the messages sent; `DescribeUser` an update counts every read over \
+         the updates applied (a duplicate message is a change of its own id, so it is read once \
+         and ends `unchanged`). The function build: {}.\n",
         f.users,
         f.changes_per_user,
         f.users * f.changes_per_user,
@@ -294,8 +309,9 @@ pub fn section(o: &mut String, f: &Fleet) {
             "Connect's own pace (no time scaling).".to_owned()
         } else {
             format!(
-                "Time scaled ×{}: every quota and the other caller's rate are {} times Connect's.",
-                f.scale, f.scale
+                "Time scaled ×{}: every quota and the other caller's rate are {} times \
+                 Connect's, the function's timeouts a {}th of the template's.",
+                f.scale, f.scale, f.scale
             )
         },
         f.build
@@ -387,19 +403,30 @@ pub fn section(o: &mut String, f: &Fleet) {
             verdict(r.stale_fields == 0 && r.source_left == 0)
         )
     });
-    row(o, "containers killed mid-invocation", &|r| {
-        r.kills.to_string()
+    row(o, "records in the source queue's catch-all", &|r| {
+        format!("{} ({})", r.catch_all, verdict(r.catch_all == 0))
     });
-    row(o, "invocations; deliveries; handed back", &|r| {
-        format!(
-            "{}; {} of {} messages; {} ({:.0} %)",
-            r.invocations,
-            r.deliveries,
-            r.messages,
-            r.handed_back,
-            100.0 * share(r.handed_back as u64, r.deliveries as u64)
-        )
+    row(o, "receives a message", &|r| {
+        format!("{:.2}", r.receives_per_message)
     });
+    row(o, "`DescribeUser` an update", &|r| {
+        format!("{:.2}", r.reads_per_update)
+    });
+    row(
+        o,
+        "invocations; deliveries; handed back; queued again",
+        &|r| {
+            format!(
+                "{}; {} for {} messages; {} ({:.0} %); {}",
+                r.invocations,
+                r.deliveries,
+                r.messages,
+                r.handed_back,
+                100.0 * share(r.handed_back as u64, r.deliveries as u64),
+                r.requeued
+            )
+        },
+    );
     row(o, "queue drained in", &|r| {
         format!(
             "{:.1} s{}",

@@ -12,7 +12,7 @@
 //! bench-driver load    --function BIN [--records 1000] [--batch 10]
 //! bench-driver usernames --function BIN [--changes 200] [--large-users 50000]
 //! bench-driver guard   --function BIN [--records 1000] [--batch 10]
-//! bench-driver fleet   --function BIN [--fleet-users 60] [--fleet-changes 3] [--fleet-scale 1]
+//! bench-driver fleet   --function BIN [--fleet-users 150] [--fleet-changes 4] [--fleet-scale 4] [--fleet-containers 2,5,10]
 //!                      [--out FILE (the section alone, as markdown)]
 //! bench-driver scim    --function BIN --scim BIN --noop BIN [--runs 20] [--users 1000]
 //!                      [--lookups 1000] [--scale 10] [--out FILE (the section, as markdown)]
@@ -44,7 +44,7 @@ fn usage() -> ! {
          bench-driver load --function BIN [--records N] [--batch N]\n  \
          bench-driver usernames --function BIN [--changes N] [--large-users N]\n  \
          bench-driver guard --function BIN [--records N] [--batch N]\n  \
-         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--out FILE]\n  \
+         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--fleet-containers N,N] [--out FILE]\n  \
          bench-driver scim --function BIN --scim BIN --noop BIN [--runs N] [--users N] [--lookups N] [--scale X] [--out FILE]"
     );
     std::process::exit(2)
@@ -292,18 +292,32 @@ fn build_label(function: &Path) -> String {
     }
 }
 
-/// Issue 20's fleet runs (`--fleet-users`, `--fleet-changes`, `--fleet-scale`).
+/// The fleet's runs (`--fleet-users`, `--fleet-changes`, `--fleet-scale`,
+/// `--fleet-containers`).
 async fn fleet_runs(args: &Args, function: &Path) -> Result<fleet::Fleet, String> {
-    let users = args.number("fleet-users", 60);
-    let changes = args.number("fleet-changes", 3);
+    let users = args.number("fleet-users", 150);
+    let changes = args.number("fleet-changes", 4);
     let scale: f64 = args
-        .text("fleet-scale", "1")
+        .text("fleet-scale", "4")
         .parse()
         .unwrap_or_else(|_| usage());
+    let containers: Vec<usize> = args
+        .text("fleet-containers", "2,5,10")
+        .split(',')
+        .map(|n| n.trim().parse().unwrap_or_else(|_| usage()))
+        .collect();
     eprintln!(
-        "bench: the fleet, {users} users x {changes} changes, two containers, quota x{scale}"
+        "bench: the fleet, {users} users x {changes} changes, {containers:?} containers, quota x{scale}"
     );
-    fleet::fleet(function, users, changes, scale, &build_label(function)).await
+    fleet::fleet(
+        function,
+        users,
+        changes,
+        scale,
+        &containers,
+        &build_label(function),
+    )
+    .await
 }
 
 /// Only the fleet's runs; `--out FILE` writes their section.
