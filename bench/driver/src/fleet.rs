@@ -260,6 +260,15 @@ pub fn summary_rows(o: &mut String, f: &Fleet) {
         }
         let _ = writeln!(
             o,
+            "| fleet, {}: records in the catch-all; receives a message; `DescribeUser` an update | {}; {:.2}; {:.2} | 0; —; — | {} |",
+            r.label,
+            r.catch_all,
+            r.receives_per_message,
+            r.reads_per_update,
+            verdict(r.catch_all == 0)
+        );
+        let _ = writeln!(
+            o,
             "| fleet, {}: good changes dead-lettered; fields not at their newest value | {}; {} of {} | 0; 0 | {} |",
             r.label,
             r.dead_lettered,

@@ -331,7 +331,12 @@ async fn run_fleet(args: &Args) -> Result<(), String> {
         let mut text = String::new();
         fleet::section(&mut text, &f);
         std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
-        eprintln!("bench: wrote {out}");
+        // The summary's rows, for the report's summary table.
+        let mut rows = String::new();
+        fleet::summary_rows(&mut rows, &f);
+        let rows_out = format!("{out}.summary");
+        std::fs::write(&rows_out, rows).map_err(|e| format!("{rows_out}: {e}"))?;
+        eprintln!("bench: wrote {out} and {rows_out}");
     }
     println!(
         "{}",
