@@ -364,7 +364,14 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
     for (class, letters) in letters_by_class {
         for m in letters {
             assert_eq!(m.attr("ErrorClass"), Some(class.as_str()), "{m:?}");
-            let source_id = m.attr("SourceId").unwrap_or_default().to_owned();
+            // A deferred record comes back as a fresh copy (a new messageId) carrying the
+            // change's id, which for these documents is the first copy's messageId.
+            let source_id = m
+                .attr("EventId")
+                .filter(|id| sent.contains_key(*id))
+                .or(m.attr("SourceId"))
+                .unwrap_or_default()
+                .to_owned();
             if dead
                 .insert(source_id.clone(), (class.clone(), m.body.clone()))
                 .is_some()
@@ -417,7 +424,10 @@ async fn five_hundred_changes_through_chaos_all_end_applied_or_dead_lettered_by_
                 )),
             }
             "applied or unchanged".to_owned()
-        } else if last_resort.iter().any(|m| &m.message_id == id) {
+        } else if last_resort
+            .iter()
+            .any(|m| &m.message_id == id || m.attr("EventId") == Some(id.as_str()))
+        {
             problems.push(format!(
                 "{id} ({}): reached the source queue's own dead-letter queue",
                 p.kind
