@@ -159,9 +159,54 @@ impl Queue {
 pub struct Dlq {
     pub world: Arc<World>,
     pub letters: Arc<Mutex<Vec<DeadLetter>>>,
+    /// The source queue, where a deferred record's copy goes, and every change's body,
+    /// by which a copy is known.
+    pub queue: Arc<Queue>,
+    pub bodies: Arc<Vec<String>>,
 }
 
 impl DeadLetterSink for Dlq {
+    /// A deferred record queued again, as the function does on a standard queue: a new
+    /// message (`<id>.<k>`) of the same change, with the copy's attributes, visible
+    /// after its delay, its receive count starting again.
+    async fn requeue(
+        &self,
+        copy: &connect_identity_sync::domain::ports::Requeue,
+    ) -> Result<(), String> {
+        sleep(
+            self.world
+                .between(Duration::from_millis(5), Duration::from_millis(30)),
+        )
+        .await;
+        let change = self
+            .bodies
+            .iter()
+            .position(|b| *b == copy.body)
+            .ok_or("a copy of no change sent")?;
+        let now = self.world.elapsed();
+        let mut messages = self.queue.messages.lock().expect("queue");
+        let first = messages
+            .iter()
+            .find(|m| m.change == change)
+            .map(|m| m.id.clone())
+            .ok_or("a copy of no message sent")?;
+        let k = messages.iter().filter(|m| m.change == change).count();
+        self.world.note(format!(
+            "message of change {change} queued again as copy {k}"
+        ));
+        messages.push(Message {
+            change,
+            id: format!("{first}.{k}"),
+            attributes: connect_identity_sync::outbound::dead_letter::requeue_attributes(copy),
+            receive_count: 0,
+            visible_at: now + Duration::from_secs(u64::from(copy.delay_seconds)),
+            receipt: 0,
+            state: State::Queued,
+            deliveries: Vec::new(),
+        });
+        Ok(())
+    }
+
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
         sleep(
             self.world
@@ -354,6 +399,8 @@ fn container(shared: &Arc<Shared>, incarnation: u64, invocation: &Arc<AtomicU64>
         Dlq {
             world: Arc::clone(world),
             letters: Arc::clone(&shared.letters),
+            queue: Arc::clone(&shared.queue),
+            bodies: Arc::new(shared.changes.iter().map(|c| c.body.clone()).collect()),
         },
         admission(),
         settings(),
@@ -361,6 +408,8 @@ fn container(shared: &Arc<Shared>, incarnation: u64, invocation: &Arc<AtomicU64>
     )
     .with_watermarks(Some(table(())))
     .with_clock(clock)
+    // As the function runs: a deferred record is queued again, not handed back.
+    .requeue_deferrals(true)
 }
 
 fn event(shared: &Shared, batch: &[(usize, u64, u32)]) -> Box<serde_json::value::RawValue> {
