@@ -251,27 +251,18 @@ impl DeadLetterSink for SqsDeadLetters {
         if url.ends_with(".fifo") {
             return Err("a FIFO queue's record is not queued again".to_owned());
         }
-        let mut request = self
+        let request = self
             .client
             .send_message()
             .queue_url(url)
             .message_body(copy.body.clone())
             .delay_seconds(i32::try_from(copy.delay_seconds.min(900)).unwrap_or(900));
-        for (name, data_type, value) in requeue_attributes(copy) {
-            let value = MessageAttributeValue::builder()
-                .data_type(data_type)
-                .string_value(value)
-                .build()
-                .map_err(|_| format!("the {name} attribute could not be built"))?;
-            request = request.message_attributes(name, value);
-        }
-        request.send().await.map(|_| ()).map_err(|e| {
-            let code = e
-                .as_service_error()
-                .and_then(|s| aws_sdk_sqs::error::ProvideErrorMetadata::code(s))
-                .unwrap_or("no service error code");
-            format!("SQS SendMessage of a deferred record to its source queue failed ({code})")
-        })
+        send_with_attributes(
+            request,
+            requeue_attributes(copy),
+            "of a deferred record to its source queue",
+        )
+        .await
     }
 
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
@@ -283,30 +274,38 @@ impl DeadLetterSink for SqsDeadLetters {
             .send_message()
             .queue_url(url)
             .message_body(letter.body.clone());
-        for (name, data_type, value) in attributes(letter) {
-            let value = MessageAttributeValue::builder()
-                .data_type(data_type)
-                .string_value(value)
-                .build()
-                .map_err(|_| format!("the {name} attribute could not be built"))?;
-            request = request.message_attributes(name, value);
-        }
         if url.ends_with(".fifo") {
             request = request
                 .message_group_id(group_id(letter))
                 .message_deduplication_id(dedup_id(letter));
         }
-        request.send().await.map(|_| ()).map_err(|e| {
-            let code = e
-                .as_service_error()
-                .and_then(|s| aws_sdk_sqs::error::ProvideErrorMetadata::code(s))
-                .unwrap_or("no service error code");
-            format!(
-                "SQS SendMessage to the {} queue failed ({code})",
-                letter.class
-            )
-        })
+        let to = format!("to the {} queue", letter.class);
+        send_with_attributes(request, attributes(letter), &to).await
     }
+}
+
+/// Sends `request` with its String and Number `attributes`; a refusal names the request
+/// (`what`) and SQS's error code, never the message.
+async fn send_with_attributes(
+    mut request: aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder,
+    attributes: Vec<(&'static str, &'static str, String)>,
+    what: &str,
+) -> Result<(), String> {
+    for (name, data_type, value) in attributes {
+        let value = MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(value)
+            .build()
+            .map_err(|_| format!("the {name} attribute could not be built"))?;
+        request = request.message_attributes(name, value);
+    }
+    request.send().await.map(|_| ()).map_err(|e| {
+        let code = e
+            .as_service_error()
+            .and_then(|s| aws_sdk_sqs::error::ProvideErrorMetadata::code(s))
+            .unwrap_or("no service error code");
+        format!("SQS SendMessage {what} failed ({code})")
+    })
 }
 
 #[cfg(test)]
