@@ -126,28 +126,10 @@ async fn run<D: Directory, S: DeadLetterSink, W: Watermarks>(
         }
         Invocation::Sqs { records, fifo } => {
             let report = pipeline.run(&records, fifo, deadline).await;
+            // Settlement named the records to hand back; the reply only lists them.
             let mut reply = SqsBatchResponse::default();
-            for (record, d) in records.iter().zip(&report.dispositions) {
-                if !matches!(
-                    d,
-                    Disposition::HandedBack(_) | Disposition::NotAcknowledged(_)
-                ) {
-                    continue;
-                }
-                if record.source_id.is_empty() {
-                    // SQS gives every record a messageId, so this one was made by hand. It
-                    // cannot be named in batchItemFailures (an empty identifier fails the
-                    // whole batch), and failing the invocation would deliver every
-                    // neighbour again: it ends here, said at ERROR with its class.
-                    tracing::error!(
-                        source = record.kind.as_str(),
-                        outcome = d.outcome(),
-                        error_class = d.class().map_or("", ErrorClass::as_str),
-                        "a record without a messageId could not be dead-lettered and cannot be handed back on its own; it is dropped"
-                    );
-                } else {
-                    reply.add_failure(record.source_id.clone());
-                }
+            for id in &report.hand_back {
+                reply.add_failure(id.clone());
             }
             (Ok(json!(reply)), report)
         }

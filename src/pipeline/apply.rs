@@ -1,98 +1,170 @@
-//! One user's read-modify-write, a step of `Run`: the instance's identity management,
-//! the user's turn and lease (`guard`), `DescribeUser`, the judgement of each change
-//! (`plan::judge`) and at most one update; and, when `DescribeUser` no longer confirms
-//! a Username's resolution, the same once more with the user it resolves to now.
-//! Every call goes through `Run::calls`.
+//! Applying, the third part of an invocation: one user's read-modify-write. The
+//! instance's identity management, the user's turn, a read slot (`backpressure`), the
+//! user's lease (the `Guard`), `DescribeUser`, the judgement of each change
+//! (`plan::judge`) and at most one update, every call through the invocation's one
+//! attempt loop (`Calls`); and, when `DescribeUser` no longer confirms a Username's
+//! resolution, the same once more with the user the `Resolver` finds now. `Applier`
+//! holds the directory, the container's instance cells and read slots, the policy, the
+//! invocation's `Budget`, calls, guard and resolver, and the users' turns.
 
-use crate::domain::change::ChangeRequest;
-use crate::domain::identity::{InstanceId, UserId};
-use crate::domain::instance::IdentityManagement;
-use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
+use std::collections::HashMap;
+use std::iter::repeat_n;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
+use tokio::sync::{Mutex as TurnLock, OnceCell, OwnedMutexGuard, OwnedSemaphorePermit};
 use tokio::time::timeout_at;
 
-use super::Outcome;
-use super::calls::Op;
-use super::plan::judge;
-use super::run::Run;
-use super::usernames::{Confirmed, username_of};
+use crate::domain::change::ChangeRequest;
+use crate::domain::error::Failure;
+use crate::domain::identity::{InstanceId, UserId};
+use crate::domain::instance::IdentityManagement;
+use crate::domain::policy::Policy;
+use crate::domain::ports::{Directory, UserRecord, Watermarks};
 
-/// What one user's read-modify-write came to.
-enum Applied {
-    /// One outcome per change, in the order given.
-    Outcomes(Vec<Outcome>),
-    /// `DescribeUser` refused a resolution by Username: resolve it once more.
-    ResolveAgain,
+use super::backpressure::ReadSlots;
+use super::budget::Budget;
+use super::calls::{Calls, Op, RateLimits};
+use super::guard::Guard;
+use super::plan::{Applied, Change, UserWork, judge};
+use super::usernames::{Confirmed, ResolveAgain, Resolver, username_of};
+use super::{InstanceCells, Outcome};
+
+/// One turn per user: a lane holds at most one user's turn at a time, from its
+/// `DescribeUser` through its update, so lanes never wait on each other in a cycle.
+#[derive(Default)]
+pub(super) struct UserTurns {
+    turns: Mutex<HashMap<UserKey, Arc<TurnLock<()>>>>,
 }
 
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
-    /// One user's read-modify-write, resolving a refused Username once more: the changes
-    /// by id go on with `user`, each Username's changes with the user it resolves to now.
-    pub(super) async fn apply_resolved(
-        &self,
-        instance: &InstanceId,
-        user: &UserId,
-        changes: &[ChangeRequest],
-    ) -> Vec<Outcome> {
-        match self.apply_user(instance, user, changes, false).await {
-            Applied::Outcomes(outcomes) => return outcomes,
-            Applied::ResolveAgain => {}
-        }
-        // Group the changes: by id (kept with `user`), and per Username.
-        let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-        for (i, c) in changes.iter().enumerate() {
-            let name = username_of(c);
-            match groups.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((name, vec![i])),
-            }
-        }
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
-        for (name, members) in groups {
-            let subset: Vec<ChangeRequest> = members.iter().map(|&i| changes[i].clone()).collect();
-            let result = match name {
-                None => self.apply_again(instance, user, &subset).await,
-                Some(name) => match self.resolve_again(instance, name).await {
-                    Ok(again) => self.apply_again(instance, &again, &subset).await,
-                    Err(outcome) => vec![outcome; subset.len()],
-                },
-            };
-            for (k, i) in members.into_iter().enumerate() {
-                outcomes[i] = result.get(k).cloned();
-            }
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Outcome::Deferred))
-            .collect()
+type UserKey = (InstanceId, UserId);
+
+impl UserTurns {
+    async fn turn(&self, instance: &InstanceId, user: &UserId) -> OwnedMutexGuard<()> {
+        let lock = Arc::clone(
+            self.turns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((instance.clone(), user.clone()))
+                .or_default(),
+        );
+        lock.lock_owned().await
+    }
+}
+
+/// Applying: one user's changes read, judged and applied.
+pub(super) struct Applier<'a, D, W> {
+    pub directory: &'a D,
+    pub policy: &'a Policy,
+    pub budget: &'a Budget,
+    pub calls: &'a Calls<'a>,
+    /// The container's rates, for the backpressure before the reads.
+    pub limits: &'a RateLimits,
+    /// Users holding a read while they wait for their update's turn.
+    pub read_slots: &'a ReadSlots,
+    /// Each instance's identity management, asked for once per container.
+    pub instances: &'a InstanceCells,
+    pub resolver: &'a Resolver<'a, D>,
+    pub guard: &'a Guard<'a, W>,
+    /// One read-modify-write per user at a time.
+    pub turns: UserTurns,
+    /// Instances whose `DescribeInstance` failed in this invocation, and how.
+    pub instance_failures: Mutex<HashMap<InstanceId, Outcome>>,
+}
+
+impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
+    /// Applies one user's changes: what each came to, in the order given. A panic
+    /// fails them all with `UnknownError`.
+    pub(super) async fn apply<'r>(&self, work: UserWork<'r>) -> Vec<Applied<'r>> {
+        let entries: Vec<_> = work.changes.iter().map(|c| c.entry.clone()).collect();
+        AssertUnwindSafe(self.apply_work(work))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                let failed =
+                    Outcome::from(Failure::unknown("internal error while applying the change"));
+                entries
+                    .into_iter()
+                    .map(|entry| Applied {
+                        entry,
+                        outcome: failed.clone(),
+                    })
+                    .collect()
+            })
     }
 
-    /// The second pass of a read-modify-write, which decides.
-    async fn apply_again(
+    /// One user's read-modify-write, resolving a refused Username once more.
+    async fn apply_work<'r>(&self, work: UserWork<'r>) -> Vec<Applied<'r>> {
+        let UserWork {
+            instance,
+            user,
+            changes,
+        } = work;
+        let confirm = |described: &Result<UserRecord, Outcome>| {
+            self.resolver.confirm(&instance, &user, &changes, described)
+        };
+        match self.apply_user(&instance, &user, &changes, confirm).await {
+            Ok(outcomes) => applied(changes, outcomes),
+            Err(ResolveAgain) => self.apply_again(&instance, &user, changes).await,
+        }
+    }
+
+    /// The second pass, after `DescribeUser` refused a resolution by Username: the
+    /// changes by id go on with `user`, each Username's changes with the user it
+    /// resolves to now; a refusal now decides.
+    async fn apply_again<'r>(
         &self,
         instance: &InstanceId,
         user: &UserId,
-        changes: &[ChangeRequest],
-    ) -> Vec<Outcome> {
-        match self.apply_user(instance, user, changes, true).await {
-            Applied::Outcomes(o) => o,
-            Applied::ResolveAgain => unreachable!("a second pass decides"),
+        changes: Vec<Change<'r>>,
+    ) -> Vec<Applied<'r>> {
+        // Group the changes: by id (kept with `user`), and per Username.
+        let mut groups: Vec<(Option<String>, Vec<Change<'r>>)> = Vec::new();
+        for change in changes {
+            let name = username_of(&change.request).map(str::to_owned);
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, members)) => members.push(change),
+                None => groups.push((name, vec![change])),
+            }
         }
+        let mut done = Vec::new();
+        for (name, subset) in groups {
+            let again = match &name {
+                None => Ok(user.clone()),
+                Some(name) => self.resolver.resolve_again(instance, name).await,
+            };
+            let outcomes = match again {
+                Ok(again) => {
+                    let confirm = |described: &Result<UserRecord, Outcome>| {
+                        self.resolver
+                            .confirm_again(instance, &again, &subset, described)
+                    };
+                    let Ok(outcomes) = self.apply_user(instance, &again, &subset, confirm).await;
+                    outcomes
+                }
+                Err(outcome) => vec![outcome; subset.len()],
+            };
+            done.extend(applied(subset, outcomes));
+        }
+        // Settled in the order the records came, as the first pass would be.
+        done.sort_by_key(|a| a.entry.at);
+        done
     }
 
     /// One user's read-modify-write: read the instance's identity management and the
     /// user, judge each change (`plan::judge`), and make at most one update for the
-    /// accepted ones. Returns one outcome per change, in the order given.
-    /// `again`: the user is a second resolution of a Username, so a refusal decides.
-    async fn apply_user(
+    /// accepted ones. Returns one outcome per change, in the order given, or what a
+    /// stale Username resolution leads to (`confirm` says).
+    async fn apply_user<X>(
         &self,
         instance: &InstanceId,
         user: &UserId,
-        changes: &[ChangeRequest],
-        again: bool,
-    ) -> Applied {
-        let all = |o: Outcome| Applied::Outcomes(vec![o; changes.len()]);
-        if changes.iter().all(|c| c.change.is_empty()) {
+        changes: &[Change<'_>],
+        confirm: impl Fn(&Result<UserRecord, Outcome>) -> Confirmed<X>,
+    ) -> Result<Vec<Outcome>, X> {
+        let all = |o: Outcome| Ok(vec![o; changes.len()]);
+        if changes.iter().all(|c| c.request.change.is_empty()) {
             return all(Outcome::Unchanged);
         }
         let management = match self.management(instance).await {
@@ -113,47 +185,41 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         };
         // The staleness guard's lease keeps other containers out until the release
         // below; the field changes its watermarks supersede are dropped.
-        let guarded = match self.guard(instance, user, changes).await {
+        let guarded = match self.guard.lease(instance, user, changes).await {
             Ok(guarded) => guarded,
             Err(o) => return all(o),
         };
+        let guard = self.guard;
         if guarded.nothing_left() {
             // No update and no watermark to move: only the lease is given back.
-            let _ = self.release_guard(&guarded, None).await;
-            return Applied::Outcomes(guarded.screened(vec![Outcome::Unchanged; changes.len()]));
+            let _ = guard.release(&guarded, None).await;
+            return Ok(guarded.screened(repeat_n(Outcome::Unchanged, changes.len())));
         }
-        let screened = |o: Outcome| Applied::Outcomes(guarded.screened(vec![o; changes.len()]));
-        let changes = guarded.changes.as_slice();
-        let directory = &self.pipeline.directory;
+        let directory = self.directory;
         let described = self
             .calls
             .call(Op::DescribeUser, || directory.describe_user(instance, user))
             .await;
         // A user found by Username is used only while DescribeUser returns that Username.
-        match self.confirm_usernames(instance, user, changes, &described, again) {
+        match confirm(&described) {
             Confirmed::Go => {}
-            Confirmed::ResolveAgain => {
-                let _ = self.release_guard(&guarded, None).await;
-                return Applied::ResolveAgain;
+            Confirmed::Stale(again) => {
+                let _ = guard.release(&guarded, None).await;
+                return Err(again);
             }
             Confirmed::Refused(outcomes) => {
-                let _ = self.release_guard(&guarded, None).await;
-                return Applied::Outcomes(guarded.screened(outcomes));
+                let _ = guard.release(&guarded, None).await;
+                return Ok(guarded.screened(outcomes));
             }
         }
         let current = match described {
             Ok(current) => current,
             Err(o) => {
-                let _ = self.release_guard(&guarded, None).await;
-                return screened(o);
+                let _ = guard.release(&guarded, None).await;
+                return Ok(guarded.screened(repeat_n(o, changes.len())));
             }
         };
-        let judgement = judge(
-            &current,
-            &management,
-            &self.pipeline.admission.policy,
-            changes,
-        );
+        let judgement = judge(&current, &management, self.policy, &guarded.changes);
         let shared = match &judgement.update {
             None => Outcome::Unchanged,
             Some(plan) => match self
@@ -171,36 +237,32 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         };
         // The watermarks move (after an update or a no-op) for the accepted changes only.
         let in_place = matches!(shared, Outcome::Updated(_) | Outcome::Unchanged);
-        let accepted: Vec<&ChangeRequest> = changes
+        let accepted: Vec<&ChangeRequest> = guarded
+            .changes
             .iter()
             .zip(&judgement.verdicts)
             .filter(|(_, v)| v.is_ok())
-            .map(|(c, _)| c)
+            .map(|(c, _)| &c.request)
             .collect();
         let released = if matches!(shared, Outcome::Unknown(..)) {
             // The request may still land: the lease is kept until it lapses, so that no
             // newer change to the user is applied (by any container) before then.
-            self.keep_guard(instance, user, &guarded);
+            guard.keep(instance, user, &guarded);
             Ok(())
         } else {
-            self.release_guard(&guarded, in_place.then_some(&accepted[..]))
+            guard
+                .release(&guarded, in_place.then_some(&accepted[..]))
                 .await
         };
         let shared = match released {
             Ok(()) => shared,
             Err(failure) => Outcome::from(failure),
         };
-        Applied::Outcomes(
-            guarded.screened(
-                judgement
-                    .verdicts
-                    .into_iter()
-                    .map(|v| match v {
-                        Err(refused) => Outcome::from(refused),
-                        Ok(()) => shared.clone(),
-                    })
-                    .collect(),
-            ),
+        Ok(
+            guarded.screened(judgement.verdicts.into_iter().map(|v| match v {
+                Err(refused) => Outcome::from(refused),
+                Ok(()) => shared.clone(),
+            })),
         )
     }
 
@@ -209,10 +271,10 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// first in line is always read while a read fits: the container keeps one request
     /// waiting for the schedule, so its turns are measured and it keeps its place in the
     /// fleet even when its measured rate says little can come.
-    async fn read_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn read_slot(&self) -> Option<OwnedSemaphorePermit> {
         let latest_start = self.budget.last_attempt;
-        let (slot, ahead) = self.pipeline.read_slots.take_by(latest_start).await?;
-        let limits = &self.pipeline.limits;
+        let (slot, ahead) = self.read_slots.take_by(latest_start).await?;
+        let limits = self.limits;
         // The schedule's next free instant, as known: no read for a turn it already
         // puts past the latest start.
         let (booked_ahead, _) = limits.update_outlook();
@@ -231,8 +293,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// shared by every user of the invocation that asks, and the next invocation asks
     /// again.
     async fn management(&self, instance: &InstanceId) -> Result<IdentityManagement, Outcome> {
-        let cell = self.pipeline.instance_cell(instance);
-        let directory = &self.pipeline.directory;
+        let cell = self.instance_cell(instance);
+        let directory = self.directory;
         cell.get_or_try_init(|| async {
             if let Some(failed) = self.instance_failure(instance) {
                 return Err(failed);
@@ -251,4 +313,45 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         .await
         .cloned()
     }
+
+    /// Where `instance`'s identity management is kept once known.
+    fn instance_cell(&self, instance: &InstanceId) -> Arc<OnceCell<IdentityManagement>> {
+        Arc::clone(
+            self.instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(instance.clone())
+                .or_default(),
+        )
+    }
+
+    /// How `DescribeInstance` of `instance` failed in this invocation, if it did.
+    fn instance_failure(&self, instance: &InstanceId) -> Option<Outcome> {
+        self.instance_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance)
+            .cloned()
+    }
+
+    fn instance_failed(&self, instance: &InstanceId, outcome: Outcome) {
+        self.instance_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance.clone(), outcome);
+    }
+}
+
+/// Each change's record with what it came to; `outcomes` holds one per change, in the
+/// order given.
+fn applied<'r>(changes: Vec<Change<'r>>, outcomes: Vec<Outcome>) -> Vec<Applied<'r>> {
+    debug_assert_eq!(changes.len(), outcomes.len(), "one outcome per change");
+    changes
+        .into_iter()
+        .zip(outcomes)
+        .map(|(c, outcome)| Applied {
+            entry: c.entry,
+            outcome,
+        })
+        .collect()
 }

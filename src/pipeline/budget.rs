@@ -43,6 +43,8 @@ pub(crate) struct Budget {
     pub release_by: Instant,
     /// The longest one attempt may take.
     pub attempt: Duration,
+    /// The longest a dead-letter send may take, its retries included.
+    pub dead_letter_send: Duration,
 }
 
 impl Budget {
@@ -54,8 +56,9 @@ impl Budget {
             .checked_sub(settings.call_budget)
             .unwrap_or_else(Instant::now);
         let release_by = before(settings.deadline_margin / 2);
+        let dead_letter_send = settings.dead_letter_budget();
         let dead_letter_by = release_by
-            .checked_sub(settings.dead_letter_budget())
+            .checked_sub(dead_letter_send)
             .unwrap_or_else(Instant::now);
         Budget {
             deadline,
@@ -64,6 +67,7 @@ impl Budget {
             dead_letter_by,
             release_by,
             attempt: settings.call_budget,
+            dead_letter_send,
         }
     }
 

@@ -181,12 +181,12 @@ impl Counts {
 /// window, and what the calls cost.
 pub(super) struct Calls<'p> {
     limits: &'p RateLimits,
-    budget: Budget,
+    budget: &'p Budget,
     counts: Counts,
 }
 
 impl<'p> Calls<'p> {
-    pub(super) fn new(limits: &'p RateLimits, budget: Budget) -> Self {
+    pub(super) fn new(limits: &'p RateLimits, budget: &'p Budget) -> Self {
         Calls {
             limits,
             budget,
@@ -290,7 +290,7 @@ impl<'p> Calls<'p> {
                 // about the account (a user's own failures would otherwise drop the
                 // whole operation's rate three times per delivery).
                 if !dropped {
-                    let writes = token.throttled(&self.budget, user).await;
+                    let writes = token.throttled(self.budget, user).await;
                     self.counts
                         .schedule_writes
                         .fetch_add(writes, Ordering::Relaxed);
@@ -351,7 +351,7 @@ impl<'p> Calls<'p> {
     /// else (or when the schedule cannot be used) from the container's `limiter`.
     async fn take_from(&self, op: Op, limiter: &'p Limiter) -> Option<Taken<'p>> {
         if let (Op::UpdateUserIdentityInfo, Some(fleet)) = (op, &self.limits.fleet_update) {
-            let (take, writes) = fleet.take_by(&self.budget).await;
+            let (take, writes) = fleet.take_by(self.budget).await;
             self.counts
                 .schedule_writes
                 .fetch_add(writes, Ordering::Relaxed);

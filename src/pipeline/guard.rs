@@ -1,25 +1,29 @@
-//! The staleness guard around one user's read-modify-write (SPEC §2.5): take the
-//! user's lease and read the watermarks before the reads, drop the field changes they
-//! supersede, and once the update succeeded (or found nothing to change) write the
-//! watermarks forward and give the lease up. Without a table configured it passes the
-//! changes through untouched. Steps of `Run`; touch the watermark table and the
-//! guard's counts only.
+//! The guard, the second part of an invocation, around one user's read-modify-write
+//! (SPEC §2.5): take the user's lease and read the watermarks before the reads, drop
+//! the field changes they supersede, and once the update succeeded (or found nothing to
+//! change) write the watermarks forward and give the lease up. Without a table
+//! configured it passes the changes through untouched. `Guard` holds the watermark
+//! table, the container's kept leases, the clock, the policy's Email rule (for the
+//! lease's intent), the invocation's `Budget` and its own counts; nothing else.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::domain::change::{ChangeRequest, FieldChange, IdentityChange};
 use crate::domain::error::Failure;
 use crate::domain::identity::{InstanceId, UserId};
-use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Lease, Leased, Watermarks};
+use crate::domain::policy::Policy;
+use crate::domain::ports::{CallFailure, Lease, Leased, Watermarks};
 use crate::domain::watermark::{FieldWatermarks, Screened};
 
 use super::Outcome;
-use super::run::Run;
+use super::budget::Budget;
+use super::plan::Change;
 
 /// The pause before a lease held by another invocation is asked for again; doubled
 /// after each try, up to `LEASE_BACKOFF_MAX`.
@@ -51,64 +55,105 @@ impl Watermarks for NoWatermarks {
     }
 }
 
-/// One user's changes as the guard left them, and the lease to give back.
-pub(super) struct Guarded {
-    /// The changes with their superseded field changes dropped, in the order given.
-    pub changes: Vec<ChangeRequest>,
-    /// Per change: every field it touched was superseded, so it ends `unchanged`
+/// What the staleness guard did in this invocation.
+#[derive(Default)]
+pub(super) struct GuardCounts {
+    /// Requests made to the watermark table.
+    pub watermark_requests: AtomicU32,
+    /// Users whose lease was taken.
+    pub guarded_users: AtomicU32,
+}
+
+/// One change as the guard left it.
+pub(super) struct GuardedChange {
+    /// The change with its superseded field changes dropped.
+    pub request: ChangeRequest,
+    /// Every field it touched was superseded, so it ends `unchanged`
     /// (`Outcome::Superseded`) whatever the reads and the update of the others come to.
-    pub superseded: Vec<bool>,
+    pub superseded: bool,
+}
+
+impl std::borrow::Borrow<ChangeRequest> for GuardedChange {
+    fn borrow(&self) -> &ChangeRequest {
+        &self.request
+    }
+}
+
+/// One user's changes as the guard left them, in the order given, and the lease to
+/// give back.
+pub(super) struct Guarded {
+    pub changes: Vec<GuardedChange>,
     held: Option<Leased>,
 }
 
 impl Guarded {
     /// Whether nothing is left to apply.
     pub fn nothing_left(&self) -> bool {
-        self.changes.iter().all(|c| c.change.is_empty())
+        self.changes.iter().all(|c| c.request.change.is_empty())
     }
 
-    /// `outcomes` (one per change) with every wholly superseded change's replaced by
-    /// `Superseded`: decided by the watermarks before the reads, it does not share what
-    /// the reads or the update of the other changes came to.
-    pub fn screened(&self, outcomes: Vec<Outcome>) -> Vec<Outcome> {
-        outcomes
-            .into_iter()
-            .zip(&self.superseded)
-            .map(|(o, superseded)| if *superseded { Outcome::Superseded } else { o })
+    /// `outcomes` (one per change, in the order given) with every wholly superseded
+    /// change's replaced by `Superseded`: decided by the watermarks before the reads, it
+    /// does not share what the reads or the update of the other changes came to.
+    pub fn screened(&self, outcomes: impl IntoIterator<Item = Outcome>) -> Vec<Outcome> {
+        self.changes
+            .iter()
+            .zip(outcomes)
+            .map(|(c, o)| if c.superseded { Outcome::Superseded } else { o })
             .collect()
     }
 }
 
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
+/// The staleness guard of one invocation.
+pub(super) struct Guard<'a, W> {
+    /// The watermark table; `None`: no guard.
+    pub table: Option<&'a W>,
+    /// The leases this container keeps after an update of unknown outcome.
+    pub kept: &'a KeptLeases,
+    /// The wall clock the table and the other containers share.
+    pub clock: &'a Clock,
+    /// The Email allowlist, to leave out of a lease's intent what it always refuses.
+    pub policy: &'a Policy,
+    pub budget: &'a Budget,
+    pub counts: GuardCounts,
+}
+
+impl<W: Watermarks> Guard<'_, W> {
     /// Takes the user's lease and screens `changes` against the watermarks it read.
     /// A lease held by another invocation is waited for (asked for again with a
     /// growing pause) until the latest start of the invocation; still held then, the
     /// changes are handed back (`LeaseHeld`, whatever their receive count). A failure
     /// of the table fails them with `UnknownError`: none is applied unguarded.
-    pub(super) async fn guard(
+    pub(super) async fn lease(
         &self,
         instance: &InstanceId,
         user: &UserId,
-        changes: &[ChangeRequest],
+        changes: &[Change<'_>],
     ) -> Result<Guarded, Outcome> {
-        let tally = &self.guard_counts;
-        let budget = &self.budget;
-        let Some(table) = &self.pipeline.watermarks else {
+        let tally = &self.counts;
+        let budget = self.budget;
+        let Some(table) = self.table else {
             return Ok(Guarded {
-                changes: changes.to_vec(),
-                superseded: vec![false; changes.len()],
+                changes: changes
+                    .iter()
+                    .map(|c| GuardedChange {
+                        request: c.request.clone(),
+                        superseded: false,
+                    })
+                    .collect(),
                 held: None,
             });
         };
+        let changes: Vec<&ChangeRequest> = changes.iter().map(|c| &c.request).collect();
         if self.kept_here(instance, user) {
             return Err(Outcome::LeaseHeld);
         }
         let latest_start = budget.last_attempt;
-        let until = budget.lease_horizon(&self.pipeline.clock);
+        let until = budget.lease_horizon(self.clock);
         // What this lease may apply, kept with it until the release. An Email the
         // allowlist refuses whatever the user holds can never be applied: it is left
         // out, so that it holds off no older change should the lease never be released.
-        let policy = &self.pipeline.admission.policy;
+        let policy = self.policy;
         let may_apply: Vec<IdentityChange> = changes
             .iter()
             .map(|c| {
@@ -125,7 +170,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             })
             .collect();
         let intent = FieldWatermarks::default()
-            .advanced(may_apply.iter().zip(changes).map(|(m, c)| (m, c.stamp())));
+            .advanced(may_apply.iter().zip(&changes).map(|(m, c)| (m, c.stamp())));
         let mut backoff = LEASE_BACKOFF;
         let mut tries = 0;
         let leased = loop {
@@ -163,8 +208,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             backoff = (backoff * 2).min(LEASE_BACKOFF_MAX);
         };
         tally.guarded_users.fetch_add(1, Ordering::Relaxed);
-        let present: Vec<_> = changes.iter().map(ChangeRequest::stamp).collect();
-        let (changes, superseded): (Vec<_>, Vec<_>) = changes
+        let present: Vec<_> = changes.iter().map(|c| c.stamp()).collect();
+        let changes = changes
             .iter()
             .map(|c| {
                 let Screened {
@@ -179,18 +224,17 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 let change = older.change;
                 fields.extend(older.superseded);
                 let all = !fields.is_empty() && change.is_empty();
-                (
-                    ChangeRequest {
+                GuardedChange {
+                    request: ChangeRequest {
                         change,
-                        ..c.clone()
+                        ..(*c).clone()
                     },
-                    all,
-                )
+                    superseded: all,
+                }
             })
-            .unzip();
+            .collect();
         Ok(Guarded {
             changes,
-            superseded,
             held: Some(leased),
         })
     }
@@ -198,10 +242,9 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Keeps the lease after an update of unknown outcome: it lapses on its own at the
     /// end of this invocation's time (and the margin), by when the request has landed
     /// or never will. Nothing is written.
-    pub(super) fn keep_guard(&self, instance: &InstanceId, user: &UserId, guarded: &Guarded) {
+    pub(super) fn keep(&self, instance: &InstanceId, user: &UserId, guarded: &Guarded) {
         if let Some(held) = &guarded.held {
-            self.pipeline
-                .kept_leases
+            self.kept
                 .lock()
                 .expect("kept leases")
                 .insert((instance.clone(), user.clone()), held.lease.until);
@@ -215,8 +258,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// Whether this container keeps the user's lease after an update of unknown outcome
     /// and it has not lapsed yet; lapsed ones are forgotten.
     fn kept_here(&self, instance: &InstanceId, user: &UserId) -> bool {
-        let now = self.pipeline.clock.now();
-        let mut kept = self.pipeline.kept_leases.lock().expect("kept leases");
+        let now = self.clock.now();
+        let mut kept = self.kept.lock().expect("kept leases");
         kept.retain(|_, until| *until > now);
         kept.contains_key(&(instance.clone(), user.clone()))
     }
@@ -228,13 +271,13 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// # Errors
     /// The table's failure when the watermarks could not be written: the changes must
     /// come again, so that they are written.
-    pub(super) async fn release_guard(
+    pub(super) async fn release(
         &self,
         guarded: &Guarded,
         applied: Option<&[&ChangeRequest]>,
     ) -> Result<(), Failure> {
-        let tally = &self.guard_counts;
-        let (Some(table), Some(held)) = (&self.pipeline.watermarks, &guarded.held) else {
+        let tally = &self.counts;
+        let (Some(table), Some(held)) = (self.table, &guarded.held) else {
             return Ok(());
         };
         let advanced = applied.map(|applied| {

@@ -1,8 +1,12 @@
 //! The pipeline: `Pipeline` is what a container keeps between invocations (the ports,
-//! the limits, the caches), and `Pipeline::run` makes one `Run` per invocation
-//! (`run.rs`), whose steps admit each record, resolve usernames (`usernames`, their one
-//! home), plan the work per user and FIFO lane (`plan`, pure), apply each user's changes
-//! (`apply`, under the staleness `guard`) and settle every record (`settle`). Every
+//! the limits, the caches), and `Pipeline::run` runs one invocation (`run.rs`) as four
+//! parts, each a struct that borrows only the ports it uses: the `Resolver`
+//! (`usernames`, resolving users), the `Guard` (`guard`, the lease, watermarks and
+//! supersession), the `Applier` (`apply`, reads, judgement and the update) and the
+//! `Settler` (`settle`, dead letters, copies queued again, hand-backs and the reply).
+//! They hand on typed values (`plan`): `Admitted` → `Targeted` → lanes of `Unit`s →
+//! `Applied` → `Settled`, each record's `Entry` travelling with its change. The
+//! invocation's one `Budget` (`budget`) holds every instant its parts must keep. Every
 //! Connect call goes through `calls`, the one place that knows how a call is paced.
 //!
 //! May touch: `domain` (its types and ports) and `limiter`. Never the SDKs, `inbound` or
@@ -35,8 +39,6 @@ use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, Record};
 use usernames::Usernames;
 
-use run::Run;
-
 pub use calls::{MAX_ATTEMPTS, RateLimits};
 pub use guard::NoWatermarks;
 pub use plan::{Judgement, judge, order};
@@ -64,8 +66,9 @@ impl Settings {
     }
 }
 
-/// How the work on one record (or on a group of coalesced records) ended.
-#[derive(Debug, Clone)]
+/// How the work on one record (or on a group of coalesced records) ended: the one
+/// outcome type from the attempt loop (or the table, or admission) to settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Updated(Vec<Field>),
     Unchanged,
@@ -113,6 +116,9 @@ pub struct PerOperation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunReport {
     pub dispositions: Vec<Disposition>,
+    /// The `messageId`s an SQS reply names in `batchItemFailures`, in order (settlement
+    /// decides them; the reply only lists them).
+    pub hand_back: Vec<String>,
     /// Connect calls made, each attempt counted (cached answers are no call).
     pub calls: PerOperation,
     /// Attempts Connect answered with a throttle.
@@ -231,17 +237,6 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
     /// Handles the records of one invocation: how each ended, in order, and what the
     /// invocation cost in Connect calls.
     pub async fn run(&self, records: &[Record], fifo: bool, deadline: Instant) -> RunReport {
-        Run::new(self, deadline).records(records, fifo).await
-    }
-
-    /// Where `instance`'s identity management is kept once known.
-    fn instance_cell(&self, instance: &InstanceId) -> Arc<OnceCell<IdentityManagement>> {
-        Arc::clone(
-            self.instances
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(instance.clone())
-                .or_default(),
-        )
+        run::run(self, records, fifo, deadline).await
     }
 }

@@ -3,6 +3,7 @@
 //! change on its own against the identity the earlier accepted ones leave, and merge
 //! the accepted ones into at most one update.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use crate::domain::change::{ChangeRequest, IdentityInfo};
@@ -15,6 +16,37 @@ use crate::domain::record::Record;
 
 use super::Outcome;
 
+/// The ids a record is known by, for its span, its log line and its dead letter.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Ids {
+    pub event_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// One record of the invocation, with its place in the batch (where its disposition
+/// goes) and the ids it is known by so far. It travels with its change from admission
+/// to settlement.
+#[derive(Clone)]
+pub(super) struct Entry<'r> {
+    pub at: usize,
+    pub record: &'r Record,
+    pub ids: Ids,
+}
+
+/// A record once admitted: its change, or the outcome it already has.
+pub(super) struct Admitted<'r> {
+    pub entry: Entry<'r>,
+    pub change: Result<ChangeRequest, Outcome>,
+}
+
+/// A record once its user is known: the change and its user, or the outcome it
+/// already has.
+pub(super) struct Targeted<'r> {
+    pub entry: Entry<'r>,
+    pub target: Result<Target, Outcome>,
+}
+
 /// An admitted change and the user it resolved to.
 pub(super) struct Target {
     pub instance: InstanceId,
@@ -22,20 +54,41 @@ pub(super) struct Target {
     pub request: ChangeRequest,
 }
 
-/// Records worked on together: one user's changes (`members[i]` carried
-/// `changes[i]`), or a record whose outcome is already known.
-pub(super) struct Unit {
-    pub members: Vec<usize>,
-    pub work: Work,
+/// One record's change, on its way through one user's read-modify-write.
+pub(super) struct Change<'r> {
+    pub entry: Entry<'r>,
+    pub request: ChangeRequest,
 }
 
-pub(super) enum Work {
-    Done(Outcome),
-    Apply {
-        instance: InstanceId,
-        user: UserId,
-        changes: Vec<ChangeRequest>,
-    },
+/// One user's changes, worked on together.
+pub(super) struct UserWork<'r> {
+    pub instance: InstanceId,
+    pub user: UserId,
+    pub changes: Vec<Change<'r>>,
+}
+
+/// Records worked on together: one user's changes, or a record whose outcome is
+/// already known.
+pub(super) enum Unit<'r> {
+    Done(Entry<'r>, Outcome),
+    Apply(UserWork<'r>),
+}
+
+impl<'r> Unit<'r> {
+    /// The unit's records, in order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry<'r>> {
+        let (done, changes) = match self {
+            Unit::Done(entry, _) => (Some(entry), &[][..]),
+            Unit::Apply(work) => (None, &work.changes[..]),
+        };
+        done.into_iter().chain(changes.iter().map(|c| &c.entry))
+    }
+}
+
+/// A record and what the work on it came to, handed to settlement.
+pub(super) struct Applied<'r> {
+    pub entry: Entry<'r>,
+    pub outcome: Outcome,
 }
 
 /// Groups records into lanes run one after another inside, lanes side by side.
@@ -43,21 +96,17 @@ pub(super) enum Work {
 /// invocation; in FIFO every message group is a lane, and consecutive changes to the
 /// same user within it form one unit. A user reached from several lanes is worked on
 /// by one lane at a time (see `apply`).
-pub(super) fn build_lanes(
-    records: &[Record],
-    targets: Vec<Result<Target, Outcome>>,
-    fifo: bool,
-) -> Vec<Vec<Unit>> {
+pub(super) fn build_lanes(targeted: Vec<Targeted<'_>>, fifo: bool) -> Vec<Vec<Unit<'_>>> {
     #[derive(PartialEq, Eq, Hash)]
     enum LaneKey {
         Group(String),
         User(InstanceId, UserId),
     }
-    let mut lanes: Vec<Vec<Unit>> = Vec::new();
+    let mut lanes: Vec<Vec<Unit<'_>>> = Vec::new();
     let mut lane_by_key: HashMap<LaneKey, usize> = HashMap::new();
-    for (i, target) in targets.into_iter().enumerate() {
+    for Targeted { entry, target } in targeted {
         let key = if fifo {
-            records[i].group.clone().map(LaneKey::Group)
+            entry.record.group.clone().map(LaneKey::Group)
         } else {
             target
                 .as_ref()
@@ -76,32 +125,25 @@ pub(super) fn build_lanes(
         };
         let lane = &mut lanes[lane_index];
         match target {
-            Err(outcome) => lane.push(Unit {
-                members: vec![i],
-                work: Work::Done(outcome),
-            }),
-            Ok(target) => match lane.last_mut() {
-                Some(Unit {
-                    members,
-                    work:
-                        Work::Apply {
-                            instance,
-                            user,
-                            changes,
-                        },
-                }) if *instance == target.instance && *user == target.user => {
-                    members.push(i);
-                    changes.push(target.request);
-                }
-                _ => lane.push(Unit {
-                    members: vec![i],
-                    work: Work::Apply {
+            Err(outcome) => lane.push(Unit::Done(entry, outcome)),
+            Ok(target) => {
+                let change = Change {
+                    entry,
+                    request: target.request,
+                };
+                match lane.last_mut() {
+                    Some(Unit::Apply(work))
+                        if work.instance == target.instance && work.user == target.user =>
+                    {
+                        work.changes.push(change);
+                    }
+                    _ => lane.push(Unit::Apply(UserWork {
                         instance: target.instance,
                         user: target.user,
-                        changes: vec![target.request],
-                    },
-                }),
-            },
+                        changes: vec![change],
+                    })),
+                }
+            }
         }
     }
     lanes
@@ -109,9 +151,9 @@ pub(super) fn build_lanes(
 
 /// The positions of `changes` in `OccurredAt` order, ties (and changes without a
 /// time) in arrival order.
-pub fn order(changes: &[ChangeRequest]) -> Vec<usize> {
+pub fn order<C: Borrow<ChangeRequest>>(changes: &[C]) -> Vec<usize> {
     let mut positions: Vec<usize> = (0..changes.len()).collect();
-    positions.sort_by_key(|i| (changes[*i].occurred_at, *i));
+    positions.sort_by_key(|i| (changes[*i].borrow().occurred_at, *i));
     positions
 }
 
@@ -130,11 +172,11 @@ pub struct Judgement {
 /// security profile refuses them all; otherwise each change, in `order`, is judged
 /// by the Email-domain rule and the identity-mode rules against the identity as the
 /// earlier accepted changes leave it, and the accepted ones are merged.
-pub fn judge(
+pub fn judge<C: Borrow<ChangeRequest>>(
     current: &UserRecord,
     management: &IdentityManagement,
     policy: &Policy,
-    changes: &[ChangeRequest],
+    changes: &[C],
 ) -> Judgement {
     if let Err(refused) =
         policy.check_security_profiles(current.security_profile_ids.iter().map(String::as_str))
@@ -148,7 +190,7 @@ pub fn judge(
     let mut verdicts: Vec<Result<(), Failure>> = vec![Ok(()); changes.len()];
     let mut state: IdentityInfo = current.info.clone();
     for i in order(changes) {
-        match judge_one(&state, management, policy, &changes[i]) {
+        match judge_one(&state, management, policy, changes[i].borrow()) {
             Ok(next) => state = next,
             Err(refused) => verdicts[i] = Err(refused),
         }

@@ -1,45 +1,120 @@
-//! Settlement per record: acknowledge, dead-letter with its class, or hand back, and
-//! the one log line each record ends with. A dead-letter send starts only while it
+//! Settling, the last part of an invocation: per record, acknowledge, dead-letter with
+//! its class, queue again or hand back, and the one log line each record ends with;
+//! and, from the dispositions, the records the reply names (`hand_backs`): the one
+//! place that turns outcomes into the reply. A dead-letter send starts only while it
 //! can finish before the reply is due, and once started it is never cut short: SQS
-//! may already have taken the message. Steps of `Run`; touch the dead-letter sink only.
+//! may already have taken the message. `Settler` holds the dead-letter sink, the
+//! clock, the invocation's `Budget`, and the container's rates (for a deferred copy's
+//! delay); nothing else.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::clock::Clock;
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::Field;
-use std::sync::atomic::Ordering;
-
-use crate::domain::ports::{DeadLetter, DeadLetterSink, Directory, Requeue, Watermarks};
+use crate::domain::ports::{DeadLetter, DeadLetterSink, Requeue};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
 use super::Outcome;
-use super::run::{Ids, Run};
+use super::budget::Budget;
+use super::calls::RateLimits;
+use super::plan::{Applied, Entry, Ids};
 
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
-    /// Decides what happens to one record given its outcome, dead-lettering it when
-    /// it must be; in the record's span.
-    pub(super) async fn settle(
-        &self,
-        record: &Record,
-        ids: &Ids,
-        outcome: &Outcome,
-    ) -> Disposition {
-        self.settle_record(record, ids, outcome)
+/// A record's disposition, with its place in the batch.
+pub(super) struct Settled {
+    pub at: usize,
+    pub disposition: Disposition,
+}
+
+/// Settling: what becomes of each record.
+pub(super) struct Settler<'a, S> {
+    pub sink: &'a S,
+    /// Retryable SQS records are handed back while their own failures are below this.
+    pub max_receive_count: u32,
+    pub clock: &'a Clock,
+    pub budget: &'a Budget,
+    /// Whether a deferred record of a standard queue is queued again as a fresh copy.
+    pub requeue: bool,
+    /// The container's rates, for how long a deferred copy waits.
+    pub limits: &'a RateLimits,
+    /// Deferred records queued again so far, for their delays.
+    pub deferrals: AtomicU32,
+    /// Records that ended `unchanged` because the staleness guard superseded them.
+    pub superseded: AtomicU32,
+}
+
+/// Whether a record can be named in the reply's `batchItemFailures`: an SQS record
+/// with a `messageId` (one made by hand without one cannot be named on its own).
+fn can_hand_back(record: &Record) -> bool {
+    record.kind == SourceKind::Sqs && !record.source_id.is_empty()
+}
+
+/// The `messageId`s the reply names in `batchItemFailures`, in order: every record
+/// handed back or not acknowledged that can be named. One that cannot ends here, said
+/// at ERROR with its class: failing the invocation would deliver every neighbour again.
+pub(super) fn hand_backs(records: &[Record], dispositions: &[Disposition]) -> Vec<String> {
+    let mut named = Vec::new();
+    for (record, d) in records.iter().zip(dispositions) {
+        // A direct event's reply is its disposition (`handler`): nothing to name.
+        if record.kind != SourceKind::Sqs
+            || !matches!(
+                d,
+                Disposition::HandedBack(_) | Disposition::NotAcknowledged(_)
+            )
+        {
+            continue;
+        }
+        if can_hand_back(record) {
+            named.push(record.source_id.clone());
+        } else {
+            // SQS gives every record a messageId, so this one was made by hand. It
+            // cannot be named in batchItemFailures (an empty identifier fails the whole
+            // batch), and failing the invocation would deliver every neighbour again.
+            tracing::error!(
+                source = record.kind.as_str(),
+                outcome = d.outcome(),
+                error_class = d.class().map_or("", ErrorClass::as_str),
+                "a record without a messageId could not be dead-lettered and cannot be handed back on its own; it is dropped"
+            );
+        }
+    }
+    named
+}
+
+impl<S: DeadLetterSink> Settler<'_, S> {
+    /// Decides what happens to one record given what the work on it came to,
+    /// dead-lettering it when it must be; in the record's span.
+    pub(super) async fn settle(&self, applied: Applied<'_>) -> Settled {
+        let Applied { entry, outcome } = applied;
+        let (record, ids) = (entry.record, &entry.ids);
+        let disposition = self
+            .settle_record(record, ids, &outcome)
             .instrument(record_span(record, ids))
-            .await
+            .await;
+        if matches!(outcome, Outcome::Superseded) && disposition == Disposition::Unchanged {
+            self.superseded.fetch_add(1, Ordering::Relaxed);
+        }
+        Settled {
+            at: entry.at,
+            disposition,
+        }
     }
 
     /// Hands back a FIFO record whose group has an earlier record handed back.
-    pub(super) fn behind_in_group(&self, record: &Record, ids: &Ids) -> Disposition {
+    pub(super) fn behind_in_group(&self, entry: &Entry<'_>) -> Settled {
         let d = Disposition::HandedBack(HandBack::GroupOrder);
-        log_disposition(record, ids, &d, None, &[]);
-        d
+        log_disposition(entry.record, &entry.ids, &d, None, &[]);
+        Settled {
+            at: entry.at,
+            disposition: d,
+        }
     }
 
     async fn settle_record(&self, record: &Record, ids: &Ids, outcome: &Outcome) -> Disposition {
-        let settings = &self.pipeline.settings;
-        let can_hand_back = record.kind == SourceKind::Sqs && !record.source_id.is_empty();
+        let can_hand_back = can_hand_back(record);
         let (failure, attempts) = match outcome {
             Outcome::Updated(fields) => {
                 let d = Disposition::Updated;
@@ -84,7 +159,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         // a deferral is queued again as a fresh copy, not handed back) and those its
         // earlier copies carried.
         let own_failures = own_failures(record);
-        if class.is_retryable() && can_hand_back && own_failures < settings.max_receive_count {
+        if class.is_retryable() && can_hand_back && own_failures < self.max_receive_count {
             let d = Disposition::HandedBack(HandBack::Retry(class));
             log_disposition(record, ids, &d, Some(&failure), &[]);
             return d;
@@ -94,7 +169,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             message: failure.message.clone(),
             source: record.kind,
             source_id: record.source_id.clone(),
-            failed_at: self.pipeline.clock.now(),
+            failed_at: self.clock.now(),
             event_id: ids.event_id.clone(),
             instance_id: ids.instance_id.clone(),
             user_id: ids.user_id.clone(),
@@ -108,7 +183,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
         };
         // The dead-letter client bounds a send (its retries included) to this budget;
         // half the margin is kept for the reply.
-        let send_budget = settings.dead_letter_budget();
+        let send_budget = self.budget.dead_letter_send;
         if Instant::now() > self.budget.dead_letter_by {
             let d = if can_hand_back {
                 Disposition::HandedBack(HandBack::Deadline)
@@ -123,7 +198,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             log_disposition(record, ids, &d, Some(&failure), &[]);
             return d;
         }
-        let sent = self.pipeline.sink.send(&letter).await;
+        let sent = self.sink.send(&letter).await;
         let d = match sent {
             Ok(()) => Disposition::DeadLettered(class),
             Err(reason) => {
@@ -146,7 +221,7 @@ fn own_failures(record: &Record) -> u32 {
     record.carried_failures.saturating_add(record.receive_count)
 }
 
-impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
+impl<S: DeadLetterSink> Settler<'_, S> {
     /// Settles a deferred SQS record (SPEC §2.4: its turn did not come; it did not
     /// fail). A record of a standard queue is queued again as a fresh copy and
     /// acknowledged, so the deferral spends none of its receives; the copy is delayed by
@@ -156,15 +231,13 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
     /// whose copy would go behind the later records of its group, is handed back; so is
     /// a record whose copy cannot be sent (or not in time).
     async fn defer(&self, record: &Record, ids: &Ids, why: HandBack) -> Disposition {
-        let pipeline = self.pipeline;
         let fifo = record.group.is_some()
             || record
                 .queue_arn
                 .as_deref()
                 .is_none_or(|arn| arn.ends_with(".fifo"));
         let document = record.document.as_ref().ok();
-        let (Some(queue_arn), false, true) = (record.queue_arn.as_ref(), fifo, pipeline.requeue)
-        else {
+        let (Some(queue_arn), false, true) = (record.queue_arn.as_ref(), fifo, self.requeue) else {
             let d = Disposition::HandedBack(why);
             log_disposition(record, ids, &d, None, &[]);
             return d;
@@ -175,8 +248,8 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
             return d;
         }
         let nth = self.deferrals.fetch_add(1, Ordering::Relaxed) + 1;
-        let (booked_ahead, _) = pipeline.limits.update_outlook();
-        let own_turns = f64::from(nth) / pipeline.limits.turns().rate();
+        let (booked_ahead, _) = self.limits.update_outlook();
+        let own_turns = f64::from(nth) / self.limits.turns().rate();
         let delay = (booked_ahead.as_secs_f64() + own_turns).ceil().min(900.0);
         let copy = Requeue {
             queue_arn: queue_arn.clone(),
@@ -189,7 +262,7 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Run<'_, D, S, W> {
                 .saturating_add(record.receive_count - 1),
             delay_seconds: delay as u32,
         };
-        let d = match pipeline.sink.requeue(&copy).await {
+        let d = match self.sink.requeue(&copy).await {
             Ok(()) => Disposition::Requeued(why),
             Err(reason) => {
                 warn!(error = %reason, "a deferred record could not be queued again; it is handed back");

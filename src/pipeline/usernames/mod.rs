@@ -4,15 +4,15 @@
 //! the index and one `SearchUsers` per username (`index::choose`), every call through the
 //! caller's gate (its limiter and its deadline: a page that cannot finish in time is not
 //! started). A resolution is used only while `DescribeUser` returns the same `Username`;
-//! [`Usernames::confirm`] says what to do when it does not. `steps` are the invocation's
-//! steps that use it. The `Directory` port only translates calls.
+//! [`Usernames::confirm`] says what to do when it does not. `Resolver` (`resolver.rs`) is
+//! the invocation's part that uses it. The `Directory` port only translates calls.
 //!
 //! May touch: the domain, the `Directory` port, and `calls::Op` to name its calls.
 
 mod index;
-mod steps;
+mod resolver;
 
-pub(super) use steps::{Confirmed, username_of};
+pub(super) use resolver::{Confirmed, ResolveAgain, Resolver, username_of};
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -24,7 +24,7 @@ use lru::LruCache;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::domain::error::ErrorClass;
+use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Directory, UserRecord};
 
@@ -68,10 +68,12 @@ pub struct Resolved {
 pub enum Confirmation {
     /// Same `Username`: use the user.
     Confirmed,
-    /// Another `Username`, or no such user: resolve once more (the entry is forgotten).
-    ResolveAgain,
-    /// Already resolved again and still not that user: decide with this failure.
-    Refused(CallFailure),
+    /// Another `Username`, or no such user: the resolution is forgotten, and this is
+    /// the failure it comes to unless a second resolution finds the user.
+    Stale(Outcome),
+    /// The read failed otherwise, which says nothing about the resolution: decide with
+    /// this outcome.
+    Refused(Outcome),
 }
 
 /// Calls a batch's resolution made, for metrics and the bench.
@@ -314,36 +316,36 @@ impl Usernames {
         read
     }
 
-    /// Judges `DescribeUser`'s answer for a user resolved from `username`. `again` says
-    /// whether this resolution is already the second one.
+    /// Judges `DescribeUser`'s answer for `user`, resolved from `username`.
     pub(super) fn confirm(
         &self,
         instance: &InstanceId,
         username: &str,
-        resolved: &Resolved,
-        described: Result<&UserRecord, &CallFailure>,
-        again: bool,
+        user: &UserId,
+        described: Result<&UserRecord, &Outcome>,
     ) -> Confirmation {
         let verdict = match described {
             Ok(record) if record.username.as_deref() == Some(username) => {
-                self.remember(instance, username, &resolved.user);
+                self.remember(instance, username, user);
                 return Confirmation::Confirmed;
             }
-            Ok(_) => CallFailure::new(
-                ErrorClass::ResourceNotFoundException,
-                "the user found by Username no longer has that Username",
+            Ok(_) => Outcome::Failed(
+                Failure::new(
+                    ErrorClass::ResourceNotFoundException,
+                    "the user found by Username no longer has that Username",
+                ),
                 1,
             ),
-            Err(f) if f.failure.class == ErrorClass::ResourceNotFoundException => f.clone(),
+            Err(outcome @ Outcome::Failed(f, _))
+                if f.class == ErrorClass::ResourceNotFoundException =>
+            {
+                outcome.clone()
+            }
             // Any other failure says nothing about the resolution: decide with it.
-            Err(f) => return Confirmation::Refused(f.clone()),
+            Err(outcome) => return Confirmation::Refused(outcome.clone()),
         };
         self.forget(instance, username);
-        if again {
-            Confirmation::Refused(verdict)
-        } else {
-            Confirmation::ResolveAgain
-        }
+        Confirmation::Stale(verdict)
     }
 
     /// Resolves `username` once more with `SearchUsers` after its resolution was refused.
@@ -685,9 +687,8 @@ mod tests {
         let resolved = found[&key].as_ref().unwrap().clone();
         usernames.remember(&key.0, &key.1, &resolved.user);
         // DescribeUser says that id is now `agent3.old`.
-        let verdict =
-            usernames.confirm(&key.0, &key.1, &resolved, Ok(&record("agent3.old")), false);
-        assert_eq!(verdict, Confirmation::ResolveAgain);
+        let verdict = usernames.confirm(&key.0, &key.1, &resolved.user, Ok(&record("agent3.old")));
+        assert!(matches!(verdict, Confirmation::Stale(_)));
         assert!(usernames.cached(&key.0, &key.1).is_none());
         assert!(usernames.candidate(&key.0, &key.1).is_none());
         // `agent3` now belongs to a new account.
@@ -698,7 +699,7 @@ mod tests {
             .unwrap();
         assert_eq!(again.user.as_str(), uuid(4242));
         assert_eq!(
-            usernames.confirm(&key.0, &key.1, &again, Ok(&record("agent3")), true),
+            usernames.confirm(&key.0, &key.1, &again.user, Ok(&record("agent3"))),
             Confirmation::Confirmed
         );
         assert_eq!(
@@ -706,9 +707,9 @@ mod tests {
             uuid(4242)
         );
         // A second refusal decides.
-        let refused = usernames.confirm(&key.0, &key.1, &again, Ok(&record("someone")), true);
+        let refused = usernames.confirm(&key.0, &key.1, &again.user, Ok(&record("someone")));
         assert!(
-            matches!(refused, Confirmation::Refused(f) if f.failure.class == ErrorClass::ResourceNotFoundException)
+            matches!(refused, Confirmation::Stale(Outcome::Failed(f, _)) if f.class == ErrorClass::ResourceNotFoundException)
         );
     }
 
@@ -716,18 +717,21 @@ mod tests {
     async fn a_deleted_user_is_resolved_once_more_and_other_failures_decide_at_once() {
         let usernames = Usernames::new(true, 4);
         let key = (instance(), "agent1".to_owned());
-        let resolved = Resolved {
-            user: UserId::parse(&uuid(1)).unwrap(),
-            source: Source::Cache,
-        };
-        let gone = CallFailure::new(ErrorClass::ResourceNotFoundException, "gone", 1);
-        assert_eq!(
-            usernames.confirm(&key.0, &key.1, &resolved, Err(&gone), false),
-            Confirmation::ResolveAgain
+        let user = UserId::parse(&uuid(1)).unwrap();
+        let gone = Outcome::Failed(
+            Failure::new(ErrorClass::ResourceNotFoundException, "gone"),
+            1,
         );
-        let throttled = CallFailure::new(ErrorClass::ThrottlingException, "slow down", 1);
         assert_eq!(
-            usernames.confirm(&key.0, &key.1, &resolved, Err(&throttled), false),
+            usernames.confirm(&key.0, &key.1, &user, Err(&gone)),
+            Confirmation::Stale(gone.clone())
+        );
+        let throttled = Outcome::Failed(
+            Failure::new(ErrorClass::ThrottlingException, "slow down"),
+            1,
+        );
+        assert_eq!(
+            usernames.confirm(&key.0, &key.1, &user, Err(&throttled)),
             Confirmation::Refused(throttled)
         );
     }
