@@ -44,21 +44,20 @@ pub enum Reach {
     Unknown,
 }
 
-/// A failed call: its class (SPEC §3), a message without personal data, how many
-/// attempts were made, and whether Connect may have acted on it.
+/// One failed attempt of a call: its class (SPEC §3), a message without personal
+/// data, and whether Connect may have acted on it. How many attempts a call took is
+/// the attempt loop's to count, not the adapter's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
     pub failure: Failure,
-    pub attempts: u32,
     pub reach: Reach,
 }
 
 impl CallFailure {
     /// A failure Connect answered.
-    pub fn new(class: ErrorClass, message: impl Into<String>, attempts: u32) -> Self {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         CallFailure {
             failure: Failure::new(class, message),
-            attempts,
             reach: Reach::Answered,
         }
     }

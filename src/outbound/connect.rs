@@ -91,7 +91,7 @@ fn classify_sdk_error<E, R>(
     } else {
         format!("Connect {operation} failed with {what}")
     };
-    CallFailure::new(class, message, 1).with_reach(reach)
+    CallFailure::new(class, message).with_reach(reach)
 }
 
 /// Whether a dispatch failed before the request could leave: the connection was
@@ -223,7 +223,6 @@ impl Directory for ConnectDirectory {
                 CallFailure::new(
                     ErrorClass::UnknownError,
                     "Connect DescribeInstance returned no IdentityManagementType",
-                    1,
                 )
             })
     }
@@ -264,7 +263,6 @@ impl Directory for ConnectDirectory {
                 CallFailure::new(
                     ErrorClass::ResourceNotFoundException,
                     "Connect SearchUsers found no user with that Username",
-                    1,
                 )
             })
     }
@@ -307,7 +305,6 @@ impl Directory for ConnectDirectory {
             return Err(CallFailure::new(
                 ErrorClass::UnknownError,
                 "Connect DescribeUser returned no user",
-                1,
             ));
         };
         // Without IdentityInfo the current identity is not known, and an empty one
@@ -316,7 +313,6 @@ impl Directory for ConnectDirectory {
             return Err(CallFailure::new(
                 ErrorClass::UnknownError,
                 "Connect DescribeUser returned a user without IdentityInfo",
-                1,
             ));
         };
         Ok(UserRecord {

@@ -259,7 +259,6 @@ fn failure(
     CallFailure::new(
         ErrorClass::UnknownError,
         format!("staleness guard: {step} failed: {what}"),
-        1,
     )
 }
 
@@ -361,7 +360,6 @@ impl Watermarks for DynamoWatermarks {
                 return Err(CallFailure::new(
                     ErrorClass::UnknownError,
                     format!("staleness guard: {problem}"),
-                    1,
                 ));
             }
         };

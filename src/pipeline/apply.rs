@@ -23,13 +23,14 @@ use crate::domain::instance::IdentityManagement;
 use crate::domain::policy::Policy;
 use crate::domain::ports::{Directory, UserRecord, Watermarks};
 
+use super::InstanceCells;
 use super::backpressure::ReadSlots;
 use super::budget::Budget;
 use super::calls::{Calls, Op, RateLimits};
 use super::guard::Guard;
+use super::outcome::Outcome;
 use super::plan::{Applied, Change, UserWork, judge};
 use super::usernames::{Confirmed, ResolveAgain, Resolver, username_of};
-use super::{InstanceCells, Outcome};
 
 /// One turn per user: a lane holds at most one user's turn at a time, from its
 /// `DescribeUser` through its update, so lanes never wait on each other in a cycle.

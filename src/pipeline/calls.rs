@@ -279,7 +279,6 @@ impl<'p> Calls<'p> {
                     CallFailure::new(
                         ErrorClass::UnknownError,
                         format!("Connect {} failed with a timeout", op.name()),
-                        1,
                     )
                     .with_reach(Reach::Unknown)
                 }

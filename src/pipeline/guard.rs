@@ -21,8 +21,8 @@ use crate::domain::policy::Policy;
 use crate::domain::ports::{CallFailure, Lease, Leased, Watermarks};
 use crate::domain::watermark::{FieldWatermarks, Screened};
 
-use super::Outcome;
 use super::budget::Budget;
+use super::outcome::Outcome;
 use super::plan::Change;
 
 /// The pause before a lease held by another invocation is asked for again; doubled
@@ -188,7 +188,8 @@ impl<W: Watermarks> Guard<'_, W> {
             match timeout_at(ends, table.acquire(instance, user, until, &intent)).await {
                 Ok(Ok(Some(leased))) => break leased,
                 Ok(Ok(None)) => {}
-                Ok(Err(failure)) => return Err(Outcome::from(failure)),
+                // One request to the table: one attempt.
+                Ok(Err(failure)) => return Err(Outcome::Failed(failure.failure, 1)),
                 // Cut by the cutoff: the invocation's time is up.
                 Err(_) if ends >= budget.cutoff => return Err(Outcome::Deferred),
                 // No answer within an attempt's budget: the table is unreachable.

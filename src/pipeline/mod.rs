@@ -18,6 +18,7 @@ mod budget;
 mod calls;
 mod fleet;
 mod guard;
+mod outcome;
 mod plan;
 mod run;
 mod settle;
@@ -32,11 +33,11 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::domain::document::Admission;
-use crate::domain::error::Failure;
-use crate::domain::identity::{Field, InstanceId};
+use crate::domain::identity::InstanceId;
 use crate::domain::instance::IdentityManagement;
-use crate::domain::ports::{CallFailure, DeadLetterSink, Directory, Watermarks};
+use crate::domain::ports::{DeadLetterSink, Directory, Watermarks};
 use crate::domain::record::{Disposition, Record};
+use outcome::Outcome;
 use usernames::Usernames;
 
 pub use calls::{MAX_ATTEMPTS, RateLimits};
@@ -63,42 +64,6 @@ impl Settings {
     /// margin of zero does not make every send time out.
     pub fn dead_letter_budget(&self) -> Duration {
         (self.deadline_margin / 2).max(Duration::from_millis(100))
-    }
-}
-
-/// How the work on one record (or on a group of coalesced records) ended: the one
-/// outcome type from the attempt loop (or the table, or admission) to settlement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    Updated(Vec<Field>),
-    Unchanged,
-    /// `Unchanged`, because the staleness guard found every field of the change
-    /// superseded (counted as `Superseded` once the record settles so).
-    Superseded,
-    /// Failed, after this many attempts of the failing call.
-    Failed(Failure, u32),
-    /// An `UpdateUserIdentityInfo` that may have reached Connect and got no answer
-    /// (`UnknownError`): settled as `Failed`, and the user's lease is kept until it
-    /// lapses, so that no newer change is applied before the request could land.
-    Unknown(Failure, u32),
-    /// Not done before the deadline.
-    Deferred,
-    /// The user's lease stayed held by another invocation until the deadline.
-    LeaseHeld,
-    /// The update schedule had no turn for it before the deadline: deferred before the
-    /// user was read.
-    NoTurn,
-}
-
-impl From<Failure> for Outcome {
-    fn from(f: Failure) -> Self {
-        Outcome::Failed(f, 0)
-    }
-}
-
-impl From<CallFailure> for Outcome {
-    fn from(f: CallFailure) -> Self {
-        Outcome::Failed(f.failure, f.attempts)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Planning, pure and without ports: group admitted changes by user and FIFO lane,
-//! order each user's changes by `OccurredAt` (ties in arrival order), judge each
-//! change on its own against the identity the earlier accepted ones leave, and merge
-//! the accepted ones into at most one update.
+//! Planning, pure and without ports: the values the invocation's parts hand on (each
+//! record an `Entry` from admission to settlement), the lanes (admitted changes grouped
+//! by user and FIFO lane), the order of each user's changes by `OccurredAt` (ties in
+//! arrival order), and the judgement of each change on its own against the identity
+//! the earlier accepted ones leave, the accepted ones merged into at most one update.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use crate::domain::policy::Policy;
 use crate::domain::ports::UserRecord;
 use crate::domain::record::Record;
 
-use super::Outcome;
+use super::outcome::Outcome;
 
 /// The ids a record is known by, for its span, its log line and its dead letter.
 #[derive(Debug, Clone, Default)]

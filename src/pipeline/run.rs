@@ -23,10 +23,11 @@ use super::apply::{Applier, UserTurns};
 use super::budget::Budget;
 use super::calls::Calls;
 use super::guard::{Guard, GuardCounts};
+use super::outcome::Outcome;
 use super::plan::{Admitted, Applied, Entry, Ids, Unit, build_lanes};
 use super::settle::{Settled, Settler, hand_backs};
 use super::usernames::Resolver;
-use super::{Outcome, Pipeline, RunReport};
+use super::{Pipeline, RunReport};
 
 /// Handles the records of one invocation: how each ended, in order, and what the
 /// invocation cost.
@@ -38,42 +39,10 @@ pub(super) async fn run<D: Directory, S: DeadLetterSink, W: Watermarks>(
 ) -> RunReport {
     let budget = Budget::new(&pipeline.settings, deadline);
     let calls = Calls::new(&pipeline.limits, &budget);
-    let resolver = Resolver {
-        directory: &pipeline.directory,
-        usernames: &pipeline.usernames,
-        calls: &calls,
-    };
-    let guard = Guard {
-        table: pipeline.watermarks.as_ref(),
-        kept: &pipeline.kept_leases,
-        clock: &pipeline.clock,
-        policy: &pipeline.admission.policy,
-        budget: &budget,
-        counts: GuardCounts::default(),
-    };
-    let applier = Applier {
-        directory: &pipeline.directory,
-        policy: &pipeline.admission.policy,
-        budget: &budget,
-        calls: &calls,
-        limits: &pipeline.limits,
-        read_slots: &pipeline.read_slots,
-        instances: &pipeline.instances,
-        resolver: &resolver,
-        guard: &guard,
-        turns: UserTurns::default(),
-        instance_failures: Mutex::default(),
-    };
-    let settler = Settler {
-        sink: &pipeline.sink,
-        max_receive_count: pipeline.settings.max_receive_count,
-        clock: &pipeline.clock,
-        budget: &budget,
-        requeue: pipeline.requeue,
-        limits: &pipeline.limits,
-        deferrals: AtomicU32::new(0),
-        superseded: AtomicU32::new(0),
-    };
+    let resolver = pipeline.resolver(&calls);
+    let guard = pipeline.guard(&budget);
+    let applier = pipeline.applier(&budget, &calls, &resolver, &guard);
+    let settler = pipeline.settler(&budget);
 
     let admitted = admit(records, &pipeline.admission, &pipeline.clock);
     let targeted = resolver.resolve(admitted).await;
@@ -119,6 +88,64 @@ pub(super) async fn run<D: Directory, S: DeadLetterSink, W: Watermarks>(
     report
 }
 
+/// The parts of one invocation, each given only what it uses of the container's
+/// `Pipeline` and the invocation's `Budget` and `Calls`.
+impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
+    fn resolver<'a>(&'a self, calls: &'a Calls<'a>) -> Resolver<'a, D> {
+        Resolver {
+            directory: &self.directory,
+            usernames: &self.usernames,
+            calls,
+        }
+    }
+
+    fn guard<'a>(&'a self, budget: &'a Budget) -> Guard<'a, W> {
+        Guard {
+            table: self.watermarks.as_ref(),
+            kept: &self.kept_leases,
+            clock: &self.clock,
+            policy: &self.admission.policy,
+            budget,
+            counts: GuardCounts::default(),
+        }
+    }
+
+    fn applier<'a>(
+        &'a self,
+        budget: &'a Budget,
+        calls: &'a Calls<'a>,
+        resolver: &'a Resolver<'a, D>,
+        guard: &'a Guard<'a, W>,
+    ) -> Applier<'a, D, W> {
+        Applier {
+            directory: &self.directory,
+            policy: &self.admission.policy,
+            budget,
+            calls,
+            limits: &self.limits,
+            read_slots: &self.read_slots,
+            instances: &self.instances,
+            resolver,
+            guard,
+            turns: UserTurns::default(),
+            instance_failures: Mutex::default(),
+        }
+    }
+
+    fn settler<'a>(&'a self, budget: &'a Budget) -> Settler<'a, S> {
+        Settler {
+            sink: &self.sink,
+            max_receive_count: self.settings.max_receive_count,
+            clock: &self.clock,
+            budget,
+            requeue: self.requeue,
+            limits: &self.limits,
+            deferrals: AtomicU32::new(0),
+            superseded: AtomicU32::new(0),
+        }
+    }
+}
+
 /// Admission: each record's ids as far as they are known, and its change read and
 /// admitted (SPEC §2.2), or why not. A panic while admitting fails that record alone.
 fn admit<'r>(records: &'r [Record], admission: &Admission, clock: &Clock) -> Vec<Admitted<'r>> {
@@ -156,36 +183,26 @@ fn admit<'r>(records: &'r [Record], admission: &Admission, clock: &Clock) -> Vec
         .collect()
 }
 
-/// Works through one lane's units in order: each unit applied, then each of its records
-/// settled. In FIFO, once a record is handed back every later record of the lane is
-/// handed back too, record by record, even one that shared the handed-back record's
-/// update.
+/// Works through one lane's units in order: each unit applied, then its records
+/// settled; in FIFO, the settlement says when the rest of the lane is only handed back.
 async fn work_lane<D: Directory, S: DeadLetterSink, W: Watermarks>(
     applier: &Applier<'_, D, W>,
     settler: &Settler<'_, S>,
     lane: Vec<Unit<'_>>,
     fifo: bool,
 ) -> Vec<Settled> {
+    let mut settling = settler.lane(fifo);
     let mut settled = Vec::new();
-    let mut blocked = false;
     for unit in lane {
-        if blocked {
-            settled.extend(unit.entries().map(|e| settler.behind_in_group(e)));
+        if settling.blocked() {
+            settled.extend(settling.behind(unit.entries()));
             continue;
         }
         let applied = match unit {
             Unit::Done(entry, outcome) => vec![Applied { entry, outcome }],
             Unit::Apply(work) => applier.apply(work).await,
         };
-        for applied in applied {
-            if blocked {
-                settled.push(settler.behind_in_group(&applied.entry));
-                continue;
-            }
-            let s = settler.settle(applied).await;
-            blocked |= fifo && matches!(s.disposition, Disposition::HandedBack(_));
-            settled.push(s);
-        }
+        settled.extend(settling.settle(applied).await);
     }
     settled
 }

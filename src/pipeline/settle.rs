@@ -1,5 +1,6 @@
 //! Settling, the last part of an invocation: per record, acknowledge, dead-letter with
-//! its class, queue again or hand back, and the one log line each record ends with;
+//! its class, queue again or hand back (in FIFO, every record behind a handed-back one
+//! in its group too), and the one log line each record ends with;
 //! and, from the dispositions, the records the reply names (`hand_backs`): the one
 //! place that turns outcomes into the reply. A dead-letter send starts only while it
 //! can finish before the reply is due, and once started it is never cut short: SQS
@@ -18,9 +19,9 @@ use crate::domain::identity::Field;
 use crate::domain::ports::{DeadLetter, DeadLetterSink, Requeue};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
-use super::Outcome;
 use super::budget::Budget;
 use super::calls::RateLimits;
+use super::outcome::Outcome;
 use super::plan::{Applied, Entry, Ids};
 
 /// A record's disposition, with its place in the batch.
@@ -84,10 +85,50 @@ pub(super) fn hand_backs(records: &[Record], dispositions: &[Disposition]) -> Ve
     named
 }
 
-impl<S: DeadLetterSink> Settler<'_, S> {
+/// One lane's records settled in order. In FIFO, once a record is handed back every
+/// later record of the lane is handed back too (`HandBack::GroupOrder`), record by
+/// record, even one that shared the handed-back record's update, and nothing more of
+/// the lane is applied.
+pub(super) struct LaneSettlement<'s, 'a, S> {
+    settler: &'s Settler<'a, S>,
+    fifo: bool,
+    blocked: bool,
+}
+
+impl<S: DeadLetterSink> LaneSettlement<'_, '_, S> {
+    /// Whether the lane's later records are handed back without being applied.
+    pub(super) fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Settles records the lane does not apply: behind a handed-back one.
+    pub(super) fn behind<'e>(
+        &self,
+        entries: impl Iterator<Item = &'e Entry<'e>>,
+    ) -> impl Iterator<Item = Settled> {
+        entries.map(|e| self.settler.behind_in_group(e))
+    }
+
+    /// Settles what one unit of the lane came to, in order.
+    pub(super) async fn settle(&mut self, applied: Vec<Applied<'_>>) -> Vec<Settled> {
+        let mut settled = Vec::with_capacity(applied.len());
+        for applied in applied {
+            if self.blocked {
+                settled.push(self.settler.behind_in_group(&applied.entry));
+                continue;
+            }
+            let s = self.settler.settle(applied).await;
+            self.blocked |= self.fifo && matches!(s.disposition, Disposition::HandedBack(_));
+            settled.push(s);
+        }
+        settled
+    }
+}
+
+impl<'a, S: DeadLetterSink> Settler<'a, S> {
     /// Decides what happens to one record given what the work on it came to,
     /// dead-lettering it when it must be; in the record's span.
-    pub(super) async fn settle(&self, applied: Applied<'_>) -> Settled {
+    async fn settle(&self, applied: Applied<'_>) -> Settled {
         let Applied { entry, outcome } = applied;
         let (record, ids) = (entry.record, &entry.ids);
         let disposition = self
@@ -103,8 +144,17 @@ impl<S: DeadLetterSink> Settler<'_, S> {
         }
     }
 
+    /// The settlement of one lane, whose records come in order.
+    pub(super) fn lane(&self, fifo: bool) -> LaneSettlement<'_, 'a, S> {
+        LaneSettlement {
+            settler: self,
+            fifo,
+            blocked: false,
+        }
+    }
+
     /// Hands back a FIFO record whose group has an earlier record handed back.
-    pub(super) fn behind_in_group(&self, entry: &Entry<'_>) -> Settled {
+    fn behind_in_group(&self, entry: &Entry<'_>) -> Settled {
         let d = Disposition::HandedBack(HandBack::GroupOrder);
         log_disposition(entry.record, &entry.ids, &d, None, &[]);
         Settled {
@@ -213,15 +263,7 @@ impl<S: DeadLetterSink> Settler<'_, S> {
         log_disposition(record, ids, &d, Some(&failure), &[]);
         d
     }
-}
 
-/// A record's own failures once this delivery failed: the receives of this copy and the
-/// failures its earlier copies carried.
-fn own_failures(record: &Record) -> u32 {
-    record.carried_failures.saturating_add(record.receive_count)
-}
-
-impl<S: DeadLetterSink> Settler<'_, S> {
     /// Settles a deferred SQS record (SPEC §2.4: its turn did not come; it did not
     /// fail). A record of a standard queue is queued again as a fresh copy and
     /// acknowledged, so the deferral spends none of its receives; the copy is delayed by
@@ -272,6 +314,12 @@ impl<S: DeadLetterSink> Settler<'_, S> {
         log_disposition(record, ids, &d, None, &[]);
         d
     }
+}
+
+/// A record's own failures once this delivery failed: the receives of this copy and the
+/// failures its earlier copies carried.
+fn own_failures(record: &Record) -> u32 {
+    record.carried_failures.saturating_add(record.receive_count)
 }
 
 fn record_span(record: &Record, ids: &Ids) -> tracing::Span {

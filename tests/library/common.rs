@@ -111,7 +111,7 @@ impl FakeConnect {
         {
             let (class, reach) = list.remove(0);
             return Err(
-                CallFailure::new(class, format!("Connect {op} failed with {class}"), 1)
+                CallFailure::new(class, format!("Connect {op} failed with {class}"))
                     .with_reach(reach),
             );
         }
@@ -159,9 +159,7 @@ impl Directory for &FakeConnect {
             .iter()
             .find(|(_, (name, _))| name == username)
             .map(|(id, _)| UserId::parse(id).unwrap())
-            .ok_or_else(|| {
-                CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
-            })
+            .ok_or_else(|| CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user"))
     }
 
     async fn describe_user(
@@ -175,9 +173,7 @@ impl Directory for &FakeConnect {
             .unwrap()
             .get(user.as_str())
             .map(|(_, r)| r.clone())
-            .ok_or_else(|| {
-                CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user", 1)
-            })
+            .ok_or_else(|| CallFailure::new(ErrorClass::ResourceNotFoundException, "no such user"))
     }
 
     async fn list_users_page(

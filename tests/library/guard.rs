@@ -73,7 +73,6 @@ impl Watermarks for &FakeTable {
             return Err(CallFailure::new(
                 ErrorClass::UnknownError,
                 "staleness guard: taking the lease failed: a timeout",
-                1,
             ));
         }
         let unsettled_marks = unsettled
@@ -104,7 +103,6 @@ impl Watermarks for &FakeTable {
             return Err(CallFailure::new(
                 ErrorClass::UnknownError,
                 "staleness guard: writing the watermarks failed: DynamoDB throttled the request",
-                1,
             ));
         }
         self.held.lock().unwrap().remove(&lease.key);

@@ -246,11 +246,7 @@ impl SimDirectory {
 }
 
 fn failure(op: usize, class: ErrorClass) -> CallFailure {
-    CallFailure::new(
-        class,
-        format!("Connect {} failed with {class}", OPS[op].0),
-        1,
-    )
+    CallFailure::new(class, format!("Connect {} failed with {class}", OPS[op].0))
 }
 
 impl Directory for SimDirectory {

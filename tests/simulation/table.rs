@@ -214,7 +214,6 @@ fn guard_failure(step: &str, what: &str) -> CallFailure {
     CallFailure::new(
         ErrorClass::UnknownError,
         format!("staleness guard: {step} failed: {what}"),
-        1,
     )
 }
 

@@ -76,7 +76,7 @@ impl Reader {
             made.fetch_add(1, Ordering::Relaxed);
             match call().await {
                 Ok(v) => return Ok(v),
-                Err(mut e) => {
+                Err(e) => {
                     let class = e.failure.class;
                     if class == ErrorClass::ThrottlingException {
                         self.throttled.fetch_add(1, Ordering::Relaxed);
@@ -86,7 +86,6 @@ impl Reader {
                     }
                     // Reads change nothing: any retryable failure may be tried again.
                     if !class.is_retryable() || attempt >= ATTEMPTS {
-                        e.attempts = attempt;
                         return Err(e);
                     }
                     tokio::time::sleep(Duration::from_millis(250) * 2u32.pow(attempt - 1)).await;
@@ -135,7 +134,7 @@ impl Reader {
         instance: &InstanceId,
         user: &str,
     ) -> Result<UserRecord, CallFailure> {
-        let id = UserId::parse(user).map_err(|f| CallFailure::new(f.class, f.message, 0))?;
+        let id = UserId::parse(user).map_err(|f| CallFailure::new(f.class, f.message))?;
         self.attempts(Op::DescribeUser, || {
             self.directory.describe_user(instance, &id)
         })

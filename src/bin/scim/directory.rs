@@ -214,7 +214,6 @@ impl Reads {
             return Err(ReadError::Failed(CallFailure::new(
                 ErrorClass::InvalidRequestException,
                 "CONNECT_RPS_LIST is 0: the endpoint does not list users",
-                0,
             )));
         };
         let mut listing = self.listing.lock().await;

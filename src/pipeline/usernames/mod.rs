@@ -28,8 +28,8 @@ use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::ports::{CallFailure, Directory, UserRecord};
 
-use super::Outcome;
 use super::calls::Op;
+use super::outcome::Outcome;
 use index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
 
 /// Runs a look-up call, attempt by attempt, under its operation's limiter and the
@@ -422,9 +422,7 @@ mod tests {
                 .iter()
                 .find(|(u, _)| u == username)
                 .map(|(_, id)| UserId::parse(id).unwrap())
-                .ok_or_else(|| {
-                    CallFailure::new(ErrorClass::ResourceNotFoundException, "no user", 1)
-                })
+                .ok_or_else(|| CallFailure::new(ErrorClass::ResourceNotFoundException, "no user"))
         }
 
         async fn list_users_page(
@@ -496,7 +494,7 @@ mod tests {
                 return Err(Outcome::Deferred);
             }
             self.tokens.fetch_add(1, Ordering::SeqCst);
-            attempt().await.map_err(Outcome::from)
+            attempt().await.map_err(|f| Outcome::Failed(f.failure, 1))
         }
     }
 

@@ -18,8 +18,8 @@ use crate::domain::change::ChangeRequest;
 use crate::domain::error::Failure;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
 use crate::domain::ports::{Directory, UserRecord};
-use crate::pipeline::Outcome;
 use crate::pipeline::calls::{Calls, Op};
+use crate::pipeline::outcome::Outcome;
 use crate::pipeline::plan::{Admitted, Change, Target, Targeted};
 
 /// What `DescribeUser`'s answer means for the changes that named the user by Username.
