@@ -178,7 +178,7 @@ impl<D: Directory> Resolver<'_, D> {
         changes: &[Change<'_>],
         described: &Result<UserRecord, Outcome>,
     ) -> Confirmed<ResolveAgain> {
-        self.judge(instance, user, changes, described, || Some(ResolveAgain))
+        self.confirmation(instance, user, changes, described, || Some(ResolveAgain))
     }
 
     /// `confirm`, on a name resolved once more: a stale resolution decides.
@@ -189,12 +189,12 @@ impl<D: Directory> Resolver<'_, D> {
         changes: &[Change<'_>],
         described: &Result<UserRecord, Outcome>,
     ) -> Confirmed<Infallible> {
-        self.judge(instance, user, changes, described, || None)
+        self.confirmation(instance, user, changes, described, || None)
     }
 
     /// `confirm`: `stale` says whether a stale resolution is resolved again (and with
     /// what), or decides.
-    fn judge<X>(
+    fn confirmation<X>(
         &self,
         instance: &InstanceId,
         user: &UserId,
