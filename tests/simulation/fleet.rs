@@ -37,8 +37,18 @@ pub const MAX_RECEIVE_COUNT: u32 = 3;
 /// Changes are sent over this long; faults strike until `FAULTS_END`.
 const SENDING: Duration = Duration::from_secs(60);
 const FAULTS_END: Duration = Duration::from_secs(150);
-/// The queue must have drained by then.
+/// The queue must have drained by then (a backlog: and a few seconds a change more).
 const LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// How long a run may take to drain its queue: a backlog is given three seconds a change
+/// on top (the quota's free part with another caller is 0.8 updates a second).
+pub fn limit(faults: &crate::world::Faults) -> Duration {
+    if faults.backlog {
+        LIMIT + Duration::from_secs(3) * faults.changes as u32
+    } else {
+        LIMIT
+    }
+}
 
 /// What a change is, and what must become of it.
 #[derive(Debug, Clone)]
@@ -93,16 +103,40 @@ pub struct Message {
 #[derive(Default)]
 pub struct Queue {
     pub messages: Mutex<Vec<Message>>,
+    /// The messages still queued, by when each is visible (so that a receive from a
+    /// backlog of thousands, and the many receives of an idle fleet of fifty, need not
+    /// look at every message); and each change's messages so far.
+    queued: Mutex<BTreeSet<(Duration, usize)>>,
+    copies: Mutex<BTreeMap<usize, usize>>,
     receipts: AtomicU64,
 }
 
 impl Queue {
+    /// Sends a message of `change`, made given how many messages of it were sent before.
+    fn push(&self, change: usize, make: impl FnOnce(usize) -> Message) {
+        let mut messages = self.messages.lock().expect("queue");
+        let i = messages.len();
+        let mut copies = self.copies.lock().expect("copies");
+        let before = copies.entry(change).or_default();
+        let m = make(*before);
+        *before += 1;
+        self.queued
+            .lock()
+            .expect("queued")
+            .insert((m.visible_at, i));
+        messages.push(m);
+    }
+
     fn receive(&self, world: &World, invocation: InvocationId) -> Vec<(usize, u64, u32)> {
         let now = world.elapsed();
         let mut messages = self.messages.lock().expect("queue");
-        let mut visible: Vec<usize> = (0..messages.len())
-            .filter(|&i| messages[i].state == State::Queued && messages[i].visible_at <= now)
+        let mut queued = self.queued.lock().expect("queued");
+        // In the order of the messages, as SQS's shuffle below starts from.
+        let mut visible: Vec<usize> = queued
+            .range(..=(now, usize::MAX))
+            .map(|&(_, i)| i)
             .collect();
+        visible.sort_unstable();
         world.rng(|r| r.shuffle(&mut visible));
         let mut out = Vec::new();
         for i in visible {
@@ -110,6 +144,7 @@ impl Queue {
                 break;
             }
             let m = &mut messages[i];
+            queued.remove(&(m.visible_at, i));
             m.receive_count += 1;
             if m.receive_count > REDRIVE_AT {
                 m.state = State::CatchAll;
@@ -123,6 +158,7 @@ impl Queue {
             } else {
                 now + VISIBILITY
             };
+            queued.insert((m.visible_at, i));
             m.deliveries.push((invocation, receipt, None));
             out.push((i, receipt, m.receive_count));
         }
@@ -143,16 +179,15 @@ impl Queue {
         }
         if end == End::Acked && m.state == State::Queued {
             m.state = State::Deleted;
+            self.queued
+                .lock()
+                .expect("queued")
+                .remove(&(m.visible_at, i));
         }
     }
 
     pub fn pending(&self) -> usize {
-        self.messages
-            .lock()
-            .expect("queue")
-            .iter()
-            .filter(|m| m.state == State::Queued)
-            .count()
+        self.queued.lock().expect("queued").len()
     }
 }
 
@@ -160,9 +195,9 @@ pub struct Dlq {
     pub world: Arc<World>,
     pub letters: Arc<Mutex<Vec<DeadLetter>>>,
     /// The source queue, where a deferred record's copy goes, and every change's body,
-    /// by which a copy is known.
+    /// by which a copy is known (with the change's own `messageId`).
     pub queue: Arc<Queue>,
-    pub bodies: Arc<Vec<String>>,
+    pub bodies: Arc<BTreeMap<String, (usize, String)>>,
 }
 
 impl DeadLetterSink for Dlq {
@@ -178,32 +213,28 @@ impl DeadLetterSink for Dlq {
                 .between(Duration::from_millis(5), Duration::from_millis(30)),
         )
         .await;
-        let change = self
+        let (change, first) = self
             .bodies
-            .iter()
-            .position(|b| *b == copy.body)
+            .get(&copy.body)
             .ok_or("a copy of no change sent")?;
         let now = self.world.elapsed();
-        let mut messages = self.queue.messages.lock().expect("queue");
-        let first = messages
-            .iter()
-            .find(|m| m.change == change)
-            .map(|m| m.id.clone())
-            .ok_or("a copy of no message sent")?;
-        let k = messages.iter().filter(|m| m.change == change).count();
+        let mut k = 0;
+        self.queue.push(*change, |before| {
+            k = before;
+            Message {
+                change: *change,
+                id: format!("{first}.{before}"),
+                attributes: connect_identity_sync::outbound::dead_letter::requeue_attributes(copy),
+                receive_count: 0,
+                visible_at: now + Duration::from_secs(u64::from(copy.delay_seconds)),
+                receipt: 0,
+                state: State::Queued,
+                deliveries: Vec::new(),
+            }
+        });
         self.world.note(format!(
             "message of change {change} queued again as copy {k}"
         ));
-        messages.push(Message {
-            change,
-            id: format!("{first}.{k}"),
-            attributes: connect_identity_sync::outbound::dead_letter::requeue_attributes(copy),
-            receive_count: 0,
-            visible_at: now + Duration::from_secs(u64::from(copy.delay_seconds)),
-            receipt: 0,
-            state: State::Queued,
-            deliveries: Vec::new(),
-        });
         Ok(())
     }
 
@@ -269,12 +300,22 @@ fn changes(world: &World) -> Vec<Change> {
     let mut out = Vec::new();
     for n in 0..f.changes {
         let user = user_id(world.rng(|r| r.usize(0..f.users)));
-        let send_at = world.between(Duration::ZERO, SENDING);
-        // Published up to 5 s before it is sent; a distinct microsecond per change.
+        // A backlog is queued within the first second.
+        let sending = if f.backlog {
+            Duration::from_secs(1)
+        } else {
+            SENDING
+        };
+        let send_at = world.between(Duration::ZERO, sending);
+        // Published up to 5 s before it is sent (a backlog: up to ten minutes before the
+        // start); a distinct microsecond per change.
         let lag = world.between(Duration::ZERO, Duration::from_secs(5));
-        let occurred = epoch()
-            + TimeDelta::from_std(send_at.saturating_sub(lag)).expect("short")
-            + TimeDelta::microseconds(n as i64);
+        let published = if f.backlog {
+            epoch() - TimeDelta::from_std(lag * 120).expect("short")
+        } else {
+            epoch() + TimeDelta::from_std(send_at.saturating_sub(lag)).expect("short")
+        };
+        let occurred = published + TimeDelta::microseconds(n as i64);
         let mut fields = serde_json::Map::new();
         let roll = world.rng(|r| r.u8(0..100));
         let kind = match roll {
@@ -349,6 +390,8 @@ struct Shared {
     queue: Arc<Queue>,
     letters: Arc<Mutex<Vec<DeadLetter>>>,
     changes: Vec<Change>,
+    /// Each change's body: its index and `messageId`.
+    bodies: Arc<BTreeMap<String, (usize, String)>>,
     stop: AtomicBool,
     running: AtomicUsize,
     incarnations: AtomicU64,
@@ -400,7 +443,7 @@ fn container(shared: &Arc<Shared>, incarnation: u64, invocation: &Arc<AtomicU64>
             world: Arc::clone(world),
             letters: Arc::clone(&shared.letters),
             queue: Arc::clone(&shared.queue),
-            bodies: Arc::new(shared.changes.iter().map(|c| c.body.clone()).collect()),
+            bodies: Arc::clone(&shared.bodies),
         },
         admission(),
         settings(),
@@ -542,8 +585,8 @@ async fn slot(shared: Arc<Shared>, slot: usize) {
     }
 }
 
-pub async fn run(seed: u64, echo: bool) -> Ran {
-    let world = Arc::new(World::new(seed, echo));
+pub async fn run(seed: u64, large: bool, echo: bool) -> Ran {
+    let world = Arc::new(World::new(seed, large, echo));
     let f = world.faults.clone();
     world.note(format!("{f:?}"));
     let users: Vec<(String, IdentityInfo)> = (0..f.users)
@@ -568,6 +611,13 @@ pub async fn run(seed: u64, echo: bool) -> Ran {
         queue: Arc::new(Queue::default()),
         letters: Arc::default(),
         changes: changes.clone(),
+        bodies: Arc::new(
+            changes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.body.clone(), (i, c.id.clone())))
+                .collect(),
+        ),
         stop: AtomicBool::new(false),
         running: AtomicUsize::new(0),
         incarnations: AtomicU64::new(0),
@@ -579,7 +629,7 @@ pub async fn run(seed: u64, echo: bool) -> Ran {
         tasks.push(tokio::spawn(async move {
             for (i, c) in shared.changes.iter().enumerate() {
                 sleep_until(shared.world.start + c.send_at).await;
-                shared.queue.messages.lock().expect("queue").push(Message {
+                shared.queue.push(i, |_| Message {
                     change: i,
                     id: c.id.clone(),
                     attributes: Vec::new(),
@@ -601,7 +651,11 @@ pub async fn run(seed: u64, echo: bool) -> Ran {
                     .world
                     .between(period.mul_f64(0.8), period.mul_f64(1.2));
                 sleep(jitter).await;
-                shared.connect.other_caller_update();
+                if !shared.connect.other_caller_update() {
+                    shared
+                        .world
+                        .note("the other caller's update throttled by the quota");
+                }
             }
         }));
     }
@@ -618,8 +672,25 @@ pub async fn run(seed: u64, echo: bool) -> Ran {
                 .note("the fleet's schedule written from a clock an hour ahead");
         }));
     }
-    for s in 0..f.containers {
+    // Lambda's SQS poller starts five containers at once and, while messages wait,
+    // adds up to 300 a minute (one every 200 ms) up to `MaximumConcurrency`.
+    for s in 0..f.containers.min(5) {
         tasks.push(tokio::spawn(slot(Arc::clone(&shared), s)));
+    }
+    if f.containers > 5 {
+        let shared = Arc::clone(&shared);
+        tasks.push(tokio::spawn(async move {
+            for s in 5..shared.world.faults.containers {
+                loop {
+                    sleep(Duration::from_millis(200)).await;
+                    if shared.queue.pending() > 0 || shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                // It stops at the run's end, as every slot does.
+                tokio::spawn(slot(Arc::clone(&shared), s));
+            }
+        }));
     }
     let mut drained = false;
     loop {
@@ -632,7 +703,7 @@ pub async fn run(seed: u64, echo: bool) -> Ran {
             drained = true;
             break;
         }
-        if elapsed > LIMIT {
+        if elapsed > limit(&f) {
             break;
         }
     }

@@ -10,6 +10,7 @@ use connect_identity_sync::domain::ports::DeadLetter;
 
 use crate::connect::UPDATE;
 use crate::fleet::{End, Kind, MAX_RECEIVE_COUNT, Ran, State};
+use crate::world::InvocationId;
 
 /// The most of its calls the other caller, and the fleet, may find throttled by the
 /// account's quota (the fleet test's bound).
@@ -32,22 +33,66 @@ pub fn check(ran: &Ran) {
     }
     for (&c, msgs) in &by_change {
         let change = &ran.changes[c];
-        // Deliveries on which the record met a fault of its own, got no reply, or was
+        // A delivery on which the record met a fault of its own, got no reply, or was
         // acknowledged too late to be deleted (SQS counts each as a receive).
+        let own_delivery = |(inv, _, end): &(InvocationId, u64, Option<End>)| {
+            matches!(end, Some(End::Lost | End::Stale))
+                || faulted.contains(&(*inv, change.user.clone()))
+                || faulted.contains(&(*inv, String::new()))
+        };
         let own: u32 = msgs
             .iter()
             .flat_map(|m| m.deliveries.iter())
-            .filter(|(inv, _, end)| {
-                matches!(end, Some(End::Lost | End::Stale))
-                    || faulted.contains(&(*inv, change.user.clone()))
-                    || faulted.contains(&(*inv, String::new()))
-            })
+            .filter(|d| own_delivery(d))
             .count() as u32;
         let receives: u32 = msgs.iter().map(|m| m.receive_count).sum();
         let what = match &change.kind {
             Kind::Good(_) => "a good change".to_owned(),
             Kind::Bad(class) => format!("a {class} change"),
         };
+        // A deferral spends none of the record's own failures (SPEC §2.4, §3): the
+        // function counts them as the copy's `OwnFailures` and its receive count, so every
+        // receive of a message but its last (every one, for a message in the catch-all)
+        // must have ended in a failure of its own, and a copy may carry no more than its
+        // change's earlier messages met.
+        let mut own_before = 0u32;
+        for m in msgs {
+            let carried = m
+                .attributes
+                .iter()
+                .find(|(name, _, _)| *name == "OwnFailures")
+                .and_then(|(_, _, v)| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            if carried > own_before {
+                w.violate(
+                    "deferral-counted-as-own-failure",
+                    format!(
+                        "{} ({what}) was queued again carrying {carried} failures of its own; its earlier messages met {own_before}",
+                        m.id
+                    ),
+                );
+            }
+            let counted = if m.state == State::CatchAll {
+                m.deliveries.len()
+            } else {
+                m.deliveries.len().saturating_sub(1)
+            };
+            for (k, d) in m.deliveries.iter().take(counted).enumerate() {
+                if !own_delivery(d) {
+                    w.violate(
+                        "deferral-spent-a-receive",
+                        format!(
+                            "{} ({what}): receive {} (invocation {:?}) ended {:?} without a failure of its own, and the receive count kept it",
+                            m.id,
+                            k + 1,
+                            d.0,
+                            d.2
+                        ),
+                    );
+                }
+            }
+            own_before += m.deliveries.iter().filter(|d| own_delivery(d)).count() as u32;
+        }
         for m in msgs {
             match m.state {
                 State::CatchAll => {
@@ -74,6 +119,18 @@ pub fn check(ran: &Ran) {
             lost_users.insert(change.user.clone());
         }
         for l in &mine {
+            // The letter's `Attempts`: the record's own failures as the function counted
+            // them, this delivery's included (a failure of its own when retryable).
+            let bound = if l.class.is_retryable() { own } else { own + 1 };
+            if l.attempts > bound {
+                w.violate(
+                    "dead-letter-attempts-above-own-failures",
+                    format!(
+                        "{} ({what}) dead-lettered as {} with Attempts {} after {own} failures of its own",
+                        l.source_id, l.class, l.attempts
+                    ),
+                );
+            }
             let persistent = l.class.is_retryable() && own >= MAX_RECEIVE_COUNT;
             match &change.kind {
                 Kind::Bad(class) if *class == l.class => {}
@@ -107,10 +164,12 @@ pub fn check(ran: &Ran) {
     }
     if !ran.drained {
         let pending = messages.iter().filter(|m| m.state == State::Queued).count();
+        let limit = crate::fleet::limit(&w.faults);
         w.violate(
             "not-drained",
             format!(
-                "{pending} messages still in the queue 30 minutes in, 28 of them without faults"
+                "{pending} messages still in the queue {} minutes in",
+                limit.as_secs() / 60
             ),
         );
     }
@@ -174,11 +233,23 @@ pub fn check(ran: &Ran) {
         }
         let (calls, s) = share(&connect.fleet, None);
         if calls >= 50 && s > THROTTLED_SHARE {
+            let by_op: Vec<String> = crate::connect::OPS
+                .iter()
+                .enumerate()
+                .filter(|(op, _)| connect.fleet.calls[*op] > 0)
+                .map(|(op, (name, _, _))| {
+                    format!(
+                        "{name} {} of {}",
+                        connect.fleet.throttled[op], connect.fleet.calls[op]
+                    )
+                })
+                .collect();
             w.violate(
                 "quota-fleet",
                 format!(
-                    "the containers were throttled on {:.1} % of {calls} calls",
-                    100.0 * s
+                    "the containers were throttled on {:.1} % of {calls} calls ({})",
+                    100.0 * s,
+                    by_op.join(", ")
                 ),
             );
         }

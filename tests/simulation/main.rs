@@ -17,32 +17,51 @@ mod world;
 use std::collections::BTreeMap;
 use std::time::Instant as WallInstant;
 
-use world::Violation;
+use world::{Scale, Violation};
 
 /// Seeds CI runs (`make test`): about 20 s on two busy cores.
 const CI_SEEDS: u64 = 200;
 
 struct Outcome {
+    large: bool,
+    /// The run's shape: containers, changes, users, another caller.
+    shape: String,
     violations: Vec<Violation>,
     digest: u64,
     invocations: u64,
     simulated: std::time::Duration,
 }
 
-fn simulate(seed: u64, whole_trace: bool) -> Outcome {
+fn simulate(seed: u64, scale: Scale, whole_trace: bool) -> Outcome {
+    let large = scale.large(seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("a runtime");
     rt.block_on(async move {
-        let ran = fleet::run(seed, whole_trace).await;
+        let ran = fleet::run(seed, large, whole_trace).await;
         invariants::check(&ran);
         let w = &ran.world;
         let mut violations = w.violations.lock().expect("violations").clone();
         violations.sort();
         violations.dedup();
+        let f = &w.faults;
+        let shape = format!(
+            "{} containers, {} changes on {} users{}{}",
+            f.containers,
+            f.changes,
+            f.users,
+            if f.backlog { " queued at once" } else { "" },
+            if f.other_caller > 0.0 {
+                ", another caller"
+            } else {
+                ""
+            }
+        );
         Outcome {
+            large,
+            shape,
             violations,
             digest: w.digest(),
             invocations: ran.invocations,
@@ -80,14 +99,20 @@ fn every_seeded_run_of_the_fleet_keeps_the_invariants() {
             .with_target(false)
             .try_init();
     }
-    let started = WallInstant::now();
+    let scale = Scale::from_env();
     let mut failed: BTreeMap<u64, Outcome> = BTreeMap::new();
     let mut by_kind: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-    let (mut invocations, mut simulated) = (0, std::time::Duration::ZERO);
+    // Per mode (small, large): seeds, wall time, invocations, simulated time.
+    let mut modes = [(0u64, 0.0f64, 0u64, std::time::Duration::ZERO); 2];
+    let started = WallInstant::now();
     for &seed in &seeds {
-        let outcome = simulate(seed, replay);
-        invocations += outcome.invocations;
-        simulated += outcome.simulated;
+        let one = WallInstant::now();
+        let outcome = simulate(seed, scale, replay);
+        let mode = &mut modes[usize::from(outcome.large)];
+        mode.0 += 1;
+        mode.1 += one.elapsed().as_secs_f64();
+        mode.2 += outcome.invocations;
+        mode.3 += outcome.simulated;
         if !outcome.violations.is_empty() {
             let mut kinds: Vec<_> = outcome.violations.iter().map(|v| v.kind).collect();
             kinds.dedup();
@@ -99,12 +124,26 @@ fn every_seeded_run_of_the_fleet_keeps_the_invariants() {
     }
     let took = started.elapsed();
     eprintln!(
-        "simulation: {} seeds in {:.1} s ({:.1} seeds/s), {invocations} invocations, {:.0} simulated minutes",
+        "simulation ({scale:?}): {} seeds in {:.1} s ({:.1} seeds/s), {} failed",
         seeds.len(),
         took.as_secs_f64(),
         seeds.len() as f64 / took.as_secs_f64(),
-        simulated.as_secs_f64() / 60.0
+        failed.len()
     );
+    for (name, (n, secs, invocations, simulated)) in ["small", "large"].iter().zip(modes) {
+        if n == 0 {
+            continue;
+        }
+        let failed = failed
+            .values()
+            .filter(|o| o.large == (*name == "large"))
+            .count();
+        eprintln!(
+            "  {name}: {n} seeds in {secs:.1} s ({:.1} seeds/s), {failed} failed, {invocations} invocations, {:.0} simulated minutes",
+            n as f64 / secs,
+            simulated.as_secs_f64() / 60.0
+        );
+    }
     for (kind, seeds) in &by_kind {
         eprintln!(
             "  {kind}: {} seeds: {:?}",
@@ -113,12 +152,17 @@ fn every_seeded_run_of_the_fleet_keeps_the_invariants() {
         );
     }
     for (seed, outcome) in failed.iter().take(5) {
-        eprintln!("\nseed {seed} failed:");
+        eprintln!("\nseed {seed} ({}) failed:", outcome.shape);
         for v in outcome.violations.iter().take(10) {
             eprintln!("  {}: {}", v.kind, v.detail);
         }
+        let mode = match scale {
+            Scale::Mixed => String::new(),
+            Scale::Small => "SIM_SCALE=small ".to_owned(),
+            Scale::Large => "SIM_SCALE=large ".to_owned(),
+        };
         eprintln!(
-            "  replay: SIM_SEED={seed} cargo test --test simulation -- --nocapture   (or make simulate SEED={seed})"
+            "  replay: {mode}SIM_SEED={seed} cargo test --test simulation -- --nocapture   (or {mode}make simulate SEED={seed})"
         );
     }
     assert!(
@@ -134,7 +178,8 @@ fn every_seeded_run_of_the_fleet_keeps_the_invariants() {
 fn a_seed_replays_exactly() {
     let seeds = env("SIM_SEED").map_or_else(|| vec![3, 7, 11, 19], |s| vec![s]);
     for seed in seeds {
-        let (a, b) = (simulate(seed, false), simulate(seed, false));
+        let scale = Scale::from_env();
+        let (a, b) = (simulate(seed, scale, false), simulate(seed, scale, false));
         assert!(a.invocations > 0, "seed {seed}: the run did nothing");
         assert_eq!(a.digest, b.digest, "two runs of seed {seed} differ");
         assert_eq!(a.violations, b.violations, "seed {seed}");

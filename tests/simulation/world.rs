@@ -49,6 +49,49 @@ pub struct Faults {
     pub table_brownout: Option<Duration>,
     /// Another caller's updates a second on the account's quota (0: none).
     pub other_caller: f64,
+    /// Every change queued at once at the start (an identity provider's initial cycle),
+    /// its `OccurredAt` up to ten minutes before, instead of over the first minute.
+    pub backlog: bool,
+}
+
+/// Which fleets a run of seeds covers (`SIM_SCALE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Most seeds small (one to four containers, changes over a minute), one in
+    /// `LARGE_ONE_IN` a large fleet under a backlog: what `make test` and `make
+    /// simulate` run.
+    Mixed,
+    /// Every seed small.
+    Small,
+    /// Every seed a large fleet under a backlog.
+    Large,
+}
+
+/// In a mixed run, one seed in this many is a large fleet under a backlog.
+pub const LARGE_ONE_IN: u64 = 12;
+
+impl Scale {
+    pub fn from_env() -> Self {
+        match std::env::var("SIM_SCALE").as_deref().map(str::trim) {
+            Ok("small") => Scale::Small,
+            Ok("large") => Scale::Large,
+            _ => Scale::Mixed,
+        }
+    }
+
+    /// Whether `seed` runs a large fleet under a backlog. Drawn from a generator of its
+    /// own, so that a small seed's run is the same whatever the mode.
+    pub fn large(self, seed: u64) -> bool {
+        match self {
+            Scale::Small => false,
+            Scale::Large => true,
+            Scale::Mixed => scale_rng(seed).u64(0..LARGE_ONE_IN) == 0,
+        }
+    }
+}
+
+fn scale_rng(seed: u64) -> fastrand::Rng {
+    fastrand::Rng::with_seed(seed ^ 0x5ca1_ab1e_f1ee_7000)
 }
 
 impl Faults {
@@ -92,7 +135,28 @@ impl Faults {
             table_brownout: (!calm && rng.u8(0..3) == 0)
                 .then(|| Duration::from_secs(rng.u64(10..=60))),
             other_caller: if rng.bool() { 1.2 } else { 0.0 },
+            backlog: false,
         }
+    }
+
+    /// A large fleet under a backlog: from five to the template's fifty containers
+    /// (each at the template's shares, quota/containers), and 150 to 800
+    /// changes queued at once, on enough users that draining them takes many visibility
+    /// timeouts at the quota (with another caller or not, and the seed's faults). Drawn
+    /// after the small run's faults, from the seed's own second generator.
+    pub fn scale_up(mut self, seed: u64) -> Self {
+        let mut rng = scale_rng(seed);
+        // Past the one draw that chose the mode.
+        rng.u64(0..LARGE_ONE_IN);
+        self.containers = if rng.bool() {
+            [5, 10, 25, 50][rng.usize(0..4)]
+        } else {
+            rng.usize(5..=50)
+        };
+        self.changes = rng.usize(150..=800);
+        self.users = (self.changes / rng.usize(2..=6)).max(20);
+        self.backlog = true;
+        self
     }
 
     /// Whether the table ever misbehaves in this run.
@@ -130,9 +194,12 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(seed: u64, echo: bool) -> Self {
+    pub fn new(seed: u64, large: bool, echo: bool) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let faults = Faults::draw(&mut rng);
+        let mut faults = Faults::draw(&mut rng);
+        if large {
+            faults = faults.scale_up(seed);
+        }
         World {
             start: Instant::now(),
             faults,
