@@ -151,7 +151,10 @@ pub fn check(ran: &Ran) {
                 ),
             }
         }
-        let queued = msgs.iter().any(|m| m.state == State::Queued);
+        // (One in the catch-all is reported as such.)
+        let queued = msgs
+            .iter()
+            .any(|m| matches!(m.state, State::Queued | State::CatchAll));
         if matches!(change.kind, Kind::Bad(_)) && mine.is_empty() && !queued {
             w.violate(
                 "bad-change-acknowledged",
