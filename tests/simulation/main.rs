@@ -113,6 +113,15 @@ fn every_seeded_run_of_the_fleet_keeps_the_invariants() {
         mode.1 += one.elapsed().as_secs_f64();
         mode.2 += outcome.invocations;
         mode.3 += outcome.simulated;
+        if seeds.len() <= 5 {
+            eprintln!(
+                "seed {seed} ({}): {} invocations, {:.0} simulated minutes, {} violations",
+                outcome.shape,
+                outcome.invocations,
+                outcome.simulated.as_secs_f64() / 60.0,
+                outcome.violations.len()
+            );
+        }
         if !outcome.violations.is_empty() {
             let mut kinds: Vec<_> = outcome.violations.iter().map(|v| v.kind).collect();
             kinds.dedup();

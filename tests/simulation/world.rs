@@ -154,6 +154,13 @@ impl Faults {
             rng.usize(5..=50)
         };
         self.changes = rng.usize(150..=800);
+        // `SIM_BACKLOG=N`: a backlog of N changes instead (10,000: an initial cycle).
+        if let Some(n) = std::env::var("SIM_BACKLOG")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+        {
+            self.changes = n;
+        }
         self.users = (self.changes / rng.usize(2..=6)).max(20);
         self.backlog = true;
         self
