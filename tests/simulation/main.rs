@@ -185,9 +185,22 @@ fn every_seeded_run_of_the_fleet_keeps_the_invariants() {
 
 #[test]
 fn a_seed_replays_exactly() {
-    let seeds = env("SIM_SEED").map_or_else(|| vec![3, 7, 11, 19], |s| vec![s]);
-    for seed in seeds {
-        let scale = Scale::from_env();
+    let scale = Scale::from_env();
+    // Four small seeds and a large fleet under a backlog (its containers started one by
+    // one, its copies queued again by the thousand).
+    let seeds = env("SIM_SEED").map_or_else(
+        || {
+            vec![
+                (3, Scale::Small),
+                (7, Scale::Small),
+                (11, Scale::Small),
+                (19, Scale::Small),
+                (4, Scale::Large),
+            ]
+        },
+        |s| vec![(s, scale)],
+    );
+    for (seed, scale) in seeds {
         let (a, b) = (simulate(seed, scale, false), simulate(seed, scale, false));
         assert!(a.invocations > 0, "seed {seed}: the run did nothing");
         assert_eq!(a.digest, b.digest, "two runs of seed {seed} differ");

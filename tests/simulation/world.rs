@@ -140,7 +140,7 @@ impl Faults {
     }
 
     /// A large fleet under a backlog: from five to the template's fifty containers
-    /// (each at the template's shares, quota/containers), and 150 to 800
+    /// (each at the template's shares, quota/containers), and 150 to 500
     /// changes queued at once, on enough users that draining them takes many visibility
     /// timeouts at the quota (with another caller or not, and the seed's faults). Drawn
     /// after the small run's faults, from the seed's own second generator.
@@ -153,7 +153,7 @@ impl Faults {
         } else {
             rng.usize(5..=50)
         };
-        self.changes = rng.usize(150..=800);
+        self.changes = rng.usize(150..=500);
         // `SIM_BACKLOG=N`: a backlog of N changes instead (10,000: an initial cycle).
         if let Some(n) = std::env::var("SIM_BACKLOG")
             .ok()
