@@ -271,7 +271,17 @@ impl SlotContext {
                     }
                 };
                 let batch = tokio::select! {
-                    batch = &mut poll => batch?,
+                    batch = &mut poll => match batch {
+                        Ok(batch) => batch,
+                        // A receive that failed after the client's retries (moto
+                        // answering HTTP 500 under load): the mapping polls again, as
+                        // Lambda's does.
+                        Err(e) => {
+                            eprintln!("event source mapping: a poll failed, polling again: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
                     () = killer => {
                         process.kill();
                         process.wait_exit(Duration::from_secs(10)).await;
@@ -292,7 +302,13 @@ impl SlotContext {
                         report.mapping.batches.push(batch);
                     }
                     None => {
-                        if self.sqs.total_depth(&self.queue.url).await? == 0 {
+                        // A count that failed is asked again at the next empty poll.
+                        if self
+                            .sqs
+                            .total_depth(&self.queue.url)
+                            .await
+                            .is_ok_and(|depth| depth == 0)
+                        {
                             break Some(true);
                         }
                     }

@@ -48,6 +48,79 @@ pub struct FleetRun {
     pub stale_fields: usize,
     pub fields: usize,
     pub source_left: u64,
+    /// The fleet's schedule, from the containers' logs.
+    pub schedule: Schedule,
+    /// The machine's load average (1, 5, 15 min) when the run ended.
+    pub load: String,
+}
+
+/// What the fleet's update schedule cost, summed from the containers' `fleet rate
+/// schedule` lines (each covers a container's last 25 claims; the last few claims of a
+/// container are not in any) and `schedule_requests` per invocation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Schedule {
+    /// Writes to the schedule (claims, lost races, drops) over the update calls.
+    pub writes_per_update: f64,
+    /// Claims and writes in the health lines.
+    pub claims: u64,
+    pub writes: u64,
+    /// Mean time of a write, of a request's wait for its turn, and of a turn's lateness
+    /// after its instant, ms.
+    pub write_ms: f64,
+    pub wait_ms: f64,
+    pub late_ms: f64,
+    /// Requests paced on a container's own limiter because the schedule could not be
+    /// used (the table failed or was too slow, or races were lost too often).
+    pub fallbacks: u64,
+    /// Warnings that the table did not answer or failed.
+    pub table_failures: usize,
+}
+
+impl Schedule {
+    fn from(o: &ScenarioOutcome) -> Self {
+        let logs = o.fleet.logs();
+        let mut s = Schedule::default();
+        let (mut write_ms, mut wait_ms, mut late_ms) = (0.0, 0.0, 0.0);
+        for line in logs.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let f = &v["fields"];
+            match f["message"].as_str() {
+                Some("fleet rate schedule") => {
+                    let claims = f["claims"].as_u64().unwrap_or(0);
+                    let writes = f["writes"].as_u64().unwrap_or(0);
+                    s.claims += claims;
+                    s.writes += writes;
+                    write_ms += f["write_ms"].as_f64().unwrap_or(0.0) * writes as f64;
+                    wait_ms += f["wait_ms"].as_f64().unwrap_or(0.0) * claims as f64;
+                    late_ms += f["late_ms"].as_f64().unwrap_or(0.0) * claims as f64;
+                    s.fallbacks += f["fallbacks"].as_u64().unwrap_or(0);
+                }
+                Some(m) if m.starts_with("the fleet's rate could not be") => {
+                    s.table_failures += 1;
+                }
+                _ => {}
+            }
+        }
+        s.write_ms = write_ms / s.writes.max(1) as f64;
+        s.wait_ms = wait_ms / s.claims.max(1) as f64;
+        s.late_ms = late_ms / s.claims.max(1) as f64;
+        let updates = o
+            .function_calls
+            .get("UpdateUserIdentityInfo")
+            .map_or(0, |c| c.calls);
+        s.writes_per_update = o.schedule_writes() as f64 / updates.max(1) as f64;
+        s
+    }
+}
+
+/// The load average now, as `/proc/loadavg` gives it (1, 5 and 15 minutes).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl FleetRun {
@@ -90,6 +163,8 @@ impl FleetRun {
             stale_fields: o.stale_fields.len(),
             fields: o.fields,
             source_left: o.source_depth,
+            schedule: Schedule::from(o),
+            load: load_average(),
         }
     }
 
@@ -175,6 +250,7 @@ pub async fn fleet(
     changes_per_user: usize,
     scale: f64,
     containers: &[usize],
+    others: &[bool],
     build: &str,
 ) -> Result<Fleet, String> {
     let timeout = Duration::from_secs_f64(30.0 / scale);
@@ -192,7 +268,7 @@ pub async fn fleet(
     };
     let mut runs = Vec::new();
     for &n in containers {
-        for other in [false, true] {
+        for &other in others {
             let label = if other {
                 format!("{n} containers, another caller at 1.2 updates/s")
             } else {
@@ -436,6 +512,25 @@ pub fn section(o: &mut String, f: &Fleet) {
             )
         },
     );
+    row(
+        o,
+        "schedule: writes an update; a write's time; a turn's wait; late after its instant",
+        &|r| {
+            let s = &r.schedule;
+            format!(
+                "{:.2}; {:.0} ms; {:.0} ms; {:.1} ms",
+                s.writes_per_update, s.write_ms, s.wait_ms, s.late_ms
+            )
+        },
+    );
+    row(
+        o,
+        "schedule: requests paced on a container's own limiter; table failures",
+        &|r| format!("{}; {}", r.schedule.fallbacks, r.schedule.table_failures),
+    );
+    row(o, "load average at the end (1, 5, 15 min)", &|r| {
+        r.load.clone()
+    });
     row(o, "queue drained in", &|r| {
         format!(
             "{:.1} s{}",

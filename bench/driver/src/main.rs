@@ -12,7 +12,7 @@
 //! bench-driver load    --function BIN [--records 1000] [--batch 10]
 //! bench-driver usernames --function BIN [--changes 200] [--large-users 50000]
 //! bench-driver guard   --function BIN [--records 1000] [--batch 10]
-//! bench-driver fleet   --function BIN [--fleet-users 150] [--fleet-changes 4] [--fleet-scale 4] [--fleet-containers 2,5,10]
+//! bench-driver fleet   --function BIN [--fleet-users 150] [--fleet-changes 4] [--fleet-scale 4] [--fleet-containers 2,5,10] [--fleet-callers alone,other]
 //!                      [--out FILE (the section alone, as markdown)]
 //! bench-driver scim    --function BIN --scim BIN --noop BIN [--runs 20] [--users 1000]
 //!                      [--lookups 1000] [--scale 10] [--out FILE (the section, as markdown)]
@@ -44,7 +44,7 @@ fn usage() -> ! {
          bench-driver load --function BIN [--records N] [--batch N]\n  \
          bench-driver usernames --function BIN [--changes N] [--large-users N]\n  \
          bench-driver guard --function BIN [--records N] [--batch N]\n  \
-         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--fleet-containers N,N] [--out FILE]\n  \
+         bench-driver fleet --function BIN [--fleet-users N] [--fleet-changes N] [--fleet-scale X] [--fleet-containers N,N] [--fleet-callers alone,other] [--out FILE]\n  \
          bench-driver scim --function BIN --scim BIN --noop BIN [--runs N] [--users N] [--lookups N] [--scale X] [--out FILE]"
     );
     std::process::exit(2)
@@ -306,6 +306,16 @@ async fn fleet_runs(args: &Args, function: &Path) -> Result<fleet::Fleet, String
         .split(',')
         .map(|n| n.trim().parse().unwrap_or_else(|_| usage()))
         .collect();
+    // `--fleet-callers alone,other` (the default: both, side by side).
+    let others: Vec<bool> = args
+        .text("fleet-callers", "alone,other")
+        .split(',')
+        .map(|c| match c.trim() {
+            "alone" => false,
+            "other" => true,
+            _ => usage(),
+        })
+        .collect();
     eprintln!(
         "bench: the fleet, {users} users x {changes} changes, {containers:?} containers, quota x{scale}"
     );
@@ -315,6 +325,7 @@ async fn fleet_runs(args: &Args, function: &Path) -> Result<fleet::Fleet, String
         changes,
         scale,
         &containers,
+        &others,
         &build_label(function),
     )
     .await
