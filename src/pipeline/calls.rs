@@ -103,11 +103,12 @@ impl RateLimits {
     /// `store`; the container's own limiter paces the requests the store cannot.
     #[must_use]
     pub fn with_fleet_update(mut self, store: Arc<dyn Schedules>, fleet_rps: f64) -> Self {
-        self.fleet_update = Some(FleetRate::new(
-            store,
-            Op::UpdateUserIdentityInfo.name(),
-            fleet_rps,
-        ));
+        // The template gives each container the fleet's rate over `MaximumConcurrency`.
+        let containers = fleet_rps / self.update_rps.max(0.001);
+        self.fleet_update = Some(
+            FleetRate::new(store, Op::UpdateUserIdentityInfo.name(), fleet_rps)
+                .shared_by(containers.round()),
+        );
         self.fleet_update_rps = Some(fleet_rps);
         self
     }

@@ -6,18 +6,27 @@
 //! back on its own, and the containers together would take more than another caller
 //! leaves free.
 //!
-//! A container waits, holding nothing, for the next instant it knows of, and only then
-//! claims it with one conditional write on the schedule's version, moving the schedule
-//! one period on. Nothing is booked ahead, so a drop holds back every request not yet
-//! sent. A container that lost the race learns the schedule from the failed write and
-//! waits again; its own other tasks learn the instant it claims before the write is
-//! sent, and wait for the next one instead of racing it. No lock is held across a
-//! request to the table.
+//! A container claims the next free instant with one conditional write on the
+//! schedule's version, moving the schedule one period on from that instant, and waits,
+//! holding nothing, until the instant comes. It claims no further ahead than about one
+//! turn of its own share (as many periods as the fleet has containers): the busy
+//! containers then book their turns one after another, each with a lost race or two to
+//! learn where the schedule stands, instead of all writing at every instant (which
+//! took as many writes a turn as containers were busy, and, on a table that serves
+//! writes one at a time, more time than a turn). A drop holds back every request not
+//! yet booked: at most one a container, as a drop at the old rate. A container that
+//! lost the race learns the schedule from the failed write and tries again after a
+//! random pause of a few writes' time; its own other tasks learn the instant it claims
+//! before the write is sent, and book the next one once it has landed (one claim of a
+//! container in flight at a time) instead of racing it. No lock on what the container
+//! knows is held across a request to the table. Every `REPORT_EVERY` claims the container logs
+//! what the schedule cost it (`fleet rate schedule`: writes, their time, the wait for a
+//! turn, the lateness after the instant, requests paced on its own limiter).
 //!
 //! Every request to the table ends within one attempt budget and never after the
 //! invocation's last attempt start (a claim) or its cutoff (a drop): the invocation's
 //! `Budget` says when. When the table fails or is too slow, or the race is lost too
-//! often in a row, the request is paced on the container's own limiter instead, and the
+//! often in a row without another container's claim to show for it, the request is paced on the container's own limiter instead, and the
 //! schedule is left alone for `SKIP` (a table that does not answer would otherwise cost
 //! every request an attempt budget); a drop that could not be written drops the
 //! container's own rate instead (`calls.rs`).
@@ -26,11 +35,12 @@
 //! (`HORIZON_PERIODS` periods at its lowest rate; a drop asks for two) was written by a
 //! clock running ahead: the schedule starts again from now.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::{Instant, timeout_at};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
@@ -59,6 +69,64 @@ const REPEAT_WINDOW: Duration = Duration::from_secs(120);
 /// How long the schedule is left alone after the table failed or did not answer within
 /// an attempt budget: the container's own limiter paces its updates meanwhile.
 const SKIP: Duration = Duration::from_secs(10);
+
+/// After a lost race, a container writes again within this many writes' time (at a
+/// random point), so that the containers that lost together do not collide again.
+const BACKOFF_WRITES: u64 = 4;
+
+/// Claims between two of the container's log lines on the schedule's health.
+const REPORT_EVERY: u64 = 25;
+
+/// What the schedule cost this container over its last `REPORT_EVERY` claims: writes
+/// (claims, lost races and drops), the time the writes took, the time a request waited
+/// for its turn, how late the turns came after their instants, and the requests paced
+/// on the container's own limiter because the schedule could not be used. Logged (and
+/// started again) every `REPORT_EVERY` claims, so that an operator (and the bench) sees
+/// why a fleet keeps less than its rate.
+#[derive(Default)]
+struct Health {
+    claims: AtomicU64,
+    writes: AtomicU64,
+    write_us: AtomicU64,
+    wait_us: AtomicU64,
+    late_us: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+impl Health {
+    fn wrote(&self, took: Duration) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.write_us
+            .fetch_add(micros(took).max(0).unsigned_abs(), Ordering::Relaxed);
+    }
+
+    fn fell_back(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn claimed(&self, waited: Duration, late_us: i64) {
+        self.wait_us
+            .fetch_add(micros(waited).max(0).unsigned_abs(), Ordering::Relaxed);
+        self.late_us
+            .fetch_add(late_us.max(0).unsigned_abs(), Ordering::Relaxed);
+        if self.claims.fetch_add(1, Ordering::Relaxed) + 1 < REPORT_EVERY {
+            return;
+        }
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        let claims = take(&self.claims);
+        let writes = take(&self.writes);
+        let mean_ms = |total: u64, n: u64| total as f64 / 1000.0 / n.max(1) as f64;
+        info!(
+            claims,
+            writes,
+            write_ms = mean_ms(take(&self.write_us), writes),
+            wait_ms = mean_ms(take(&self.wait_us), claims),
+            late_ms = mean_ms(take(&self.late_us), claims),
+            fallbacks = take(&self.fallbacks),
+            "fleet rate schedule"
+        );
+    }
+}
 
 /// The right to make one request on the fleet's schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +159,17 @@ pub struct FleetRate {
     dropped_for: Mutex<std::collections::HashMap<String, Instant>>,
     /// The container's wall clock, which the schedule's instants are read on.
     clock: Clock,
+    health: Health,
+    /// The writes' time, smoothed, in microseconds (0: none yet).
+    write_us: AtomicU64,
+    /// The containers that share the schedule at most (`MaximumConcurrency`).
+    containers: f64,
+    /// Held by the container's one claim in flight.
+    writing: tokio::sync::Mutex<()>,
+    /// Where in the lead a container wakes to claim an instant it learned from a lost
+    /// race: a sequence seeded by the process and the time it started (by the clock
+    /// when one is given, so that the simulation replays a seed).
+    jitter: AtomicU64,
 }
 
 fn micros(d: Duration) -> i64 {
@@ -100,7 +179,9 @@ fn micros(d: Duration) -> i64 {
 /// What one write to the table came to.
 enum Wrote {
     Done,
-    Lost,
+    /// Another container wrote first; whether the schedule it holds is newer than the
+    /// one this write expected (another container's turn, not a fault).
+    Lost(bool),
     /// Failed, or not answered in time (it may still have landed).
     Failed(String),
     /// Not answered before the limit, which had come.
@@ -119,12 +200,30 @@ impl FleetRate {
             skip_until: Mutex::new(None),
             dropped_for: Mutex::default(),
             clock: Clock::system(),
+            health: Health::default(),
+            write_us: AtomicU64::new(0),
+            containers: 1.0,
+            writing: tokio::sync::Mutex::new(()),
+            jitter: AtomicU64::new(
+                Clock::system().now_us().unsigned_abs() ^ u64::from(std::process::id()),
+            ),
         }
+    }
+
+    /// The same schedule, shared by `containers` containers at most: each may claim an
+    /// instant up to that many periods ahead.
+    #[must_use]
+    pub fn shared_by(mut self, containers: f64) -> Self {
+        if containers.is_finite() {
+            self.containers = containers.clamp(1.0, 1000.0);
+        }
+        self
     }
 
     /// The same schedule, its instants read on `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.jitter = AtomicU64::new(clock.now_us().unsigned_abs());
         self.clock = clock;
         self
     }
@@ -193,16 +292,29 @@ impl FleetRate {
     ) -> Wrote {
         let expected = (current.version > 0).then_some(current.version);
         let ends = budget.request_ends(limit);
+        let sent = Instant::now();
         let written = timeout_at(ends, self.store.write(&self.key, expected, next)).await;
+        let took = sent.elapsed();
+        self.health.wrote(took);
+        // The writes' time, smoothed (an eighth of each new one), for the claims' lead.
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let was = self.write_us.load(Ordering::Relaxed);
+        let smoothed = if was == 0 {
+            took
+        } else {
+            was - was / 8 + took / 8
+        };
+        self.write_us.store(smoothed, Ordering::Relaxed);
         let mut known = self.known();
         let mine = known.as_ref() == Some(next);
         match written {
             Ok(Ok(Swap::Done)) => Wrote::Done,
             Ok(Ok(Swap::Lost(Some(stands)))) => {
+                let moved_on = stands.version > current.version;
                 if mine || known.as_ref().is_none_or(|k| k.version <= stands.version) {
                     *known = Some(stands);
                 }
-                Wrote::Lost
+                Wrote::Lost(moved_on)
             }
             other => {
                 if mine {
@@ -223,17 +335,31 @@ impl FleetRate {
         }
     }
 
-    /// Takes the fleet's next instant once it has come, if it comes no later than the
-    /// budget's last attempt start. Nothing is reserved ahead: a container waits for the
-    /// instant it knows of and only then claims it, so a drop by any container holds
-    /// back every request not yet sent, and the fleet never has requests booked at a
-    /// rate older than its last drop.
+    /// Takes the fleet's next instant, if it comes no later than the budget's last
+    /// attempt start, and returns once it has come. The instant may be claimed up to
+    /// the lead ahead (`lead_us`: about one turn of the container's own share, so that
+    /// busy containers book their turns one after another instead of all racing for
+    /// each), and the next instant is the claimed one plus a period, not the write's
+    /// end plus a period, so that the table's latency does not slow the fleet's rate. A
+    /// schedule that sat idle is claimed from half a period ago at most (no burst saved
+    /// up). Containers that learned the same next instant wake at a random point of the
+    /// lead, and after a lost race write again at a random point of a few writes' time.
     /// Also says how many writes to the table it took.
     pub async fn take_by(&self, budget: &Budget) -> (Take, u32) {
         let latest = budget.last_attempt;
+        let asked = Instant::now();
+        let asked_us = self.clock.now_us();
         let mut lost = 0;
         let mut writes = 0;
         loop {
+            if self.skipping() {
+                return (Take::Unavailable, writes);
+            }
+            // One claim of the container's in flight at a time: its other tasks book
+            // after it, knowing what it wrote, instead of racing it.
+            let Ok(writing) = timeout_at(latest, self.writing.lock()).await else {
+                return (Take::Late, writes);
+            };
             if self.skipping() {
                 return (Take::Unavailable, writes);
             }
@@ -241,27 +367,31 @@ impl FleetRate {
                 let mut known = self.known();
                 let now = self.clock.now_us();
                 let current = self.base(known.as_ref(), now);
-                if current.next_us > now {
-                    Err(Duration::from_micros(
-                        u64::try_from(current.next_us - now).unwrap_or(0),
-                    ))
+                let period = Self::period_us(self.rate(&current, now));
+                let instant = current.next_us.max(now - period / 2);
+                let lead = self.lead_us(period);
+                let until = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+                if Instant::now() + until(instant - now) > latest {
+                    return (Take::Late, writes);
+                }
+                if instant > now + lead {
+                    let jitter = self.jitter(lead / 2);
+                    Err(until(instant - lead - now + jitter))
                 } else {
                     let next = SharedSchedule {
-                        next_us: now + Self::period_us(self.rate(&current, now)),
+                        next_us: instant + period,
                         version: current.version + 1,
                         ..current.clone()
                     };
                     // This container's other tasks wait for the instant after this one.
                     *known = Some(next.clone());
-                    Ok((current, next))
+                    Ok((current, next, instant))
                 }
             };
-            let (current, next) = match claim {
+            let (current, next, instant) = match claim {
                 Ok(claim) => claim,
                 Err(wait) => {
-                    if Instant::now() + wait > latest {
-                        return (Take::Late, writes);
-                    }
+                    drop(writing);
                     tokio::time::sleep(wait).await;
                     lost = 0;
                     continue;
@@ -271,22 +401,47 @@ impl FleetRate {
                 return (Take::Late, writes);
             }
             writes += 1;
-            match self.swap(&current, &next, budget, latest).await {
+            let wrote = self.swap(&current, &next, budget, latest).await;
+            drop(writing);
+            match wrote {
                 Wrote::Done => {
                     let token = FleetToken {
                         epoch: current.epoch,
                     };
+                    let ahead = instant - self.clock.now_us();
+                    if ahead > 0 {
+                        tokio::time::sleep(Duration::from_micros(ahead.unsigned_abs())).await;
+                    }
+                    self.health
+                        .claimed(asked.elapsed(), self.clock.now_us() - instant.max(asked_us));
                     return (Take::Token(token), writes);
                 }
-                Wrote::Lost => {
-                    lost += 1;
+                Wrote::Lost(moved_on) => {
+                    // A race lost to another container's claim is the fleet's turn
+                    // taken, not a fault: only races that showed no claim count.
+                    if !moved_on {
+                        lost += 1;
+                    }
                     if lost == TRIES {
+                        self.health.fell_back();
                         return (Take::Unavailable, writes);
                     }
+                    // The others who lost with it learned the same schedule: each
+                    // writes again after a random share of a few writes' time, so that
+                    // they do not all collide again.
+                    let write = self.write_us.load(Ordering::Relaxed);
+                    let spread =
+                        i64::try_from(write.saturating_mul(BACKOFF_WRITES)).unwrap_or(i64::MAX);
+                    let pause = self.jitter(spread).unsigned_abs();
+                    if Instant::now() + Duration::from_micros(pause) > latest {
+                        return (Take::Late, writes);
+                    }
+                    tokio::time::sleep(Duration::from_micros(pause)).await;
                 }
                 Wrote::Late => return (Take::Late, writes),
                 Wrote::Failed(why) => {
                     self.skip();
+                    self.health.fell_back();
                     warn!(
                         error = %why,
                         "the fleet's rate could not be read; updates are paced on the container's own for a while"
@@ -295,6 +450,34 @@ impl FleetRate {
                 }
             }
         }
+    }
+
+    /// A number in `0..=max`, from the container's own sequence (splitmix64).
+    fn jitter(&self, max: i64) -> i64 {
+        let state = self
+            .jitter
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let span = max.max(0).unsigned_abs() + 1;
+        i64::try_from(z % span).unwrap_or(0)
+    }
+
+    /// How far ahead of an instant it may be claimed: as many periods as the fleet has
+    /// containers (each container about one turn of its own share ahead, so that the
+    /// containers book turns in a row instead of racing for each one), and at least two
+    /// writes' time as measured (the claim must land before the instant comes; at most
+    /// two periods more).
+    fn lead_us(&self, period: i64) -> i64 {
+        let write = i64::try_from(self.write_us.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let landing = write
+            .saturating_mul(2)
+            .clamp(period / 4, period.saturating_mul(2));
+        let turns = (self.containers * period as f64).ceil() as i64;
+        landing.max(turns)
     }
 
     /// How far ahead the schedule is booked as this container last knew it (the wait
@@ -381,7 +564,7 @@ impl FleetRate {
                     }
                     return (true, writes);
                 }
-                Wrote::Lost => {}
+                Wrote::Lost(_) => {}
                 Wrote::Late => break,
                 Wrote::Failed(why) => {
                     self.skip();
@@ -617,5 +800,96 @@ mod tests {
     async fn a_failing_table_leaves_the_request_to_the_containers_own_limiter() {
         let a = FleetRate::new(Arc::new(Broken), "Op", 1.0);
         assert_eq!(a.take_by(&far()).await, (Take::Unavailable, 1));
+    }
+
+    /// The wall clock on tokio's (paused) clock, so that the table's latency and the
+    /// schedule's instants are exact.
+    struct Paused {
+        start: Instant,
+    }
+
+    impl crate::clock::WallClock for Paused {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            let since = Instant::now().saturating_duration_since(self.start);
+            chrono::DateTime::UNIX_EPOCH
+                + chrono::TimeDelta::from_std(since).unwrap()
+                + chrono::TimeDelta::days(20_000)
+        }
+    }
+
+    /// A table that serves one write at a time, each taking `latency` (as a loaded
+    /// server does): writes sent at once wait for each other, so every lost race delays
+    /// the next claim.
+    struct Slow {
+        table: Table,
+        latency: Duration,
+        serving: tokio::sync::Mutex<()>,
+    }
+
+    impl Schedules for Slow {
+        fn write<'a>(
+            &'a self,
+            key: &'a str,
+            expected: Option<u64>,
+            schedule: &'a SharedSchedule,
+        ) -> PortFuture<'a, Result<Swap, String>> {
+            Box::pin(async move {
+                let _serving = self.serving.lock().await;
+                tokio::time::sleep(self.latency).await;
+                self.table.write(key, expected, schedule).await
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ten_containers_on_a_table_that_serves_one_write_at_a_time_keep_the_fleets_rate() {
+        // Ten containers, each with a request waiting, 20 turns a second for the fleet
+        // (50 ms apart), and a table that takes 12 ms for each write, one at a time:
+        // ten containers racing for every instant would need 120 ms of the table's time
+        // per turn.
+        let store = Arc::new(Slow {
+            table: Table::default(),
+            latency: Duration::from_millis(12),
+            serving: tokio::sync::Mutex::new(()),
+        });
+        let clock = Clock::new(Arc::new(Paused {
+            start: Instant::now(),
+        }));
+        let containers: Vec<FleetRate> = (0..10)
+            .map(|_| {
+                FleetRate::new(store.clone(), "Op", 20.0)
+                    .shared_by(10.0)
+                    .with_clock(clock.clone())
+            })
+            .collect();
+        let start = Instant::now();
+        let budget = due_in(600);
+        async fn turns(rate: &FleetRate, budget: &Budget) -> u32 {
+            let mut writes = 0;
+            for _ in 0..6 {
+                let (take, w) = rate.take_by(budget).await;
+                assert!(matches!(take, Take::Token(_)), "{take:?}");
+                writes += w;
+            }
+            writes
+        }
+        let writes: u32 = futures::future::join_all(containers.iter().map(|c| turns(c, &budget)))
+            .await
+            .into_iter()
+            .sum();
+        let took = start.elapsed().as_secs_f64();
+        // 60 turns at 20 a second: 59 periods after the first, 2.95 s; the writes' time
+        // may add a little at the start, never a share of every turn.
+        assert!((2.9..3.3).contains(&took), "{took} s for 60 turns");
+        assert_eq!(
+            store.table.item.lock().unwrap().as_ref().unwrap().version,
+            60,
+            "one successful write per turn"
+        );
+        // Each container books its next turn after the others' (a lost race or two to
+        // learn where the schedule stands, then the claim), instead of all ten racing
+        // for each turn (before: four lost races in a row, and the container gave up
+        // the schedule for its own limiter).
+        assert!(writes <= 180, "{writes} writes for 60 turns");
     }
 }
