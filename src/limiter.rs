@@ -1,7 +1,13 @@
-//! A per-container request rate that treats its configured rate as a ceiling: a token
-//! schedule with a burst of one, on tokio's timer, whose rate drops when Connect
-//! throttles and climbs back along a cubic curve (CUBIC, as the AWS SDKs' adaptive
-//! retry mode does).
+//! The rates Connect calls are paced by. [`Rate`] is what a call asks for a turn and
+//! tells of a throttle, whatever kind of rate stands behind it: a container's own
+//! ([`Limiter`]), or the fleet's one rate shared through a schedule in a table
+//! ([`fleet::FleetRate`], with the container's own behind it for when the table cannot
+//! be used). Both are bounded by the invocation's [`Window`].
+//!
+//! [`Limiter`] is a per-container request rate that treats its configured rate as a
+//! ceiling: a token schedule with a burst of one, on tokio's timer, whose rate drops
+//! when Connect throttles and climbs back along a cubic curve (CUBIC, as the AWS SDKs'
+//! adaptive retry mode does).
 //!
 //! Why not the SDK's own: aws-smithy-runtime's `ClientRateLimiter` (the adaptive retry
 //! mode) is driven only from inside the SDK's retry loop (its methods are crate-private),
@@ -44,10 +50,170 @@
 //! would hold the fleet's deeper shape near its floor (the chaos test's queue did not
 //! drain in 240 s with it).
 
-use std::sync::Mutex;
+pub mod fleet;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::clock::Clock;
+use fleet::{FleetRate, FleetToken, Schedules, Take};
+
+/// The instants of an invocation a turn and a request to the fleet's table are bounded
+/// by (from the invocation's budget).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// No attempt starts after this: a turn that comes later is not taken.
+    pub last_start: Instant,
+    /// Every request has ended by then.
+    pub cutoff: Instant,
+    /// The longest one request may take.
+    pub request: Duration,
+}
+
+impl Window {
+    /// Whether a request may still start now.
+    pub fn may_start(&self) -> bool {
+        Instant::now() <= self.last_start
+    }
+
+    /// When a request started now must end: one request's time, and never after
+    /// `limit`.
+    pub fn request_ends(&self, limit: Instant) -> Instant {
+        (Instant::now() + self.request).min(limit)
+    }
+}
+
+/// One operation's rate, as a Connect call sees it: ask for a turn, say when Connect
+/// throttled the request the turn was for. A container's own limiter, or the fleet's
+/// one rate with the container's own behind it.
+pub struct Rate {
+    own: Limiter,
+    fleet: Option<FleetRate>,
+}
+
+/// The right to make one request, from the rate that gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn {
+    /// The container's own limiter as it stood (taken from it, or, for a turn of the
+    /// fleet's, its state then: a throttle the fleet's rate cannot answer drops it).
+    own: Token,
+    fleet: Option<FleetToken>,
+}
+
+/// What asking for a turn came to: the turn (`None`: none by the window's last
+/// start), and the requests to the fleet's table it took.
+pub struct Asked {
+    pub turn: Option<Turn>,
+    pub table_requests: u32,
+}
+
+impl Rate {
+    /// A container's own rate: `rps` requests per second at most.
+    pub fn per_second(rps: f64) -> Self {
+        Rate {
+            own: Limiter::per_second(rps),
+            fleet: None,
+        }
+    }
+
+    /// The fleet's one rate for `operation`, at most `fleet_rps` for every container
+    /// together, on a schedule in `store` shared by `containers` containers at most;
+    /// this rate's own ceiling paces the requests the store cannot.
+    #[must_use]
+    pub fn shared(
+        mut self,
+        store: Arc<dyn Schedules>,
+        operation: &str,
+        fleet_rps: f64,
+        containers: f64,
+    ) -> Self {
+        self.fleet = Some(FleetRate::new(store, operation, fleet_rps).shared_by(containers));
+        self
+    }
+
+    /// The fleet's schedule read on `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: &Clock) -> Self {
+        self.fleet = self.fleet.map(|fleet| fleet.with_clock(clock.clone()));
+        self
+    }
+
+    /// The most requests a second this rate gives: the fleet's when it is shared.
+    pub fn ceiling(&self) -> f64 {
+        self.fleet
+            .as_ref()
+            .map_or(self.own.ceiling, FleetRate::ceiling)
+    }
+
+    /// How far ahead the rate is booked (the wait for its next free turn, as this
+    /// container last knew it) and the rate now.
+    pub fn outlook(&self) -> (Duration, f64) {
+        match &self.fleet {
+            Some(fleet) => fleet.outlook(),
+            None => (self.own.wait(), self.own.rate()),
+        }
+    }
+
+    /// A turn no later than the window's last start: the fleet's when it keeps one
+    /// and the table can be used, else the container's own.
+    pub async fn turn(&self, window: &Window) -> Asked {
+        let mut table_requests = 0;
+        if let Some(fleet) = &self.fleet {
+            let (take, writes) = fleet.take_by(window).await;
+            table_requests = writes;
+            match take {
+                Take::Token(token) => {
+                    return Asked {
+                        turn: Some(Turn {
+                            own: self.own.current(),
+                            fleet: Some(token),
+                        }),
+                        table_requests,
+                    };
+                }
+                Take::Late => {
+                    return Asked {
+                        turn: None,
+                        table_requests,
+                    };
+                }
+                Take::Unavailable => {}
+            }
+        }
+        let turn = self
+            .own
+            .take_by(window.last_start)
+            .await
+            .map(|own| Turn { own, fleet: None });
+        Asked {
+            turn,
+            table_requests,
+        }
+    }
+
+    /// Connect throttled the request `turn` was for (for `user`, when known): the rate
+    /// the turn came from drops. When the fleet's schedule could not be lowered (the
+    /// table failed or was too slow), the container's own rate drops instead, so that
+    /// the requests it paces while the schedule is out of reach slow down too. Says how
+    /// many requests to the fleet's table that took.
+    pub async fn throttled(&self, turn: Turn, window: &Window, user: Option<&str>) -> u32 {
+        match (&self.fleet, turn.fleet) {
+            (Some(fleet), Some(token)) => {
+                let (lowered, writes) = fleet.throttled(token, window, user).await;
+                if !lowered {
+                    self.own.throttled(turn.own);
+                }
+                writes
+            }
+            _ => {
+                self.own.throttled(turn.own);
+                0
+            }
+        }
+    }
+}
 
 /// How a rate drops and climbs back: the drop (the SDK's β), where the climb flattens,
 /// and how many periods at the new rate the next request waits after a drop.
@@ -75,7 +241,7 @@ impl Shape {
         respite_periods: 1.0,
     };
 
-    /// The fleet's one rate (`pipeline/fleet.rs`): a single drop answers for every
+    /// The fleet's one rate (`limiter/fleet.rs`): a single drop answers for every
     /// container, so it goes deeper, flattens lower, and waits for the burst to fill.
     pub const FLEET: Shape = Shape {
         beta: 0.5,

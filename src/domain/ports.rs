@@ -251,51 +251,5 @@ pub trait Watermarks: Send + Sync {
     ) -> impl Future<Output = Result<(), CallFailure>> + Send;
 }
 
-/// One Connect operation's request schedule, shared by the fleet's containers so that
-/// together they keep to one rate that drops once when any of them is throttled (kept in
-/// the staleness guard's table). Times are epoch microseconds of the containers' clocks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedSchedule {
-    /// When the next request may start.
-    pub next_us: i64,
-    /// Drops so far.
-    pub epoch: u64,
-    /// The last drop.
-    pub throttle: Option<Throttle>,
-    /// Writes so far: each write expects the version it read.
-    pub version: u64,
-}
-
-/// The last drop of a shared schedule's rate: when, and the rate it dropped from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Throttle {
-    pub at_us: i64,
-    pub from: f64,
-}
-
-/// What writing a schedule came to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Swap {
-    /// Written.
-    Done,
-    /// Another container wrote first: the schedule as it now stands, when the store
-    /// returned it.
-    Lost(Option<SharedSchedule>),
-}
-
 /// A boxed future, for ports held as trait objects.
 pub type PortFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where the fleet's shared schedules are kept. Failures are messages with no item
-/// contents; the caller paces itself on its own limiter meanwhile.
-pub trait Schedules: Send + Sync {
-    /// Writes `schedule` under `key` if the stored one is still at version `expected`
-    /// (`None`: no schedule yet). A container that knows none yet writes with `None`
-    /// and learns the stored one from `Swap::Lost`.
-    fn write<'a>(
-        &'a self,
-        key: &'a str,
-        expected: Option<u64>,
-        schedule: &'a SharedSchedule,
-    ) -> PortFuture<'a, Result<Swap, String>>;
-}

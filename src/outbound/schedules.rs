@@ -18,7 +18,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::domain::ports::{PortFuture, Schedules, SharedSchedule, Swap, Throttle};
+use crate::domain::ports::PortFuture;
+use crate::limiter::fleet::{Schedules, SharedSchedule, Swap, Throttle};
 
 use super::watermarks::{EXPIRY, KEY, what_failed};
 

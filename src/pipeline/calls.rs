@@ -18,13 +18,12 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::domain::error::{ErrorClass, Failure};
-use crate::domain::ports::Schedules;
 use crate::domain::ports::{CallFailure, Reach};
-use crate::limiter::{Limiter, Token};
+use crate::limiter::fleet::Schedules;
+use crate::limiter::{Rate, Window};
 
 use super::backpressure::TurnMeter;
 use super::budget::Budget;
-use super::fleet::{FleetRate, FleetToken, Take};
 use super::{Outcome, PerOperation};
 
 /// Attempts per call at most (SPEC §3).
@@ -62,21 +61,15 @@ impl Op {
 
 /// Client-side rate limits per Connect operation, shared by every task of the container.
 pub struct RateLimits {
-    update: Limiter,
-    describe: Limiter,
-    search: Limiter,
+    update: Rate,
+    describe: Rate,
+    search: Rate,
     /// `DescribeInstance`, whose quota is `SearchUsers`'s (2/s): paced at its share.
-    instance: Limiter,
+    instance: Rate,
     /// `ListUsers`, for the username index; `None` never lists.
-    list: Option<Limiter>,
-    /// `UpdateUserIdentityInfo`'s one rate for the whole fleet; `None`: each container
-    /// keeps to its own share.
-    fleet_update: Option<FleetRate>,
+    list: Option<Rate>,
     /// The update turns this container gets, for the backpressure before the reads.
     turns: TurnMeter,
-    /// The container's update ceiling (`CONNECT_RPS_UPDATE`), and the fleet's.
-    update_rps: f64,
-    fleet_update_rps: Option<f64>,
 }
 
 impl RateLimits {
@@ -86,15 +79,12 @@ impl RateLimits {
     /// rate however the calls fall; a throttle lowers the rate for a while.
     pub fn new(update_rps: f64, describe_rps: f64, search_rps: f64) -> Self {
         RateLimits {
-            update: Limiter::per_second(update_rps),
-            describe: Limiter::per_second(describe_rps),
-            search: Limiter::per_second(search_rps),
-            instance: Limiter::per_second(search_rps),
+            update: Rate::per_second(update_rps),
+            describe: Rate::per_second(describe_rps),
+            search: Rate::per_second(search_rps),
+            instance: Rate::per_second(search_rps),
             list: None,
-            fleet_update: None,
             turns: TurnMeter::new(update_rps),
-            update_rps,
-            fleet_update_rps: None,
         }
     }
 
@@ -104,12 +94,13 @@ impl RateLimits {
     #[must_use]
     pub fn with_fleet_update(mut self, store: Arc<dyn Schedules>, fleet_rps: f64) -> Self {
         // The template gives each container the fleet's rate over `MaximumConcurrency`.
-        let containers = fleet_rps / self.update_rps.max(0.001);
-        self.fleet_update = Some(
-            FleetRate::new(store, Op::UpdateUserIdentityInfo.name(), fleet_rps)
-                .shared_by(containers.round()),
+        let containers = (fleet_rps / self.update.ceiling().max(0.001)).round();
+        self.update = self.update.shared(
+            store,
+            Op::UpdateUserIdentityInfo.name(),
+            fleet_rps,
+            containers,
         );
-        self.fleet_update_rps = Some(fleet_rps);
         self
     }
 
@@ -117,16 +108,14 @@ impl RateLimits {
     /// and every username is resolved with `SearchUsers`.
     #[must_use]
     pub fn with_list(mut self, list_rps: f64) -> Self {
-        self.list = (list_rps > 0.0).then(|| Limiter::per_second(list_rps));
+        self.list = (list_rps > 0.0).then(|| Rate::per_second(list_rps));
         self
     }
 
     /// The fleet's schedule read on `clock`.
     pub(super) fn set_clock(&mut self, clock: &Clock) {
-        self.fleet_update = self
-            .fleet_update
-            .take()
-            .map(|fleet| fleet.with_clock(clock.clone()));
+        let update = std::mem::replace(&mut self.update, Rate::per_second(1.0));
+        self.update = update.with_clock(clock);
     }
 
     /// Whether `ListUsers` may be called at all.
@@ -142,15 +131,23 @@ impl RateLimits {
     /// The most updates a second the container may make: the fleet's rate when it keeps
     /// one, else the container's share.
     pub(super) fn update_ceiling(&self) -> f64 {
-        self.fleet_update_rps.unwrap_or(self.update_rps)
+        self.update.ceiling()
     }
 
     /// How far ahead the update schedule is booked, and its rate now: the fleet's as
     /// this container last knew it, else the container's own limiter's.
     pub(super) fn update_outlook(&self) -> (Duration, f64) {
-        match &self.fleet_update {
-            Some(fleet) => fleet.outlook(),
-            None => (self.update.wait(), self.update.rate()),
+        self.update.outlook()
+    }
+
+    /// `op`'s rate; `None` for `ListUsers` with the index off.
+    fn rate(&self, op: Op) -> Option<&Rate> {
+        match op {
+            Op::UpdateUserIdentityInfo => Some(&self.update),
+            Op::DescribeUser => Some(&self.describe),
+            Op::SearchUsers => Some(&self.search),
+            Op::DescribeInstance => Some(&self.instance),
+            Op::ListUsers => self.list.as_ref(),
         }
     }
 }
@@ -290,7 +287,8 @@ impl<'p> Calls<'p> {
                 // about the account (a user's own failures would otherwise drop the
                 // whole operation's rate three times per delivery).
                 if !dropped {
-                    let writes = token.throttled(self.budget, user).await;
+                    let rate = self.limits.rate(op).expect("a turn came from this rate");
+                    let writes = rate.throttled(token, &self.window(), user).await;
                     self.counts
                         .schedule_writes
                         .fetch_add(writes, Ordering::Relaxed);
@@ -318,83 +316,37 @@ impl<'p> Calls<'p> {
         })
     }
 
-    /// Waits for a token of `op`'s limiter (the fleet's, for an update when the fleet
-    /// keeps one rate), no later than the latest start; counts the wait. `None`: no
-    /// token in time (or `ListUsers` with the index off).
-    async fn take_token(&self, op: Op) -> Option<Taken<'p>> {
+    /// Waits for a turn of `op`'s rate, no later than the latest start; counts the wait
+    /// and the requests to the fleet's table. `None`: no turn in time (or `ListUsers`
+    /// with the index off).
+    async fn take_token(&self, op: Op) -> Option<crate::limiter::Turn> {
         let limits = self.limits;
-        let limiter = match op {
-            Op::UpdateUserIdentityInfo => &limits.update,
-            Op::DescribeUser => &limits.describe,
-            Op::SearchUsers => &limits.search,
-            Op::DescribeInstance => &limits.instance,
-            // Only made when the index is on, which needs a rate.
-            Op::ListUsers => limits.list.as_ref()?,
-        };
+        let rate = limits.rate(op)?;
         let from = Instant::now();
         let turns = (op == Op::UpdateUserIdentityInfo).then(|| limits.turns());
         if let Some(t) = turns {
             t.waits();
         }
-        let taken = self.take_from(op, limiter).await;
+        let asked = rate.turn(&self.window()).await;
+        self.counts
+            .schedule_writes
+            .fetch_add(asked.table_requests, Ordering::Relaxed);
         if let Some(t) = turns {
-            t.done(taken.is_some());
+            t.done(asked.turn.is_some());
         }
         let waited = u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.counts
             .limiter_wait_us
             .fetch_add(waited, Ordering::Relaxed);
-        taken
+        asked.turn
     }
 
-    /// A token from the fleet's schedule for an update when the fleet keeps one rate,
-    /// else (or when the schedule cannot be used) from the container's `limiter`.
-    async fn take_from(&self, op: Op, limiter: &'p Limiter) -> Option<Taken<'p>> {
-        if let (Op::UpdateUserIdentityInfo, Some(fleet)) = (op, &self.limits.fleet_update) {
-            let (take, writes) = fleet.take_by(self.budget).await;
-            self.counts
-                .schedule_writes
-                .fetch_add(writes, Ordering::Relaxed);
-            match take {
-                Take::Token(token) => {
-                    return Some(Taken::Fleet(fleet, token, limiter, limiter.current()));
-                }
-                Take::Late => return None,
-                Take::Unavailable => {}
-            }
-        }
-        let token = limiter.take_by(self.budget.last_attempt).await?;
-        Some(Taken::Own(limiter, token))
-    }
-}
-
-/// A token, and the rate it was taken from.
-enum Taken<'p> {
-    Own(&'p Limiter, Token),
-    /// From the fleet's schedule; with the container's own limiter as it stood then,
-    /// which paces the requests the schedule cannot.
-    Fleet(&'p FleetRate, FleetToken, &'p Limiter, Token),
-}
-
-impl Taken<'_> {
-    /// Connect throttled the request: the rate the token came from drops. When the
-    /// fleet's schedule could not be lowered (the table failed or was too slow), the
-    /// container's own rate drops instead, so that the requests it paces while the
-    /// schedule is out of reach slow down too. Says how many writes to the fleet's
-    /// schedule that took.
-    async fn throttled(self, budget: &Budget, user: Option<&str>) -> u32 {
-        match self {
-            Taken::Own(limiter, token) => {
-                limiter.throttled(token);
-                0
-            }
-            Taken::Fleet(fleet, token, own, own_token) => {
-                let (lowered, writes) = fleet.throttled(token, budget, user).await;
-                if !lowered {
-                    own.throttled(own_token);
-                }
-                writes
-            }
+    /// The invocation's instants that bound a turn and a request to the fleet's table.
+    fn window(&self) -> Window {
+        Window {
+            last_start: self.budget.last_attempt,
+            cutoff: self.budget.cutoff,
+            request: self.budget.attempt,
         }
     }
 }

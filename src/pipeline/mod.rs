@@ -16,7 +16,6 @@ mod apply;
 mod backpressure;
 mod budget;
 mod calls;
-mod fleet;
 mod guard;
 mod outcome;
 mod plan;

@@ -3,7 +3,7 @@
 //! lost race returns the schedule as it stands (so a container needs no read), and a
 //! missing table is a failure that names no value.
 
-use connect_identity_sync::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
+use connect_identity_sync::limiter::fleet::{Schedules, SharedSchedule, Swap, Throttle};
 use connect_identity_sync::outbound::schedules::DynamoSchedules;
 use harness::{Moto, WATERMARK_TABLE};
 

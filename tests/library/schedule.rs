@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common::*;
 use connect_identity_sync::domain::error::ErrorClass;
-use connect_identity_sync::domain::ports::{PortFuture, Schedules, SharedSchedule, Swap};
+use connect_identity_sync::domain::ports::PortFuture;
 use connect_identity_sync::domain::record::Disposition;
+use connect_identity_sync::limiter::fleet::{Schedules, SharedSchedule, Swap};
 use connect_identity_sync::pipeline::RateLimits;
 use serde_json::json;
 use tokio::time::Instant;

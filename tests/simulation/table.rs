@@ -14,10 +14,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use connect_identity_sync::clock::Clock;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
-use connect_identity_sync::domain::ports::{
-    CallFailure, Lease, Leased, PortFuture, Schedules, SharedSchedule, Swap, Watermarks,
-};
+use connect_identity_sync::domain::ports::{CallFailure, Lease, Leased, PortFuture, Watermarks};
 use connect_identity_sync::domain::watermark::FieldWatermarks;
+use connect_identity_sync::limiter::fleet::{Schedules, SharedSchedule, Swap};
 use tokio::time::sleep;
 
 use crate::connect::ATTEMPT;

@@ -25,7 +25,7 @@
 //!
 //! Every request to the table ends within one attempt budget and never after the
 //! invocation's last attempt start (a claim) or its cutoff (a drop): the invocation's
-//! `Budget` says when. When the table fails or is too slow, or the race is lost too
+//! `Window` says when. When the table fails or is too slow, or the race is lost too
 //! often in a row without another container's claim to show for it, the request is paced on the container's own limiter instead, and the
 //! schedule is left alone for `SKIP` (a table that does not answer would otherwise cost
 //! every request an attempt budget); a drop that could not be written drops the
@@ -43,10 +43,55 @@ use tokio::time::{Instant, timeout_at};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::domain::ports::{Schedules, SharedSchedule, Swap, Throttle};
-use crate::limiter::Shape;
+use crate::domain::ports::PortFuture;
 
-use super::budget::Budget;
+use super::{Shape, Window};
+
+/// One Connect operation's request schedule, shared by the fleet's containers so that
+/// together they keep to one rate that drops once when any of them is throttled (kept in
+/// the staleness guard's table). Times are epoch microseconds of the containers' clocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedSchedule {
+    /// When the next request may start.
+    pub next_us: i64,
+    /// Drops so far.
+    pub epoch: u64,
+    /// The last drop.
+    pub throttle: Option<Throttle>,
+    /// Writes so far: each write expects the version it read.
+    pub version: u64,
+}
+
+/// The last drop of a shared schedule's rate: when, and the rate it dropped from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    pub at_us: i64,
+    pub from: f64,
+}
+
+/// What writing a schedule came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Swap {
+    /// Written.
+    Done,
+    /// Another container wrote first: the schedule as it now stands, when the store
+    /// returned it.
+    Lost(Option<SharedSchedule>),
+}
+
+/// Where the fleet's shared schedules are kept. Failures are messages with no item
+/// contents; the caller paces itself on its own limiter meanwhile.
+pub trait Schedules: Send + Sync {
+    /// Writes `schedule` under `key` if the stored one is still at version `expected`
+    /// (`None`: no schedule yet). A container that knows none yet writes with `None`
+    /// and learns the stored one from `Swap::Lost`.
+    fn write<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<u64>,
+        schedule: &'a SharedSchedule,
+    ) -> PortFuture<'a, Result<Swap, String>>;
+}
 
 /// Races lost in a row (the schedule written by another container between this
 /// container's read and its write, with the instant still due) before the container
@@ -210,6 +255,11 @@ impl FleetRate {
         }
     }
 
+    /// The most requests a second the fleet makes together.
+    pub fn ceiling(&self) -> f64 {
+        self.ceiling
+    }
+
     /// The same schedule, shared by `containers` containers at most: each may claim an
     /// instant up to that many periods ahead.
     #[must_use]
@@ -287,11 +337,11 @@ impl FleetRate {
         &self,
         current: &SharedSchedule,
         next: &SharedSchedule,
-        budget: &Budget,
+        window: &Window,
         limit: Instant,
     ) -> Wrote {
         let expected = (current.version > 0).then_some(current.version);
-        let ends = budget.request_ends(limit);
+        let ends = window.request_ends(limit);
         let sent = Instant::now();
         let written = timeout_at(ends, self.store.write(&self.key, expected, next)).await;
         let took = sent.elapsed();
@@ -335,8 +385,8 @@ impl FleetRate {
         }
     }
 
-    /// Takes the fleet's next instant, if it comes no later than the budget's last
-    /// attempt start, and returns once it has come. The instant may be claimed up to
+    /// Takes the fleet's next instant, if it comes no later than the window's last
+    /// start, and returns once it has come. The instant may be claimed up to
     /// the lead ahead (`lead_us`: about one turn of the container's own share, so that
     /// busy containers book their turns one after another instead of all racing for
     /// each), and the next instant is the claimed one plus a period, not the write's
@@ -345,8 +395,8 @@ impl FleetRate {
     /// up). Containers that learned the same next instant wake at a random point of the
     /// lead, and after a lost race write again at a random point of a few writes' time.
     /// Also says how many writes to the table it took.
-    pub async fn take_by(&self, budget: &Budget) -> (Take, u32) {
-        let latest = budget.last_attempt;
+    pub async fn take_by(&self, window: &Window) -> (Take, u32) {
+        let latest = window.last_start;
         let asked = Instant::now();
         let asked_us = self.clock.now_us();
         let mut lost = 0;
@@ -397,11 +447,11 @@ impl FleetRate {
                     continue;
                 }
             };
-            if !budget.may_start() {
+            if !window.may_start() {
                 return (Take::Late, writes);
             }
             writes += 1;
-            let wrote = self.swap(&current, &next, budget, latest).await;
+            let wrote = self.swap(&current, &next, window, latest).await;
             drop(writing);
             match wrote {
                 Wrote::Done => {
@@ -499,7 +549,7 @@ impl FleetRate {
     /// Connect throttled the request `token` was taken for: the fleet's rate drops to
     /// half of what it is now, once per drop (a token taken before the last drop, by
     /// any container, does not drop it again). Each write ends within an attempt budget
-    /// and by the budget's cutoff.
+    /// and by the window's cutoff.
     /// A throttle of `user` (when known) whose throttle already dropped the rate from
     /// this container within `REPEAT_WINDOW` drops nothing: that drop answered it.
     /// Says whether the fleet's rate is lowered (by this drop or an earlier one), and
@@ -507,7 +557,7 @@ impl FleetRate {
     pub async fn throttled(
         &self,
         token: FleetToken,
-        budget: &Budget,
+        window: &Window,
         user: Option<&str>,
     ) -> (bool, u32) {
         if let Some(user) = user {
@@ -518,7 +568,7 @@ impl FleetRate {
                 return (true, 0);
             }
         }
-        let (lowered, writes) = self.drop_rate(token, budget).await;
+        let (lowered, writes) = self.drop_rate(token, window).await;
         if let (true, Some(user)) = (lowered, user) {
             self.dropped_for
                 .lock()
@@ -528,7 +578,7 @@ impl FleetRate {
         (lowered, writes)
     }
 
-    async fn drop_rate(&self, token: FleetToken, budget: &Budget) -> (bool, u32) {
+    async fn drop_rate(&self, token: FleetToken, window: &Window) -> (bool, u32) {
         let mut writes = 0;
         for _ in 0..TRIES {
             let (current, next) = {
@@ -552,11 +602,11 @@ impl FleetRate {
                 next.next_us = next.next_us.max(now.saturating_add(respite));
                 (current, next)
             };
-            if Instant::now() >= budget.cutoff {
+            if Instant::now() >= window.cutoff {
                 break;
             }
             writes += 1;
-            match self.swap(&current, &next, budget, budget.cutoff).await {
+            match self.swap(&current, &next, window, window.cutoff).await {
                 Wrote::Done => {
                     let mut known = self.known();
                     if known.as_ref().is_none_or(|k| k.version <= next.version) {
@@ -614,20 +664,22 @@ mod tests {
         }
     }
 
-    use crate::pipeline::Settings;
-
     /// An invocation due in `secs` seconds, with a margin and an attempt budget of 1 s.
-    fn due_in(secs: u64) -> Budget {
-        let settings = Settings {
-            max_receive_count: 3,
-            concurrency: 4,
-            deadline_margin: Duration::from_secs(1),
-            call_budget: Duration::from_secs(1),
+    fn due_in(secs: u64) -> Window {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let before = |d: u64| {
+            deadline
+                .checked_sub(Duration::from_secs(d))
+                .unwrap_or_else(Instant::now)
         };
-        Budget::new(&settings, Instant::now() + Duration::from_secs(secs))
+        Window {
+            last_start: before(2),
+            cutoff: before(1),
+            request: Duration::from_secs(1),
+        }
     }
 
-    fn far() -> Budget {
+    fn far() -> Window {
         due_in(60)
     }
 
@@ -864,10 +916,10 @@ mod tests {
             .collect();
         let start = Instant::now();
         let budget = due_in(600);
-        async fn turns(rate: &FleetRate, budget: &Budget) -> u32 {
+        async fn turns(rate: &FleetRate, window: &Window) -> u32 {
             let mut writes = 0;
             for _ in 0..6 {
-                let (take, w) = rate.take_by(budget).await;
+                let (take, w) = rate.take_by(window).await;
                 assert!(matches!(take, Take::Token(_)), "{take:?}");
                 writes += w;
             }
