@@ -7,21 +7,22 @@
 //! leaves free.
 //!
 //! A container claims the next free instant with one conditional write on the
-//! schedule's version, moving the schedule one period on from that instant, and waits,
-//! holding nothing, until the instant comes. It claims no further ahead than about one
-//! turn of its own share (as many periods as the fleet has containers): the busy
-//! containers then book their turns one after another, each with a lost race or two to
-//! learn where the schedule stands, instead of all writing at every instant (which
-//! took as many writes a turn as containers were busy, and, on a table that serves
-//! writes one at a time, more time than a turn). A drop holds back every request not
-//! yet booked: at most one a container, as a drop at the old rate. A container that
-//! lost the race learns the schedule from the failed write and tries again after a
-//! random pause of a few writes' time; its own other tasks learn the instant it claims
-//! before the write is sent, and book the next one once it has landed (one claim of a
-//! container in flight at a time) instead of racing it. No lock on what the container
-//! knows is held across a request to the table. Every `REPORT_EVERY` claims the container logs
-//! what the schedule cost it (`fleet rate schedule`: writes, their time, the wait for a
-//! turn, the lateness after the instant, requests paced on its own limiter).
+//! schedule's version, moving the schedule one period on from that instant (not from
+//! the write's end: the table's latency does not slow the rate), and waits, holding
+//! nothing, until the instant comes. It claims up to two periods ahead (`lead_us`), so
+//! that busy containers book their turns in a row, and no further, so that a drop
+//! holds back every request but the next one or two. After a lost race a container
+//! learns the schedule from the failed write and tries again after a random pause of a
+//! few writes' time, and containers that learned the same next instant wake at random
+//! points of the lead, so that they do not collide again and again (on a table that
+//! serves writes one at a time, ten containers racing for every instant took more of
+//! its time than a turn, and lost four races in a row). Its own other tasks learn the
+//! instant it claims before the write is sent, and book the next one once it has
+//! landed (one claim of a container in flight at a time). No lock on what the container
+//! knows is held across a request to the table. Every `REPORT_EVERY` claims the
+//! container logs what the schedule cost it (`fleet rate schedule`: writes, their
+//! time, the wait for a turn, the lateness after the instant, requests paced on its
+//! own limiter).
 //!
 //! Every request to the table ends within one attempt budget and never after the
 //! invocation's last attempt start (a claim) or its cutoff (a drop): the invocation's
@@ -114,6 +115,9 @@ const REPEAT_WINDOW: Duration = Duration::from_secs(120);
 /// How long the schedule is left alone after the table failed or did not answer within
 /// an attempt budget: the container's own limiter paces its updates meanwhile.
 const SKIP: Duration = Duration::from_secs(10);
+
+/// The most periods ahead a turn is booked (beyond the table's latency).
+const BOOKED_PERIODS: f64 = 2.0;
 
 /// After a lost race, a container writes again within this many writes' time (at a
 /// random point), so that the containers that lost together do not collide again.
@@ -386,14 +390,12 @@ impl FleetRate {
     }
 
     /// Takes the fleet's next instant, if it comes no later than the window's last
-    /// start, and returns once it has come. The instant may be claimed up to
-    /// the lead ahead (`lead_us`: about one turn of the container's own share, so that
-    /// busy containers book their turns one after another instead of all racing for
-    /// each), and the next instant is the claimed one plus a period, not the write's
-    /// end plus a period, so that the table's latency does not slow the fleet's rate. A
-    /// schedule that sat idle is claimed from half a period ago at most (no burst saved
-    /// up). Containers that learned the same next instant wake at a random point of the
-    /// lead, and after a lost race write again at a random point of a few writes' time.
+    /// start, and returns once it has come. The instant may be claimed up to the lead
+    /// ahead (`lead_us`), and the next instant is the claimed one plus a period, not the
+    /// write's end plus a period. A schedule that sat idle is claimed from half a period
+    /// ago at most (no burst saved up). Containers that learned the same next instant
+    /// wake at a random point of the lead, and after a lost race write again at a random
+    /// point of a few writes' time.
     /// Also says how many writes to the table it took.
     pub async fn take_by(&self, window: &Window) -> (Take, u32) {
         let latest = window.last_start;
@@ -516,17 +518,19 @@ impl FleetRate {
         i64::try_from(z % span).unwrap_or(0)
     }
 
-    /// How far ahead of an instant it may be claimed: as many periods as the fleet has
-    /// containers (each container about one turn of its own share ahead, so that the
-    /// containers book turns in a row instead of racing for each one), and at least two
-    /// writes' time as measured (the claim must land before the instant comes; at most
-    /// two periods more).
+    /// How far ahead of an instant it may be claimed: one period, two when the fleet
+    /// has two containers or more (so that busy containers book turns in a row instead
+    /// of racing for each), and at least two writes' time as measured (the claim must
+    /// land before the instant comes; at most two periods more). Not further: what is
+    /// booked before a drop goes at the rate before it, and with as many periods as
+    /// containers the other caller of the simulation's seed 83 (three containers) was
+    /// throttled on 17 % of its calls.
     fn lead_us(&self, period: i64) -> i64 {
         let write = i64::try_from(self.write_us.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         let landing = write
             .saturating_mul(2)
             .clamp(period / 4, period.saturating_mul(2));
-        let turns = (self.containers * period as f64).ceil() as i64;
+        let turns = (self.containers.min(BOOKED_PERIODS) * period as f64).ceil() as i64;
         landing.max(turns)
     }
 
