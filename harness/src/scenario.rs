@@ -271,9 +271,7 @@ impl Scenario {
         }
 
         let (bodies, expected) = self.changes();
-        for body in &bodies {
-            stack.sqs.send_body(&stack.source.url, body).await?;
-        }
+        stack.sqs.send_bodies(&stack.source.url, &bodies).await?;
 
         let other = (self.other_rate > 0.0).then(|| {
             OtherCaller::start(
