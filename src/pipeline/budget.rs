@@ -1,6 +1,6 @@
 //! One invocation's instants, computed once from its deadline and the settings'
 //! margins, and asked by every part that must end in time: Connect's attempts
-//! (`calls.rs`), the fleet's schedule (`fleet.rs`), the staleness guard's table
+//! (`calls.rs`), the fleet's schedule (`limiter/fleet.rs`), the staleness guard's table
 //! (`guard.rs`) and the dead-letter sends (`settle.rs`). Nothing else subtracts from
 //! the deadline.
 //!
