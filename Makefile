@@ -36,7 +36,8 @@ DEMO_BUILD = $(CARGO) build --workspace --bin connect-identity-sync --bin connec
              --bin connect-identity-sync-reconcile --bin connect-identity-sync-scim --bin demo --test harness_smoke
 
 # cargo-nextest runs each test in its own process (faster, isolated); plain cargo test
-# works too.
+# works too. .config/nextest.toml starts the fleet and chaos tests of tests/e2e (minutes
+# each, mostly waiting on the emulated quota) first, four at a time, beside the rest.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 ifeq ($(NEXTEST),yes)
 TEST_CMD = $(CARGO) nextest run --workspace --no-fail-fast --failure-output final
