@@ -235,11 +235,23 @@ impl Function {
     /// just before a reply may still be on its way through the pipe when the reply is
     /// in: a test that looks for such a line waits for it here.
     pub async fn logs_once_containing(&self, needle: &str, limit: Duration) -> String {
+        self.logs_once_holding(needle, 1, limit).await
+    }
+
+    /// The logs once at least `at_least` of their lines hold `needle`, or as they are
+    /// after `limit` (the lines of the last replies may still be in the pipe).
+    pub async fn logs_once_holding(
+        &self,
+        needle: &str,
+        at_least: usize,
+        limit: Duration,
+    ) -> String {
         let until = tokio::time::Instant::now() + limit;
         loop {
-            let logs = self.logs();
-            if logs.contains(needle) || tokio::time::Instant::now() >= until {
-                return logs;
+            let lines = self.log_lines();
+            let found = lines.iter().filter(|l| l.contains(needle)).count();
+            if found >= at_least || tokio::time::Instant::now() >= until {
+                return lines.join("\n");
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

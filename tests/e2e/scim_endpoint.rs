@@ -217,7 +217,12 @@ async fn both_tokens_of_a_rotation_are_accepted_and_a_wrong_or_missing_one_gets_
             .calls(harness::connect_emulator::Operation::DescribeUser)
             .is_empty()
     );
-    let logs = s.scim.function.logs();
+    // Each refusal's metric line is written before its reply; it may still be in the pipe.
+    let logs = s
+        .scim
+        .function
+        .logs_once_holding("\"ScimAuthFailures\":1", 3, Duration::from_secs(5))
+        .await;
     assert_free_of(
         &logs,
         &[TOKEN, NEXT_TOKEN, "scim-current-7d0c4f2e9b1a4c55a1e4"],
@@ -608,7 +613,11 @@ async fn the_queue_unreachable_is_503_with_retry_after_and_nothing_accepted() {
     assert_error(&reply, 503, None, "not accepted");
     assert_eq!(reply.header("retry-after"), Some("5"));
     assert_eq!(stack_setup.queue_depth().await, 0);
-    let logs = stack_setup.scim.function.logs();
+    let logs = stack_setup
+        .scim
+        .function
+        .logs_once_containing("\"Status\":\"503\"", Duration::from_secs(5))
+        .await;
     assert!(logs.contains("\"Status\":\"503\""), "{logs}");
     assert_free_of(&logs, &["Wu-Li"]);
 }
