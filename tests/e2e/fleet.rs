@@ -77,9 +77,31 @@ fn assert_every_change_applied(outcome: &ScenarioOutcome) {
         .iter()
         .map(|(class, m)| format!("{class}: {}", m.len()))
         .collect();
+    // Each letter's message and attempts say which path dead-lettered it.
+    let letters: Vec<String> = outcome
+        .dead_letters
+        .values()
+        .flatten()
+        .map(|m| {
+            let attr = |name: &str| {
+                m.message_attributes
+                    .get(name)
+                    .and_then(|a| a.string_value.clone())
+                    .unwrap_or_default()
+            };
+            format!(
+                "{} {} attempts {}: {}",
+                attr("SourceId"),
+                attr("ErrorClass"),
+                attr("Attempts"),
+                attr("ErrorMessage")
+            )
+        })
+        .collect();
     assert!(
         outcome.dead_letters.is_empty(),
-        "good changes dead-lettered by class: {classes:?}\n{summary}"
+        "good changes dead-lettered by class: {classes:?}\n{}\n{summary}",
+        letters.join("\n")
     );
     assert!(
         outcome.catch_all.is_empty(),
