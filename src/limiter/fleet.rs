@@ -9,12 +9,7 @@
 //! A container claims the next free instant with one conditional write on the
 //! schedule's version, moving the schedule one period on from that instant (not from
 //! the write's end: the table's latency does not slow the rate), and waits, holding
-//! nothing, until the instant comes, and starts the request at a random point of the
-//! first half of its period after it: requests spaced exactly at the quota's refill
-//! period take each token of the account's bucket as it refills, so that another caller
-//! takes every refusal while the fleet is never refused and never slows down (the
-//! simulation's seeds 348 and 441: the other caller throttled on 8.6 % and 8.0 % of its
-//! calls; with the random start, 0 %). It claims up to two periods ahead (`lead_us`), so
+//! nothing, until the instant comes. It claims up to two periods ahead (`lead_us`), so
 //! that busy containers book their turns in a row, and no further, so that a drop
 //! holds back every request but the next one or two. After a lost race a container
 //! learns the schedule from the failed write and tries again after a random pause of a
@@ -442,10 +437,10 @@ impl FleetRate {
                     };
                     // This container's other tasks wait for the instant after this one.
                     *known = Some(next.clone());
-                    Ok((current, next, instant, period))
+                    Ok((current, next, instant))
                 }
             };
-            let (current, next, instant, period) = match claim {
+            let (current, next, instant) = match claim {
                 Ok(claim) => claim,
                 Err(wait) => {
                     drop(writing);
@@ -465,20 +460,12 @@ impl FleetRate {
                     let token = FleetToken {
                         epoch: current.epoch,
                     };
-                    // The request starts at a random point of the first half of its
-                    // period (never after the window's last start): the schedule's
-                    // rate is kept, but its requests no longer come exactly as the
-                    // account's bucket refills, so that when another caller empties
-                    // it the fleet is refused too, and drops, instead of taking every
-                    // token as it comes while the other caller takes every refusal.
-                    let start = instant + self.jitter(period / 2);
-                    let ahead = start - self.clock.now_us();
+                    let ahead = instant - self.clock.now_us();
                     if ahead > 0 {
-                        let wake = Instant::now() + Duration::from_micros(ahead.unsigned_abs());
-                        tokio::time::sleep_until(wake.min(latest.max(Instant::now()))).await;
+                        tokio::time::sleep(Duration::from_micros(ahead.unsigned_abs())).await;
                     }
                     self.health
-                        .claimed(asked.elapsed(), self.clock.now_us() - start.max(asked_us));
+                        .claimed(asked.elapsed(), self.clock.now_us() - instant.max(asked_us));
                     return (Take::Token(token), writes);
                 }
                 Wrote::Lost(moved_on) => {
@@ -907,39 +894,6 @@ mod tests {
                 tokio::time::sleep(self.latency).await;
                 self.table.write(key, expected, schedule).await
             })
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn turns_start_at_random_points_of_their_periods_and_keep_the_fleets_rate() {
-        // One busy container at 20 turns a second (50 ms apart), on tokio's paused clock
-        // so that every start is exact: a schedule whose turns came exactly one period
-        // apart would take each token as the account's bucket refills it, and another
-        // caller would take every refusal (and the fleet never learn of it).
-        let table = Arc::new(Table::default());
-        let clock = Clock::new(Arc::new(Paused {
-            start: Instant::now(),
-        }));
-        let a = FleetRate::new(table, "Op", 20.0).with_clock(clock);
-        let budget = due_in(600);
-        let start = Instant::now();
-        let mut starts = Vec::new();
-        for _ in 0..40 {
-            assert!(matches!(a.take_by(&budget).await.0, Take::Token(_)));
-            starts.push(Instant::now().duration_since(start).as_secs_f64());
-        }
-        let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-        let off_period = gaps.iter().filter(|g| (*g - 0.05).abs() > 0.005).count();
-        assert!(
-            off_period >= gaps.len() / 2,
-            "{off_period} of {} gaps away from the period: {gaps:?}",
-            gaps.len()
-        );
-        // Each start lies in the first half of its own period: the rate is the
-        // schedule's (39 periods after the first turn's period, 1.95 s, to 2.0 s).
-        for (i, at) in starts.iter().enumerate() {
-            let offset = at - 0.05 * i as f64;
-            assert!((-0.001..0.026).contains(&offset), "turn {i} at {at} s");
         }
     }
 
