@@ -80,6 +80,24 @@ pub enum Swap {
     Lost(Option<SharedSchedule>),
 }
 
+impl Swap {
+    /// The store's conditional write on an item held in memory: `schedule` replaces
+    /// `item` when the item's version is `expected` (`None`: no item yet), else the item
+    /// as it stands is returned. In-memory stores (tests, the simulation) use it.
+    pub fn conditional(
+        item: &mut Option<SharedSchedule>,
+        expected: Option<u64>,
+        schedule: &SharedSchedule,
+    ) -> Swap {
+        if item.as_ref().map(|s| s.version) == expected {
+            *item = Some(schedule.clone());
+            Swap::Done
+        } else {
+            Swap::Lost(item.clone())
+        }
+    }
+}
+
 /// Where the fleet's shared schedules are kept. Failures are messages with no item
 /// contents; the caller paces itself on its own limiter meanwhile.
 pub trait Schedules: Send + Sync {
@@ -658,12 +676,7 @@ mod tests {
             Box::pin(async move {
                 *self.writes.lock().unwrap() += 1;
                 let mut item = self.item.lock().unwrap();
-                if item.as_ref().map(|s| s.version) == expected {
-                    *item = Some(schedule.clone());
-                    Ok(Swap::Done)
-                } else {
-                    Ok(Swap::Lost(item.clone()))
-                }
+                Ok(Swap::conditional(&mut item, expected, schedule))
             })
         }
     }

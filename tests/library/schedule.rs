@@ -60,12 +60,7 @@ impl Schedules for Table {
                 _ => {}
             }
             let mut item = self.item.lock().unwrap();
-            if item.as_ref().map(|s| s.version) == expected {
-                *item = Some(schedule.clone());
-                Ok(Swap::Done)
-            } else {
-                Ok(Swap::Lost(item.clone()))
-            }
+            Ok(Swap::conditional(&mut item, expected, schedule))
         })
     }
 }

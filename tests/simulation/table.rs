@@ -373,14 +373,13 @@ impl Schedules for SimTable {
             let sent = self
                 .send("", || {
                     let mut schedules = self.table.schedules.lock().expect("schedules");
-                    let stored = schedules.get(key);
                     // `#version = :expected`, or `attribute_not_exists(#pk)`.
-                    if stored.map(|s| s.version) == expected {
-                        schedules.insert(key.to_owned(), schedule.clone());
-                        Swap::Done
-                    } else {
-                        Swap::Lost(stored.cloned())
+                    let mut item = schedules.get(key).cloned();
+                    let swap = Swap::conditional(&mut item, expected, schedule);
+                    if let (Swap::Done, Some(written)) = (&swap, item) {
+                        schedules.insert(key.to_owned(), written);
                     }
+                    swap
                 })
                 .await;
             sent.map_err(|what| format!("fleet rate: writing the schedule failed: {what}"))
