@@ -348,6 +348,37 @@ pub fn one_user() -> FakeConnect {
     FakeConnect::with_users(&[("u-1", "a", info("A", "One", "a@example.com"), &[])])
 }
 
+/// Connect with `n` users, `u-1` to `u-n`, named `{prefix}1` to `{prefix}n`, each holding
+/// `identity`, none with a protected profile.
+pub fn numbered_users(n: usize, prefix: &str, identity: &IdentityInfo) -> FakeConnect {
+    let users: Vec<(String, String)> = (1..=n)
+        .map(|i| (format!("u-{i}"), format!("{prefix}{i}")))
+        .collect();
+    let rows: Vec<(&str, &str, IdentityInfo, &[&str])> = users
+        .iter()
+        .map(|(id, name)| (id.as_str(), name.as_str(), identity.clone(), &[][..]))
+        .collect();
+    FakeConnect::with_users(&rows)
+}
+
+/// A batch of one first-delivery SQS record per user (`m-0`, `m-1`, …), each changing
+/// what `fields` gives for its place, all at the same instant.
+pub fn one_change_each(users: &[&str], fields: impl Fn(usize) -> Value) -> (Vec<Record>, bool) {
+    let recs: Vec<Value> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            sqs_record(
+                &format!("m-{i}"),
+                &change(u, fields(i), "2026-03-01T10:00:00Z"),
+                1,
+                None,
+            )
+        })
+        .collect();
+    records(&json!({ "Records": recs }))
+}
+
 /// A batch of one SQS record.
 pub fn one_record(
     id: &str,

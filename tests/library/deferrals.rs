@@ -92,19 +92,7 @@ async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
         ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
     ]);
     let queues = FakeQueues::default();
-    let recs: Vec<Value> = ["u-1", "u-2", "u-3"]
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            sqs_record(
-                &format!("m-{i}"),
-                &change(u, json!({"LastName": "X"}), "2026-03-01T10:00:00Z"),
-                1,
-                None,
-            )
-        })
-        .collect();
-    let (recs, fifo) = records(&json!({"Records": recs}));
+    let (recs, fifo) = one_change_each(&["u-1", "u-2", "u-3"], |_| json!({"LastName": "X"}));
     let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
         .requeue_deferrals(true)
         .run(&recs, fifo, too_soon())
@@ -238,19 +226,7 @@ async fn a_user_whose_turn_the_schedule_already_puts_past_the_deadline_is_not_re
         ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
     ]);
     let queues = FakeQueues::default();
-    let recs: Vec<Value> = ["u-1", "u-2", "u-3"]
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            sqs_record(
-                &format!("m-{i}"),
-                &change(u, json!({"LastName": "X"}), "2026-03-01T10:00:00Z"),
-                1,
-                None,
-            )
-        })
-        .collect();
-    let (recs, fifo) = records(&json!({"Records": recs}));
+    let (recs, fifo) = one_change_each(&["u-1", "u-2", "u-3"], |_| json!({"LastName": "X"}));
     let mut s = settings();
     s.concurrency = 1;
     let pipeline = connect_identity_sync::pipeline::Pipeline::new(
@@ -283,39 +259,11 @@ async fn a_user_whose_turn_the_schedule_already_puts_past_the_deadline_is_not_re
 async fn a_user_is_read_only_while_its_turn_can_come() {
     // 1 update/s, a 3.5 s deadline less the margin and an attempt's budget: the
     // container counts on about three turns; the fifth user onwards is not read.
-    let users: Vec<(String, String)> = (1..=6)
-        .map(|i| (format!("u-{i}"), format!("n{i}")))
-        .collect();
-    let table: Vec<(&str, &str, _, &[&str])> = users
-        .iter()
-        .map(|(u, n)| {
-            (
-                u.as_str(),
-                n.as_str(),
-                info("A", "B", "a@example.com"),
-                &[][..],
-            )
-        })
-        .collect();
-    let connect = FakeConnect::with_users(&table);
+    let connect = numbered_users(6, "n", &info("A", "B", "a@example.com"));
     let queues = FakeQueues::default();
-    let recs: Vec<Value> = users
-        .iter()
-        .enumerate()
-        .map(|(i, (u, _))| {
-            sqs_record(
-                &format!("m-{i}"),
-                &change(
-                    u,
-                    json!({"LastName": format!("L{i}")}),
-                    "2026-03-01T10:00:00Z",
-                ),
-                1,
-                None,
-            )
-        })
-        .collect();
-    let (recs, fifo) = records(&json!({"Records": recs}));
+    let users: Vec<String> = (1..=6).map(|i| format!("u-{i}")).collect();
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let (recs, fifo) = one_change_each(&users, |i| json!({"LastName": format!("L{i}")}));
     let report = pipeline_with(&connect, &queues, RateLimits::new(1.0, 1000.0, 1000.0))
         .requeue_deferrals(true)
         .run(&recs, fifo, Instant::now() + Duration::from_millis(3500))

@@ -1021,21 +1021,7 @@ async fn a_listing_page_that_cannot_finish_before_the_deadline_is_not_started() 
 // ---- the fleet: every call paced, a throttle slows the operation down ------------------
 
 fn four_users() -> FakeConnect {
-    let users: Vec<(String, String)> = (1..=4)
-        .map(|i| (format!("u-{i}"), format!("user{i}")))
-        .collect();
-    let rows: Vec<(&str, &str, _, &[&str])> = users
-        .iter()
-        .map(|(id, name)| {
-            (
-                id.as_str(),
-                name.as_str(),
-                info("Ann", "Old", "ann@example.com"),
-                &[][..],
-            )
-        })
-        .collect();
-    FakeConnect::with_users(&rows)
+    numbered_users(4, "user", &info("Ann", "Old", "ann@example.com"))
 }
 
 fn four_changes() -> (Vec<Record>, bool) {
