@@ -164,6 +164,9 @@ pub struct Requeue {
     pub own_failures: u32,
     /// Seconds before the copy may be received (SQS `DelaySeconds`, at most 900).
     pub delay_seconds: u32,
+    /// The longest the send may take, its retries included: until the invocation's
+    /// dead-letter-by instant (a dead letter's own budget at the least).
+    pub within: std::time::Duration,
 }
 
 /// Where records that cannot be applied go.
@@ -249,6 +252,29 @@ pub trait Watermarks: Send + Sync {
         lease: &Lease,
         advanced: Option<&FieldWatermarks>,
     ) -> impl Future<Output = Result<(), CallFailure>> + Send;
+
+    /// Notes that the SQS message `message_id`'s delivery `receive` (its
+    /// `ApproximateReceiveCount`) only deferred it and handed it back (SPEC §2.4: a
+    /// deferral counts against nothing), so that a later delivery does not count that
+    /// receive as one of its own failures. Written again, a receive is noted once.
+    ///
+    /// # Errors
+    /// `UnknownError` when the table is missing or unreachable, or it throttles.
+    fn note_deferral(
+        &self,
+        message_id: &str,
+        receive: u32,
+    ) -> impl Future<Output = Result<(), CallFailure>> + Send;
+
+    /// The receives of the SQS message `message_id` noted as deferrals (none when nothing
+    /// was noted), in any order.
+    ///
+    /// # Errors
+    /// `UnknownError` when the table is missing or unreachable, or it throttles.
+    fn deferrals(
+        &self,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Vec<u32>, CallFailure>> + Send;
 }
 
 /// A boxed future, for ports held as trait objects.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::SecondsFormat;
 
@@ -257,12 +258,21 @@ impl DeadLetterSink for SqsDeadLetters {
             .queue_url(url)
             .message_body(copy.body.clone())
             .delay_seconds(i32::try_from(copy.delay_seconds.min(900)).unwrap_or(900));
-        send_with_attributes(
-            request,
-            requeue_attributes(copy),
-            "of a deferred record to its source queue",
-        )
-        .await
+        let what = "of a deferred record to its source queue";
+        // A copy may take until the invocation's dead-letter-by instant, not only a dead
+        // letter's budget: under load SQS answers late, and a copy not sent costs the
+        // record a note of its deferral instead.
+        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(copy.within)
+            .operation_timeout(copy.within)
+            .build();
+        with_attributes(request, requeue_attributes(copy))?
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| refusal(&e, what))
     }
 
     async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
@@ -287,10 +297,22 @@ impl DeadLetterSink for SqsDeadLetters {
 /// Sends `request` with its String and Number `attributes`; a refusal names the request
 /// (`what`) and SQS's error code, never the message.
 async fn send_with_attributes(
-    mut request: aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder,
+    request: SendMessageFluentBuilder,
     attributes: Vec<(&'static str, &'static str, String)>,
     what: &str,
 ) -> Result<(), String> {
+    with_attributes(request, attributes)?
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| refusal(&e, what))
+}
+
+/// `request` with its String and Number `attributes`.
+fn with_attributes(
+    mut request: SendMessageFluentBuilder,
+    attributes: Vec<(&'static str, &'static str, String)>,
+) -> Result<SendMessageFluentBuilder, String> {
     for (name, data_type, value) in attributes {
         let value = MessageAttributeValue::builder()
             .data_type(data_type)
@@ -299,13 +321,19 @@ async fn send_with_attributes(
             .map_err(|_| format!("the {name} attribute could not be built"))?;
         request = request.message_attributes(name, value);
     }
-    request.send().await.map(|_| ()).map_err(|e| {
-        let code = e
-            .as_service_error()
-            .and_then(|s| aws_sdk_sqs::error::ProvideErrorMetadata::code(s))
-            .unwrap_or("no service error code");
-        format!("SQS SendMessage {what} failed ({code})")
-    })
+    Ok(request)
+}
+
+/// A failed send, named by the request (`what`) and SQS's error code, never the message.
+fn refusal<E: aws_sdk_sqs::error::ProvideErrorMetadata, R>(
+    e: &aws_sdk_sqs::error::SdkError<E, R>,
+    what: &str,
+) -> String {
+    let code = e
+        .as_service_error()
+        .and_then(aws_sdk_sqs::error::ProvideErrorMetadata::code)
+        .unwrap_or("no service error code");
+    format!("SQS SendMessage {what} failed ({code})")
 }
 
 #[cfg(test)]
@@ -344,6 +372,7 @@ mod tests {
             event_id: Some("ev-1".to_owned()),
             own_failures: 2,
             delay_seconds: 5,
+            within: std::time::Duration::from_millis(250),
         };
         assert_eq!(
             requeue_attributes(&copy),

@@ -97,4 +97,14 @@ impl<W: Watermarks> Watermarks for DryRunnable<W> {
         }
         self.inner.release(lease, advanced).await
     }
+
+    /// Noted in a dry run too: a shadow deployment defers and hands back as the real
+    /// one does, and its own failures are counted the same way.
+    async fn note_deferral(&self, message_id: &str, receive: u32) -> Result<(), CallFailure> {
+        self.inner.note_deferral(message_id, receive).await
+    }
+
+    async fn deferrals(&self, message_id: &str) -> Result<Vec<u32>, CallFailure> {
+        self.inner.deferrals(message_id).await
+    }
 }

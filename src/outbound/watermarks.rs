@@ -41,6 +41,18 @@ pub fn item_key(instance: &InstanceId, user: &UserId) -> String {
     format!("{}#{}", instance.as_str(), user.as_str())
 }
 
+/// The key of the deferral notes of the SQS message `message_id`: a prefix no user's
+/// `<instance id>#<user id>` can have (an instance id holds no `.`).
+#[must_use]
+pub fn deferrals_key(message_id: &str) -> String {
+    format!("{DEFERRALS_PREFIX}{message_id}")
+}
+
+/// The prefix of every deferral note's `pk`.
+pub const DEFERRALS_PREFIX: &str = "deferrals.sqs#";
+/// In a deferral note: the receives (NS) that only deferred the message.
+pub const DEFERRED_RECEIVES: &str = "deferred_receives";
+
 /// The partition key attribute (SPEC §2.5).
 pub const KEY: &str = "pk";
 /// The item's TTL attribute.
@@ -254,6 +266,8 @@ fn failure(
     let what = what_failed(err);
     let step = match operation {
         "acquire" => "taking the lease",
+        "note" => "noting a deferral",
+        "read notes" => "reading the deferral notes",
         _ => "writing the watermarks",
     };
     CallFailure::new(
@@ -442,6 +456,67 @@ impl Watermarks for DynamoWatermarks {
             .await
             .map(|_| ())
             .map_err(|e| failure("release", &e))
+    }
+
+    async fn note_deferral(&self, message_id: &str, receive: u32) -> Result<(), CallFailure> {
+        // `ADD` to a number set: the same receive noted twice (a request sent again
+        // after its reply was lost) is noted once.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(deferrals_key(message_id)))
+            .update_expression("ADD #r :r SET #exp = :exp")
+            .expression_attribute_names("#r", DEFERRED_RECEIVES)
+            .expression_attribute_names("#exp", EXPIRY)
+            .expression_attribute_values(":r", AttributeValue::Ns(vec![receive.to_string()]))
+            .expression_attribute_values(":exp", self.expiry(Utc::now()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failure("note", &e))
+    }
+
+    async fn deferrals(&self, message_id: &str) -> Result<Vec<u32>, CallFailure> {
+        // Read with the guard's one permission, `dynamodb:UpdateItem`: a write of nothing
+        // new on an item that exists returns it; none is there when nothing was noted.
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(deferrals_key(message_id)))
+            .update_expression("SET #exp = :exp")
+            .condition_expression("attribute_exists(#r)")
+            .expression_attribute_names("#r", DEFERRED_RECEIVES)
+            .expression_attribute_names("#exp", EXPIRY)
+            .expression_attribute_values(":exp", self.expiry(Utc::now()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(failure("read notes", &e)),
+        };
+        let noted = out
+            .attributes()
+            .and_then(|item| item.get(DEFERRED_RECEIVES))
+            .and_then(|v| v.as_ns().ok())
+            .map(|ns| {
+                ns.iter()
+                    .map(|n| n.parse::<u32>())
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        match noted {
+            Some(Ok(receives)) => Ok(receives),
+            _ => Err(CallFailure::new(
+                ErrorClass::UnknownError,
+                "staleness guard: a deferral note is not a set of receive counts",
+            )),
+        }
     }
 }
 

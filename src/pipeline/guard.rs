@@ -53,6 +53,14 @@ impl Watermarks for NoWatermarks {
     async fn release(&self, _: &Lease, _: Option<&FieldWatermarks>) -> Result<(), CallFailure> {
         match *self {}
     }
+
+    async fn note_deferral(&self, _: &str, _: u32) -> Result<(), CallFailure> {
+        match *self {}
+    }
+
+    async fn deferrals(&self, _: &str) -> Result<Vec<u32>, CallFailure> {
+        match *self {}
+    }
 }
 
 /// What the staleness guard did in this invocation.

@@ -132,9 +132,10 @@ impl<D: Directory, S: DeadLetterSink, W: Watermarks> Pipeline<D, S, W> {
         }
     }
 
-    fn settler<'a>(&'a self, budget: &'a Budget) -> Settler<'a, S> {
+    fn settler<'a>(&'a self, budget: &'a Budget) -> Settler<'a, S, W> {
         Settler {
             sink: &self.sink,
+            notes: self.watermarks.as_ref(),
             max_receive_count: self.settings.max_receive_count,
             clock: &self.clock,
             budget,
@@ -187,7 +188,7 @@ fn admit<'r>(records: &'r [Record], admission: &Admission, clock: &Clock) -> Vec
 /// settled; in FIFO, the settlement says when the rest of the lane is only handed back.
 async fn work_lane<D: Directory, S: DeadLetterSink, W: Watermarks>(
     applier: &Applier<'_, D, W>,
-    settler: &Settler<'_, S>,
+    settler: &Settler<'_, S, W>,
     lane: Vec<Unit<'_>>,
     fifo: bool,
 ) -> Vec<Settled> {
@@ -195,7 +196,7 @@ async fn work_lane<D: Directory, S: DeadLetterSink, W: Watermarks>(
     let mut settled = Vec::new();
     for unit in lane {
         if settling.blocked() {
-            settled.extend(settling.behind(unit.entries()));
+            settled.extend(settling.behind(unit.entries()).await);
             continue;
         }
         let applied = match unit {

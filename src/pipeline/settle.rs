@@ -5,18 +5,28 @@
 //! place that turns outcomes into the reply. A dead-letter send starts only while it
 //! can finish before the reply is due, and once started it is never cut short: SQS
 //! may already have taken the message. `Settler` holds the dead-letter sink, the
-//! clock, the invocation's `Budget`, and the container's rates (for a deferred copy's
-//! delay); nothing else.
+//! staleness guard's table (for the notes of deferrals handed back), the clock, the
+//! invocation's `Budget`, and the container's rates (for a deferred copy's delay);
+//! nothing else.
+//!
+//! A deferral counts against nothing (SPEC §2.4, §3). A deferred record of a standard
+//! queue is queued again as a fresh copy carrying its own failures so far
+//! (`OwnFailures`); one that is handed back instead (FIFO, or its copy not sent in time)
+//! is noted in the guard's table under its `messageId` with the receive count it was
+//! deferred at, so that a later delivery counts its own failures as its receives less
+//! the noted ones, plus what its earlier copies carried. The notes are read only when
+//! the count matters (a redelivered record that failed, or is copied), never on a first
+//! delivery.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::Field;
-use crate::domain::ports::{DeadLetter, DeadLetterSink, Requeue};
+use crate::domain::ports::{DeadLetter, DeadLetterSink, Requeue, Watermarks};
 use crate::domain::record::{Disposition, HandBack, Record, SourceKind};
 
 use super::budget::Budget;
@@ -31,8 +41,11 @@ pub(super) struct Settled {
 }
 
 /// Settling: what becomes of each record.
-pub(super) struct Settler<'a, S> {
+pub(super) struct Settler<'a, S, W> {
     pub sink: &'a S,
+    /// The staleness guard's table, where a deferral handed back is noted; `None`
+    /// without a guard (a deferral handed back then counts as a receive).
+    pub notes: Option<&'a W>,
     /// Retryable SQS records are handed back while their own failures are below this.
     pub max_receive_count: u32,
     pub clock: &'a Clock,
@@ -89,24 +102,28 @@ pub(super) fn hand_backs(records: &[Record], dispositions: &[Disposition]) -> Ve
 /// later record of the lane is handed back too (`HandBack::GroupOrder`), record by
 /// record, even one that shared the handed-back record's update, and nothing more of
 /// the lane is applied.
-pub(super) struct LaneSettlement<'s, 'a, S> {
-    settler: &'s Settler<'a, S>,
+pub(super) struct LaneSettlement<'s, 'a, S, W> {
+    settler: &'s Settler<'a, S, W>,
     fifo: bool,
     blocked: bool,
 }
 
-impl<S: DeadLetterSink> LaneSettlement<'_, '_, S> {
+impl<S: DeadLetterSink, W: Watermarks> LaneSettlement<'_, '_, S, W> {
     /// Whether the lane's later records are handed back without being applied.
     pub(super) fn blocked(&self) -> bool {
         self.blocked
     }
 
     /// Settles records the lane does not apply: behind a handed-back one.
-    pub(super) fn behind<'e>(
+    pub(super) async fn behind<'e>(
         &self,
         entries: impl Iterator<Item = &'e Entry<'e>>,
-    ) -> impl Iterator<Item = Settled> {
-        entries.map(|e| self.settler.behind_in_group(e))
+    ) -> Vec<Settled> {
+        let mut settled = Vec::new();
+        for e in entries {
+            settled.push(self.settler.behind_in_group(e).await);
+        }
+        settled
     }
 
     /// Settles what one unit of the lane came to, in order.
@@ -114,7 +131,7 @@ impl<S: DeadLetterSink> LaneSettlement<'_, '_, S> {
         let mut settled = Vec::with_capacity(applied.len());
         for applied in applied {
             if self.blocked {
-                settled.push(self.settler.behind_in_group(&applied.entry));
+                settled.push(self.settler.behind_in_group(&applied.entry).await);
                 continue;
             }
             let s = self.settler.settle(applied).await;
@@ -125,7 +142,7 @@ impl<S: DeadLetterSink> LaneSettlement<'_, '_, S> {
     }
 }
 
-impl<'a, S: DeadLetterSink> Settler<'a, S> {
+impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
     /// Decides what happens to one record given what the work on it came to,
     /// dead-lettering it when it must be; in the record's span.
     async fn settle(&self, applied: Applied<'_>) -> Settled {
@@ -145,7 +162,7 @@ impl<'a, S: DeadLetterSink> Settler<'a, S> {
     }
 
     /// The settlement of one lane, whose records come in order.
-    pub(super) fn lane(&self, fifo: bool) -> LaneSettlement<'_, 'a, S> {
+    pub(super) fn lane(&self, fifo: bool) -> LaneSettlement<'_, 'a, S, W> {
         LaneSettlement {
             settler: self,
             fifo,
@@ -153,10 +170,17 @@ impl<'a, S: DeadLetterSink> Settler<'a, S> {
         }
     }
 
-    /// Hands back a FIFO record whose group has an earlier record handed back.
-    fn behind_in_group(&self, entry: &Entry<'_>) -> Settled {
+    /// Hands back a FIFO record whose group has an earlier record handed back: a
+    /// deferral, noted as such. It is handed back even when the note cannot be written
+    /// (nothing behind a handed-back record may be dead-lettered before it); that
+    /// receive then counts as a failure of its own, the table's (`UnknownError`).
+    async fn behind_in_group(&self, entry: &Entry<'_>) -> Settled {
+        let (record, ids) = (entry.record, &entry.ids);
         let d = Disposition::HandedBack(HandBack::GroupOrder);
-        log_disposition(entry.record, &entry.ids, &d, None, &[]);
+        if let Err(failure) = self.note(record).instrument(record_span(record, ids)).await {
+            warn!(error_class = failure.class.as_str(), error = %failure.message, "a deferral could not be noted; the receive counts as a failure of the record's own");
+        }
+        log_disposition(record, ids, &d, None, &[]);
         Settled {
             at: entry.at,
             disposition: d,
@@ -177,14 +201,20 @@ impl<'a, S: DeadLetterSink> Settler<'a, S> {
                 return d;
             }
             Outcome::Deferred if can_hand_back => {
-                return self.defer(record, ids, HandBack::Deadline).await;
+                match self.defer(record, ids, HandBack::Deadline).await {
+                    Ok(d) => return d,
+                    Err(failure) => (failure, 0),
+                }
             }
             Outcome::Deferred => (
                 Failure::unknown("the invocation deadline came before the change could be applied"),
                 0,
             ),
             Outcome::LeaseHeld if can_hand_back => {
-                return self.defer(record, ids, HandBack::LeaseHeld).await;
+                match self.defer(record, ids, HandBack::LeaseHeld).await {
+                    Ok(d) => return d,
+                    Err(failure) => (failure, 0),
+                }
             }
             Outcome::LeaseHeld => (
                 Failure::unknown(
@@ -193,7 +223,10 @@ impl<'a, S: DeadLetterSink> Settler<'a, S> {
                 0,
             ),
             Outcome::NoTurn if can_hand_back => {
-                return self.defer(record, ids, HandBack::FleetTurn).await;
+                match self.defer(record, ids, HandBack::FleetTurn).await {
+                    Ok(d) => return d,
+                    Err(failure) => (failure, 0),
+                }
             }
             Outcome::NoTurn => (
                 Failure::unknown(
@@ -205,10 +238,8 @@ impl<'a, S: DeadLetterSink> Settler<'a, S> {
         };
         let class = failure.class;
         // The record's own failures, this one included (SPEC §3): the receives of this
-        // copy (every earlier one ended in a failure of its own, or the invocation died:
-        // a deferral is queued again as a fresh copy, not handed back) and those its
-        // earlier copies carried.
-        let own_failures = own_failures(record);
+        // copy less those noted as deferrals, and those its earlier copies carried.
+        let own_failures = self.own_failures(record).await;
         if class.is_retryable() && can_hand_back && own_failures < self.max_receive_count {
             let d = Disposition::HandedBack(HandBack::Retry(class));
             log_disposition(record, ids, &d, Some(&failure), &[]);
@@ -269,57 +300,152 @@ impl<'a, S: DeadLetterSink> Settler<'a, S> {
     /// acknowledged, so the deferral spends none of its receives; the copy is delayed by
     /// the time this container needs for as many turns as it deferred records so far in
     /// this invocation (at the rate it measured), and by how far ahead the fleet's schedule
-    /// is booked, so it is not received again before it can be reached. A FIFO record,
-    /// whose copy would go behind the later records of its group, is handed back; so is
-    /// a record whose copy cannot be sent (or not in time).
-    async fn defer(&self, record: &Record, ids: &Ids, why: HandBack) -> Disposition {
+    /// is booked, so it is not received again before it can be reached. The copy may take
+    /// until the budget's dead-letter-by instant. A FIFO record, whose copy would go
+    /// behind the later records of its group, is handed back; so is a record whose copy
+    /// is not sent in time: each with its deferral noted. A note that cannot be written is
+    /// the table's failure (`UnknownError`), settled as any failure of the record's own.
+    async fn defer(
+        &self,
+        record: &Record,
+        ids: &Ids,
+        why: HandBack,
+    ) -> Result<Disposition, Failure> {
         let fifo = record.group.is_some()
             || record
                 .queue_arn
                 .as_deref()
                 .is_none_or(|arn| arn.ends_with(".fifo"));
-        let document = record.document.as_ref().ok();
-        let (Some(queue_arn), false, true) = (record.queue_arn.as_ref(), fifo, self.requeue) else {
-            let d = Disposition::HandedBack(why);
-            log_disposition(record, ids, &d, None, &[]);
-            return d;
-        };
-        if Instant::now() > self.budget.dead_letter_by {
-            let d = Disposition::HandedBack(why);
-            log_disposition(record, ids, &d, None, &[]);
-            return d;
+        let queue_arn = record.queue_arn.as_ref().filter(|_| !fifo && self.requeue);
+        if let Some(queue_arn) = queue_arn {
+            if Instant::now() <= self.budget.dead_letter_by {
+                match self.copy(record, ids, queue_arn).await {
+                    Ok(()) => {
+                        let d = Disposition::Requeued(why);
+                        log_disposition(record, ids, &d, None, &[]);
+                        return Ok(d);
+                    }
+                    Err(reason) => {
+                        warn!(error = %reason, "a deferred record could not be queued again; it is handed back with its deferral noted");
+                    }
+                }
+            }
         }
+        self.note(record).await?;
+        let d = Disposition::HandedBack(why);
+        log_disposition(record, ids, &d, None, &[]);
+        Ok(d)
+    }
+
+    /// Queues a deferred record again as a fresh copy with its own failures so far,
+    /// within the budget's dead-letter-by instant (a dead letter's budget at the least).
+    async fn copy(&self, record: &Record, ids: &Ids, queue_arn: &str) -> Result<(), String> {
+        // Its receives before this one, less those that were deferrals.
+        let noted = self.noted_deferrals(record).await.map_err(|f| f.message)?;
+        let own_before = record.receive_count.saturating_sub(1).saturating_sub(noted);
         let nth = self.deferrals.fetch_add(1, Ordering::Relaxed) + 1;
         let (booked_ahead, _) = self.limits.update_outlook();
         let own_turns = f64::from(nth) / self.limits.turns().rate();
         let delay = (booked_ahead.as_secs_f64() + own_turns).ceil().min(900.0);
+        let now = Instant::now();
+        let ends = self
+            .budget
+            .dead_letter_by
+            .max(now + self.budget.dead_letter_send);
         let copy = Requeue {
-            queue_arn: queue_arn.clone(),
+            queue_arn: queue_arn.to_owned(),
             body: record.body.clone(),
-            occurred_at: document.and_then(|d| d.occurred_at),
+            occurred_at: record.document.as_ref().ok().and_then(|d| d.occurred_at),
             event_id: ids.event_id.clone(),
-            // Its receives before this one: each ended in a failure of its own.
-            own_failures: record
-                .carried_failures
-                .saturating_add(record.receive_count - 1),
+            own_failures: record.carried_failures.saturating_add(own_before),
             delay_seconds: delay as u32,
+            within: ends.saturating_duration_since(now),
         };
-        let d = match self.sink.requeue(&copy).await {
-            Ok(()) => Disposition::Requeued(why),
-            Err(reason) => {
-                warn!(error = %reason, "a deferred record could not be queued again; it is handed back");
-                Disposition::HandedBack(why)
+        match timeout_at(ends, self.sink.requeue(&copy)).await {
+            Ok(sent) => sent,
+            Err(_) => Err("SQS SendMessage of a deferred record gave no answer in time".to_owned()),
+        }
+    }
+
+    /// Notes this delivery of `record` as a deferral, so that its next delivery does not
+    /// count it (without a guard's table there is nowhere to note it: the receive then
+    /// counts, a known limit). The request ends by the budget's release-by instant.
+    async fn note(&self, record: &Record) -> Result<(), Failure> {
+        let Some(table) = self.notes else {
+            return Ok(());
+        };
+        if !can_hand_back(record) {
+            return Ok(());
+        }
+        let limit = self.budget.release_by;
+        if Instant::now() >= limit {
+            return Err(Failure::unknown(
+                "staleness guard: no time left to note a deferral",
+            ));
+        }
+        let noted = timeout_at(
+            self.budget.request_ends(limit),
+            table.note_deferral(&record.source_id, record.receive_count),
+        )
+        .await;
+        match noted {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failure)) => Err(failure.failure),
+            Err(_) => Err(Failure::unknown(
+                "staleness guard: noting a deferral failed: a timeout",
+            )),
+        }
+    }
+
+    /// How many of `record`'s receives before this one were noted as deferrals: 0 on a
+    /// first delivery, without a table, or when nothing was noted (no request is made
+    /// for a first delivery).
+    async fn noted_deferrals(&self, record: &Record) -> Result<u32, Failure> {
+        let Some(table) = self.notes else {
+            return Ok(0);
+        };
+        if record.receive_count <= 1 || !can_hand_back(record) {
+            return Ok(0);
+        }
+        let read = timeout_at(
+            self.budget.request_ends(self.budget.release_by),
+            table.deferrals(&record.source_id),
+        )
+        .await;
+        let receives = match read {
+            Ok(Ok(receives)) => receives,
+            Ok(Err(failure)) => return Err(failure.failure),
+            Err(_) => {
+                return Err(Failure::unknown(
+                    "staleness guard: reading the deferral notes failed: a timeout",
+                ));
             }
         };
-        log_disposition(record, ids, &d, None, &[]);
-        d
+        let earlier: std::collections::BTreeSet<u32> = receives
+            .into_iter()
+            .filter(|r| (1..record.receive_count).contains(r))
+            .collect();
+        Ok(u32::try_from(earlier.len()).unwrap_or(u32::MAX))
     }
-}
 
-/// A record's own failures once this delivery failed: the receives of this copy and the
-/// failures its earlier copies carried.
-fn own_failures(record: &Record) -> u32 {
-    record.carried_failures.saturating_add(record.receive_count)
+    /// The record's own failures once this delivery failed (SPEC §3): its receives less
+    /// those noted as deferrals, and what its earlier copies carried. When the notes
+    /// cannot be read, only what is known for certain counts: this delivery's failure and
+    /// what the copies carried (the record is handed back rather than dead-lettered on a
+    /// count the table could not confirm).
+    async fn own_failures(&self, record: &Record) -> u32 {
+        let receives = record.receive_count.max(1);
+        let noted = match self.noted_deferrals(record).await {
+            Ok(noted) => noted,
+            Err(failure) => {
+                warn!(error = %failure.message, "the deferral notes could not be read; only this delivery's failure is counted");
+                receives - 1
+            }
+        };
+        record
+            .carried_failures
+            .saturating_add(receives.saturating_sub(noted))
+    }
 }
 
 fn record_span(record: &Record, ids: &Ids) -> tracing::Span {

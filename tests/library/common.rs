@@ -229,11 +229,13 @@ pub struct FakeQueues {
     pub finished: Mutex<u32>,
     /// Copies of deferred records queued again.
     pub requeued: Mutex<Vec<Requeue>>,
+    /// Copies are refused (dead letters are still taken).
+    pub refuse_copies: Mutex<bool>,
 }
 
 impl DeadLetterSink for &FakeQueues {
     async fn requeue(&self, copy: &Requeue) -> Result<(), String> {
-        if *self.down.lock().unwrap() {
+        if *self.down.lock().unwrap() || *self.refuse_copies.lock().unwrap() {
             return Err("queue unavailable".into());
         }
         self.requeued.lock().unwrap().push(copy.clone());

@@ -33,6 +33,12 @@ struct FakeTable {
     releases: Mutex<Vec<(String, Option<FieldWatermarks>)>>,
     /// Per item, the intents of leases not released yet (owner, times).
     intents: Mutex<HashMap<String, Vec<(String, FieldWatermarks)>>>,
+    /// Per SQS message, the receives noted as deferrals.
+    notes: Mutex<HashMap<String, std::collections::BTreeSet<u32>>>,
+    /// Notes are refused (a table throttling).
+    fail_notes: Mutex<bool>,
+    /// Reads of the notes made.
+    note_reads: Mutex<u32>,
 }
 
 impl Watermarks for &FakeTable {
@@ -124,6 +130,33 @@ impl Watermarks for &FakeTable {
             *entry = std::mem::take(entry).max(marks);
         }
         Ok(())
+    }
+
+    async fn note_deferral(&self, message_id: &str, receive: u32) -> Result<(), CallFailure> {
+        if *self.fail_notes.lock().unwrap() {
+            return Err(CallFailure::new(
+                ErrorClass::UnknownError,
+                "staleness guard: noting a deferral failed: DynamoDB throttled the request",
+            ));
+        }
+        self.notes
+            .lock()
+            .unwrap()
+            .entry(message_id.to_owned())
+            .or_default()
+            .insert(receive);
+        Ok(())
+    }
+
+    async fn deferrals(&self, message_id: &str) -> Result<Vec<u32>, CallFailure> {
+        *self.note_reads.lock().unwrap() += 1;
+        Ok(self
+            .notes
+            .lock()
+            .unwrap()
+            .get(message_id)
+            .map(|n| n.iter().copied().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -672,4 +705,241 @@ async fn a_refused_email_of_an_unreleased_lease_holds_off_no_older_change() {
     }
     assert_eq!(queues.letters.lock().unwrap().len(), 2);
     assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+}
+
+// Deferrals noted in the table (SPEC §2.4, §3): a deferred delivery handed back (FIFO, or
+// its copy not sent) is noted under its messageId, and a later delivery counts its own
+// failures as its receives less the noted ones.
+
+const INTERNAL: ErrorClass = ErrorClass::InternalServiceException;
+
+/// One delivery of `records` at the tests' deadline, the guard on, deferred records of
+/// a standard queue queued again as copies.
+async fn deliver(
+    connect: &FakeConnect,
+    queues: &FakeQueues,
+    table: &FakeTable,
+    records: Vec<serde_json::Value>,
+) -> Vec<Disposition> {
+    let payload = json!({ "Records": records });
+    let (recs, fifo) = crate::common::records(&payload);
+    pipeline(connect, queues)
+        .requeue_deferrals(true)
+        .with_watermarks(Some(table))
+        .run(&recs, fifo, in_seconds(10))
+        .await
+        .dispositions
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fifo_record_deferred_on_several_deliveries_is_dead_lettered_only_after_its_own_failures()
+{
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let first = change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z");
+    let second = change("u-1", json!({"FirstName": "Janet"}), "2026-11-29T10:00:02Z");
+    let batch = |receive: u32| {
+        vec![
+            sqs_record("m-1", &first, receive, Some("g-1")),
+            sqs_record("m-2", &second, receive, Some("g-1")),
+        ]
+    };
+    // Receives 1 and 2: the user's lease held by another container until the deadline.
+    *table.refuse_leases.lock().unwrap() = true;
+    for receive in 1..=2 {
+        assert_eq!(
+            deliver(&connect, &queues, &table, batch(receive)).await,
+            [
+                Disposition::HandedBack(HandBack::LeaseHeld),
+                Disposition::HandedBack(HandBack::GroupOrder)
+            ],
+            "receive {receive}"
+        );
+    }
+    assert_eq!(
+        *table.note_reads.lock().unwrap(),
+        0,
+        "a deferral reads nothing on a FIFO source"
+    );
+    // Receives 3 to 5: the lease is free and every update fails on its own.
+    *table.refuse_leases.lock().unwrap() = false;
+    connect.fail("UpdateUserIdentityInfo", "u-1", &[INTERNAL; 9]);
+    for receive in 3..=4 {
+        assert_eq!(
+            deliver(&connect, &queues, &table, batch(receive)).await,
+            [
+                Disposition::HandedBack(HandBack::Retry(INTERNAL)),
+                Disposition::HandedBack(HandBack::GroupOrder)
+            ],
+            "receive {receive}: its own failures are {}",
+            receive - 2
+        );
+    }
+    assert!(queues.letters.lock().unwrap().is_empty());
+    let fifth = deliver(&connect, &queues, &table, batch(5)).await;
+    // m-1: three failures of its own. m-2 shared the failed update; its receives 1–4 were
+    // deferrals behind m-1, so this is its first failure of its own.
+    assert_eq!(
+        fifth,
+        [
+            Disposition::DeadLettered(INTERNAL),
+            Disposition::HandedBack(HandBack::Retry(INTERNAL))
+        ]
+    );
+    let letters = queues.letters.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].source_id, "m-1");
+    assert_eq!(
+        letters[0].attempts, 3,
+        "Attempts are its own failures, not its receives"
+    );
+    assert_eq!(
+        table.notes.lock().unwrap().get("m-2").map(|n| n.len()),
+        Some(4),
+        "every hand-back behind m-1 noted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferral_whose_copy_is_refused_is_noted_and_not_counted_as_an_own_failure() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let body = change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z");
+    *queues.refuse_copies.lock().unwrap() = true;
+    *table.refuse_leases.lock().unwrap() = true;
+    assert_eq!(
+        deliver(
+            &connect,
+            &queues,
+            &table,
+            vec![sqs_record("m-1", &body, 1, None)]
+        )
+        .await,
+        [Disposition::HandedBack(HandBack::LeaseHeld)]
+    );
+    assert_eq!(
+        *table.note_reads.lock().unwrap(),
+        0,
+        "a first delivery reads no note"
+    );
+    assert!(queues.requeued.lock().unwrap().is_empty());
+    assert_eq!(
+        table.notes.lock().unwrap().get("m-1").map(|n| n.len()),
+        Some(1)
+    );
+    // Receives 2 to 4 fail on their own: dead-lettered at the third of them, not the second.
+    *table.refuse_leases.lock().unwrap() = false;
+    connect.fail("UpdateUserIdentityInfo", "u-1", &[INTERNAL; 9]);
+    for receive in 2..=3 {
+        assert_eq!(
+            deliver(
+                &connect,
+                &queues,
+                &table,
+                vec![sqs_record("m-1", &body, receive, None)]
+            )
+            .await,
+            [Disposition::HandedBack(HandBack::Retry(INTERNAL))],
+            "receive {receive}"
+        );
+    }
+    assert_eq!(
+        deliver(
+            &connect,
+            &queues,
+            &table,
+            vec![sqs_record("m-1", &body, 4, None)]
+        )
+        .await,
+        [Disposition::DeadLettered(INTERNAL)]
+    );
+    assert_eq!(queues.letters.lock().unwrap()[0].attempts, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_of_a_redelivered_record_carries_its_own_failures_without_its_noted_deferrals() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let body = change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z");
+    // Receive 1: deferred, its copy refused (noted); receive 2: a failure of its own;
+    // receive 3: deferred again, and its copy sent.
+    *table.refuse_leases.lock().unwrap() = true;
+    *queues.refuse_copies.lock().unwrap() = true;
+    deliver(
+        &connect,
+        &queues,
+        &table,
+        vec![sqs_record("m-1", &body, 1, None)],
+    )
+    .await;
+    *table.refuse_leases.lock().unwrap() = false;
+    connect.fail("UpdateUserIdentityInfo", "u-1", &[INTERNAL; 3]);
+    assert_eq!(
+        deliver(
+            &connect,
+            &queues,
+            &table,
+            vec![sqs_record("m-1", &body, 2, None)]
+        )
+        .await,
+        [Disposition::HandedBack(HandBack::Retry(INTERNAL))]
+    );
+    *table.refuse_leases.lock().unwrap() = true;
+    *queues.refuse_copies.lock().unwrap() = false;
+    assert_eq!(
+        deliver(
+            &connect,
+            &queues,
+            &table,
+            vec![sqs_record("m-1", &body, 3, None)]
+        )
+        .await,
+        [Disposition::Requeued(HandBack::LeaseHeld)]
+    );
+    let copies = queues.requeued.lock().unwrap();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].own_failures, 1, "receive 2 only");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferral_that_cannot_be_noted_is_a_failure_of_the_table() {
+    let connect = jane();
+    let queues = FakeQueues::default();
+    let table = FakeTable::default();
+    let body = change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z");
+    *table.refuse_leases.lock().unwrap() = true;
+    *table.fail_notes.lock().unwrap() = true;
+    assert_eq!(
+        deliver(
+            &connect,
+            &queues,
+            &table,
+            vec![sqs_record("m-1", &body, 1, Some("g-1"))]
+        )
+        .await,
+        [Disposition::HandedBack(HandBack::Retry(
+            ErrorClass::UnknownError
+        ))]
+    );
+    // At the last of its own failures it is dead-lettered with the table's class.
+    assert_eq!(
+        deliver(
+            &connect,
+            &queues,
+            &table,
+            vec![sqs_record("m-1", &body, 3, Some("g-1"))]
+        )
+        .await,
+        [Disposition::DeadLettered(ErrorClass::UnknownError)]
+    );
+    let letters = queues.letters.lock().unwrap();
+    assert!(
+        letters[0].message.contains("noting a deferral"),
+        "{}",
+        letters[0].message
+    );
+    assert_eq!(letters[0].attempts, 3);
 }

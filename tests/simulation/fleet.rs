@@ -217,6 +217,14 @@ impl DeadLetterSink for Dlq {
             .bodies
             .get(&copy.body)
             .ok_or("a copy of no change sent")?;
+        let f = &self.world.faults;
+        if self.world.fault(f.copy_refused) {
+            self.world
+                .note(format!("the copy of a message of change {change} refused"));
+            return Err("SQS SendMessage of a deferred record failed (a fault)".into());
+        }
+        // Taken, and answered only after the copy's budget.
+        let late = self.world.fault(f.copy_late);
         let now = self.world.elapsed();
         let mut k = 0;
         self.queue.push(*change, |before| {
@@ -235,6 +243,11 @@ impl DeadLetterSink for Dlq {
         self.world.note(format!(
             "message of change {change} queued again as copy {k}"
         ));
+        if late {
+            self.world
+                .note(format!("the copy {k} of change {change} answered late"));
+            sleep(copy.within + Duration::from_millis(1)).await;
+        }
         Ok(())
     }
 
@@ -257,6 +270,8 @@ impl DeadLetterSink for Dlq {
 /// Everything a run left behind, for the invariants.
 pub struct Ran {
     pub world: Arc<World>,
+    /// The guard's table, with its notes of deferrals.
+    pub table: Arc<Table>,
     pub changes: Vec<Change>,
     pub queue: Arc<Queue>,
     pub letters: Vec<DeadLetter>,
@@ -604,10 +619,16 @@ pub async fn run(seed: u64, large: bool, echo: bool) -> Ran {
         })
         .collect();
     let changes = changes(&world);
+    let table = Table::default();
+    table
+        .message_users
+        .lock()
+        .expect("users")
+        .extend(changes.iter().map(|c| (c.id.clone(), c.user.clone())));
     let shared = Arc::new(Shared {
         world: Arc::clone(&world),
         connect: Arc::new(Connect::new(&users)),
-        table: Arc::new(Table::default()),
+        table: Arc::new(table),
         queue: Arc::new(Queue::default()),
         letters: Arc::default(),
         changes: changes.clone(),
@@ -716,6 +737,7 @@ pub async fn run(seed: u64, large: bool, echo: bool) -> Ran {
     let letters = shared.letters.lock().expect("dlq").clone();
     Ran {
         world,
+        table: Arc::clone(&shared.table),
         changes,
         queue: Arc::clone(&shared.queue),
         letters,

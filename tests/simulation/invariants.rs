@@ -51,10 +51,11 @@ pub fn check(ran: &Ran) {
             Kind::Bad(class) => format!("a {class} change"),
         };
         // A deferral spends none of the record's own failures (SPEC §2.4, §3): the
-        // function counts them as the copy's `OwnFailures` and its receive count, so every
-        // receive of a message but its last (every one, for a message in the catch-all)
-        // must have ended in a failure of its own, and a copy may carry no more than its
-        // change's earlier messages met.
+        // function counts them as the copy's `OwnFailures` and its receive count less the
+        // receives noted as deferrals in the guard's table, so every receive of a message
+        // but its last (every one, for a message in the catch-all) must have ended in a
+        // failure of its own or been noted as a deferral (its copy refused or late), and a
+        // copy may carry no more than its change's earlier messages met.
         let mut own_before = 0u32;
         for m in msgs {
             let carried = m
@@ -78,7 +79,8 @@ pub fn check(ran: &Ran) {
                 m.deliveries.len().saturating_sub(1)
             };
             for (k, d) in m.deliveries.iter().take(counted).enumerate() {
-                if !own_delivery(d) {
+                let noted = ran.table.noted(&m.id, k as u32 + 1);
+                if !own_delivery(d) && !noted {
                     w.violate(
                         "deferral-spent-a-receive",
                         format!(

@@ -41,6 +41,11 @@ struct Item {
 pub struct Table {
     items: Mutex<BTreeMap<String, Item>>,
     schedules: Mutex<BTreeMap<String, SharedSchedule>>,
+    /// Per SQS message, the receives noted as deferrals.
+    notes: Mutex<BTreeMap<String, std::collections::BTreeSet<u32>>>,
+    /// Each change's `messageId` (a copy's is `<id>.<k>`) → its user, so that a fault of
+    /// a note's request is one of that user's.
+    pub message_users: Mutex<BTreeMap<String, String>>,
 }
 
 pub fn key(instance: &InstanceId, user: &UserId) -> String {
@@ -52,6 +57,25 @@ fn incarnation_of(owner: &str) -> Option<u64> {
 }
 
 impl Table {
+    /// Whether receive `receive` of message `id` was noted as a deferral.
+    pub fn noted(&self, id: &str, receive: u32) -> bool {
+        self.notes
+            .lock()
+            .expect("notes")
+            .get(id)
+            .is_some_and(|n| n.contains(&receive))
+    }
+
+    fn user_of(&self, message_id: &str) -> String {
+        let first = message_id.split('.').next().unwrap_or(message_id);
+        self.message_users
+            .lock()
+            .expect("users")
+            .get(first)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Why an update of `user` sent at `now` (true time) by `incarnation` is not
     /// covered by a lease of its own that has not lapsed.
     pub fn lease_problem(
@@ -359,6 +383,45 @@ impl Watermarks for SimTable {
             )),
             Err(what) => Err(guard_failure("writing the watermarks", what)),
         }
+    }
+
+    async fn note_deferral(&self, message_id: &str, receive: u32) -> Result<(), CallFailure> {
+        let user = self.table.user_of(message_id);
+        let sent = self
+            .send(&user, || {
+                self.table
+                    .notes
+                    .lock()
+                    .expect("notes")
+                    .entry(message_id.to_owned())
+                    .or_default()
+                    .insert(receive);
+            })
+            .await;
+        match sent {
+            Ok(()) => {
+                self.world.note(format!(
+                    "receive {receive} of {message_id} noted a deferral"
+                ));
+                Ok(())
+            }
+            Err(what) => Err(guard_failure("noting a deferral", what)),
+        }
+    }
+
+    async fn deferrals(&self, message_id: &str) -> Result<Vec<u32>, CallFailure> {
+        let user = self.table.user_of(message_id);
+        self.send(&user, || {
+            self.table
+                .notes
+                .lock()
+                .expect("notes")
+                .get(message_id)
+                .map(|n| n.iter().copied().collect())
+                .unwrap_or_default()
+        })
+        .await
+        .map_err(|what| guard_failure("reading the deferral notes", what))
     }
 }
 

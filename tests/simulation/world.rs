@@ -52,6 +52,10 @@ pub struct Faults {
     /// Every change queued at once at the start (an identity provider's initial cycle),
     /// its `OccurredAt` up to ten minutes before, instead of over the first minute.
     pub backlog: bool,
+    /// Per copy of a deferred record (its `SendMessage` to the source queue): refused
+    /// (not taken), or taken and answered only after the copy's budget (late).
+    pub copy_refused: f64,
+    pub copy_late: f64,
 }
 
 /// Which fleets a run of seeds covers (`SIM_SCALE`).
@@ -136,6 +140,8 @@ impl Faults {
                 .then(|| Duration::from_secs(rng.u64(10..=60))),
             other_caller: if rng.bool() { 1.2 } else { 0.0 },
             backlog: false,
+            copy_refused: some(rng, 0.3),
+            copy_late: some(rng, 0.3),
         }
     }
 
