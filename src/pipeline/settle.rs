@@ -271,6 +271,14 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
             } else {
                 Disposition::NotAcknowledged(class)
             };
+            // A record refused for good that the deadline kept from its queue did not
+            // fail again on its own: its receive is the deadline's, noted as a deferral.
+            // (A retryable failure stays counted: it was one of the record's own.)
+            if can_hand_back && !class.is_retryable() {
+                if let Err(f) = self.note(record).await {
+                    warn!(error = %f.message, "a deferral could not be noted; the receive counts as a failure of the record's own");
+                }
+            }
             warn!(
                 error_class = class.as_str(),
                 send_budget_ms = u64::try_from(send_budget.as_millis()).unwrap_or(u64::MAX),

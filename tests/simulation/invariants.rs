@@ -36,7 +36,7 @@ pub fn check(ran: &Ran) {
         // A delivery on which the record met a fault of its own, got no reply, or was
         // acknowledged too late to be deleted (SQS counts each as a receive).
         let own_delivery = |(inv, _, end): &(InvocationId, u64, Option<End>)| {
-            matches!(end, Some(End::Lost | End::Stale))
+            matches!(end, Some(End::Lost | End::Stale | End::Overlapped))
                 || faulted.contains(&(*inv, change.user.clone()))
                 || faulted.contains(&(*inv, String::new()))
         };

@@ -53,7 +53,8 @@ pub struct Faults {
     /// its `OccurredAt` up to ten minutes before, instead of over the first minute.
     pub backlog: bool,
     /// Per copy of a deferred record (its `SendMessage` to the source queue): refused
-    /// (not taken), or taken and answered only after the copy's budget (late).
+    /// (not taken), or taken and answered late (a quarter second to three: after the
+    /// copy's budget when the deferral came late in its invocation).
     pub copy_refused: f64,
     pub copy_late: f64,
 }
@@ -140,8 +141,8 @@ impl Faults {
                 .then(|| Duration::from_secs(rng.u64(10..=60))),
             other_caller: if rng.bool() { 1.2 } else { 0.0 },
             backlog: false,
-            copy_refused: some(rng, 0.3),
-            copy_late: some(rng, 0.3),
+            copy_refused: 0.0,
+            copy_late: 0.0,
         }
     }
 
@@ -194,6 +195,8 @@ pub struct World {
     pub start: Instant,
     pub faults: Faults,
     rng: Mutex<fastrand::Rng>,
+    /// The generator of the copies' faults (`copy_fault`).
+    copies: Mutex<fastrand::Rng>,
     /// Every event of note, in order, with its simulated time: hashed to prove a
     /// replay identical, and its tail printed with a failure.
     trace: Mutex<Vec<String>>,
@@ -210,6 +213,17 @@ impl World {
     pub fn new(seed: u64, large: bool, echo: bool) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut faults = Faults::draw(&mut rng);
+        // The copies' faults from a generator of their own, so that every other draw of
+        // a seed is what it was before they were simulated.
+        let mut copies = fastrand::Rng::with_seed(seed ^ 0xc0b1_e5f0_0000_0001);
+        for p in [&mut faults.copy_refused, &mut faults.copy_late] {
+            *p = if copies.bool() {
+                copies.f64() * 0.3
+            } else {
+                0.0
+            };
+        }
+        let copies = Mutex::new(copies);
         if large {
             faults = faults.scale_up(seed);
         }
@@ -217,6 +231,7 @@ impl World {
             start: Instant::now(),
             faults,
             rng: Mutex::new(rng),
+            copies,
             trace: Mutex::default(),
             violations: Mutex::default(),
             faulted: Mutex::default(),
@@ -248,6 +263,21 @@ impl World {
     /// that the run can show the fleet recovers).
     pub fn fault(&self, p: f64) -> bool {
         crate::fleet::faults_on(self.elapsed()) && self.chance(p)
+    }
+
+    /// Whether a fault of a copy, of probability `p`, strikes now: drawn from the
+    /// copies' own generator.
+    pub fn copy_fault(&self, p: f64) -> bool {
+        crate::fleet::faults_on(self.elapsed())
+            && p > 0.0
+            && self.copies.lock().expect("copies").f64() < p
+    }
+
+    /// A duration of a copy's fault, drawn uniformly from `[lo, hi]` with the copies'
+    /// own generator.
+    pub fn copy_between(&self, lo: Duration, hi: Duration) -> Duration {
+        let (lo, hi) = (lo.as_micros() as u64, hi.as_micros() as u64);
+        Duration::from_micros(self.copies.lock().expect("copies").u64(lo..=hi.max(lo)))
     }
 
     /// A duration drawn uniformly from `[lo, hi]`.
