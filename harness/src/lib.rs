@@ -38,7 +38,7 @@ pub use runtime_api::{InitError, Invocation, InvokeRequest, RuntimeApi};
 pub use scenario::{Scenario, ScenarioOutcome};
 pub use sqs::{Attribute, Message, Outgoing, Queue, QueueSpec, Sqs};
 pub use stack::{Replica, Stack, StackConfig};
-pub use table_faults::{TableFault, TableFaultCounts, TableFaultKind, TableFaultProxy};
+pub use table_faults::{SQS_COPY, TableFault, TableFaultCounts, TableFaultKind, TableFaultProxy};
 pub use tls_front::TlsFront;
 
 pub use connect_emulator;

@@ -57,6 +57,7 @@ pub struct Scenario {
     seed: u64,
     env: Vec<(String, String)>,
     table_faults: Vec<TableFault>,
+    copy_faults: Vec<TableFault>,
     schedule_ahead: Option<Duration>,
     connect_faults: Vec<connect_emulator::Fault>,
 }
@@ -88,6 +89,7 @@ impl Scenario {
             seed: 0x9e37_79b9_7f4a_7c15,
             env: Vec::new(),
             table_faults: Vec::new(),
+            copy_faults: Vec::new(),
             schedule_ahead: None,
             connect_faults: Vec::new(),
         }
@@ -147,6 +149,15 @@ impl Scenario {
     #[must_use]
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Puts the containers' SQS requests through a [`TableFaultProxy`] with `fault`
+    /// scheduled (after any added before): with the `pk_prefix` [`crate::SQS_COPY`], it
+    /// strikes the copies of deferred records (dead letters pass untouched).
+    #[must_use]
+    pub fn copy_fault(mut self, fault: TableFault) -> Self {
+        self.copy_faults.push(fault);
         self
     }
 
@@ -260,6 +271,20 @@ impl Scenario {
                 .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint());
             Some(proxy)
         };
+        let copy_proxy = if self.copy_faults.is_empty() {
+            None
+        } else {
+            let moto = stack.moto.endpoint();
+            let proxy = TableFaultProxy::start(moto.trim_start_matches("http://")).await?;
+            for fault in &self.copy_faults {
+                proxy.add(fault.clone());
+            }
+            stack.function_config = stack
+                .function_config
+                .clone()
+                .env("AWS_ENDPOINT_URL_SQS", proxy.endpoint());
+            Some(proxy)
+        };
         for fault in &self.connect_faults {
             stack.emulator.inject_fault(fault.clone());
         }
@@ -287,6 +312,7 @@ impl Scenario {
         }
         let fleet = run_fleet(&stack, &fleet_config).await?;
         let table_faults = proxy.map(|p| p.counts());
+        let copy_faults = copy_proxy.map(|p| p.counts());
         let other = match other {
             Some(o) => Some(o.stop().await),
             None => None,
@@ -294,6 +320,7 @@ impl Scenario {
         let mut outcome =
             ScenarioOutcome::read(&stack, self, fleet, other, bodies.len(), &expected).await?;
         outcome.table_faults = table_faults;
+        outcome.copy_faults = copy_faults;
         if let Some(table) = &stack.watermark_table {
             outcome.schedule_drops = Dynamo::new(&stack.moto.endpoint())
                 .await
@@ -369,6 +396,9 @@ pub struct ScenarioOutcome {
     pub other_rate: f64,
     /// What the table's fault proxy saw, when the scenario put one in front of it.
     pub table_faults: Option<TableFaultCounts>,
+    /// What the SQS fault proxy saw (the copies of deferred records), when the scenario
+    /// put one in front of SQS.
+    pub copy_faults: Option<TableFaultCounts>,
     /// The drops of the fleet's update rate (the schedule's `epoch` at the end).
     pub schedule_drops: Option<u64>,
 }
@@ -474,6 +504,7 @@ impl ScenarioOutcome {
             update_quota: scenario.quota(Operation::UpdateUserIdentityInfo),
             other_rate: scenario.other_rate * scenario.scale,
             table_faults: None,
+            copy_faults: None,
             schedule_drops: None,
         })
     }
@@ -568,7 +599,7 @@ impl ScenarioOutcome {
              {:.1} s = {:.2}/s of {:.2}/s free (quota use {:.2}); {:.2} DescribeUser an update; {} fields not at their newest \
              value of {}; {} good changes dead-lettered ({} in the catch-all); {} left on the \
              source queue; {} writes to the fleet's update schedule ({:.2} an update call); \
-             slowest reply {:.2} s; table faults {:?}; fleet rate drops {:?}",
+             slowest reply {:.2} s; table faults {:?}; copy faults {:?}; fleet rate drops {:?}",
             self.changes,
             self.messages,
             self.fleet.callers().len(),
@@ -606,6 +637,7 @@ impl ScenarioOutcome {
                     .map_or(1.0, |c| c.calls.max(1) as f64),
             self.fleet.slowest_reply().as_secs_f64(),
             self.table_faults,
+            self.copy_faults,
             self.schedule_drops,
         )
     }

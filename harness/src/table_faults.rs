@@ -1,5 +1,7 @@
 //! A fault schedule for DynamoDB: a plain-HTTP/1.1 proxy in front of moto that, per item
 //! (the `pk` of the request's `Key` or `Item`, by prefix), holds requests for a while,
+//! (in front of moto's SQS, the same for the copies of deferred records: an SQS
+//! `SendMessage` carrying the `OwnFailures` attribute is known by [`SQS_COPY`]),
 //! answers them as a throttled table does (`ProvisionedThroughputExceededException` or
 //! `ThrottlingException`, HTTP 400, as DynamoDB answers), fails them
 //! (`InternalServerError`, HTTP 500), or carries them out and loses the reply. Requests
@@ -17,6 +19,10 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+/// The key of an SQS `SendMessage` carrying the `OwnFailures` attribute (the copy of a
+/// deferred record the function queues again), for a fault's `pk_prefix`.
+pub const SQS_COPY: &str = "sqs-copy#SendMessage";
 
 /// What a fault does to a request it matches.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,9 +171,18 @@ impl TableFaultProxy {
     }
 }
 
-/// The `pk` of the item a DynamoDB request names (`Key` or `Item`), if it names one.
+/// The `pk` of the item a DynamoDB request names (`Key` or `Item`), if it names one;
+/// [`SQS_COPY`] for an SQS `SendMessage` (JSON protocol) carrying `OwnFailures`.
 fn item_pk(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
+    if value.get("QueueUrl").is_some()
+        && value
+            .get("MessageAttributes")
+            .and_then(|a| a.get("OwnFailures"))
+            .is_some()
+    {
+        return Some(SQS_COPY.to_owned());
+    }
     ["Key", "Item"].iter().find_map(|field| {
         value
             .get(field)?
@@ -263,6 +278,10 @@ mod tests {
         let put = br#"{"TableName":"t","Item":{"pk":{"S":"i#u"},"x":{"N":"1"}}}"#;
         assert_eq!(item_pk(put).as_deref(), Some("i#u"));
         assert_eq!(item_pk(br#"{"TableName":"t"}"#), None);
+        let copy = br#"{"QueueUrl":"http://q","MessageBody":"{}","MessageAttributes":{"OwnFailures":{"DataType":"Number","StringValue":"0"}}}"#;
+        assert_eq!(item_pk(copy).as_deref(), Some(SQS_COPY));
+        let letter = br#"{"QueueUrl":"http://q","MessageBody":"{}","MessageAttributes":{"ErrorClass":{"DataType":"String","StringValue":"UnknownError"}}}"#;
+        assert_eq!(item_pk(letter), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use harness::connect_emulator::{Fault, Operation};
-use harness::{Scenario, ScenarioOutcome, TableFault, TableFaultKind};
+use harness::{SQS_COPY, Scenario, ScenarioOutcome, TableFault, TableFaultKind};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-identity-sync");
 
@@ -359,4 +359,47 @@ async fn five_containers_drain_a_backlog_of_several_visibility_timeouts_without_
         outcome.summary()
     );
     assert_nothing_lost(&outcome);
+}
+
+/// A deferral never counts as one of a record's own failures, whatever becomes of its copy
+/// (SPEC §2.4, §3). Two containers with the fleet's one update rate and another caller,
+/// and a backlog that leaves most records of each batch deferred (a 3 s deadline at four
+/// times Connect's pace); every copy of a deferred record SQS is asked to take answers
+/// 700 ms late (past a dead letter's 250 ms budget, as moto answered under load), and the
+/// first fifty are refused. A copy may take until the invocation's dead-letter-by instant;
+/// one refused, or not answered by then, leaves its record handed back with its deferral
+/// noted in the guard's table. No good change may be dead-lettered or reach the catch-all
+/// for it, and every field ends at its newest value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferrals_whose_copies_are_slow_or_refused_spend_none_of_a_records_own_failures() {
+    let timeout = Duration::from_secs(3);
+    let outcome = Scenario::new(BIN, 60, 3)
+        .containers(2)
+        .scale(4.0)
+        .other_caller(OTHER_RATE)
+        .timeouts(timeout, 4)
+        .env("CONNECT_ATTEMPT_TIMEOUT_MS", "750")
+        // The SDK makes three attempts of a refused send: fifty copies refused.
+        .copy_fault(TableFault::times(SQS_COPY, TableFaultKind::Failing, 150))
+        .copy_fault(TableFault::always(
+            SQS_COPY,
+            TableFaultKind::Slow(Duration::from_millis(700)),
+        ))
+        .seed(0xdefe_2a15_0001)
+        .limit(Duration::from_secs(360))
+        .run()
+        .await
+        .expect("the stack runs");
+    let summary = outcome.summary();
+    let copies = outcome.copy_faults.clone().expect("the proxy ran");
+    assert!(
+        copies.faulted > 150,
+        "only {} copies met a fault: the test proves little\n{summary}",
+        copies.faulted
+    );
+    assert!(
+        outcome.fleet.handed_back() > 0,
+        "no deferred record was handed back: the test proves nothing\n{summary}"
+    );
+    assert_every_change_applied(&outcome);
 }
