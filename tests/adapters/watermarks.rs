@@ -694,3 +694,62 @@ async fn an_unreleased_intent_is_read_with_the_event_ids_of_its_changes_of_each_
         .await
         .expect("released");
 }
+
+/// The notes of deferrals handed back (SPEC §2.4, §3) on moto: each receive noted once
+/// however often it is written (a request sent again after a lost reply), read back by
+/// the message's id, none for a message never noted (and no item made by the read), in
+/// an item no user's key can be, expiring as the watermark items do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferrals_are_noted_per_message_once_each_and_read_back() {
+    use connect_identity_sync::outbound::watermarks::{DEFERRALS_PREFIX, deferrals_key};
+    let db = table().await;
+    assert_eq!(db.store.deferrals("msg-1").await, Ok(Vec::new()));
+    let dynamo = db.moto.dynamo().await;
+    assert!(
+        dynamo
+            .item(WATERMARK_TABLE, &deferrals_key("msg-1"))
+            .await
+            .expect("a read")
+            .is_none(),
+        "reading notes makes no item"
+    );
+    for receive in [1, 3, 3, 4] {
+        db.store
+            .note_deferral("msg-1", receive)
+            .await
+            .expect("noted");
+    }
+    db.store.note_deferral("msg-2", 2).await.expect("noted");
+    let mut noted = db.store.deferrals("msg-1").await.expect("read");
+    noted.sort_unstable();
+    assert_eq!(noted, vec![1, 3, 4]);
+    assert_eq!(db.store.deferrals("msg-2").await, Ok(vec![2]));
+    let key = deferrals_key("msg-1");
+    assert!(key.starts_with(DEFERRALS_PREFIX) && key.contains('.'));
+    assert!(
+        InstanceId::parse(key.split('#').next().unwrap_or_default()).is_err(),
+        "no instance id, so no user's item, starts so"
+    );
+    let item = dynamo
+        .item(WATERMARK_TABLE, &key)
+        .await
+        .expect("a read")
+        .expect("the note's item");
+    let expires: i64 = item["expires_at"].parse().expect("whole seconds");
+    let expected = Utc::now().timestamp() + RETENTION.as_secs() as i64;
+    assert!((expires - expected).abs() < 60, "{expires} vs {expected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_on_a_missing_table_is_an_unknown_error() {
+    let moto = Moto::start().await.expect("moto");
+    let store = DynamoWatermarks::new(client(&moto.endpoint()), "no-such-table", RETENTION);
+    assert_unknown(
+        store.note_deferral("msg-1", 1).await,
+        "noting a deferral failed: the table does not exist",
+    );
+    assert_unknown(
+        store.deferrals("msg-1").await,
+        "reading the deferral notes failed: the table does not exist",
+    );
+}
