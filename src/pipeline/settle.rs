@@ -276,7 +276,7 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
             // (A retryable failure stays counted: it was one of the record's own.)
             if can_hand_back && !class.is_retryable() {
                 if let Err(f) = self.note(record).await {
-                    warn!(error = %f.message, "a deferral could not be noted; the receive counts as a failure of the record's own");
+                    warn!(error_class = f.class.as_str(), error = %f.message, "a deferral could not be noted; the receive counts as a failure of the record's own");
                 }
             }
             warn!(
