@@ -5,9 +5,9 @@
 //! the deadline.
 //!
 //! ```text
-//! now ─ last_attempt ─ cutoff ─ dead_letter_by ─ release_by ─ deadline
-//!      (attempt budget)  (the dead-letter  (half the margin kept
-//!                         budget before     for the reply)
+//! now ─ last_attempt ─ cutoff ─ dead_letter_by ─ release_by ─ note_by ─ deadline
+//!      (attempt budget)  (the dead-letter  (half the margin kept for the reply; a
+//!                         budget before     deferral's note may take half of it)
 //!                         release_by)
 //! ```
 
@@ -41,6 +41,11 @@ pub(crate) struct Budget {
     /// The lease's release (and the watermarks written with it) has ended by then: the
     /// other half of the margin is the reply's.
     pub release_by: Instant,
+    /// The note of a deferral handed back has ended by then: half of what is kept for
+    /// the reply after `release_by`, so that a record whose deferral is known only that
+    /// late (its lane waited for the guard's release of others) is still not counted as
+    /// one of its own failures. A reply to the local Runtime API takes a few milliseconds.
+    pub note_by: Instant,
     /// The longest one attempt may take.
     pub attempt: Duration,
     /// The longest a dead-letter send may take, its retries included.
@@ -56,6 +61,7 @@ impl Budget {
             .checked_sub(settings.call_budget)
             .unwrap_or_else(Instant::now);
         let release_by = before(settings.deadline_margin / 2);
+        let note_by = before(settings.deadline_margin / 4);
         let dead_letter_send = settings.dead_letter_budget();
         let dead_letter_by = release_by
             .checked_sub(dead_letter_send)
@@ -66,6 +72,7 @@ impl Budget {
             last_attempt,
             dead_letter_by,
             release_by,
+            note_by,
             attempt: settings.call_budget,
             dead_letter_send,
         }
@@ -112,6 +119,7 @@ mod tests {
         // Half the margin for the reply, the other half (at least 100 ms) for a send.
         assert_eq!(b.dead_letter_by, deadline - Duration::from_millis(1000));
         assert_eq!(b.release_by, deadline - Duration::from_millis(500));
+        assert_eq!(b.note_by, deadline - Duration::from_millis(250));
         assert!(b.may_start());
         assert_eq!(
             b.request_ends(b.cutoff),

@@ -309,7 +309,9 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
     /// the time this container needs for as many turns as it deferred records so far in
     /// this invocation (at the rate it measured), and by how far ahead the fleet's schedule
     /// is booked, so it is not received again before it can be reached. The copy may take
-    /// until the budget's dead-letter-by instant. A FIFO record, whose copy would go
+    /// until the budget's dead-letter-by instant (and is not sent with less than a dead
+    /// letter's budget left before it), which leaves the note of a record handed back
+    /// instead the time to the note-by instant. A FIFO record, whose copy would go
     /// behind the later records of its group, is handed back; so is a record whose copy
     /// is not sent in time: each with its deferral noted. A note that cannot be written is
     /// the table's failure (`UnknownError`), settled as any failure of the record's own.
@@ -326,7 +328,9 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
                 .is_none_or(|arn| arn.ends_with(".fifo"));
         let queue_arn = record.queue_arn.as_ref().filter(|_| !fifo && self.requeue);
         if let Some(queue_arn) = queue_arn {
-            if Instant::now() <= self.budget.dead_letter_by {
+            // A copy ends by the dead-letter-by instant, so that a note still fits after
+            // it; one that could not have a dead letter's budget before then is not sent.
+            if Instant::now() + self.budget.dead_letter_send <= self.budget.dead_letter_by {
                 match self.copy(record, ids, queue_arn).await {
                     Ok(()) => {
                         let d = Disposition::Requeued(why);
@@ -346,7 +350,7 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
     }
 
     /// Queues a deferred record again as a fresh copy with its own failures so far,
-    /// within the budget's dead-letter-by instant (a dead letter's budget at the least).
+    /// by the budget's dead-letter-by instant.
     async fn copy(&self, record: &Record, ids: &Ids, queue_arn: &str) -> Result<(), String> {
         // Its receives before this one, less those that were deferrals.
         let noted = self.noted_deferrals(record).await.map_err(|f| f.message)?;
@@ -356,10 +360,7 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
         let own_turns = f64::from(nth) / self.limits.turns().rate();
         let delay = (booked_ahead.as_secs_f64() + own_turns).ceil().min(900.0);
         let now = Instant::now();
-        let ends = self
-            .budget
-            .dead_letter_by
-            .max(now + self.budget.dead_letter_send);
+        let ends = self.budget.dead_letter_by;
         let copy = Requeue {
             queue_arn: queue_arn.to_owned(),
             body: record.body.clone(),
@@ -377,7 +378,7 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
 
     /// Notes this delivery of `record` as a deferral, so that its next delivery does not
     /// count it (without a guard's table there is nowhere to note it: the receive then
-    /// counts, a known limit). The request ends by the budget's release-by instant.
+    /// counts, a known limit). The request ends by the budget's note-by instant.
     async fn note(&self, record: &Record) -> Result<(), Failure> {
         let Some(table) = self.notes else {
             return Ok(());
@@ -385,7 +386,7 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
         if !can_hand_back(record) {
             return Ok(());
         }
-        let limit = self.budget.release_by;
+        let limit = self.budget.note_by;
         if Instant::now() >= limit {
             return Err(Failure::unknown(
                 "staleness guard: no time left to note a deferral",
