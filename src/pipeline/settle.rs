@@ -355,12 +355,15 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
         // Its receives before this one, less those that were deferrals.
         let noted = self.noted_deferrals(record).await.map_err(|f| f.message)?;
         let own_before = record.receive_count.saturating_sub(1).saturating_sub(noted);
+        let now = Instant::now();
+        let ends = self.budget.dead_letter_by;
+        if now + self.budget.dead_letter_send > ends {
+            return Err("no time left for a deferred record's copy".to_owned());
+        }
         let nth = self.deferrals.fetch_add(1, Ordering::Relaxed) + 1;
         let (booked_ahead, _) = self.limits.update_outlook();
         let own_turns = f64::from(nth) / self.limits.turns().rate();
         let delay = (booked_ahead.as_secs_f64() + own_turns).ceil().min(900.0);
-        let now = Instant::now();
-        let ends = self.budget.dead_letter_by;
         let copy = Requeue {
             queue_arn: queue_arn.to_owned(),
             body: record.body.clone(),
