@@ -494,8 +494,14 @@ impl Watermarks for DynamoWatermarks {
             .await;
         let out = match sent {
             Ok(out) => out,
+            // Nothing noted; and a table that does not exist holds no notes (every guarded
+            // change fails on its lease meanwhile, and counts each of its receives).
             Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+                if matches!(
+                    e.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                        | UpdateItemError::ResourceNotFoundException(_)
+                ) =>
             {
                 return Ok(Vec::new());
             }

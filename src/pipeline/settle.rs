@@ -442,9 +442,10 @@ impl<'a, S: DeadLetterSink, W: Watermarks> Settler<'a, S, W> {
 
     /// The record's own failures once this delivery failed (SPEC §3): its receives less
     /// those noted as deferrals, and what its earlier copies carried. When the notes
-    /// cannot be read, only what is known for certain counts: this delivery's failure and
-    /// what the copies carried (the record is handed back rather than dead-lettered on a
-    /// count the table could not confirm).
+    /// cannot be read (the table throttles, fails or does not answer in time), only what
+    /// is known for certain counts: this delivery's failure and what the copies carried;
+    /// the record is handed back rather than dead-lettered on a count the table could not
+    /// confirm. (A table that does not exist holds no notes: its adapter reads none.)
     async fn own_failures(&self, record: &Record) -> u32 {
         let receives = record.receive_count.max(1);
         let noted = match self.noted_deferrals(record).await {

@@ -740,16 +740,34 @@ async fn deferrals_are_noted_per_message_once_each_and_read_back() {
     assert!((expires - expected).abs() < 60, "{expires} vs {expected}");
 }
 
+/// A note on a missing table is `UnknownError` (the deferral then counts as a failure of
+/// the record's own); a missing table holds no notes, so reading them finds none, and a
+/// record's receives all count, as they do without the notes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_note_on_a_missing_table_is_an_unknown_error() {
+async fn a_note_on_a_missing_table_is_an_unknown_error_and_none_is_read_there() {
     let moto = Moto::start().await.expect("moto");
     let store = DynamoWatermarks::new(client(&moto.endpoint()), "no-such-table", RETENTION);
     assert_unknown(
         store.note_deferral("msg-1", 1).await,
         "noting a deferral failed: the table does not exist",
     );
+    assert_eq!(store.deferrals("msg-1").await, Ok(Vec::new()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_on_an_unreachable_table_are_an_unknown_error() {
+    let port = harness::moto::free_port().unwrap();
+    let store = DynamoWatermarks::new(
+        client(&format!("http://127.0.0.1:{port}")),
+        WATERMARK_TABLE,
+        RETENTION,
+    );
+    assert_unknown(
+        store.note_deferral("msg-1", 1).await,
+        "noting a deferral failed: a connection failure",
+    );
     assert_unknown(
         store.deferrals("msg-1").await,
-        "reading the deferral notes failed: the table does not exist",
+        "reading the deferral notes failed: a connection failure",
     );
 }
