@@ -41,6 +41,9 @@ pub struct Config {
     pub fleet_rps_update: Option<f64>,
     /// The longest one attempt of a Connect call may take.
     pub attempt_timeout: Duration,
+    /// `CONNECT_RECOVERY_MS`: how long a rate throttled at its ceiling takes to climb
+    /// back near it (the container's own rates and the fleet's shared one).
+    pub recovery: Duration,
     /// The staleness guard's table (`WATERMARK_TABLE`); `None`: no guard.
     pub watermarks: Option<WatermarkSettings>,
     /// Dry run and metrics (SPEC §7).
@@ -171,6 +174,13 @@ impl Config {
             |n| ATTEMPT_TIMEOUTS_MS.contains(n),
             "milliseconds from 100 to 60000",
         )?;
+        let recovery_ms = number(
+            &get,
+            "CONNECT_RECOVERY_MS",
+            u64::try_from(crate::limiter::RECOVERY.as_millis()).unwrap_or(120_000),
+            |n| RECOVERIES_MS.contains(n),
+            "milliseconds from 1000 to 3600000 (how long a throttled rate takes to climb back)",
+        )?;
         let margin_ms = number(
             &get,
             "DEADLINE_MARGIN_MS",
@@ -254,6 +264,7 @@ impl Config {
             rps_list,
             fleet_rps_update,
             attempt_timeout: Duration::from_millis(attempt_ms),
+            recovery: Duration::from_millis(recovery_ms),
             watermarks,
             operations: Operations::from_lookup(&get)?,
             ca_bundle,
@@ -452,6 +463,10 @@ pub const RECEIVE_COUNTS: std::ops::RangeInclusive<u32> = 1..=999;
 /// `CONNECT_RPS_*`: one call per 100 s up to far above any Connect quota; the limiter's
 /// period (1 / rate) stays a whole number of nanoseconds well inside `Duration`.
 pub const RATES: std::ops::RangeInclusive<f64> = 0.01..=1000.0;
+/// `CONNECT_RECOVERY_MS`: a second at least (a rate that climbs back faster is no
+/// rate after a throttle), an hour at most.
+pub const RECOVERIES_MS: std::ops::RangeInclusive<u64> = 1000..=3_600_000;
+
 /// `CONNECT_ATTEMPT_TIMEOUT_MS`: one attempt of one Connect call.
 pub const ATTEMPT_TIMEOUTS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 /// `DEADLINE_MARGIN_MS`: time kept free before the invocation's deadline.
@@ -957,6 +972,23 @@ mod tests {
             failing(&[("CONNECT_ATTEMPT_TIMEOUT_MS", "0")]).variable,
             "CONNECT_ATTEMPT_TIMEOUT_MS"
         );
+    }
+
+    #[test]
+    fn the_recovery_after_a_throttle_is_two_minutes_unless_set_within_a_second_and_an_hour() {
+        let c = Config::from_lookup(lookup(&base())).unwrap();
+        assert_eq!(c.recovery, Duration::from_secs(120));
+        let mut pairs = base();
+        pairs.push(("CONNECT_RECOVERY_MS", "30000"));
+        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(c.recovery, Duration::from_secs(30));
+        for value in ["0", "999", "3600001", "-1", "30s", "1e4"] {
+            assert_eq!(
+                failing(&[("CONNECT_RECOVERY_MS", value)]).variable,
+                "CONNECT_RECOVERY_MS",
+                "{value}"
+            );
+        }
     }
 
     #[test]

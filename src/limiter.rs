@@ -129,7 +129,20 @@ impl Rate {
         fleet_rps: f64,
         containers: f64,
     ) -> Self {
-        self.fleet = Some(FleetRate::new(store, operation, fleet_rps).shared_by(containers));
+        self.fleet = Some(
+            FleetRate::new(store, operation, fleet_rps)
+                .shared_by(containers)
+                .recovering_in(self.own.recovery),
+        );
+        self
+    }
+
+    /// The same rate, climbing back to its ceiling `recovery` after a throttle at the
+    /// ceiling (`CONNECT_RECOVERY_MS`), the fleet's schedule included.
+    #[must_use]
+    pub fn recovering_in(mut self, recovery: Duration) -> Self {
+        self.own = self.own.recovering_in(recovery);
+        self.fleet = self.fleet.map(|fleet| fleet.recovering_in(recovery));
         self
     }
 
@@ -250,12 +263,13 @@ impl Shape {
     };
 
     /// The rate under `ceiling` at `since` after the last throttle, which came at the
-    /// rate `max` (`None`: never throttled, the ceiling): the cubic curve above.
-    pub fn curve(self, ceiling: f64, throttle: Option<(Duration, f64)>) -> f64 {
+    /// rate `max` (`None`: never throttled, the ceiling): the cubic curve above, back at
+    /// the plateau `recovery` after a throttle at the ceiling.
+    pub fn curve(self, ceiling: f64, throttle: Option<(Duration, f64)>, recovery: Duration) -> f64 {
         let Some((since, max)) = throttle else {
             return ceiling;
         };
-        let recovery = RECOVERY.as_secs_f64();
+        let recovery = recovery.as_secs_f64().max(0.001);
         let scale = ceiling * (self.plateau - self.beta) / recovery.powi(3);
         let plateau = self.plateau * max;
         let k = ((plateau - self.beta * max) / scale).cbrt();
@@ -275,9 +289,10 @@ impl Shape {
 }
 
 /// How long after a throttle at the ceiling the rate is back near the ceiling (at the
-/// plateau); a rate throttled lower climbs back sooner (`K` grows with the cube root of
-/// the rate). It climbs slowly near the plateau, and faster beyond, up to the ceiling.
-const RECOVERY: Duration = Duration::from_secs(120);
+/// plateau), unless `CONNECT_RECOVERY_MS` says otherwise; a rate throttled lower climbs
+/// back sooner (`K` grows with the cube root of the rate). It climbs slowly near the
+/// plateau, and faster beyond, up to the ceiling.
+pub const RECOVERY: Duration = Duration::from_secs(120);
 /// The lowest rate, as a share of the ceiling.
 const FLOOR: f64 = 0.05;
 
@@ -290,6 +305,8 @@ pub struct Token {
 
 pub struct Limiter {
     ceiling: f64,
+    /// Back at the plateau this long after a throttle at the ceiling.
+    recovery: Duration,
     state: Mutex<State>,
 }
 
@@ -308,12 +325,21 @@ impl Limiter {
     pub fn per_second(rps: f64) -> Self {
         Limiter {
             ceiling: rps.max(0.001),
+            recovery: RECOVERY,
             state: Mutex::new(State {
                 next: Instant::now(),
                 throttle: None,
                 epoch: 0,
             }),
         }
+    }
+
+    /// The same limiter, back at the plateau `recovery` after a throttle at the ceiling
+    /// (`RECOVERY` unless set).
+    #[must_use]
+    pub fn recovering_in(mut self, recovery: Duration) -> Self {
+        self.recovery = recovery;
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -331,6 +357,7 @@ impl Limiter {
             state
                 .throttle
                 .map(|(at, max)| (now.saturating_duration_since(at), max)),
+            self.recovery,
         )
     }
 
@@ -529,5 +556,31 @@ mod tests {
         // near the throttled rate and rises beyond it.
         tokio::time::advance(RECOVERY * 3).await;
         assert!(close(limiter.rate(), 2.0), "{}", limiter.rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recovery_set_shorter_brings_the_rate_back_in_that_time_on_the_same_curve() {
+        // The curve in time is the default's, scaled: a quarter of the recovery gives a
+        // quarter of the time to each point of the climb.
+        let quick = Limiter::per_second(8.0).recovering_in(RECOVERY / 4);
+        let slow = Limiter::per_second(8.0);
+        for limiter in [&quick, &slow] {
+            let token = limiter.take().await;
+            limiter.throttled(token);
+        }
+        tokio::time::advance(RECOVERY / 8).await;
+        let (quick_half, slow_eighth) = (quick.rate(), slow.rate());
+        assert!(quick_half > slow_eighth, "{quick_half} {slow_eighth}");
+        tokio::time::advance(RECOVERY / 8).await;
+        assert!(close(quick.rate(), 8.0 * PLATEAU), "{}", quick.rate());
+        assert!(slow.rate() < 8.0 * PLATEAU - 0.5, "{}", slow.rate());
+        tokio::time::advance(RECOVERY * 3 / 4).await;
+        assert!(close(slow.rate(), 8.0 * PLATEAU), "{}", slow.rate());
+        // Halfway through its recovery each stands at the same rate.
+        let (a, b) = (
+            Shape::CONTAINER.curve(8.0, Some((RECOVERY / 8, 8.0)), RECOVERY / 4),
+            Shape::CONTAINER.curve(8.0, Some((RECOVERY / 2, 8.0)), RECOVERY),
+        );
+        assert!(close(a, b), "{a} {b}");
     }
 }

@@ -97,7 +97,8 @@ pub async fn build(config: Config) -> Function {
         )
     });
     let mut limits = RateLimits::new(config.rps_update, config.rps_describe, config.rps_search)
-        .with_list(config.rps_list);
+        .with_list(config.rps_list)
+        .recovering_in(config.recovery);
     // A dry run sends no update, so it takes nothing from the fleet's shared rate.
     if let (Some(client), Some(w), Some(rps), false) = (
         &dynamodb,

@@ -123,13 +123,6 @@ const TRIES: usize = 4;
 /// clock runs ahead wrote anything beyond. The schedule starts again from now.
 const HORIZON_PERIODS: f64 = 4.0;
 
-/// How long a user whose throttle dropped the fleet's rate drops it no more from this
-/// container: the time the rate takes to climb back from a drop at its ceiling. A user
-/// whose every update is throttled (a fault of that user's, not the account's quota
-/// filling) would otherwise drop the fleet's one rate at every delivery of each of its
-/// records, and hold every other change at the floor.
-const REPEAT_WINDOW: Duration = Duration::from_secs(120);
-
 /// How long the schedule is left alone after the table failed or did not answer within
 /// an attempt budget: the container's own limiter paces its updates meanwhile.
 const SKIP: Duration = Duration::from_secs(10);
@@ -222,6 +215,13 @@ pub struct FleetRate {
     known: Mutex<Option<SharedSchedule>>,
     /// Until when the schedule is left alone after the table failed.
     skip_until: Mutex<Option<Instant>>,
+    /// Back at the plateau this long after a throttle at the ceiling. Also how long a
+    /// user whose throttle dropped the fleet's rate drops it no more from this container
+    /// (the time the rate takes to climb back from a drop at its ceiling): a user whose
+    /// every update is throttled (a fault of that user's, not the account's quota
+    /// filling) would otherwise drop the fleet's one rate at every delivery of each of
+    /// its records, and hold every other change at the floor.
+    recovery: Duration,
     /// The users whose throttle dropped the fleet's rate from this container, and when.
     dropped_for: Mutex<std::collections::HashMap<String, Instant>>,
     /// The container's wall clock, which the schedule's instants are read on.
@@ -265,6 +265,7 @@ impl FleetRate {
             ceiling: ceiling.max(0.001),
             known: Mutex::new(None),
             skip_until: Mutex::new(None),
+            recovery: super::RECOVERY,
             dropped_for: Mutex::default(),
             clock: Clock::system(),
             health: Health::default(),
@@ -292,6 +293,14 @@ impl FleetRate {
         self
     }
 
+    /// The same schedule, its rate back at the plateau `recovery` after a throttle at
+    /// the ceiling.
+    #[must_use]
+    pub fn recovering_in(mut self, recovery: Duration) -> Self {
+        self.recovery = recovery;
+        self
+    }
+
     /// The same schedule, its instants read on `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {
@@ -312,6 +321,7 @@ impl FleetRate {
                 let since = u64::try_from(at_us.saturating_sub(t.at_us)).unwrap_or(0);
                 (Duration::from_micros(since), t.from)
             }),
+            self.recovery,
         )
     }
 
@@ -573,7 +583,7 @@ impl FleetRate {
     /// any container, does not drop it again). Each write ends within an attempt budget
     /// and by the window's cutoff.
     /// A throttle of `user` (when known) whose throttle already dropped the rate from
-    /// this container within `REPEAT_WINDOW` drops nothing: that drop answered it.
+    /// this container within the recovery drops nothing: that drop answered it.
     /// Says whether the fleet's rate is lowered (by this drop or an earlier one), and
     /// how many writes to the table it took.
     pub async fn throttled(
@@ -585,7 +595,7 @@ impl FleetRate {
         if let Some(user) = user {
             let mut dropped = self.dropped_for.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            dropped.retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
+            dropped.retain(|_, at| now.duration_since(*at) < self.recovery);
             if dropped.contains_key(user) {
                 return (true, 0);
             }

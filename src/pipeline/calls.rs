@@ -104,6 +104,20 @@ impl RateLimits {
         self
     }
 
+    /// Every rate back at its ceiling `recovery` after a throttle at the ceiling
+    /// (`CONNECT_RECOVERY_MS`), the fleet's shared one included when it is added after.
+    #[must_use]
+    pub fn recovering_in(self, recovery: Duration) -> Self {
+        RateLimits {
+            update: self.update.recovering_in(recovery),
+            describe: self.describe.recovering_in(recovery),
+            search: self.search.recovering_in(recovery),
+            instance: self.instance.recovering_in(recovery),
+            list: self.list.map(|list| list.recovering_in(recovery)),
+            turns: self.turns,
+        }
+    }
+
     /// `ListUsers` requests per second for the username index; 0 (or less) never lists,
     /// and every username is resolved with `SearchUsers`.
     #[must_use]

@@ -277,6 +277,15 @@ async fn a_huge_attempt_timeout_stops_the_function() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_under_a_second_stops_the_function() {
+    refused(
+        valid().env("CONNECT_RECOVERY_MS", "999"),
+        "CONNECT_RECOVERY_MS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_margin_that_overflows_a_duration_stops_the_function() {
     refused(
         valid().env("DEADLINE_MARGIN_MS", "18446744073709551616"),

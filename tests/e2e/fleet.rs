@@ -330,8 +330,8 @@ async fn one_user_whose_every_update_is_throttled_holds_the_fleet_back_only_so_l
 /// several visibility timeouts to drain (SPEC §2.4: a deferral counts against nothing). The
 /// template's receive limits (`MAX_RECEIVE_COUNT` 3, the source queue's `maxReceiveCount` 6)
 /// and shares (`CONNECT_RPS_*` = quota/5, one fleet rate); time scaled ×4 (quotas and the
-/// other caller four times Connect's, a 7.5 s deadline, a 750 ms attempt timeout and a 10 s
-/// visibility timeout) so that
+/// other caller four times Connect's, a 7.5 s deadline, a 750 ms attempt timeout, a 30 s
+/// climb back after a throttle and a 10 s visibility timeout) so that
 /// the run stays within CI's budget. Most records cannot be reached in the invocation that
 /// receives them: none of them may reach the catch-all or a dead-letter queue for that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,6 +347,10 @@ async fn five_containers_drain_a_backlog_of_several_visibility_timeouts_without_
         // The attempt timeout scaled with the deadline (3 s of 30 s by default), so that
         // an invocation's window for attempts keeps its share of the deadline.
         .env("CONNECT_ATTEMPT_TIMEOUT_MS", "750")
+        // The limiters' climb back after a throttle scaled as well (120 s at Connect's
+        // pace), so that a drop costs the run the share of its time it would at
+        // Connect's pace and the throttle bounds are met at that pace.
+        .env("CONNECT_RECOVERY_MS", "30000")
         .seed(0x51_7cc1_b727_220a)
         .limit(Duration::from_secs(420))
         .run()
