@@ -64,9 +64,33 @@ impl Moto {
         Err(last.unwrap_or_else(|| HarnessError::Start("moto did not start".into())))
     }
 
+    /// The command that starts the server: `harness/moto/moto_server.py` (moto's server
+    /// with two faults of its SQS backend worked around: requests that race each other
+    /// and a send whose cost grows with the queue) under the Python beside
+    /// `moto_server` (its `#!` line's), when both are there; else `moto_server` itself.
+    fn command(&self) -> Command {
+        let python = std::fs::read_to_string(&self.binary)
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().next()?.strip_prefix("#!")?.trim().to_owned();
+                // A plain interpreter path (not `/usr/bin/env python3`, not a shell).
+                (!line.contains(' ') && line.contains("python")).then(|| PathBuf::from(line))
+            })
+            .filter(|p| p.is_file());
+        let script = crate::workspace_root().join("harness/moto/moto_server.py");
+        if let (Some(python), true) = (python, script.is_file()) {
+            let mut command = Command::new(python);
+            command.arg(script);
+            command
+        } else {
+            Command::new(&self.binary)
+        }
+    }
+
     async fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
         let log = std::fs::File::create(&self.log)?;
-        let child = Command::new(&self.binary)
+        let child = self
+            .command()
             .arg("-H")
             .arg("127.0.0.1")
             .arg("-p")
