@@ -50,6 +50,8 @@ pub struct FleetRun {
     pub source_left: u64,
     /// The fleet's schedule, from the containers' logs.
     pub schedule: Schedule,
+    /// Drops of the fleet's update rate (the schedule's epoch at the end).
+    pub drops: u64,
     /// The machine's load average (1, 5, 15 min) when the run ended.
     pub load: String,
 }
@@ -164,6 +166,7 @@ impl FleetRun {
             fields: o.fields,
             source_left: o.source_depth,
             schedule: Schedule::from(o),
+            drops: o.schedule_drops.unwrap_or(0),
             load: load_average(),
         }
     }
@@ -202,6 +205,8 @@ pub struct Fleet {
     pub scale: f64,
     pub function_timeout_s: f64,
     pub visibility_timeout_s: u32,
+    /// `CONNECT_RECOVERY_MS` (the limiters' climb back after a throttle), seconds.
+    pub recovery_s: f64,
     pub build: String,
     pub runs: Vec<FleetRun>,
 }
@@ -242,8 +247,10 @@ impl Fleet {
 
 /// Runs every container count in `containers`, each without and with the other caller, in
 /// turn with `function`. Time is scaled by `scale`: quotas and the other caller `scale` times
-/// Connect's, the function timeout (30 s) and the attempt timeout (3 s) divided by it, so that
-/// each invocation reaches the same share of its batch as at Connect's pace.
+/// Connect's, the function timeout (30 s), the attempt timeout (3 s) and the limiters'
+/// recovery after a throttle (`CONNECT_RECOVERY_MS`, 120 s) divided by it, so that each
+/// invocation reaches the same share of its batch, and a drop of the rate costs the same
+/// share of the run, as at Connect's pace.
 pub async fn fleet(
     function: &Path,
     users: usize,
@@ -256,12 +263,14 @@ pub async fn fleet(
     let timeout = Duration::from_secs_f64(30.0 / scale);
     let visibility = (timeout.as_secs_f64() * 1.25).ceil() as u32;
     let attempt_ms = (3000.0 / scale).round().max(100.0) as u64;
+    let recovery_ms = (120_000.0 / scale).round().max(1000.0) as u64;
     let base = |n: usize| {
         Scenario::new(function, users, changes_per_user)
             .containers(n)
             .scale(scale)
             .timeouts(timeout, visibility)
             .env("CONNECT_ATTEMPT_TIMEOUT_MS", attempt_ms.to_string())
+            .env("CONNECT_RECOVERY_MS", recovery_ms.to_string())
             .limit(Duration::from_secs_f64(
                 (users * changes_per_user) as f64 / (0.5 * scale) + 600.0 / scale,
             ))
@@ -291,6 +300,7 @@ pub async fn fleet(
         scale,
         function_timeout_s: timeout.as_secs_f64(),
         visibility_timeout_s: visibility,
+        recovery_s: recovery_ms as f64 / 1000.0,
         build: build.to_owned(),
         runs,
     })
@@ -395,8 +405,9 @@ pub fn section(o: &mut String, f: &Fleet) {
         } else {
             format!(
                 "Time scaled ×{}: every quota and the other caller's rate are {} times \
-                 Connect's, the function's timeouts a {}th of the template's.",
-                f.scale, f.scale, f.scale
+                 Connect's, the function's timeouts and the limiters' recovery after a \
+                 throttle (`CONNECT_RECOVERY_MS`, {:.0} s) a {}th of the template's.",
+                f.scale, f.scale, f.recovery_s, f.scale
             )
         },
         f.build
@@ -528,6 +539,7 @@ pub fn section(o: &mut String, f: &Fleet) {
         "schedule: requests paced on a container's own limiter; table failures",
         &|r| format!("{}; {}", r.schedule.fallbacks, r.schedule.table_failures),
     );
+    row(o, "drops of the fleet's rate", &|r| r.drops.to_string());
     row(o, "load average at the end (1, 5, 15 min)", &|r| {
         r.load.clone()
     });

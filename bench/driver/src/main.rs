@@ -282,10 +282,17 @@ fn print_guard(g: &guard::Guard) {
     }
 }
 
-/// What the function binary is, for the fleet section: a release build or not.
+/// What the function binary is, for the fleet section: a release build or not. Told by
+/// the binary, not its path (a copy elsewhere keeps what it is): the dev profile keeps
+/// line tables (`.debug_line`), the release profile strips them.
 fn build_label(function: &Path) -> String {
     let shown = function.display().to_string();
-    if shown.contains("/debug/") {
+    let debug = std::fs::read(function).is_ok_and(|bytes| {
+        bytes
+            .windows(b".debug_line".len())
+            .any(|w| w == b".debug_line")
+    });
+    if debug || shown.contains("/debug/") {
         format!("**dev build** (`{shown}`, unoptimised: figures of the pacing, not of speed)")
     } else {
         format!("release build (`{shown}`)")
