@@ -2,12 +2,12 @@
 //! index of each instance (`index`), `SearchUsers`, and the confirmation by `DescribeUser`.
 //! Cached resolutions first (no call, no limiter token), then per instance the cheaper of
 //! the index and one `SearchUsers` per username (`index::choose`), every call through the
-//! caller's gate (its limiter and its deadline: a page that cannot finish in time is not
-//! started). A resolution is used only while `DescribeUser` returns the same `Username`;
+//! invocation's `Calls` (its limiters, attempts and deadline: a page that cannot finish in
+//! time is not started). A resolution is used only while `DescribeUser` returns the same `Username`;
 //! [`Usernames::confirm`] says what to do when it does not. `Resolver` (`resolver.rs`) is
 //! the invocation's part that uses it. The `Directory` port only translates calls.
 //!
-//! May touch: the domain, the `Directory` port, and `calls::Op` to name its calls.
+//! May touch: the domain, the `Directory` port, and `calls::Calls` to make its calls.
 
 mod index;
 mod resolver;
@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
 
-use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
 use lru::LruCache;
 use tokio::time::Instant;
@@ -26,27 +25,11 @@ use tracing::{info, warn};
 
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::identity::{InstanceId, UserId};
-use crate::domain::ports::{CallFailure, Directory, UserRecord};
+use crate::domain::ports::{Directory, UserRecord};
 
-use super::calls::Op;
+use super::calls::{Calls, Op};
 use super::outcome::Outcome;
 use index::{DirectoryIndex, IndexState, Strategy, choose, freshness};
-
-/// Runs a look-up call, attempt by attempt, under its operation's limiter and the
-/// invocation's deadline.
-///
-/// Boxed, with named lifetimes: opaque futures here trip the compiler's proof that the
-/// function's top-level future is `Send` (higher-ranked lifetimes of the closure).
-pub(super) trait Gate: Sync {
-    fn call<'a, T: Send + 'a>(
-        &'a self,
-        op: Op,
-        attempt: Attempt<'a, T>,
-    ) -> BoxFuture<'a, Result<T, Outcome>>;
-}
-
-/// Makes one attempt of a call.
-pub type Attempt<'a, T> = Box<dyn Fn() -> BoxFuture<'a, Result<T, CallFailure>> + Send + Sync + 'a>;
 
 /// Where a resolution came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,14 +141,14 @@ impl Usernames {
 
     /// Resolves every distinct `(instance, username)` of a batch; a username without a
     /// result was not reached before the deadline (`Outcome::Deferred`).
-    pub(super) async fn resolve<D: Directory, G: Gate>(
+    pub(super) async fn resolve<D: Directory>(
         &self,
         directory: &D,
-        gate: &G,
+        calls: &Calls<'_>,
         names: &[Key],
     ) -> (HashMap<Key, Result<Resolved, Outcome>>, LookupCalls) {
         let mut results = HashMap::new();
-        let mut calls = LookupCalls::default();
+        let mut lookups = LookupCalls::default();
         let mut unresolved: HashMap<InstanceId, Vec<String>> = HashMap::new();
         for (instance, username) in names {
             let key = (instance.clone(), username.clone());
@@ -201,7 +184,7 @@ impl Usernames {
             if let Strategy::Index { pages } = strategy
                 && pages > 0
             {
-                calls.list += self.list(directory, gate, &instance, pages).await;
+                lookups.list += self.list(directory, calls, &instance, pages).await;
             }
             for username in usernames {
                 match self.candidate(&instance, &username) {
@@ -218,31 +201,33 @@ impl Usernames {
                 }
             }
         }
-        calls.search += searches.len() as u32;
+        lookups.search += searches.len() as u32;
         let searched: Vec<(Key, Result<Resolved, Outcome>)> = stream::iter(searches)
-            .map(|key| async move {
-                let result = self.search(directory, gate, &key.0, &key.1).await;
-                (key, result)
+            // Boxed: the searches' opaque futures inside the stream trip the compiler's
+            // proof that the invocation's future is `Send` (higher-ranked lifetimes).
+            .map(|key| {
+                async move {
+                    let result = self.search(directory, calls, &key.0, &key.1).await;
+                    (key, result)
+                }
+                .boxed()
             })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
         results.extend(searched);
-        (results, calls)
+        (results, lookups)
     }
 
-    async fn search<D: Directory, G: Gate>(
+    async fn search<D: Directory>(
         &self,
         directory: &D,
-        gate: &G,
+        calls: &Calls<'_>,
         instance: &InstanceId,
         username: &str,
     ) -> Result<Resolved, Outcome> {
-        let user = gate
-            .call(
-                Op::SearchUsers,
-                Box::new(move || directory.find_user(instance, username).boxed()),
-            )
+        let user = calls
+            .call(Op::SearchUsers, || directory.find_user(instance, username))
             .await?;
         // Kept before `DescribeUser` confirms it (and dropped if it does not): a record
         // handed back before its user was read costs no second search.
@@ -254,13 +239,13 @@ impl Usernames {
     }
 
     /// Lists `instance` (or goes on with a listing cut short) page by page, at most
-    /// `budget` pages, each through the gate; returns the pages read. A listing that
+    /// `budget` pages, each through `calls`; returns the pages read. A listing that
     /// ends replaces the index; one the budget or the deadline cuts short is kept for a
     /// later batch; a failed page drops it (the batch then searches).
-    async fn list<D: Directory, G: Gate>(
+    async fn list<D: Directory>(
         &self,
         directory: &D,
-        gate: &G,
+        calls: &Calls<'_>,
         instance: &InstanceId,
         budget: u32,
     ) -> u32 {
@@ -279,15 +264,10 @@ impl Usernames {
                 return read;
             }
             let after = token.clone();
-            let page = gate
-                .call(
-                    Op::ListUsers,
-                    Box::new(move || {
-                        let after = after.clone();
-                        async move { directory.list_users_page(instance, after.as_deref()).await }
-                            .boxed()
-                    }),
-                )
+            let page = calls
+                .call(Op::ListUsers, || {
+                    directory.list_users_page(instance, after.as_deref())
+                })
                 .await;
             match page {
                 Ok(page) => {
@@ -349,15 +329,15 @@ impl Usernames {
     }
 
     /// Resolves `username` once more with `SearchUsers` after its resolution was refused.
-    pub(super) async fn resolve_again<D: Directory, G: Gate>(
+    pub(super) async fn resolve_again<D: Directory>(
         &self,
         directory: &D,
-        gate: &G,
+        calls: &Calls<'_>,
         instance: &InstanceId,
         username: &str,
     ) -> Result<Resolved, Outcome> {
         self.forget(instance, username);
-        self.search(directory, gate, instance, username).await
+        self.search(directory, calls, instance, username).await
     }
 
     fn forget(&self, instance: &InstanceId, username: &str) {
@@ -378,7 +358,9 @@ mod tests {
     use super::*;
     use crate::domain::change::IdentityInfo;
     use crate::domain::instance::{IdentityManagement, UpdatePlan};
-    use crate::domain::ports::UserPage;
+    use crate::domain::ports::{CallFailure, UserPage};
+    use crate::pipeline::budget::Budget;
+    use crate::pipeline::calls::RateLimits;
     use index::INDEX_MAX_AGE;
 
     const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
@@ -391,12 +373,14 @@ mod tests {
         format!("{i:08x}-0000-4000-8000-{i:012x}")
     }
 
-    /// A directory of `users` (username → id) that counts its calls.
+    /// A directory of `users` (username → id) that counts its calls; each `ListUsers`
+    /// page takes `page_time`.
     #[derive(Default)]
     struct Fake {
         users: Mutex<Vec<(String, String)>>,
         search: AtomicU32,
         list: AtomicU32,
+        page_time: Duration,
     }
 
     impl Fake {
@@ -431,6 +415,7 @@ mod tests {
             next_token: Option<&str>,
         ) -> Result<UserPage, CallFailure> {
             self.list.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.page_time).await;
             let users = self.users.lock().unwrap();
             let offset: usize = next_token.map_or(0, |t| t.parse().unwrap());
             let end = (offset + 1000).min(users.len());
@@ -458,44 +443,61 @@ mod tests {
         }
     }
 
-    /// A gate that lets `budget` calls through (each counted as one token) and defers the
-    /// rest, as the deadline would.
-    struct Budget {
-        left: AtomicU32,
-        tokens: AtomicU32,
+    /// One invocation's calls as the pipeline makes them: every operation at 1,000 a
+    /// second, and attempts that may start until `last_attempt`.
+    struct Invocation {
+        limits: RateLimits,
+        budget: Budget,
     }
 
-    impl Budget {
-        fn new(budget: u32) -> Self {
-            Budget {
-                left: AtomicU32::new(budget),
-                tokens: AtomicU32::new(0),
+    impl Invocation {
+        /// Attempts may start for an hour: no call is deferred.
+        fn open() -> Self {
+            Self::lasting(Duration::from_secs(3600))
+        }
+
+        /// Attempts may start for `window` from now, each lasting at most 5 s.
+        fn lasting(window: Duration) -> Self {
+            Self::until(Instant::now() + window)
+        }
+
+        /// No attempt may start: every call is deferred.
+        fn closed() -> Self {
+            let now = Instant::now();
+            Self::until(now.checked_sub(Duration::from_secs(1)).unwrap_or(now))
+        }
+
+        fn until(last_attempt: Instant) -> Self {
+            let attempt = Duration::from_secs(5);
+            let cutoff = last_attempt + attempt;
+            Invocation {
+                limits: RateLimits::new(1000.0, 1000.0, 1000.0).with_list(1000.0),
+                budget: Budget {
+                    deadline: cutoff + Duration::from_secs(2),
+                    cutoff,
+                    last_attempt,
+                    dead_letter_by: cutoff,
+                    release_by: cutoff + Duration::from_secs(1),
+                    note_by: cutoff + Duration::from_millis(1500),
+                    attempt,
+                    dead_letter_send: Duration::from_secs(1),
+                },
             }
         }
-    }
 
-    impl Gate for Budget {
-        fn call<'a, T: Send + 'a>(
-            &'a self,
-            _op: Op,
-            attempt: Attempt<'a, T>,
-        ) -> BoxFuture<'a, Result<T, Outcome>> {
-            async move { self.pass(attempt).await }.boxed()
+        fn calls(&self) -> Calls<'_> {
+            Calls::new(&self.limits, &self.budget)
         }
     }
 
-    impl Budget {
-        async fn pass<T>(&self, attempt: Attempt<'_, T>) -> Result<T, Outcome> {
-            if self
-                .left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_err()
-            {
-                return Err(Outcome::Deferred);
-            }
-            self.tokens.fetch_add(1, Ordering::SeqCst);
-            attempt().await.map_err(|f| Outcome::Failed(f.failure, 1))
-        }
+    /// Connect calls made (each one limiter token), every operation together.
+    fn tokens(calls: &Calls<'_>) -> u32 {
+        let made = calls.made();
+        made.describe_instance
+            + made.search_users
+            + made.describe_user
+            + made.update_user_identity_info
+            + made.list_users
     }
 
     fn names(range: std::ops::Range<usize>) -> Vec<Key> {
@@ -514,12 +516,13 @@ mod tests {
     async fn a_batch_larger_than_the_instances_pages_lists_it_instead_of_searching() {
         let fake = Fake::of(2500);
         let usernames = Usernames::new(true, 4);
-        let gate = Budget::new(1000);
+        let invocation = Invocation::open();
+        let gate = invocation.calls();
         let (found, calls) = usernames.resolve(&fake, &gate, &names(0..200)).await;
         assert_eq!(calls, LookupCalls { search: 0, list: 3 });
         assert_eq!(fake.list.load(Ordering::SeqCst), 3);
         assert_eq!(fake.search.load(Ordering::SeqCst), 0);
-        assert_eq!(gate.tokens.load(Ordering::SeqCst), 3);
+        assert_eq!(tokens(&gate), 3);
         for i in 0..200 {
             let r = found[&(instance(), format!("agent{i}"))].as_ref().unwrap();
             assert_eq!(r.user.as_str(), uuid(i));
@@ -533,7 +536,7 @@ mod tests {
         let usernames = Usernames::new(true, 4);
         // Three names, an instance of unknown size: at most two pages, then search.
         let (found, calls) = usernames
-            .resolve(&fake, &Budget::new(100), &names(0..3))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..3))
             .await;
         assert_eq!(calls, LookupCalls { search: 3, list: 2 });
         assert!(
@@ -543,7 +546,7 @@ mod tests {
         );
         // The next batch of three goes on from page three, which is the last.
         let (found, calls) = usernames
-            .resolve(&fake, &Budget::new(100), &names(10..13))
+            .resolve(&fake, &Invocation::open().calls(), &names(10..13))
             .await;
         assert_eq!(calls, LookupCalls { search: 0, list: 1 });
         assert!(
@@ -558,7 +561,7 @@ mod tests {
         let fake = Fake::of(2500);
         let usernames = Usernames::new(true, 4);
         let (_, calls) = usernames
-            .resolve(&fake, &Budget::new(100), &names(0..1))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..1))
             .await;
         assert_eq!(calls, LookupCalls { search: 1, list: 0 });
     }
@@ -569,12 +572,13 @@ mod tests {
         // Searched once (the adapter caches a search's answer).
         let usernames = Usernames::new(false, 4);
         usernames
-            .resolve(&fake, &Budget::new(10), &names(0..2))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..2))
             .await;
-        let gate = Budget::new(0);
+        let invocation = Invocation::closed();
+        let gate = invocation.calls();
         let (found, calls) = usernames.resolve(&fake, &gate, &names(0..2)).await;
         assert_eq!(calls, LookupCalls::default());
-        assert_eq!(gate.tokens.load(Ordering::SeqCst), 0);
+        assert_eq!(tokens(&gate), 0);
         assert!(
             found
                 .values()
@@ -587,7 +591,7 @@ mod tests {
         let fake = Fake::of(100);
         let usernames = Usernames::new(true, 4);
         usernames
-            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..20))
             .await;
         assert_eq!(fake.list.load(Ordering::SeqCst), 1);
         fake.users
@@ -596,7 +600,9 @@ mod tests {
             .push(("newcomer".into(), uuid(9999)));
         let mut batch = names(20..40);
         batch.push((instance(), "newcomer".into()));
-        let (found, calls) = usernames.resolve(&fake, &Budget::new(100), &batch).await;
+        let (found, calls) = usernames
+            .resolve(&fake, &Invocation::open().calls(), &batch)
+            .await;
         assert_eq!(calls, LookupCalls { search: 1, list: 0 });
         assert_eq!(
             found[&(instance(), "newcomer".into())]
@@ -613,7 +619,7 @@ mod tests {
         let fake = Fake::of(1500);
         let usernames = Usernames::new(true, 4);
         usernames
-            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..20))
             .await;
         assert_eq!(fake.list.load(Ordering::SeqCst), 2);
         tokio::time::advance(INDEX_MAX_AGE + Duration::from_secs(1)).await;
@@ -623,30 +629,42 @@ mod tests {
             (instance(), "late".to_owned()),
             (instance(), "nobody".to_owned()),
         ];
-        let (_, calls) = usernames.resolve(&fake, &Budget::new(100), &two).await;
+        let (_, calls) = usernames
+            .resolve(&fake, &Invocation::open().calls(), &two)
+            .await;
         assert_eq!(calls, LookupCalls { search: 2, list: 0 });
         // Three misses: listing the two pages again is cheaper.
         let three: Vec<Key> = ["x", "y", "z"]
             .iter()
             .map(|u| (instance(), (*u).to_owned()))
             .collect();
-        let (_, calls) = usernames.resolve(&fake, &Budget::new(100), &three).await;
+        let (_, calls) = usernames
+            .resolve(&fake, &Invocation::open().calls(), &three)
+            .await;
         assert_eq!(calls.list, 2);
         assert_eq!(fake.list.load(Ordering::SeqCst), 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_listing_the_deadline_cuts_short_goes_on_in_the_next_batch() {
-        let fake = Fake::of(5000);
+        let fake = Fake {
+            page_time: Duration::from_secs(1),
+            ..Fake::of(5000)
+        };
         let usernames = Usernames::new(true, 4);
-        // Two pages fit; the rest of the batch is not reached.
+        // Two pages fit (they start at 0 s and 1 s, the last start at 1.5 s); the rest of
+        // the batch is not reached.
         let (found, calls) = usernames
-            .resolve(&fake, &Budget::new(2), &names(0..50))
+            .resolve(
+                &fake,
+                &Invocation::lasting(Duration::from_millis(1500)).calls(),
+                &names(0..50),
+            )
             .await;
         assert_eq!(calls.list, 2);
         assert!(found.values().all(|r| matches!(r, Err(Outcome::Deferred))));
         let (found, calls) = usernames
-            .resolve(&fake, &Budget::new(100), &names(0..50))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..50))
             .await;
         // Three pages left of five, not five again.
         assert_eq!(calls, LookupCalls { search: 0, list: 3 });
@@ -663,7 +681,7 @@ mod tests {
         let fake = Fake::of(10);
         let usernames = Usernames::new(false, 4);
         let (_, calls) = usernames
-            .resolve(&fake, &Budget::new(100), &names(0..10))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..10))
             .await;
         assert_eq!(
             calls,
@@ -679,7 +697,7 @@ mod tests {
         let fake = Fake::of(100);
         let usernames = Usernames::new(true, 4);
         let (found, _) = usernames
-            .resolve(&fake, &Budget::new(100), &names(0..20))
+            .resolve(&fake, &Invocation::open().calls(), &names(0..20))
             .await;
         let key = (instance(), "agent3".to_owned());
         let resolved = found[&key].as_ref().unwrap().clone();
@@ -692,7 +710,7 @@ mod tests {
         // `agent3` now belongs to a new account.
         fake.users.lock().unwrap()[3] = ("agent3".into(), uuid(4242));
         let again = usernames
-            .resolve_again(&fake, &Budget::new(1), &key.0, &key.1)
+            .resolve_again(&fake, &Invocation::open().calls(), &key.0, &key.1)
             .await
             .unwrap();
         assert_eq!(again.user.as_str(), uuid(4242));

@@ -11,14 +11,13 @@ use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
 
-use super::{Attempt, Confirmation, Gate, Usernames};
+use super::{Confirmation, Usernames};
 use crate::domain::change::ChangeRequest;
 use crate::domain::error::Failure;
 use crate::domain::identity::{InstanceId, UserId, UserRef};
 use crate::domain::ports::{Directory, UserRecord};
-use crate::pipeline::calls::{Calls, Op};
+use crate::pipeline::calls::Calls;
 use crate::pipeline::outcome::Outcome;
 use crate::pipeline::plan::{Admitted, Change, Target, Targeted};
 
@@ -37,17 +36,6 @@ pub(in crate::pipeline) enum Confirmed<X> {
 /// A Username's resolution `DescribeUser` no longer confirms, on the batch's
 /// resolution: the name is resolved once more before its changes are decided.
 pub(in crate::pipeline) struct ResolveAgain;
-
-/// The invocation's calls, seen by the resolver.
-impl Gate for Calls<'_> {
-    fn call<'a, T: Send + 'a>(
-        &'a self,
-        op: Op,
-        attempt: Attempt<'a, T>,
-    ) -> BoxFuture<'a, Result<T, Outcome>> {
-        Calls::call(self, op, attempt).boxed()
-    }
-}
 
 pub(in crate::pipeline) fn username_of(change: &ChangeRequest) -> Option<&str> {
     match &change.user {
