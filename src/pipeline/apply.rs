@@ -8,7 +8,6 @@
 //! invocation's `Budget`, calls, guard and resolver, and the users' turns.
 
 use std::collections::HashMap;
-use std::iter::repeat_n;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
@@ -194,7 +193,7 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
         if guarded.nothing_left() {
             // No update and no watermark to move: only the lease is given back.
             let _ = guard.release(&guarded, None).await;
-            return Ok(guarded.screened(repeat_n(Outcome::Unchanged, changes.len())));
+            return Ok(guarded.screened(|_| Outcome::Unchanged));
         }
         let directory = self.directory;
         let described = self
@@ -208,16 +207,16 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
                 let _ = guard.release(&guarded, None).await;
                 return Err(again);
             }
-            Confirmed::Refused(outcomes) => {
+            Confirmed::Refused(refusal) => {
                 let _ = guard.release(&guarded, None).await;
-                return Ok(guarded.screened(outcomes));
+                return Ok(guarded.screened(|c| refusal.of(&c.request)));
             }
         }
         let current = match described {
             Ok(current) => current,
             Err(o) => {
                 let _ = guard.release(&guarded, None).await;
-                return Ok(guarded.screened(repeat_n(o, changes.len())));
+                return Ok(guarded.screened(|_| o.clone()));
             }
         };
         let judgement = judge(&current, &management, self.policy, &guarded.changes);
@@ -238,12 +237,11 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
         };
         // The watermarks move (after an update or a no-op) for the accepted changes only.
         let in_place = matches!(shared, Outcome::Updated(_) | Outcome::Unchanged);
-        let accepted: Vec<&ChangeRequest> = guarded
-            .changes
+        let accepted: Vec<&ChangeRequest> = judgement
+            .judged
             .iter()
-            .zip(&judgement.verdicts)
-            .filter(|(_, v)| v.is_ok())
-            .map(|(c, _)| &c.request)
+            .filter(|j| j.accepted())
+            .map(|j| &j.change.request)
             .collect();
         let released = if matches!(shared, Outcome::Unknown(..)) {
             // The request may still land: the lease is kept until it lapses, so that no
@@ -259,12 +257,16 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
             Ok(()) => shared,
             Err(failure) => Outcome::from(failure),
         };
-        Ok(
-            guarded.screened(judgement.verdicts.into_iter().map(|v| match v {
-                Err(refused) => Outcome::from(refused),
-                Ok(()) => shared.clone(),
-            })),
-        )
+        Ok(judgement
+            .judged
+            .into_iter()
+            .map(|j| {
+                j.change.screen(match j.verdict {
+                    Err(refused) => Outcome::from(refused),
+                    Ok(()) => shared.clone(),
+                })
+            })
+            .collect())
     }
 
     /// A read slot (`backpressure`), if the update of the user it is for can still get a

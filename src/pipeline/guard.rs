@@ -81,7 +81,22 @@ pub(super) struct GuardedChange {
     pub superseded: bool,
 }
 
-impl std::borrow::Borrow<ChangeRequest> for GuardedChange {
+impl GuardedChange {
+    /// `outcome`, or `Superseded` when the change was wholly superseded: decided by the
+    /// watermarks before the reads, it does not share what the reads or the update of
+    /// the other changes came to.
+    pub fn screen(&self, outcome: Outcome) -> Outcome {
+        if self.superseded {
+            Outcome::Superseded
+        } else {
+            outcome
+        }
+    }
+}
+
+/// Judged where the guard keeps it (`plan::judge` hands each change back with its
+/// verdict).
+impl std::borrow::Borrow<ChangeRequest> for &GuardedChange {
     fn borrow(&self) -> &ChangeRequest {
         &self.request
     }
@@ -100,14 +115,12 @@ impl Guarded {
         self.changes.iter().all(|c| c.request.change.is_empty())
     }
 
-    /// `outcomes` (one per change, in the order given) with every wholly superseded
-    /// change's replaced by `Superseded`: decided by the watermarks before the reads, it
-    /// does not share what the reads or the update of the other changes came to.
-    pub fn screened(&self, outcomes: impl IntoIterator<Item = Outcome>) -> Vec<Outcome> {
+    /// Each change's outcome, `outcome_of` it, screened (`GuardedChange::screen`), in
+    /// the order given.
+    pub fn screened(&self, outcome_of: impl Fn(&GuardedChange) -> Outcome) -> Vec<Outcome> {
         self.changes
             .iter()
-            .zip(outcomes)
-            .map(|(c, o)| if c.superseded { Outcome::Superseded } else { o })
+            .map(|c| c.screen(outcome_of(c)))
             .collect()
     }
 }

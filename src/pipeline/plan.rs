@@ -158,11 +158,31 @@ pub fn order<C: Borrow<ChangeRequest>>(changes: &[C]) -> Vec<usize> {
     positions
 }
 
+/// One change and what its judgement came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged<C> {
+    pub change: C,
+    /// Accepted, or refused with its own failure.
+    pub verdict: Result<(), Failure>,
+}
+
+impl<C> Judged<C> {
+    pub fn accepted(&self) -> bool {
+        self.verdict.is_ok()
+    }
+}
+
+impl<C: Borrow<ChangeRequest>> Borrow<ChangeRequest> for Judged<C> {
+    fn borrow(&self) -> &ChangeRequest {
+        self.change.borrow()
+    }
+}
+
 /// What becomes of each of one user's changes, and the update they share.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judgement {
-    /// Per change, in the order given: accepted, or refused with its own failure.
-    pub verdicts: Vec<Result<(), Failure>>,
+pub struct Judgement<C> {
+    /// Each change with its verdict, in the order given.
+    pub judged: Vec<Judged<C>>,
     /// The one update the accepted changes share; `None` when they change nothing.
     pub update: Option<UpdatePlan>,
     /// The fields that update changes.
@@ -172,28 +192,39 @@ pub struct Judgement {
 /// Judges one user's changes after the reads (SPEC §2.3 step 4, §2.4): a protected
 /// security profile refuses them all; otherwise each change, in `order`, is judged
 /// by the Email-domain rule and the identity-mode rules against the identity as the
-/// earlier accepted changes leave it, and the accepted ones are merged.
+/// earlier accepted changes leave it, and the accepted ones are merged. Each change
+/// comes back with its verdict.
 pub fn judge<C: Borrow<ChangeRequest>>(
     current: &UserRecord,
     management: &IdentityManagement,
     policy: &Policy,
-    changes: &[C],
-) -> Judgement {
+    changes: impl IntoIterator<Item = C>,
+) -> Judgement<C> {
+    let mut judged: Vec<Judged<C>> = changes
+        .into_iter()
+        .map(|change| Judged {
+            change,
+            verdict: Ok(()),
+        })
+        .collect();
     if let Err(refused) =
         policy.check_security_profiles(current.security_profile_ids.iter().map(String::as_str))
     {
+        for j in &mut judged {
+            j.verdict = Err(refused.clone());
+        }
         return Judgement {
-            verdicts: vec![Err(refused); changes.len()],
+            judged,
             update: None,
             changed: Vec::new(),
         };
     }
-    let mut verdicts: Vec<Result<(), Failure>> = vec![Ok(()); changes.len()];
     let mut state: IdentityInfo = current.info.clone();
-    for i in order(changes) {
-        match judge_one(&state, management, policy, changes[i].borrow()) {
+    for i in order(&judged) {
+        let j = &mut judged[i];
+        match judge_one(&state, management, policy, j.change.borrow()) {
             Ok(next) => state = next,
-            Err(refused) => verdicts[i] = Err(refused),
+            Err(refused) => j.verdict = Err(refused),
         }
     }
     let changed = current.info.changed_fields(&state);
@@ -202,7 +233,7 @@ pub fn judge<C: Borrow<ChangeRequest>>(
         send_email: !matches!(management, IdentityManagement::Saml),
     });
     Judgement {
-        verdicts,
+        judged,
         update,
         changed,
     }
@@ -297,8 +328,8 @@ mod tests {
         }
     }
 
-    fn class(v: &Result<(), Failure>) -> Option<ErrorClass> {
-        v.as_ref().err().map(|f| f.class)
+    fn class<C>(j: &Judged<C>) -> Option<ErrorClass> {
+        j.verdict.as_ref().err().map(|f| f.class)
     }
 
     #[test]
@@ -324,8 +355,15 @@ mod tests {
             &policy(),
             &changes,
         );
-        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        let classes: Vec<_> = j.judged.iter().map(class).collect();
         assert_eq!(classes, [None, Some(ErrorClass::PolicyViolation), None]);
+        // Each verdict is its own change's, whatever the order of judgement.
+        assert!(
+            j.judged
+                .iter()
+                .zip(&changes)
+                .all(|(judged, given)| std::ptr::eq(judged.change, given))
+        );
         let plan = j.update.unwrap();
         assert_eq!(plan.info.email.as_deref(), Some("jane@example.com"));
         assert_eq!(plan.info.first_name.as_deref(), Some("Janet"));
@@ -347,7 +385,7 @@ mod tests {
             &policy(),
             &changes,
         );
-        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        let classes: Vec<_> = j.judged.iter().map(class).collect();
         assert_eq!(classes, [Some(ErrorClass::ValidationError), None]);
         assert_eq!(j.update, None, "nothing left to change");
 
@@ -363,7 +401,7 @@ mod tests {
             &policy(),
             &changes,
         );
-        assert!(j.verdicts.iter().all(Result::is_ok));
+        assert!(j.judged.iter().all(Judged::accepted));
         assert_eq!(j.changed, vec![Field::Email]);
     }
 
@@ -374,7 +412,7 @@ mod tests {
             request(mobile("+14155550123"), None),
         ];
         let j = judge(&user(&[]), &IdentityManagement::Saml, &policy(), &changes);
-        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        let classes: Vec<_> = j.judged.iter().map(class).collect();
         assert_eq!(classes, [Some(ErrorClass::ValidationError), None]);
         let plan = j.update.unwrap();
         assert!(!plan.send_email);
@@ -393,7 +431,7 @@ mod tests {
             &policy(),
             &changes,
         );
-        let classes: Vec<_> = j.verdicts.iter().map(class).collect();
+        let classes: Vec<_> = j.judged.iter().map(class).collect();
         assert_eq!(classes, [Some(ErrorClass::PolicyViolation); 2]);
         assert_eq!(j.update, None);
     }
@@ -407,7 +445,8 @@ mod tests {
             &policy(),
             &changes,
         );
-        assert_eq!(j.verdicts, vec![Ok(())]);
+        let verdicts: Vec<_> = j.judged.iter().map(|j| j.verdict.clone()).collect();
+        assert_eq!(verdicts, vec![Ok(())]);
         assert_eq!(j.update, None);
         assert!(j.changed.is_empty());
     }

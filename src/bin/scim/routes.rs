@@ -496,13 +496,8 @@ impl Endpoint {
                 "userName is the Connect Username, which this endpoint does not change",
             );
         }
-        let judgement = judge(
-            &current,
-            &management,
-            &admission.policy,
-            std::slice::from_ref(&request),
-        );
-        if let Some(Err(failure)) = judgement.verdicts.first() {
+        let judgement = judge(&current, &management, &admission.policy, [&request]);
+        if let Some(Err(failure)) = judgement.judged.first().map(|j| &j.verdict) {
             return Reply::refused(failure, None, true);
         }
         let after = match &judgement.update {

@@ -29,8 +29,23 @@ pub(in crate::pipeline) enum Confirmed<X> {
     Go,
     /// A resolution is stale: resolve it once more.
     Stale(X),
-    /// What the changes come to instead, one outcome per change, in the order given.
-    Refused(Vec<Outcome>),
+    /// What the changes come to instead (`Refusal::of`).
+    Refused(Refusal),
+}
+
+/// A second resolution `DescribeUser` does not confirm: the changes that named the user
+/// by that Username are refused with this outcome; any other change of the user is
+/// deferred, to be applied once the name no longer holds it up.
+pub(in crate::pipeline) struct Refusal(Outcome);
+
+impl Refusal {
+    /// What `change` comes to.
+    pub(in crate::pipeline) fn of(&self, change: &ChangeRequest) -> Outcome {
+        match username_of(change) {
+            Some(_) => self.0.clone(),
+            None => Outcome::Deferred,
+        }
+    }
 }
 
 /// A Username's resolution `DescribeUser` no longer confirms, on the batch's
@@ -221,14 +236,6 @@ impl<D: Directory> Resolver<'_, D> {
         if described.is_err() {
             return Confirmed::Go;
         }
-        Confirmed::Refused(
-            changes
-                .iter()
-                .map(|c| match username_of(&c.request) {
-                    Some(_) => refused.clone(),
-                    None => Outcome::Deferred,
-                })
-                .collect(),
-        )
+        Confirmed::Refused(Refusal(refused))
     }
 }
