@@ -6,6 +6,11 @@
 //! back on its own, and the containers together would take more than another caller
 //! leaves free.
 //!
+//! The request itself goes at a random point of the period around its claimed instant
+//! (up to half a period early or late), not on it: requests spaced exactly at the rate
+//! Connect's bucket refills take each token as it comes, and another caller then finds
+//! the bucket empty every time while the fleet is never throttled and never slows.
+//!
 //! A container claims the next free instant with one conditional write on the
 //! schedule's version, moving the schedule one period on from that instant (not from
 //! the write's end: the table's latency does not slow the rate), and waits, holding
