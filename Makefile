@@ -7,7 +7,8 @@
 #   make test    every test: unit, property, adapter and end-to-end (needs .venv, made here)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make venv    the Python tools the tests and the demo use (.venv with moto[server])
-#   make sam-local  every events/*.json through `sam local invoke` of template.yaml (arm64
+#   make sam-local  every events/*.json through `sam local invoke` (the first) and a warm
+#                `sam local start-lambda` (the others) of template.yaml (arm64
 #                under qemu, in a local provided.al2023 stand-in image), the outcome table
 #                checked against events/expected-outcomes.txt, then tests/sam: `sam local
 #                start-lambda` and the SCIM endpoint under `sam local start-api`; installs
@@ -50,7 +51,7 @@ endif
 all: build
 
 help:
-	@sed -n '2,18p' Makefile
+	@sed -n '2,19p' Makefile
 
 build:
 	$(CARGO) build --workspace
