@@ -502,17 +502,19 @@ impl FleetRate {
                     // a request meets the other caller's use of the bucket as a
                     // throttle of its own, and the fleet slows; the mean rate stays.
                     let period = next.next_us - instant;
-                    let last_us = self.clock.now_us().saturating_add(
-                        i64::try_from(latest.saturating_duration_since(Instant::now()).as_micros())
-                            .unwrap_or(i64::MAX),
-                    );
+                    let last_us = self
+                        .clock
+                        .now_us()
+                        .saturating_add(micros(latest.saturating_duration_since(Instant::now())));
                     let at = (instant - period / 2 + self.jitter(period)).min(last_us);
                     let ahead = at - self.clock.now_us();
                     if ahead > 0 {
                         tokio::time::sleep(Duration::from_micros(ahead.unsigned_abs())).await;
                     }
+                    // Late after the point it was meant to go, not after its instant:
+                    // the random point is not lateness.
                     self.health
-                        .claimed(asked.elapsed(), self.clock.now_us() - instant.max(asked_us));
+                        .claimed(asked.elapsed(), self.clock.now_us() - at.max(asked_us));
                     return (Take::Token(token), writes);
                 }
                 Wrote::Lost(moved_on) => {
