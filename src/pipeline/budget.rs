@@ -27,6 +27,8 @@ pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// One invocation's instants.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Budget {
+    /// When the invocation started (its instants were computed).
+    pub started: Instant,
     /// When the reply is due.
     pub deadline: Instant,
     /// The deadline less the margin: every Connect attempt and every request to the
@@ -53,6 +55,13 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// The invocation's whole time, from its start to its deadline.
+    pub(crate) fn length(&self) -> Duration {
+        self.deadline.saturating_duration_since(self.started)
+    }
+}
+
+impl Budget {
     /// The instants of an invocation due at `deadline`.
     pub(crate) fn new(settings: &Settings, deadline: Instant) -> Self {
         let before = |d: Duration| deadline.checked_sub(d).unwrap_or_else(Instant::now);
@@ -67,6 +76,7 @@ impl Budget {
             .checked_sub(dead_letter_send)
             .unwrap_or_else(Instant::now);
         Budget {
+            started: Instant::now(),
             deadline,
             cutoff,
             last_attempt,

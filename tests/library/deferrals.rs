@@ -84,21 +84,24 @@ async fn a_record_whose_turn_cannot_come_is_queued_again_unread_with_its_time_id
     assert!(queues.letters.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
-    let connect = FakeConnect::with_users(&[
-        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
-        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
-        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
-    ]);
-    let queues = FakeQueues::default();
-    let (recs, fifo) = one_change_each(&["u-1", "u-2", "u-3"], |_| json!({"LastName": "X"}));
-    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
-        .requeue_deferrals(true)
-        .run(&recs, fifo, too_soon())
-        .await
-        .dispositions;
-    assert_eq!(d, vec![Disposition::Requeued(HandBack::FleetTurn); 3]);
+/// `n` users, each with one change of `LastName`.
+fn users(n: usize) -> (FakeConnect, Vec<String>) {
+    let ids: Vec<String> = (1..=n).map(|i| format!("u-{i}")).collect();
+    let infos: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            (
+                id.as_str(),
+                id.as_str(),
+                info("A", "One", "a@example.com"),
+                &[][..],
+            )
+        })
+        .collect();
+    (FakeConnect::with_users(&infos), ids)
+}
+
+fn delays(queues: &FakeQueues) -> Vec<u32> {
     let mut delays: Vec<u32> = queues
         .requeued
         .lock()
@@ -107,8 +110,58 @@ async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
         .map(|c| c.delay_seconds)
         .collect();
     delays.sort_unstable();
-    // At 0.125 turns a second: one, two and three turns, 8, 16 and 24 s.
-    assert_eq!(delays, vec![8, 16, 24]);
+    delays
+}
+
+#[tokio::test(start_paused = true)]
+async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
+    // One turn every 8 s and a minute's invocation: the turns at 0, 8, … 48 s apply
+    // seven changes (the eighth, at 56 s, would leave no read its time before the latest
+    // start); the other five are deferred, unread, each to come back after the turns of
+    // those before it, at the rate the container measured.
+    let (connect, ids) = users(12);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_change_each(&ids, |_| json!({"LastName": "X"}));
+    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
+        .requeue_deferrals(true)
+        .run(&recs, fifo, Instant::now() + Duration::from_secs(60))
+        .await
+        .dispositions;
+    let updated = d.iter().filter(|d| **d == Disposition::Updated).count();
+    let deferred = d
+        .iter()
+        .filter(|d| **d == Disposition::Requeued(HandBack::FleetTurn))
+        .count();
+    assert_eq!((updated, deferred), (7, 5), "{d:?}");
+    let delays = delays(&queues);
+    assert!(
+        delays.windows(2).all(|w| w[1] >= w[0] + 7),
+        "a turn (8 s) apart: {delays:?}"
+    );
+    assert!(
+        *delays.last().unwrap() <= 60,
+        "within an invocation: {delays:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_record_comes_back_within_an_invocation_however_far_its_turn() {
+    // At 0.125 turns a second, three deferred records would wait 8, 16 and 24 s for
+    // this container's turns; the invocation lasted half a second, and the fleet's other
+    // containers (or this one, in its next invocation) may reach them sooner.
+    let (connect, ids) = users(3);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let queues = FakeQueues::default();
+    let (recs, fifo) = one_change_each(&ids, |_| json!({"LastName": "X"}));
+    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
+        .requeue_deferrals(true)
+        .run(&recs, fifo, too_soon())
+        .await
+        .dispositions;
+    assert_eq!(d, vec![Disposition::Requeued(HandBack::FleetTurn); 3]);
+    // Half a second, in SQS's whole seconds.
+    assert_eq!(delays(&queues), vec![1, 1, 1]);
 }
 
 #[tokio::test]

@@ -96,9 +96,10 @@ async fn a_table_that_holds_every_schedule_request_leaves_the_reply_before_the_d
         Instant::now() <= deadline - settings.deadline_margin / 2,
         "replied {took:?} after the start of a 2 s invocation"
     );
-    // The schedule was asked once, within one attempt budget, then left alone: both
-    // updates were paced on the container's own limiter and made.
-    assert_eq!(*table.writes.lock().unwrap(), 1);
+    // The schedule was asked three times in a row (a busy table's one late answer is
+    // written again), each within one attempt budget, then left alone: both updates
+    // were paced on the container's own limiter and made.
+    assert_eq!(*table.writes.lock().unwrap(), 3);
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert_eq!(
         report.dispositions,

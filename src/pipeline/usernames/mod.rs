@@ -473,6 +473,7 @@ mod tests {
             Invocation {
                 limits: RateLimits::new(1000.0, 1000.0, 1000.0).with_list(1000.0),
                 budget: Budget {
+                    started: Instant::now(),
                     deadline: cutoff + Duration::from_secs(2),
                     cutoff,
                     last_attempt,
