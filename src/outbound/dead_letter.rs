@@ -324,8 +324,9 @@ fn with_attributes(
     Ok(request)
 }
 
-/// A failed send, named by the request (`what`) and SQS's error code, never the message.
-fn refusal<E: aws_sdk_sqs::error::ProvideErrorMetadata, R>(
+/// A failed send, named by the request (`what`: what was sent, and where) and SQS's
+/// error code, never the message.
+pub fn refusal<E: aws_sdk_sqs::error::ProvideErrorMetadata, R>(
     e: &aws_sdk_sqs::error::SdkError<E, R>,
     what: &str,
 ) -> String {

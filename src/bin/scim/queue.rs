@@ -11,6 +11,7 @@ use aws_sdk_sqs::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use connect_identity_sync::domain::change::IdentityInfo;
 use connect_identity_sync::domain::identity::{Field, InstanceId, UserId};
+use connect_identity_sync::outbound::dead_letter::refusal;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -84,13 +85,11 @@ impl SourceQueue {
                 .message_group_id(change.user.as_str())
                 .message_deduplication_id(dedup);
         }
-        request.send().await.map(|_| ()).map_err(|e| {
-            let code = e
-                .as_service_error()
-                .and_then(|s| aws_sdk_sqs::error::ProvideErrorMetadata::code(s))
-                .unwrap_or("no answer");
-            format!("SQS SendMessage failed ({code})")
-        })
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| refusal(&e, "of a change to the source queue"))
     }
 }
 
