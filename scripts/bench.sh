@@ -22,8 +22,9 @@
 # BENCH_QUOTA_CHANGES (400), BENCH_GUARD_RECORDS (records of the staleness guard run,
 # default BENCH_RECORDS), BENCH_VARIANTS (for `profiles`: opt-level, then
 # -jitter for jitter entropy on, -static for non-PIE; default "s-jitter s z 3 z-static"),
-# BENCH_FLEET_USERS (60), BENCH_FLEET_CHANGES (changes per user, 3), BENCH_FLEET_SCALE (1:
-# Connect's own pace; 2 halves the fleet runs' time and hides some throttling),
+# BENCH_FLEET_USERS (150), BENCH_FLEET_CHANGES (changes per user, 4), BENCH_FLEET_SCALE (4:
+# quotas four times Connect's, timeouts and recovery a fourth; 1 is Connect's own pace),
+# BENCH_FLEET_CONTAINERS (2,5,10),
 # BENCH_BACKLOG_USERS (1112), BENCH_BACKLOG_SCALE (5), BENCH_BACKLOG_CONTAINERS (5) for the
 # backlog of 10,000 changes, BENCH_ARM64=1 (also build the arm64 Lambda bootstrap with cargo-lambda from .venv; the
 # report shows the size of whichever bootstrap it finds).

@@ -938,41 +938,15 @@ mod tests {
         assert_eq!(a.take_by(&far()).await, (Take::Unavailable, 0));
     }
 
-    /// The table, with its answers to the first `late` writes held back past the
-    /// attempt budget (the writes land).
-    struct Busy {
-        table: Table,
-        late: StdMutex<u32>,
-    }
-
-    impl Schedules for Busy {
-        fn write<'a>(
-            &'a self,
-            key: &'a str,
-            expected: Option<u64>,
-            schedule: &'a SharedSchedule,
-        ) -> PortFuture<'a, Result<Swap, String>> {
-            Box::pin(async move {
-                let answer = self.table.write(key, expected, schedule).await;
-                let late = {
-                    let mut late = self.late.lock().unwrap();
-                    let was = *late;
-                    *late = was.saturating_sub(1);
-                    was > 0
-                };
-                if late {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                }
-                answer
-            })
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_write_answered_late_is_written_again_and_the_schedule_kept() {
-        let store = Arc::new(Busy {
+        // Each of the first writes lands, and its answer comes 5 s later, after the
+        // attempt budget.
+        let store = Arc::new(Slow {
             table: Table::default(),
-            late: StdMutex::new(FAILS - 1),
+            latency: Duration::from_secs(5),
+            serving: tokio::sync::Mutex::new(()),
+            slow_writes: StdMutex::new(Some(FAILS - 1)),
         });
         let a = FleetRate::new(store.clone(), "Op", 2.0);
         // The first write landed but was not answered in time, nor was the second (which,
@@ -1007,13 +981,14 @@ mod tests {
         }
     }
 
-    /// A table that serves one write at a time, each taking `latency` (as a loaded
-    /// server does): writes sent at once wait for each other, so every lost race delays
-    /// the next claim.
+    /// A table that serves one write at a time, each answered `latency` after it landed
+    /// (as a loaded server does): writes sent at once wait for each other, so every lost
+    /// race delays the next claim. `slow_writes`: only that many first writes are slow.
     struct Slow {
         table: Table,
         latency: Duration,
         serving: tokio::sync::Mutex<()>,
+        slow_writes: StdMutex<Option<u32>>,
     }
 
     impl Schedules for Slow {
@@ -1025,8 +1000,19 @@ mod tests {
         ) -> PortFuture<'a, Result<Swap, String>> {
             Box::pin(async move {
                 let _serving = self.serving.lock().await;
-                tokio::time::sleep(self.latency).await;
-                self.table.write(key, expected, schedule).await
+                let answer = self.table.write(key, expected, schedule).await;
+                let slow = match &mut *self.slow_writes.lock().unwrap() {
+                    None => true,
+                    Some(left) => {
+                        let was = *left;
+                        *left = was.saturating_sub(1);
+                        was > 0
+                    }
+                };
+                if slow {
+                    tokio::time::sleep(self.latency).await;
+                }
+                answer
             })
         }
     }
@@ -1041,6 +1027,7 @@ mod tests {
             table: Table::default(),
             latency: Duration::from_millis(12),
             serving: tokio::sync::Mutex::new(()),
+            slow_writes: StdMutex::new(None),
         });
         let clock = Clock::new(Arc::new(Paused {
             start: Instant::now(),

@@ -84,10 +84,12 @@ async fn a_record_whose_turn_cannot_come_is_queued_again_unread_with_its_time_id
     assert!(queues.letters.lock().unwrap().is_empty());
 }
 
-/// `n` users, each with one change of `LastName`.
-fn users(n: usize) -> (FakeConnect, Vec<String>) {
+/// `n` users, each with one change of `LastName`, run at 0.125 update turns a second
+/// until `deadline`: the dispositions, and the delays of the copies queued again, in
+/// order.
+async fn at_one_turn_in_eight_seconds(n: usize, deadline: Instant) -> (Vec<Disposition>, Vec<u32>) {
     let ids: Vec<String> = (1..=n).map(|i| format!("u-{i}")).collect();
-    let infos: Vec<_> = ids
+    let users: Vec<_> = ids
         .iter()
         .map(|id| {
             (
@@ -98,10 +100,15 @@ fn users(n: usize) -> (FakeConnect, Vec<String>) {
             )
         })
         .collect();
-    (FakeConnect::with_users(&infos), ids)
-}
-
-fn delays(queues: &FakeQueues) -> Vec<u32> {
+    let connect = FakeConnect::with_users(&users);
+    let queues = FakeQueues::default();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (recs, fifo) = one_change_each(&ids, |_| json!({"LastName": "X"}));
+    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
+        .requeue_deferrals(true)
+        .run(&recs, fifo, deadline)
+        .await
+        .dispositions;
     let mut delays: Vec<u32> = queues
         .requeued
         .lock()
@@ -110,31 +117,23 @@ fn delays(queues: &FakeQueues) -> Vec<u32> {
         .map(|c| c.delay_seconds)
         .collect();
     delays.sort_unstable();
-    delays
+    (d, delays)
 }
 
 #[tokio::test(start_paused = true)]
 async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
-    // One turn every 8 s and a minute's invocation: the turns at 0, 8, … 48 s apply
-    // seven changes (the eighth, at 56 s, would leave no read its time before the latest
-    // start); the other five are deferred, unread, each to come back after the turns of
-    // those before it, at the rate the container measured.
-    let (connect, ids) = users(12);
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let queues = FakeQueues::default();
-    let (recs, fifo) = one_change_each(&ids, |_| json!({"LastName": "X"}));
-    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
-        .requeue_deferrals(true)
-        .run(&recs, fifo, Instant::now() + Duration::from_secs(60))
-        .await
-        .dispositions;
+    // A minute's invocation: the turns at 0, 8, … 48 s apply seven changes (the eighth,
+    // at 56 s, would leave no read its time before the latest start); the other five
+    // are deferred, unread, each to come back after the turns of those before it, at
+    // the rate the container measured.
+    let (d, delays) =
+        at_one_turn_in_eight_seconds(12, Instant::now() + Duration::from_secs(60)).await;
     let updated = d.iter().filter(|d| **d == Disposition::Updated).count();
     let deferred = d
         .iter()
         .filter(|d| **d == Disposition::Requeued(HandBack::FleetTurn))
         .count();
     assert_eq!((updated, deferred), (7, 5), "{d:?}");
-    let delays = delays(&queues);
     assert!(
         delays.windows(2).all(|w| w[1] >= w[0] + 7),
         "a turn (8 s) apart: {delays:?}"
@@ -147,21 +146,13 @@ async fn deferred_records_are_spread_over_the_turns_the_container_gets() {
 
 #[tokio::test]
 async fn a_deferred_record_comes_back_within_an_invocation_however_far_its_turn() {
-    // At 0.125 turns a second, three deferred records would wait 8, 16 and 24 s for
-    // this container's turns; the invocation lasted half a second, and the fleet's other
-    // containers (or this one, in its next invocation) may reach them sooner.
-    let (connect, ids) = users(3);
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let queues = FakeQueues::default();
-    let (recs, fifo) = one_change_each(&ids, |_| json!({"LastName": "X"}));
-    let d = pipeline_with(&connect, &queues, RateLimits::new(0.125, 1000.0, 1000.0))
-        .requeue_deferrals(true)
-        .run(&recs, fifo, too_soon())
-        .await
-        .dispositions;
+    // Three deferred records would wait 8, 16 and 24 s for this container's turns; the
+    // invocation lasted half a second, and the fleet's other containers (or this one,
+    // in its next invocation) may reach them sooner.
+    let (d, delays) = at_one_turn_in_eight_seconds(3, too_soon()).await;
     assert_eq!(d, vec![Disposition::Requeued(HandBack::FleetTurn); 3]);
     // Half a second, in SQS's whole seconds.
-    assert_eq!(delays(&queues), vec![1, 1, 1]);
+    assert_eq!(delays, vec![1, 1, 1]);
 }
 
 #[tokio::test]

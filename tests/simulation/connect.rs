@@ -79,6 +79,10 @@ pub struct ConnectState {
     reads: BTreeMap<(u64, String), u64>,
     pub fleet: Usage,
     pub other: Usage,
+    /// The fleet's first call, and its updates landed: how many, the last one when.
+    pub first_call: Option<Instant>,
+    pub landed: u64,
+    pub last_landed: Option<Instant>,
 }
 
 pub struct Connect {
@@ -183,6 +187,7 @@ impl SimDirectory {
         {
             let mut s = self.connect.state.lock().expect("connect");
             s.fleet.calls[op] += 1;
+            s.first_call.get_or_insert_with(Instant::now);
             if !s.buckets[op].take() {
                 s.fleet.throttled[op] += 1;
                 drop(s);
@@ -356,6 +361,8 @@ impl Directory for SimDirectory {
                 u.info = info;
                 u.version += 1;
                 world.note(format!("update of {id} landed: version {}", u.version));
+                s.landed += 1;
+                s.last_landed = Some(Instant::now());
             });
         };
         match fate {

@@ -615,7 +615,12 @@ async fn slot(shared: Arc<Shared>, slot: usize) {
 }
 
 pub async fn run(seed: u64, large: bool, echo: bool) -> Ran {
-    let world = Arc::new(World::new(seed, large, echo));
+    run_world(World::new(seed, large, echo)).await
+}
+
+/// A run in `world`, of its faults.
+pub async fn run_world(world: World) -> Ran {
+    let world = Arc::new(world);
     let f = world.faults.clone();
     world.note(format!("{f:?}"));
     let users: Vec<(String, IdentityInfo)> = (0..f.users)

@@ -146,6 +146,34 @@ impl Faults {
         }
     }
 
+    /// No fault of any kind: `containers` containers under a backlog of `changes`
+    /// changes to `users` users queued at once, with another caller at `other_caller`
+    /// updates a second (0: none). What the fleet makes of the free quota.
+    pub fn calm(containers: usize, changes: usize, users: usize, other_caller: f64) -> Self {
+        Faults {
+            containers,
+            users,
+            changes,
+            connect_throttle: 0.0,
+            connect_5xx: 0.0,
+            connect_unknown: 0.0,
+            connect_slow: 0.0,
+            table_throttle: 0.0,
+            table_fail: 0.0,
+            table_lost: 0.0,
+            table_slow: 0.0,
+            duplicate: 0.0,
+            kill: 0.0,
+            clock_skew_ms: 0,
+            far_ahead: false,
+            table_brownout: None,
+            other_caller,
+            backlog: true,
+            copy_refused: 0.0,
+            copy_late: 0.0,
+        }
+    }
+
     /// A large fleet under a backlog: from five to the template's fifty containers
     /// (each at the template's shares, quota/containers), and 150 to 500
     /// changes queued at once, on enough users that draining them takes many visibility
@@ -223,10 +251,20 @@ impl World {
                 0.0
             };
         }
-        let copies = Mutex::new(copies);
         if large {
             faults = faults.scale_up(seed);
         }
+        Self::with_faults(faults, rng, copies, echo)
+    }
+
+    /// A run of `faults` (every other draw from `seed`).
+    pub fn calm(seed: u64, faults: Faults) -> Self {
+        let copies = fastrand::Rng::with_seed(seed ^ 0xc0b1_e5f0_0000_0001);
+        Self::with_faults(faults, fastrand::Rng::with_seed(seed), copies, false)
+    }
+
+    fn with_faults(faults: Faults, rng: fastrand::Rng, copies: fastrand::Rng, echo: bool) -> Self {
+        let copies = Mutex::new(copies);
         World {
             start: Instant::now(),
             faults,
