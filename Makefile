@@ -16,7 +16,10 @@
 #   make bench   measure start-up, memory, CPU, quota use and size; writes BENCHMARKS.md (slow, not in CI)
 #   make simulate  the fleet's deterministic simulation over SEEDS seeds (default 1000) from
 #                FIRST (default 1); SEED=S replays one seed with its trace and the function's
-#                log lines (`make test` runs 200 seeds)
+#                log lines (`make test` runs 200 seeds); then, unless SEED is given, calm
+#                fleets of 2 to 50 containers under a backlog of CALM_CHANGES changes
+#                (default 2000), CALM_SEEDS seeds each (default 3): their quota use
+#                (`make test` runs 600 changes, one seed)
 #
 # Needs only a Rust toolchain, Python 3 with pip and the openssl command (TLS tests);
 # everything else is installed here.
@@ -80,9 +83,13 @@ endif
 # The simulation needs no venv: everything is in memory.
 SEEDS ?= 1000
 FIRST ?= 1
+CALM_CHANGES ?= 2000
+CALM_SEEDS ?= 3
 simulate:
 	SIM_SEEDS=$(SEEDS) SIM_FIRST=$(FIRST) $(if $(SEED),SIM_SEED=$(SEED)) \
 	  $(CARGO) test --test simulation every_seeded -- --nocapture
+	$(if $(SEED),,SIM_CALM_CHANGES=$(CALM_CHANGES) SIM_CALM_SEEDS=$(CALM_SEEDS) \
+	  $(CARGO) test --test simulation calm_fleets -- --nocapture)
 
 sam-local: venv
 	scripts/sam-local
