@@ -221,13 +221,15 @@ fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
     let mut failed = Vec::new();
     eprintln!(
         "calm fleets under a backlog of {changes} changes to {} users, {seeds} seeds each (simulated): \
-         quota use lowest / mean; updates throttled, the containers' and the other caller's, highest",
+         quota use lowest / mean; updates throttled, the containers' and the other caller's, highest; \
+         means of receives a change (its copies' included) and reads an update",
         changes / 3
     );
     for other_caller in [0.0, 1.2] {
         for containers in [2, 5, 10, 25, 50] {
             let mut uses = Vec::new();
             let (mut fleet_max, mut other_max) = (0.0f64, 0.0f64);
+            let (mut receives_sum, mut reads_sum) = (0.0, 0.0);
             for seed in 1..=seeds {
                 let faults = world::Faults::calm(containers, changes, changes / 3, other_caller);
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -235,7 +237,7 @@ fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
                     .start_paused(true)
                     .build()
                     .expect("a runtime");
-                let (violations, use_, fleet, other) = rt.block_on(async move {
+                let (violations, use_, fleet, other, receives, reads) = rt.block_on(async move {
                     let ran = fleet::run_world(world::World::calm(seed, faults)).await;
                     invariants::check(&ran);
                     let c = ran.connect.state.lock().expect("connect");
@@ -250,11 +252,23 @@ fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
                             / u.calls[connect::UPDATE].max(1) as f64
                     };
                     let (fleet, other) = (share(&c.fleet), share(&c.other));
+                    let reads = c.fleet.calls[2] as f64 / c.landed.max(1) as f64;
                     drop(c);
+                    let deliveries: usize = ran
+                        .queue
+                        .messages
+                        .lock()
+                        .expect("queue")
+                        .iter()
+                        .map(|m| m.deliveries.len())
+                        .sum();
+                    let receives = deliveries as f64 / ran.changes.len().max(1) as f64;
                     let violations = ran.world.violations.lock().expect("violations").clone();
-                    (violations, use_, fleet, other)
+                    (violations, use_, fleet, other, receives, reads)
                 });
                 uses.push(use_);
+                receives_sum += receives;
+                reads_sum += reads;
                 fleet_max = fleet_max.max(fleet);
                 other_max = other_max.max(other);
                 for v in violations.iter().take(5) {
@@ -266,8 +280,10 @@ fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
             }
             let lowest = uses.iter().copied().fold(f64::INFINITY, f64::min);
             let mean = uses.iter().sum::<f64>() / uses.len() as f64;
+            let n = uses.len() as f64;
             eprintln!(
-                "  {containers:>2} containers, {}: quota use {lowest:.2} / {mean:.2}; throttled {fleet_max:.1} % / {}",
+                "  {containers:>2} containers, {}: quota use {lowest:.2} / {mean:.2}; throttled {fleet_max:.1} % / {}; \
+                 receives a change {:.2}, `DescribeUser` an update {:.2}",
                 if other_caller > 0.0 {
                     "another caller"
                 } else {
@@ -278,6 +294,8 @@ fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
                 } else {
                     "—".to_owned()
                 },
+                receives_sum / n,
+                reads_sum / n,
             );
         }
     }
