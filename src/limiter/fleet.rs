@@ -416,12 +416,13 @@ impl FleetRate {
         self.write_us.store(smoothed, Ordering::Relaxed);
         let mut known = self.known();
         let mine = known.as_ref() == Some(next);
-        if matches!(written, Ok(Ok(Swap::Done | Swap::Lost(Some(_))))) {
-            self.failures.store(0, Ordering::Relaxed);
-        }
         match written {
-            Ok(Ok(Swap::Done)) => Wrote::Done,
+            Ok(Ok(Swap::Done)) => {
+                self.failures.store(0, Ordering::Relaxed);
+                Wrote::Done
+            }
             Ok(Ok(Swap::Lost(Some(stands)))) => {
+                self.failures.store(0, Ordering::Relaxed);
                 let moved_on = stands.version > current.version;
                 if mine || known.as_ref().is_none_or(|k| k.version <= stands.version) {
                     *known = Some(stands);

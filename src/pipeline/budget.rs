@@ -55,13 +55,6 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    /// The invocation's whole time, from its start to its deadline.
-    pub(crate) fn length(&self) -> Duration {
-        self.deadline.saturating_duration_since(self.started)
-    }
-}
-
-impl Budget {
     /// The instants of an invocation due at `deadline`.
     pub(crate) fn new(settings: &Settings, deadline: Instant) -> Self {
         let before = |d: Duration| deadline.checked_sub(d).unwrap_or_else(Instant::now);
@@ -86,6 +79,11 @@ impl Budget {
             attempt: settings.call_budget,
             dead_letter_send,
         }
+    }
+
+    /// The invocation's whole time, from its start to its deadline.
+    pub(crate) fn length(&self) -> Duration {
+        self.deadline.saturating_duration_since(self.started)
     }
 
     /// Whether an attempt may still start now.

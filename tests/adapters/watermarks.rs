@@ -82,6 +82,16 @@ async fn table() -> Table {
     Table { moto, store }
 }
 
+/// The store on a port where nothing listens.
+fn unreachable() -> DynamoWatermarks {
+    let port = harness::moto::free_port().unwrap();
+    DynamoWatermarks::new(
+        client(&format!("http://127.0.0.1:{port}")),
+        WATERMARK_TABLE,
+        RETENTION,
+    )
+}
+
 fn assert_unknown(result: Result<impl std::fmt::Debug, CallFailure>, says: &str) {
     let failure = result.expect_err("the guard must fail").failure;
     assert_eq!(failure.class, ErrorClass::UnknownError, "{failure:?}");
@@ -308,12 +318,7 @@ async fn a_missing_table_is_an_unknown_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_table_is_an_unknown_error() {
-    let port = harness::moto::free_port().unwrap();
-    let store = DynamoWatermarks::new(
-        client(&format!("http://127.0.0.1:{port}")),
-        WATERMARK_TABLE,
-        RETENTION,
-    );
+    let store = unreachable();
     assert_unknown(
         store
             .acquire(
@@ -756,12 +761,7 @@ async fn a_note_on_a_missing_table_is_an_unknown_error_and_none_is_read_there() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_on_an_unreachable_table_are_an_unknown_error() {
-    let port = harness::moto::free_port().unwrap();
-    let store = DynamoWatermarks::new(
-        client(&format!("http://127.0.0.1:{port}")),
-        WATERMARK_TABLE,
-        RETENTION,
-    );
+    let store = unreachable();
     assert_unknown(
         store.note_deferral("msg-1", 1).await,
         "noting a deferral failed: a connection failure",

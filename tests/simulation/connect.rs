@@ -71,6 +71,17 @@ pub struct Usage {
     pub throttled: [u64; 5],
 }
 
+impl Usage {
+    /// The calls of `op` (`None`: of every operation), and the share of them throttled.
+    pub fn share(&self, op: Option<usize>) -> (u64, f64) {
+        let (calls, throttled) = match op {
+            Some(op) => (self.calls[op], self.throttled[op]),
+            None => (self.calls.iter().sum(), self.throttled.iter().sum()),
+        };
+        (calls, throttled as f64 / calls.max(1) as f64)
+    }
+}
+
 #[derive(Default)]
 pub struct ConnectState {
     pub users: BTreeMap<String, SimUser>,

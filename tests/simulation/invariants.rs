@@ -218,15 +218,7 @@ pub fn check(ran: &Ran) {
     // leaves each container to its own share, which the fleet test does not cover).
     let f = &w.faults;
     if !f.table_faulty() && f.other_caller > 0.0 {
-        let other = connect.other;
-        let share = |u: &crate::connect::Usage, op: Option<usize>| {
-            let (calls, throttled) = match op {
-                Some(op) => (u.calls[op], u.throttled[op]),
-                None => (u.calls.iter().sum(), u.throttled.iter().sum()),
-            };
-            (calls, throttled as f64 / calls.max(1) as f64)
-        };
-        let (calls, s) = share(&other, Some(UPDATE));
+        let (calls, s) = connect.other.share(Some(UPDATE));
         if calls >= 50 && s > THROTTLED_SHARE {
             w.violate(
                 "quota-other-caller",
@@ -236,7 +228,7 @@ pub fn check(ran: &Ran) {
                 ),
             );
         }
-        let (calls, s) = share(&connect.fleet, None);
+        let (calls, s) = connect.fleet.share(None);
         if calls >= 50 && s > THROTTLED_SHARE {
             let by_op: Vec<String> = crate::connect::OPS
                 .iter()

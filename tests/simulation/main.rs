@@ -32,14 +32,19 @@ struct Outcome {
     simulated: std::time::Duration,
 }
 
-fn simulate(seed: u64, scale: Scale, whole_trace: bool) -> Outcome {
-    let large = scale.large(seed);
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A runtime of one thread on tokio's paused clock: simulated time passes as fast as
+/// the run can go.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
-        .expect("a runtime");
-    rt.block_on(async move {
+        .expect("a runtime")
+}
+
+fn simulate(seed: u64, scale: Scale, whole_trace: bool) -> Outcome {
+    let large = scale.large(seed);
+    paused_runtime().block_on(async move {
         let ran = fleet::run(seed, large, whole_trace).await;
         invariants::check(&ran);
         let w = &ran.world;
@@ -232,40 +237,33 @@ fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
             let (mut receives_sum, mut reads_sum) = (0.0, 0.0);
             for seed in 1..=seeds {
                 let faults = world::Faults::calm(containers, changes, changes / 3, other_caller);
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .start_paused(true)
-                    .build()
-                    .expect("a runtime");
-                let (violations, use_, fleet, other, receives, reads) = rt.block_on(async move {
-                    let ran = fleet::run_world(world::World::calm(seed, faults)).await;
-                    invariants::check(&ran);
-                    let c = ran.connect.state.lock().expect("connect");
-                    let window = match (c.first_call, c.last_landed) {
-                        (Some(first), Some(last)) => last.saturating_duration_since(first),
-                        _ => std::time::Duration::ZERO,
-                    };
-                    let use_ =
-                        c.landed as f64 / window.as_secs_f64().max(1e-9) / (2.0 - other_caller);
-                    let share = |u: &connect::Usage| {
-                        100.0 * u.throttled[connect::UPDATE] as f64
-                            / u.calls[connect::UPDATE].max(1) as f64
-                    };
-                    let (fleet, other) = (share(&c.fleet), share(&c.other));
-                    let reads = c.fleet.calls[2] as f64 / c.landed.max(1) as f64;
-                    drop(c);
-                    let deliveries: usize = ran
-                        .queue
-                        .messages
-                        .lock()
-                        .expect("queue")
-                        .iter()
-                        .map(|m| m.deliveries.len())
-                        .sum();
-                    let receives = deliveries as f64 / ran.changes.len().max(1) as f64;
-                    let violations = ran.world.violations.lock().expect("violations").clone();
-                    (violations, use_, fleet, other, receives, reads)
-                });
+                let (violations, use_, fleet, other, receives, reads) =
+                    paused_runtime().block_on(async move {
+                        let ran = fleet::run_world(world::World::calm(seed, faults)).await;
+                        invariants::check(&ran);
+                        let c = ran.connect.state.lock().expect("connect");
+                        let window = match (c.first_call, c.last_landed) {
+                            (Some(first), Some(last)) => last.saturating_duration_since(first),
+                            _ => std::time::Duration::ZERO,
+                        };
+                        let use_ =
+                            c.landed as f64 / window.as_secs_f64().max(1e-9) / (2.0 - other_caller);
+                        let share = |u: &connect::Usage| 100.0 * u.share(Some(connect::UPDATE)).1;
+                        let (fleet, other) = (share(&c.fleet), share(&c.other));
+                        let reads = c.fleet.calls[2] as f64 / c.landed.max(1) as f64;
+                        drop(c);
+                        let deliveries: usize = ran
+                            .queue
+                            .messages
+                            .lock()
+                            .expect("queue")
+                            .iter()
+                            .map(|m| m.deliveries.len())
+                            .sum();
+                        let receives = deliveries as f64 / ran.changes.len().max(1) as f64;
+                        let violations = ran.world.violations.lock().expect("violations").clone();
+                        (violations, use_, fleet, other, receives, reads)
+                    });
                 uses.push(use_);
                 receives_sum += receives;
                 reads_sum += reads;
