@@ -115,6 +115,14 @@ pub struct Asked {
     pub table_requests: u32,
 }
 
+impl Turn {
+    /// When the request may go: a turn of the fleet's claimed ahead goes at its point;
+    /// `None`, at once.
+    pub fn at(&self) -> Option<Instant> {
+        self.fleet.map(|f| f.at)
+    }
+}
+
 impl Rate {
     /// A container's own rate: `rps` requests per second at most.
     pub fn per_second(rps: f64) -> Self {
@@ -176,11 +184,13 @@ impl Rate {
     }
 
     /// A turn no later than the window's last start: the fleet's when it keeps one
-    /// and the table can be used, else the container's own.
-    pub async fn turn(&self, window: &Window) -> Asked {
+    /// and the table can be used, else the container's own. The container's own turn
+    /// comes when it is due; the fleet's is returned once claimed, before its point
+    /// (`Turn::at`), so that what the request needs can be done meanwhile.
+    pub async fn claim(&self, window: &Window) -> Asked {
         let mut table_requests = 0;
         if let Some(fleet) = &self.fleet {
-            let (take, writes) = fleet.take_by(window).await;
+            let (take, writes) = fleet.claim_by(window).await;
             table_requests = writes;
             match take {
                 Take::Token(token) => {

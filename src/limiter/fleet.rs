@@ -14,7 +14,8 @@
 //! A container claims the next free instant with one conditional write on the
 //! schedule's version, moving the schedule one period on from that instant (not from
 //! the write's end: the table's latency does not slow the rate), and waits, holding
-//! nothing, until the instant comes. It claims up to two periods ahead (`lead_us`), so
+//! nothing, until the instant comes (`take_by`; `claim_by` returns the claim at once,
+//! for a request that has a read to make before its point). It claims up to two periods ahead (`lead_us`), so
 //! that busy containers book their turns in a row, and no further, so that a drop
 //! holds back every request but the next one or two. After a lost race a container
 //! learns the schedule from the failed write and tries again after a random pause of a
@@ -210,6 +211,8 @@ impl Health {
 pub struct FleetToken {
     /// The schedule's drops before this token was taken.
     epoch: u64,
+    /// When its request may go: the random point of the period around its instant.
+    pub at: Instant,
 }
 
 /// What asking the schedule for an instant came to.
@@ -460,6 +463,16 @@ impl FleetRate {
     /// point of a few writes' time.
     /// Also says how many writes to the table it took.
     pub async fn take_by(&self, window: &Window) -> (Take, u32) {
+        let (take, writes) = self.claim_by(window).await;
+        if let Take::Token(token) = &take {
+            tokio::time::sleep_until(token.at).await;
+        }
+        (take, writes)
+    }
+
+    /// `take_by`, returning once the instant is claimed, before it has come: the
+    /// token says when its request may go.
+    pub async fn claim_by(&self, window: &Window) -> (Take, u32) {
         let latest = window.last_start;
         let asked = Instant::now();
         let asked_us = self.clock.now_us();
@@ -519,9 +532,6 @@ impl FleetRate {
             drop(writing);
             match wrote {
                 Wrote::Done => {
-                    let token = FleetToken {
-                        epoch: current.epoch,
-                    };
                     // The request goes at a random point of the period around its
                     // instant, not on it: requests spaced exactly at the rate Connect's
                     // bucket refills take each token as it comes, so another caller
@@ -536,14 +546,16 @@ impl FleetRate {
                         .now_us()
                         .saturating_add(micros(latest.saturating_duration_since(Instant::now())));
                     let at = (instant - period / 2 + self.jitter(period)).min(last_us);
-                    let ahead = at - self.clock.now_us();
-                    if ahead > 0 {
-                        tokio::time::sleep(Duration::from_micros(ahead.unsigned_abs())).await;
-                    }
+                    let now_us = self.clock.now_us();
+                    let ahead = Duration::from_micros(u64::try_from(at - now_us).unwrap_or(0));
                     // Late after the point it was meant to go, not after its instant:
                     // the random point is not lateness.
                     self.health
-                        .claimed(asked.elapsed(), self.clock.now_us() - at.max(asked_us));
+                        .claimed(asked.elapsed() + ahead, now_us - at.max(asked_us));
+                    let token = FleetToken {
+                        epoch: current.epoch,
+                        at: Instant::now() + ahead,
+                    };
                     return (Take::Token(token), writes);
                 }
                 Wrote::Lost(moved_on) => {
@@ -790,6 +802,32 @@ mod tests {
         assert_eq!(stored.version, 10, "one successful write per request");
         // Each container learned the other's writes from its lost races: one each.
         assert_eq!(*table.writes.lock().unwrap(), 10 + 9);
+    }
+
+    #[tokio::test]
+    async fn a_claim_returns_before_its_point_and_a_take_at_it() {
+        let table = Arc::new(Table::default());
+        let a = FleetRate::new(table.clone(), "Op", 2.0).shared_by(2.0);
+        // The first instant is now or up to half a period (250 ms) ago; the next two
+        // are one and two periods on from it, within the lead of two periods (a fleet
+        // of two or more): both claimed at once, the second's point (up to half a period
+        // either side of its instant, 0.75–1 s on) ahead.
+        token(&a).await;
+        let asked = Instant::now();
+        assert!(matches!(a.claim_by(&far()).await, (Take::Token(_), 1)));
+        let (Take::Token(claimed), 1) = a.claim_by(&far()).await else {
+            panic!("not claimed in one write");
+        };
+        assert!(asked.elapsed() < Duration::from_millis(100));
+        let ahead = claimed.at.saturating_duration_since(Instant::now());
+        assert!(ahead >= Duration::from_millis(400), "{ahead:?}");
+        assert!(ahead <= Duration::from_millis(1300), "{ahead:?}");
+        // A take returns at its point.
+        let Take::Token(taken) = a.take_by(&far()).await.0 else {
+            panic!("no token");
+        };
+        assert!(Instant::now() >= taken.at);
+        assert!(taken.at > claimed.at);
     }
 
     #[tokio::test]

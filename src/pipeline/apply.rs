@@ -1,6 +1,7 @@
 //! Applying, the third part of an invocation: one user's read-modify-write. The
 //! instance's identity management, the user's turn, a read slot (`backpressure`), the
-//! user's lease (the `Guard`), `DescribeUser`, the judgement of each change
+//! user's lease (the `Guard`), `DescribeUser` (after the update's turn is claimed when
+//! the container's turns do not promise one), the judgement of each change
 //! (`plan::judge`) and at most one update, every call through the invocation's one
 //! attempt loop (`Calls`); and, when `DescribeUser` no longer confirms a Username's
 //! resolution, the same once more with the user the `Resolver` finds now. `Applier`
@@ -21,6 +22,7 @@ use crate::domain::identity::{InstanceId, UserId};
 use crate::domain::instance::IdentityManagement;
 use crate::domain::policy::Policy;
 use crate::domain::ports::{Directory, UserRecord, Watermarks};
+use crate::limiter::Turn;
 
 use super::InstanceCells;
 use super::backpressure::ReadSlots;
@@ -51,6 +53,22 @@ impl UserTurns {
         );
         lock.lock_owned().await
     }
+}
+
+/// A user's place before its read: its read slot, held through its update, and which
+/// comes first.
+struct ReadPlace {
+    _slot: OwnedSemaphorePermit,
+    order: Order,
+}
+
+/// Which comes first for a user: its read, or its update's turn.
+enum Order {
+    /// Read now; the turn is waited for by the update.
+    ReadFirst,
+    /// The turn is claimed unread, and the user read before the turn's point; the
+    /// container's one place for that (`ReadSlots::hold_by`) is held through the update.
+    TurnFirst { _holder: OwnedSemaphorePermit },
 }
 
 /// Applying: one user's changes read, judged and applied.
@@ -180,34 +198,61 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
         };
         // Backpressure: the user is read only when its update can still get a turn in
         // this invocation; otherwise it is deferred before its lease and its reads.
-        let Some(_slot) = self.read_slot().await else {
+        let Some(place) = self.read_slot().await else {
             return all(Outcome::NoTurn);
+        };
+        // A user whose turn the container's measured rate does not promise is read
+        // once its turn is claimed, before the turn's point: a read for a turn that
+        // never comes would cost its redelivery a second read. The turn is claimed
+        // before the lease, so that no lease is held while the turn is waited for and a
+        // user with no turn is deferred with nothing to give back.
+        let (read, mut turn) = match place.order {
+            Order::ReadFirst => (None, None),
+            Order::TurnFirst { .. } => match self.turn_first().await {
+                Some((read, turn)) => (Some(read), Some(turn)),
+                None => return all(Outcome::NoTurn),
+            },
+        };
+        // A turn claimed for a user that turns out to need no update goes to the next
+        // user that does.
+        let spare = |turn: &mut Option<Turn>| {
+            if let Some(turn) = turn.take() {
+                self.limits.spare_turn(turn);
+            }
         };
         // The staleness guard's lease keeps other containers out until the release
         // below; the field changes its watermarks supersede are dropped.
         let guarded = match self.guard.lease(instance, user, changes).await {
             Ok(guarded) => guarded,
-            Err(o) => return all(o),
+            Err(o) => {
+                spare(&mut turn);
+                return all(o);
+            }
         };
         let guard = self.guard;
         if guarded.nothing_left() {
             // No update and no watermark to move: only the lease is given back.
+            spare(&mut turn);
             let _ = guard.release(&guarded, None).await;
             return Ok(guarded.screened(|_| Outcome::Unchanged));
         }
         let directory = self.directory;
         let described = self
             .calls
-            .call(Op::DescribeUser, || directory.describe_user(instance, user))
+            .call_in_turn(Op::DescribeUser, None, read, || {
+                directory.describe_user(instance, user)
+            })
             .await;
         // A user found by Username is used only while DescribeUser returns that Username.
         match confirm(&described) {
             Confirmed::Go => {}
             Confirmed::Stale(again) => {
+                spare(&mut turn);
                 let _ = guard.release(&guarded, None).await;
                 return Err(again);
             }
             Confirmed::Refused(refusal) => {
+                spare(&mut turn);
                 let _ = guard.release(&guarded, None).await;
                 return Ok(guarded.screened(|c| refusal.of(&c.request)));
             }
@@ -215,18 +260,24 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
         let current = match described {
             Ok(current) => current,
             Err(o) => {
+                spare(&mut turn);
                 let _ = guard.release(&guarded, None).await;
                 return Ok(guarded.screened(|_| o.clone()));
             }
         };
         let judgement = judge(&current, &management, self.policy, &guarded.changes);
+        self.limits.turns().read(judgement.update.is_some());
+        if judgement.update.is_none() {
+            spare(&mut turn);
+        }
         let shared = match &judgement.update {
             None => Outcome::Unchanged,
             Some(plan) => match self
                 .calls
-                .call_for(
+                .call_in_turn(
                     Op::UpdateUserIdentityInfo,
                     Some(&format!("{}#{}", instance.as_str(), user.as_str())),
+                    turn,
                     || directory.update_identity(instance, user, plan),
                 )
                 .await
@@ -271,24 +322,57 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
 
     /// A read slot (`backpressure`), if the update of the user it is for can still get a
     /// turn before the latest start, counting the turns of the users read before it. The
-    /// first in line is always read while a read fits: the container keeps one request
+    /// first in line always gets one while a read fits: the container keeps one request
     /// waiting for the schedule, so its turns are measured and it keeps its place in the
-    /// fleet even when its measured rate says little can come.
-    async fn read_slot(&self) -> Option<OwnedSemaphorePermit> {
+    /// fleet even when its measured rate says little can come; when the rate does not
+    /// promise its turn, it is read once the turn has come (`Order::TurnFirst`).
+    async fn read_slot(&self) -> Option<ReadPlace> {
         let latest_start = self.budget.last_attempt;
-        let (slot, ahead) = self.read_slots.take_by(latest_start).await?;
+        let slots = self.read_slots;
+        let (slot, ahead) = slots.take_by(latest_start).await?;
         let limits = self.limits;
         // The schedule's next free instant, as known: no read for a turn it already
         // puts past the latest start.
         let (booked_ahead, _) = limits.update_outlook();
         let by = latest_start.checked_sub(booked_ahead)?;
         let turns = limits.turns();
-        let admitted = if ahead == 0 {
-            turns.reaches(0, by)
-        } else {
-            turns.reaches(ahead + 1, by)
-        };
-        admitted.then_some(slot)
+        let read_first = Some(ReadPlace {
+            _slot: slot,
+            order: Order::ReadFirst,
+        });
+        if !turns.mostly_updates() {
+            // Most users read need no update: reading first keeps the turns for those
+            // that do, and the first in line is read while a read fits.
+            let ahead = if ahead == 0 { 0 } else { ahead + 1 };
+            return read_first.filter(|_| turns.reaches(ahead, by));
+        }
+        // Most need one: a user is read first only when the turns promise it one with a
+        // turn to spare; the others wait for a turn unread, one at a time.
+        if turns.reaches(ahead + 2, by) {
+            return read_first;
+        }
+        drop(read_first);
+        if !turns.reaches(0, by) {
+            return None;
+        }
+        let holder = slots.hold_by(by).await?;
+        let (slot, _) = slots.take_by(by).await?;
+        Some(ReadPlace {
+            _slot: slot,
+            order: Order::TurnFirst { _holder: holder },
+        })
+    }
+
+    /// The turns of a user read after its update's turn was claimed: its read's first
+    /// (the container's `DescribeUser` rate may make it wait), then its update's, claimed
+    /// ahead of its point, early enough for the read to be made before the point and
+    /// before the last attempt start.
+    async fn turn_first(&self) -> Option<(Turn, Turn)> {
+        let budget = self.budget;
+        let by = budget.last_attempt.checked_sub(budget.attempt)?;
+        let read = self.calls.turn(Op::DescribeUser, by).await?;
+        let update = self.calls.claim(Op::UpdateUserIdentityInfo, by).await?;
+        Some((read, update))
     }
 
     /// The instance's identity management: cached for the container, or one

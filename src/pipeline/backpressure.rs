@@ -15,8 +15,20 @@
 //!   own share without the fleet): a user is deferred without a read when the turns
 //!   already waited for and its own cannot come before the latest start. Before any
 //!   measurement the container counts on its configured share.
+//! - **Turn first.** While most users the container reads need an update, a user whose
+//!   turn the meter does not promise (with a turn to spare) is not read first: it claims
+//!   its update's turn unread and is read before the turn's point. Under a fleet whose
+//!   turns come seldom to each container (many containers, or another caller) a user
+//!   read first would often get no turn and be read again on its redelivery. One user
+//!   at a time holds that place ([`ReadSlots::hold_by`]), and up to `STANDING_BY`
+//!   others wait for it unread, so that a turn claimed for a user that needs no update
+//!   goes to the next (`RateLimits::spare_turn`) instead of being lost; the rest are
+//!   deferred at once. While most reads find nothing to update (an identity provider's
+//!   first cycle), reads come first as above: the read quota is then what drains the
+//!   backlog, and a turn claimed for every user would be spent on users that need none.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +37,10 @@ use tokio::time::Instant;
 /// How long a window the meter remembers, roughly: older turns weigh half as much
 /// once this much waiting has been seen again.
 const MEMORY: Duration = Duration::from_secs(60);
+
+/// How much a read weighs once another has been made: the share of reads that needed an
+/// update is that of the last fifty or so.
+const READ_MEMORY: f64 = 0.98;
 
 /// The time a read is given before its turn (the reads are made while the turn is waited
 /// for, so only one read's worth of time is asked for).
@@ -42,6 +58,9 @@ struct MeterState {
     /// Turns obtained and seconds spent with a request waiting, decayed.
     turns: f64,
     busy_secs: f64,
+    /// Users read, and those of them that needed an update, decayed.
+    reads: f64,
+    updates: f64,
 }
 
 impl TurnMeter {
@@ -55,6 +74,9 @@ impl TurnMeter {
                 // One turn at the share: the prior weighs as one measured turn.
                 turns: 1.0,
                 busy_secs: 1.0 / share,
+                // One read that needed an update.
+                reads: 1.0,
+                updates: 1.0,
             }),
         }
     }
@@ -93,6 +115,20 @@ impl TurnMeter {
         }
     }
 
+    /// A user was read: it needed an update (`updated`), or found nothing to change.
+    pub(super) fn read(&self, updated: bool) {
+        let mut s = self.lock();
+        s.reads = s.reads * READ_MEMORY + 1.0;
+        s.updates = s.updates * READ_MEMORY + f64::from(u8::from(updated));
+    }
+
+    /// Whether most of the users the container read lately needed an update: a turn
+    /// taken before the read is then seldom spent on a user that needs none.
+    pub(super) fn mostly_updates(&self) -> bool {
+        let s = self.lock();
+        s.updates >= s.reads * 0.5
+    }
+
     /// The container's turns per second while waiting, as measured.
     pub(super) fn rate(&self) -> f64 {
         let s = self.lock();
@@ -113,10 +149,18 @@ impl TurnMeter {
     }
 }
 
-/// The container's read slots.
+/// Users standing by, unread and unleased, for the turn of the user that waits for one
+/// unread: its turn is theirs if that user needs no update.
+const STANDING_BY: usize = 2;
+
+/// The container's read slots, and its one user waiting unread for an update turn.
 pub(super) struct ReadSlots {
     slots: std::sync::Arc<Semaphore>,
     size: usize,
+    /// Held by the user that waits for its turn before its read, through its update.
+    holder: std::sync::Arc<Semaphore>,
+    /// Users waiting to be the next to hold it.
+    standing_by: AtomicUsize,
 }
 
 impl ReadSlots {
@@ -132,7 +176,29 @@ impl ReadSlots {
         ReadSlots {
             slots: std::sync::Arc::new(Semaphore::new(size)),
             size,
+            holder: std::sync::Arc::new(Semaphore::new(1)),
+            standing_by: AtomicUsize::new(0),
         }
+    }
+
+    /// The place of the user that waits for its update's turn unread, once free and no
+    /// later than `by`, if fewer than `STANDING_BY` users already wait for it: a user
+    /// that finds more is deferred at once rather than held for a turn it cannot have.
+    pub(super) async fn hold_by(&self, by: Instant) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = std::sync::Arc::clone(&self.holder).try_acquire_owned() {
+            return Some(permit);
+        }
+        let standing = self.standing_by.fetch_add(1, Ordering::AcqRel);
+        let permit = if standing < STANDING_BY {
+            tokio::time::timeout_at(by, std::sync::Arc::clone(&self.holder).acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.standing_by.fetch_sub(1, Ordering::AcqRel);
+        permit
     }
 
     #[cfg(test)]
@@ -200,6 +266,51 @@ mod tests {
         }
         // 200 s without a turn: what it knew weighs little now.
         assert!(meter.rate() < 0.01, "{}", meter.rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_user_holds_the_turn_first_place_and_two_stand_by() {
+        let slots = std::sync::Arc::new(ReadSlots::new(2.0, 10));
+        let by = Instant::now() + Duration::from_secs(5);
+        let holder = slots.hold_by(by).await.expect("free");
+        let standing: Vec<_> = (0..STANDING_BY)
+            .map(|_| {
+                let slots = std::sync::Arc::clone(&slots);
+                tokio::spawn(async move { slots.hold_by(by).await.is_some() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The place is held and two stand by: a fourth user is refused at once.
+        let asked = Instant::now();
+        assert!(slots.hold_by(by).await.is_none());
+        assert_eq!(asked.elapsed(), Duration::ZERO);
+        // Given back, it goes to those standing by, in turn.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(holder);
+        for s in standing {
+            assert!(s.await.unwrap());
+        }
+        // Nobody holds it past `by`.
+        let _held = slots.hold_by(by).await.expect("free again");
+        let late = slots.hold_by(Instant::now() + Duration::from_secs(1));
+        assert!(late.await.is_none());
+    }
+
+    #[test]
+    fn turns_come_first_while_most_users_read_need_an_update() {
+        let meter = TurnMeter::new(1.0);
+        assert!(
+            meter.mostly_updates(),
+            "until it has read, it counts on updates"
+        );
+        for _ in 0..10 {
+            meter.read(false);
+        }
+        assert!(!meter.mostly_updates());
+        for _ in 0..12 {
+            meter.read(true);
+        }
+        assert!(meter.mostly_updates());
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 use tracing::warn;
 
 use crate::clock::Clock;
 use crate::domain::error::{ErrorClass, Failure};
 use crate::domain::ports::{CallFailure, Reach};
 use crate::limiter::fleet::Schedules;
-use crate::limiter::{Rate, Window};
+use crate::limiter::{Rate, Turn, Window};
 
 use super::backpressure::TurnMeter;
 use super::budget::Budget;
@@ -70,6 +70,9 @@ pub struct RateLimits {
     list: Option<Rate>,
     /// The update turns this container gets, for the backpressure before the reads.
     turns: TurnMeter,
+    /// An update turn taken for a user that needed none, and until when it may still be
+    /// used: the container's next update takes it instead of waiting.
+    spare: std::sync::Mutex<Option<(Turn, Instant)>>,
 }
 
 impl RateLimits {
@@ -85,6 +88,7 @@ impl RateLimits {
             instance: Rate::per_second(search_rps),
             list: None,
             turns: TurnMeter::new(update_rps),
+            spare: std::sync::Mutex::new(None),
         }
     }
 
@@ -115,6 +119,7 @@ impl RateLimits {
             instance: self.instance.recovering_in(recovery),
             list: self.list.map(|list| list.recovering_in(recovery)),
             turns: self.turns,
+            spare: self.spare,
         }
     }
 
@@ -152,6 +157,34 @@ impl RateLimits {
     /// this container last knew it, else the container's own limiter's.
     pub(super) fn update_outlook(&self) -> (Duration, f64) {
         self.update.outlook()
+    }
+
+    /// Keeps an update turn claimed ahead for a user that needed no update, until its
+    /// point: the container's next update (a user standing by for it) takes it instead
+    /// of claiming another. A turn whose point has passed is not kept: a request sent
+    /// later would land on top of the turns that came since.
+    pub(super) fn spare_turn(&self, turn: Turn) {
+        let Some(until) = turn.at().filter(|at| Instant::now() < *at) else {
+            return;
+        };
+        *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some((turn, until));
+    }
+
+    /// Whether a turn claimed ahead may still be used: its point has not passed by more
+    /// than a quarter of the update rate's period.
+    fn in_time(&self, turn: &Turn) -> bool {
+        let Some(at) = turn.at() else {
+            return true;
+        };
+        let (_, rate) = self.update.outlook();
+        let slack = Duration::from_secs_f64(0.25 / rate.max(0.001));
+        Instant::now() <= at + slack
+    }
+
+    /// The spare update turn, while it may still be used.
+    fn take_spare(&self) -> Option<Turn> {
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        spare.and_then(|(turn, until)| (Instant::now() <= until).then_some(turn))
     }
 
     /// `op`'s rate; `None` for `ListUsers` with the index off.
@@ -253,6 +286,22 @@ impl<'p> Calls<'p> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CallFailure>>,
     {
+        self.call_in_turn(op, user, None, attempt).await
+    }
+
+    /// `call_for`, whose first attempt takes `turn` (taken with `Calls::turn` before
+    /// the call was known to be needed) instead of waiting for one.
+    pub(super) async fn call_in_turn<T, F, Fut>(
+        &self,
+        op: Op,
+        user: Option<&str>,
+        mut turn: Option<Turn>,
+        attempt: F,
+    ) -> Result<T, Outcome>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CallFailure>>,
+    {
         let mut made = 0;
         let mut dropped = false;
         let mut last: Option<Failure> = None;
@@ -267,7 +316,20 @@ impl<'p> Calls<'p> {
             if !self.budget.may_start() {
                 break;
             }
-            let Some(token) = self.take_token(op).await else {
+            // A turn claimed ahead goes at its point, and not after it has passed by
+            // more than the slack: a request sent that late would land on top of the
+            // turns that came since (the account's bucket does not keep the token it
+            // left unused), so another is taken.
+            let taken = match turn.take().filter(|t| self.limits.in_time(t)) {
+                Some(turn) => {
+                    if let Some(at) = turn.at() {
+                        sleep_until(at).await;
+                    }
+                    Some(turn)
+                }
+                None => self.turn(op, self.budget.last_attempt).await,
+            };
+            let Some(token) = taken else {
                 break;
             };
             // A token that came (from the fleet's schedule, say) after the last start
@@ -330,18 +392,35 @@ impl<'p> Calls<'p> {
         })
     }
 
-    /// Waits for a turn of `op`'s rate, no later than the latest start; counts the wait
-    /// and the requests to the fleet's table. `None`: no turn in time (or `ListUsers`
-    /// with the index off).
-    async fn take_token(&self, op: Op) -> Option<crate::limiter::Turn> {
+    /// Waits for a turn of `op`'s rate, no later than `last_start` (at the latest the
+    /// invocation's last attempt start); counts the wait and the requests to the fleet's
+    /// table. `None`: no turn in time (or `ListUsers` with the index off).
+    pub(super) async fn turn(&self, op: Op, last_start: Instant) -> Option<Turn> {
+        let turn = self.claim(op, last_start).await;
+        if let Some(at) = turn.as_ref().and_then(Turn::at) {
+            sleep_until(at).await;
+        }
+        turn
+    }
+
+    /// `turn`, returning a turn of the fleet's once claimed, before its point
+    /// (`Turn::at`); `call_in_turn` waits for the point before the request.
+    pub(super) async fn claim(&self, op: Op, last_start: Instant) -> Option<Turn> {
         let limits = self.limits;
         let rate = limits.rate(op)?;
         let from = Instant::now();
         let turns = (op == Op::UpdateUserIdentityInfo).then(|| limits.turns());
+        if let Some(spare) = turns.and_then(|_| limits.take_spare()) {
+            return Some(spare);
+        }
         if let Some(t) = turns {
             t.waits();
         }
-        let asked = rate.turn(&self.window()).await;
+        let window = Window {
+            last_start: last_start.min(self.budget.last_attempt),
+            ..self.window()
+        };
+        let asked = rate.claim(&window).await;
         self.counts
             .schedule_writes
             .fetch_add(asked.table_requests, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::common::*;
 use connect_identity_sync::domain::error::ErrorClass;
 use connect_identity_sync::domain::ports::PortFuture;
-use connect_identity_sync::domain::record::Disposition;
+use connect_identity_sync::domain::record::{Disposition, HandBack};
 use connect_identity_sync::limiter::fleet::{Schedules, SharedSchedule, Swap};
 use connect_identity_sync::pipeline::RateLimits;
 use serde_json::json;
@@ -183,4 +183,110 @@ async fn a_schedule_instant_a_minute_ahead_is_a_clock_error_and_the_update_is_ma
     let stored = table.item.lock().unwrap().clone().unwrap();
     assert!(stored.version > 41, "the schedule started again from now");
     assert!(stored.next_us < now_us() + 2_000_000, "{stored:?}");
+}
+
+/// A pipeline on a fleet schedule in `table` of `fleet_rps`, the container's share a
+/// twentieth of it (its turns are not promised within a few seconds), its users one at
+/// a time.
+fn one_lane_on_the_fleet<'a>(
+    connect: &'a FakeConnect,
+    queues: &'a FakeQueues,
+    table: &Arc<Table>,
+    fleet_rps: f64,
+) -> connect_identity_sync::pipeline::Pipeline<&'a FakeConnect, &'a FakeQueues> {
+    let limits = RateLimits::new(fleet_rps / 20.0, 1000.0, 1000.0)
+        .with_fleet_update(table.clone(), fleet_rps);
+    let mut s = settings();
+    s.concurrency = 1;
+    connect_identity_sync::pipeline::Pipeline::new(
+        connect,
+        queues,
+        admission(
+            connect_identity_sync::domain::policy::EmailDomains::parse(Some("example.com"))
+                .unwrap(),
+        ),
+        s,
+        limits,
+    )
+}
+
+/// The fleet's next instant, `ahead` from now, as another container left it.
+fn next_instant_in(table: &Table, ahead: Duration) {
+    *table.item.lock().unwrap() = Some(SharedSchedule {
+        next_us: now_us() + i64::try_from(ahead.as_micros()).unwrap(),
+        epoch: 0,
+        throttle: None,
+        version: 7,
+    });
+}
+
+#[tokio::test]
+async fn a_user_whose_turn_the_fleet_does_not_give_in_time_is_not_read_even_first_in_line() {
+    // The fleet's next instant is 5 s away and the invocation lasts 2 s: the container's
+    // turns promise nothing, so its first user claims its turn before its read, gets
+    // none and is deferred unread (read first, it would be read again when it comes
+    // back).
+    let connect = two_users();
+    let queues = FakeQueues::default();
+    let table = Table::new(Mode::Answer);
+    next_instant_in(&table, Duration::from_secs(5));
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), "2026-11-29T10:00:01Z"), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = one_lane_on_the_fleet(&connect, &queues, &table, 2.0)
+        .run(&recs, fifo, in_seconds(2))
+        .await;
+    assert!(
+        matches!(
+            report.dispositions[..],
+            [Disposition::HandedBack(HandBack::FleetTurn)]
+        ),
+        "{:?}",
+        report.dispositions
+    );
+    assert_eq!(connect.count("DescribeUser"), 0, "deferred before its read");
+    assert_eq!(connect.count("UpdateUserIdentityInfo"), 0);
+}
+
+#[tokio::test]
+async fn a_turn_claimed_for_a_user_that_needs_no_update_goes_to_the_next_user() {
+    // Three users, the second's change already applied. Each is read after its turn is
+    // claimed (ahead of the turn's point: the fleet's next instant is a second away);
+    // the second finds nothing to update and its turn goes to the third: two turns
+    // claimed for two updates, each user read once.
+    let connect = FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
+    ]);
+    let queues = FakeQueues::default();
+    let table = Table::new(Mode::Answer);
+    next_instant_in(&table, Duration::from_secs(1));
+    let at = "2026-11-29T10:00:01Z";
+    let payload = json!({"Records": [
+        sqs_record("m-1", &change("u-1", json!({"LastName": "Smith"}), at), 1, None),
+        sqs_record("m-2", &change("u-2", json!({"LastName": "Two"}), at), 1, None),
+        sqs_record("m-3", &change("u-3", json!({"LastName": "Jones"}), at), 1, None),
+    ]});
+    let (recs, fifo) = records(&payload);
+    let report = one_lane_on_the_fleet(&connect, &queues, &table, 1.0)
+        .run(&recs, fifo, in_seconds(6))
+        .await;
+    assert_eq!(
+        report.dispositions,
+        vec![
+            Disposition::Updated,
+            Disposition::Unchanged,
+            Disposition::Updated
+        ]
+    );
+    assert_eq!(connect.count("DescribeUser"), 3);
+    // Two claims on the schedule left at version 7 (the container's first write, which
+    // knew no schedule, lost and learned it).
+    let stored = table.item.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        stored.version, 9,
+        "the second user's turn was not given to the third"
+    );
 }

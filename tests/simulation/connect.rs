@@ -90,8 +90,10 @@ pub struct ConnectState {
     reads: BTreeMap<(u64, String), u64>,
     pub fleet: Usage,
     pub other: Usage,
-    /// The fleet's first call, and its updates landed: how many, the last one when.
+    /// The fleet's first call and its last, and its updates landed: how many, the
+    /// last one when.
     pub first_call: Option<Instant>,
+    pub last_call: Option<Instant>,
     pub landed: u64,
     pub last_landed: Option<Instant>,
 }
@@ -199,6 +201,7 @@ impl SimDirectory {
             let mut s = self.connect.state.lock().expect("connect");
             s.fleet.calls[op] += 1;
             s.first_call.get_or_insert_with(Instant::now);
+            s.last_call = Some(Instant::now());
             if !s.buckets[op].take() {
                 s.fleet.throttled[op] += 1;
                 drop(s);

@@ -328,7 +328,8 @@ fn changes(world: &World) -> Vec<Change> {
     let f = &world.faults;
     let mut out = Vec::new();
     for n in 0..f.changes {
-        let user = user_id(world.rng(|r| r.usize(0..f.users)));
+        let number = world.rng(|r| r.usize(0..f.users));
+        let user = user_id(number);
         // A backlog is queued within the first second.
         let sending = if f.backlog {
             Duration::from_secs(1)
@@ -356,6 +357,16 @@ fn changes(world: &World) -> Vec<Change> {
             6..=8 => {
                 fields.insert("Email".into(), json!(format!("x{n}@elsewhere.test")));
                 Kind::Bad(ErrorClass::PolicyViolation)
+            }
+            _ if f.unchanged > 0.0 && world.rng(|r| r.f64()) < f.unchanged => {
+                // What the user already has (`run_world`'s initial identities).
+                let set = BTreeMap::from([
+                    (Field::FirstName, Some(format!("Initial{number}"))),
+                    (Field::LastName, Some("Agent".to_owned())),
+                ]);
+                fields.insert("FirstName".into(), json!(format!("Initial{number}")));
+                fields.insert("LastName".into(), json!("Agent"));
+                Kind::Good(set)
             }
             _ => {
                 let mut set = BTreeMap::new();

@@ -221,81 +221,123 @@ fn a_seed_replays_exactly() {
 /// printed, lowest and mean over the seeds, for `make simulate` and BENCHMARKS.md.
 #[test]
 fn calm_fleets_of_two_to_fifty_containers_under_a_backlog() {
+    calm_fleets("a backlog", 0.0);
+}
+
+/// The same fleets under an identity provider's first cycle: nine in ten good changes
+/// carry the values their users already have, so that most reads find nothing to
+/// update and the backlog drains at the read quota's pace. Every invariant holds; the
+/// time the fleet took is printed beside the figures above.
+#[test]
+fn calm_fleets_under_a_first_cycle_of_mostly_unchanged_users() {
+    calm_fleets("a first cycle, nine in ten unchanged,", 0.9);
+}
+
+/// The calm fleets' runs: `unchanged` is the share of good changes that leave their
+/// user as it is.
+fn calm_fleets(what: &str, unchanged: f64) {
     let seeds = env("SIM_CALM_SEEDS").unwrap_or(1).max(1);
     let changes = usize::try_from(env("SIM_CALM_CHANGES").unwrap_or(600)).unwrap_or(600);
     let mut failed = Vec::new();
     eprintln!(
-        "calm fleets under a backlog of {changes} changes to {} users, {seeds} seeds each (simulated): \
+        "calm fleets under {what} {changes} changes to {} users, {seeds} seeds each (simulated): \
          quota use lowest / mean; updates throttled, the containers' and the other caller's, highest; \
-         means of receives a change (its copies' included) and reads an update",
+         means of receives a change (its copies' included), reads an update and the fleet's time \
+         from its first call to its last",
         changes / 3
     );
     for other_caller in [0.0, 1.2] {
         for containers in [2, 5, 10, 25, 50] {
-            let mut uses = Vec::new();
-            let (mut fleet_max, mut other_max) = (0.0f64, 0.0f64);
-            let (mut receives_sum, mut reads_sum) = (0.0, 0.0);
+            let mut runs = Vec::new();
             for seed in 1..=seeds {
-                let faults = world::Faults::calm(containers, changes, changes / 3, other_caller);
-                let (violations, use_, fleet, other, receives, reads) =
-                    paused_runtime().block_on(async move {
-                        let ran = fleet::run_world(world::World::calm(seed, faults)).await;
-                        invariants::check(&ran);
-                        let c = ran.connect.state.lock().expect("connect");
-                        let window = match (c.first_call, c.last_landed) {
-                            (Some(first), Some(last)) => last.saturating_duration_since(first),
-                            _ => std::time::Duration::ZERO,
-                        };
-                        let use_ =
-                            c.landed as f64 / window.as_secs_f64().max(1e-9) / (2.0 - other_caller);
-                        let share = |u: &connect::Usage| 100.0 * u.share(Some(connect::UPDATE)).1;
-                        let (fleet, other) = (share(&c.fleet), share(&c.other));
-                        let reads = c.fleet.calls[2] as f64 / c.landed.max(1) as f64;
-                        drop(c);
-                        let deliveries: usize = ran
-                            .queue
-                            .messages
-                            .lock()
-                            .expect("queue")
-                            .iter()
-                            .map(|m| m.deliveries.len())
-                            .sum();
-                        let receives = deliveries as f64 / ran.changes.len().max(1) as f64;
-                        let violations = ran.world.violations.lock().expect("violations").clone();
-                        (violations, use_, fleet, other, receives, reads)
-                    });
-                uses.push(use_);
-                receives_sum += receives;
-                reads_sum += reads;
-                fleet_max = fleet_max.max(fleet);
-                other_max = other_max.max(other);
-                for v in violations.iter().take(5) {
+                let mut faults =
+                    world::Faults::calm(containers, changes, changes / 3, other_caller);
+                faults.unchanged = unchanged;
+                let run = paused_runtime().block_on(async move {
+                    let ran = fleet::run_world(world::World::calm(seed, faults)).await;
+                    invariants::check(&ran);
+                    CalmRun::of(&ran, other_caller)
+                });
+                for v in run.violations.iter().take(5) {
                     eprintln!("    seed {seed}: {}: {}", v.kind, v.detail);
                 }
-                if !violations.is_empty() {
+                if !run.violations.is_empty() {
                     failed.push((containers, other_caller, seed));
                 }
+                runs.push(run);
             }
-            let lowest = uses.iter().copied().fold(f64::INFINITY, f64::min);
-            let mean = uses.iter().sum::<f64>() / uses.len() as f64;
-            let n = uses.len() as f64;
+            let n = runs.len() as f64;
+            let mean = |f: fn(&CalmRun) -> f64| runs.iter().map(f).sum::<f64>() / n;
+            let highest = |f: fn(&CalmRun) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+            let lowest = runs
+                .iter()
+                .map(|r| r.quota_use)
+                .fold(f64::INFINITY, f64::min);
             eprintln!(
-                "  {containers:>2} containers, {}: quota use {lowest:.2} / {mean:.2}; throttled {fleet_max:.1} % / {}; \
-                 receives a change {:.2}, `DescribeUser` an update {:.2}",
+                "  {containers:>2} containers, {}: quota use {lowest:.2} / {:.2}; throttled {:.1} % / {}; \
+                 receives a change {:.2}, `DescribeUser` an update {:.2}, {:.0} s",
                 if other_caller > 0.0 {
                     "another caller"
                 } else {
                     "alone"
                 },
+                mean(|r| r.quota_use),
+                highest(|r| r.fleet_throttled),
                 if other_caller > 0.0 {
-                    format!("{other_max:.1} %")
+                    format!("{:.1} %", highest(|r| r.other_throttled))
                 } else {
                     "—".to_owned()
                 },
-                receives_sum / n,
-                reads_sum / n,
+                mean(|r| r.receives),
+                mean(|r| r.reads),
+                mean(|r| r.seconds),
             );
         }
     }
     assert!(failed.is_empty(), "invariants broken in {failed:?}");
+}
+
+/// What one calm run came to.
+struct CalmRun {
+    violations: Vec<world::Violation>,
+    /// Updates landed a second over what the other caller leaves free.
+    quota_use: f64,
+    /// Updates throttled, in %: the fleet's and the other caller's.
+    fleet_throttled: f64,
+    other_throttled: f64,
+    /// Deliveries a change, its copies' included.
+    receives: f64,
+    /// `DescribeUser` calls an update landed.
+    reads: f64,
+    /// From the fleet's first call to its last.
+    seconds: f64,
+}
+
+impl CalmRun {
+    fn of(ran: &fleet::Ran, other_caller: f64) -> Self {
+        let c = ran.connect.state.lock().expect("connect");
+        let span = |last: Option<tokio::time::Instant>| match (c.first_call, last) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let quota_use = c.landed as f64 / span(c.last_landed).max(1e-9) / (2.0 - other_caller);
+        let share = |u: &connect::Usage| 100.0 * u.share(Some(connect::UPDATE)).1;
+        let deliveries: usize = ran
+            .queue
+            .messages
+            .lock()
+            .expect("queue")
+            .iter()
+            .map(|m| m.deliveries.len())
+            .sum();
+        CalmRun {
+            violations: ran.world.violations.lock().expect("violations").clone(),
+            quota_use,
+            fleet_throttled: share(&c.fleet),
+            other_throttled: share(&c.other),
+            receives: deliveries as f64 / ran.changes.len().max(1) as f64,
+            reads: c.fleet.calls[2] as f64 / c.landed.max(1) as f64,
+            seconds: span(c.last_call),
+        }
+    }
 }

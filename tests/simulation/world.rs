@@ -57,6 +57,9 @@ pub struct Faults {
     /// copy's budget when the deferral came late in its invocation).
     pub copy_refused: f64,
     pub copy_late: f64,
+    /// The share of good changes that carry the values the user already has (an
+    /// identity provider's first cycle: most users unchanged).
+    pub unchanged: f64,
 }
 
 /// Which fleets a run of seeds covers (`SIM_SCALE`).
@@ -143,6 +146,7 @@ impl Faults {
             backlog: false,
             copy_refused: 0.0,
             copy_late: 0.0,
+            unchanged: 0.0,
         }
     }
 
@@ -171,6 +175,7 @@ impl Faults {
             backlog: true,
             copy_refused: 0.0,
             copy_late: 0.0,
+            unchanged: 0.0,
         }
     }
 
