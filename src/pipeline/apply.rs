@@ -201,16 +201,29 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
         let Some(place) = self.read_slot().await else {
             return all(Outcome::NoTurn);
         };
+        // The staleness guard's lease keeps other containers out until the release
+        // below; the field changes its watermarks supersede are dropped.
+        let guarded = match self.guard.lease(instance, user, changes).await {
+            Ok(guarded) => guarded,
+            Err(o) => return all(o),
+        };
+        let guard = self.guard;
+        if guarded.nothing_left() {
+            // No update and no watermark to move: only the lease is given back.
+            let _ = guard.release(&guarded, None).await;
+            return Ok(guarded.screened(|_| Outcome::Unchanged));
+        }
         // A user whose turn the container's measured rate does not promise is read
         // once its turn is claimed, before the turn's point: a read for a turn that
-        // never comes would cost its redelivery a second read. The turn is claimed
-        // before the lease, so that no lease is held while the turn is waited for and a
-        // user with no turn is deferred with nothing to give back.
+        // never comes would cost its redelivery a second read.
         let (read, mut turn) = match place.order {
             Order::ReadFirst => (None, None),
             Order::TurnFirst { .. } => match self.turn_first().await {
                 Some((read, turn)) => (Some(read), Some(turn)),
-                None => return all(Outcome::NoTurn),
+                None => {
+                    let _ = guard.release(&guarded, None).await;
+                    return Ok(guarded.screened(|_| Outcome::NoTurn));
+                }
             },
         };
         // A turn claimed for a user that turns out to need no update goes to the next
@@ -220,22 +233,6 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
                 self.limits.spare_turn(turn);
             }
         };
-        // The staleness guard's lease keeps other containers out until the release
-        // below; the field changes its watermarks supersede are dropped.
-        let guarded = match self.guard.lease(instance, user, changes).await {
-            Ok(guarded) => guarded,
-            Err(o) => {
-                spare(&mut turn);
-                return all(o);
-            }
-        };
-        let guard = self.guard;
-        if guarded.nothing_left() {
-            // No update and no watermark to move: only the lease is given back.
-            spare(&mut turn);
-            let _ = guard.release(&guarded, None).await;
-            return Ok(guarded.screened(|_| Outcome::Unchanged));
-        }
         let directory = self.directory;
         let described = self
             .calls
@@ -355,8 +352,12 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
         if !turns.reaches(0, by) {
             return None;
         }
-        let holder = slots.hold_by(by).await?;
-        let (slot, _) = slots.take_by(by).await?;
+        // Stood by no later than the turn can still be claimed (an attempt's time for the
+        // read before the last start), so that a user the place never reaches is deferred
+        // with the time left to queue or note its deferral.
+        let claim_by = by.checked_sub(self.budget.attempt)?;
+        let holder = slots.hold_by(claim_by).await?;
+        let (slot, _) = slots.take_by(claim_by).await?;
         Some(ReadPlace {
             _slot: slot,
             order: Order::TurnFirst { _holder: holder },

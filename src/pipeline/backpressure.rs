@@ -17,7 +17,7 @@
 //!   measurement the container counts on its configured share.
 //! - **Turn first.** While most users the container reads need an update, a user whose
 //!   turn the meter does not promise (with a turn to spare) is not read first: it claims
-//!   its update's turn unread and is read before the turn's point. Under a fleet whose
+//!   its update's turn after its lease and is read before the turn's point. Under a fleet whose
 //!   turns come seldom to each container (many containers, or another caller) a user
 //!   read first would often get no turn and be read again on its redelivery. One user
 //!   at a time holds that place ([`ReadSlots::hold_by`]), and up to `STANDING_BY`

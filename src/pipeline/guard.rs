@@ -308,7 +308,13 @@ impl<W: Watermarks> Guard<'_, W> {
                 .advanced(applied.iter().map(|c| (&c.change, c.stamp())))
         });
         let advanced = advanced.filter(|a| *a != held.watermarks);
-        let send_by = self.budget.release_by;
+        // With nothing to write, one attempt's budget: a user given back unapplied (its
+        // turn did not come, say) is settled in time for its deferral to be queued or
+        // noted, and a lease not given back lapses on its own.
+        let send_by = match applied {
+            None => self.budget.request_ends(self.budget.release_by),
+            Some(_) => self.budget.release_by,
+        };
         tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
         let result = match timeout_at(send_by, table.release(&held.lease, advanced.as_ref())).await
         {
