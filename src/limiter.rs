@@ -222,6 +222,14 @@ impl Rate {
         }
     }
 
+    /// The request `turn` was taken for goes now (the fleet's schedule counts its wait
+    /// and lateness).
+    pub fn went(&self, turn: &Turn) {
+        if let (Some(fleet), Some(token)) = (&self.fleet, &turn.fleet) {
+            fleet.went(token);
+        }
+    }
+
     /// Connect throttled the request `turn` was for (for `user`, when known): the rate
     /// the turn came from drops. When the fleet's schedule could not be lowered (the
     /// table failed or was too slow), the container's own rate drops instead, so that

@@ -213,6 +213,9 @@ pub struct FleetToken {
     epoch: u64,
     /// When its request may go: the random point of the period around its instant.
     pub at: Instant,
+    /// When it was asked for: its wait and lateness are reported when the request goes
+    /// (`FleetRate::went`).
+    asked: Instant,
 }
 
 /// What asking the schedule for an instant came to.
@@ -466,8 +469,17 @@ impl FleetRate {
         let (take, writes) = self.claim_by(window).await;
         if let Take::Token(token) = &take {
             tokio::time::sleep_until(token.at).await;
+            self.went(token);
         }
         (take, writes)
+    }
+
+    /// The request `token` was claimed for goes now: its wait since it was asked for, and
+    /// how late after its point (the random point is not lateness), are counted for the
+    /// schedule's log line.
+    pub fn went(&self, token: &FleetToken) {
+        let late = Instant::now().saturating_duration_since(token.at);
+        self.health.claimed(token.asked.elapsed(), micros(late));
     }
 
     /// `take_by`, returning once the instant is claimed, before it has come: the
@@ -475,7 +487,6 @@ impl FleetRate {
     pub async fn claim_by(&self, window: &Window) -> (Take, u32) {
         let latest = window.last_start;
         let asked = Instant::now();
-        let asked_us = self.clock.now_us();
         let mut lost = 0;
         let mut writes = 0;
         loop {
@@ -546,15 +557,14 @@ impl FleetRate {
                         .now_us()
                         .saturating_add(micros(latest.saturating_duration_since(Instant::now())));
                     let at = (instant - period / 2 + self.jitter(period)).min(last_us);
-                    let now_us = self.clock.now_us();
-                    let ahead = Duration::from_micros(u64::try_from(at - now_us).unwrap_or(0));
-                    // Late after the point it was meant to go, not after its instant:
-                    // the random point is not lateness.
-                    self.health
-                        .claimed(asked.elapsed() + ahead, now_us - at.max(asked_us));
+                    // A point already past when claimed goes at once: its request is
+                    // late only after the claim.
+                    let ahead = at - self.clock.now_us();
+                    let ahead = Duration::from_micros(u64::try_from(ahead).unwrap_or(0));
                     let token = FleetToken {
                         epoch: current.epoch,
                         at: Instant::now() + ahead,
+                        asked,
                     };
                     return (Take::Token(token), writes);
                 }

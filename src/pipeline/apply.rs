@@ -221,7 +221,7 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
             Order::TurnFirst { .. } => match self.turn_first().await {
                 Some((read, turn)) => (Some(read), Some(turn)),
                 None => {
-                    let _ = guard.release(&guarded, None).await;
+                    guard.release_unread(&guarded).await;
                     return Ok(guarded.screened(|_| Outcome::NoTurn));
                 }
             },
@@ -322,7 +322,8 @@ impl<D: Directory, W: Watermarks> Applier<'_, D, W> {
     /// first in line always gets one while a read fits: the container keeps one request
     /// waiting for the schedule, so its turns are measured and it keeps its place in the
     /// fleet even when its measured rate says little can come; when the rate does not
-    /// promise its turn, it is read once the turn has come (`Order::TurnFirst`).
+    /// promise its turn (and most reads need an update), it is read once its turn is
+    /// claimed (`Order::TurnFirst`).
     async fn read_slot(&self) -> Option<ReadPlace> {
         let latest_start = self.budget.last_attempt;
         let slots = self.read_slots;

@@ -338,6 +338,9 @@ impl<'p> Calls<'p> {
                 break;
             }
             made += 1;
+            if let Some(rate) = self.limits.rate(op) {
+                rate.went(&token);
+            }
             self.counts.calls[op.index()].fetch_add(1, Ordering::Relaxed);
             // The SDK's own attempt timeout ends the attempt first; this bound holds
             // for any directory.

@@ -298,8 +298,7 @@ impl<W: Watermarks> Guard<'_, W> {
         guarded: &Guarded,
         applied: Option<&[&ChangeRequest]>,
     ) -> Result<(), Failure> {
-        let tally = &self.counts;
-        let (Some(table), Some(held)) = (self.table, &guarded.held) else {
+        let (Some(_), Some(held)) = (self.table, &guarded.held) else {
             return Ok(());
         };
         let advanced = applied.map(|applied| {
@@ -308,16 +307,41 @@ impl<W: Watermarks> Guard<'_, W> {
                 .advanced(applied.iter().map(|c| (&c.change, c.stamp())))
         });
         let advanced = advanced.filter(|a| *a != held.watermarks);
-        // With nothing to write, one attempt's budget: a user given back unapplied (its
-        // turn did not come, say) is settled in time for its deferral to be queued or
-        // noted, and a lease not given back lapses on its own.
-        let send_by = match applied {
-            None => self.budget.request_ends(self.budget.release_by),
-            Some(_) => self.budget.release_by,
+        self.give_back(
+            held,
+            advanced.as_ref(),
+            applied.is_some(),
+            self.budget.release_by,
+        )
+        .await
+    }
+
+    /// Gives the lease of a user whose update's turn did not come back within one
+    /// attempt's budget, so that the deferral is settled in time to be queued again or
+    /// noted; a lease not given back by then lapses on its own.
+    pub(super) async fn release_unread(&self, guarded: &Guarded) {
+        let (Some(_), Some(held)) = (self.table, &guarded.held) else {
+            return;
         };
+        let by = self.budget.request_ends(self.budget.release_by);
+        let _ = self.give_back(held, None, false, by).await;
+    }
+
+    /// The release's request, by `send_by`: the watermarks `advanced` written with it.
+    /// Its failure matters only when changes were `applied`.
+    async fn give_back(
+        &self,
+        held: &Leased,
+        advanced: Option<&FieldWatermarks>,
+        applied: bool,
+        send_by: Instant,
+    ) -> Result<(), Failure> {
+        let Some(table) = self.table else {
+            return Ok(());
+        };
+        let tally = &self.counts;
         tally.watermark_requests.fetch_add(1, Ordering::Relaxed);
-        let result = match timeout_at(send_by, table.release(&held.lease, advanced.as_ref())).await
-        {
+        let result = match timeout_at(send_by, table.release(&held.lease, advanced)).await {
             Ok(result) => result.map_err(|f| f.failure),
             Err(_) => Err(Failure::unknown(
                 "staleness guard: writing the watermarks did not finish before the deadline",
@@ -326,10 +350,11 @@ impl<W: Watermarks> Guard<'_, W> {
         if let Err(failure) = &result {
             warn!(error_message = %failure.message, "the lease lapses on its own");
         }
-        match (applied, result) {
+        if applied {
+            result
+        } else {
             // Nothing was to be written: the lease lapses by itself.
-            (None, _) => Ok(()),
-            (Some(_), result) => result,
+            Ok(())
         }
     }
 }
