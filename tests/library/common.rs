@@ -312,6 +312,32 @@ pub fn pipeline_with<'a>(
     )
 }
 
+/// Users u-1, u-2 and u-3 (usernames a, b, c): A One, B Two and C Three.
+pub fn three_users() -> FakeConnect {
+    FakeConnect::with_users(&[
+        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
+        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
+        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
+    ])
+}
+
+/// `pipeline_with`, its users one at a time (`MAX_CONCURRENT_USERS` 1).
+pub fn pipeline_in_one_lane<'a>(
+    connect: &'a FakeConnect,
+    queues: &'a FakeQueues,
+    limits: RateLimits,
+) -> Pipeline<&'a FakeConnect, &'a FakeQueues> {
+    let mut s = settings();
+    s.concurrency = 1;
+    Pipeline::new(
+        connect,
+        queues,
+        admission(EmailDomains::parse(Some("example.com")).unwrap()),
+        s,
+        limits,
+    )
+}
+
 pub fn sqs_record(id: &str, body: &Value, receive_count: u32, group: Option<&str>) -> Value {
     let mut attributes = json!({"ApproximateReceiveCount": receive_count.to_string(), "SentTimestamp": "1764403200000"});
     if let Some(g) = group {

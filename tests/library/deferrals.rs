@@ -265,26 +265,10 @@ async fn a_copy_that_cannot_be_sent_leaves_the_record_handed_back() {
 async fn a_user_whose_turn_the_schedule_already_puts_past_the_deadline_is_not_read() {
     // One turn a minute, the first free: the first user is read and updated; the next
     // turn is a minute away, past the deadline, so the others are not read.
-    let connect = FakeConnect::with_users(&[
-        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
-        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
-        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
-    ]);
+    let connect = three_users();
     let queues = FakeQueues::default();
     let (recs, fifo) = one_change_each(&["u-1", "u-2", "u-3"], |_| json!({"LastName": "X"}));
-    let mut s = settings();
-    s.concurrency = 1;
-    let pipeline = connect_identity_sync::pipeline::Pipeline::new(
-        &connect,
-        &queues,
-        admission(
-            connect_identity_sync::domain::policy::EmailDomains::parse(Some("example.com"))
-                .unwrap(),
-        ),
-        s,
-        no_turn(),
-    )
-    .requeue_deferrals(true);
+    let pipeline = pipeline_in_one_lane(&connect, &queues, no_turn()).requeue_deferrals(true);
     let d = pipeline
         .run(&recs, fifo, Instant::now() + Duration::from_secs(1))
         .await

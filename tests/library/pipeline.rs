@@ -260,11 +260,7 @@ async fn a_failed_dead_letter_send_keeps_the_record_for_redelivery() {
 
 #[tokio::test]
 async fn in_a_fifo_batch_a_failing_group_hands_back_its_later_records_while_other_groups_go_on() {
-    let connect = FakeConnect::with_users(&[
-        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
-        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
-        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
-    ]);
+    let connect = three_users();
     connect.fail(
         "UpdateUserIdentityInfo",
         "u-1",

@@ -196,18 +196,7 @@ fn one_lane_on_the_fleet<'a>(
 ) -> connect_identity_sync::pipeline::Pipeline<&'a FakeConnect, &'a FakeQueues> {
     let limits = RateLimits::new(fleet_rps / 20.0, 1000.0, 1000.0)
         .with_fleet_update(table.clone(), fleet_rps);
-    let mut s = settings();
-    s.concurrency = 1;
-    connect_identity_sync::pipeline::Pipeline::new(
-        connect,
-        queues,
-        admission(
-            connect_identity_sync::domain::policy::EmailDomains::parse(Some("example.com"))
-                .unwrap(),
-        ),
-        s,
-        limits,
-    )
+    pipeline_in_one_lane(connect, queues, limits)
 }
 
 /// The fleet's next instant, `ahead` from now, as another container left it.
@@ -255,11 +244,7 @@ async fn a_turn_claimed_for_a_user_that_needs_no_update_goes_to_the_next_user() 
     // claimed (ahead of the turn's point: the fleet's next instant is a second away);
     // the second finds nothing to update and its turn goes to the third: two turns
     // claimed for two updates, each user read once.
-    let connect = FakeConnect::with_users(&[
-        ("u-1", "a", info("A", "One", "a@example.com"), &[]),
-        ("u-2", "b", info("B", "Two", "b@example.com"), &[]),
-        ("u-3", "c", info("C", "Three", "c@example.com"), &[]),
-    ]);
+    let connect = three_users();
     let queues = FakeQueues::default();
     let table = Table::new(Mode::Answer);
     next_instant_in(&table, Duration::from_secs(1));
