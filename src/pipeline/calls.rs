@@ -70,9 +70,9 @@ pub struct RateLimits {
     list: Option<Rate>,
     /// The update turns this container gets, for the backpressure before the reads.
     turns: TurnMeter,
-    /// An update turn taken for a user that needed none, and until when it may still be
-    /// used: the container's next update takes it instead of waiting.
-    spare: std::sync::Mutex<Option<(Turn, Instant)>>,
+    /// An update turn claimed for a user that needed none, until its point: the
+    /// container's next update takes it instead of waiting.
+    spare: std::sync::Mutex<Option<Turn>>,
 }
 
 impl RateLimits {
@@ -164,10 +164,9 @@ impl RateLimits {
     /// of claiming another. A turn whose point has passed is not kept: a request sent
     /// later would land on top of the turns that came since.
     pub(super) fn spare_turn(&self, turn: Turn) {
-        let Some(until) = turn.at().filter(|at| Instant::now() < *at) else {
-            return;
-        };
-        *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some((turn, until));
+        if turn.at().is_some_and(|at| Instant::now() < at) {
+            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);
+        }
     }
 
     /// Whether a turn claimed ahead may still be used: its point has not passed by more
@@ -184,7 +183,7 @@ impl RateLimits {
     /// The spare update turn, while it may still be used.
     fn take_spare(&self) -> Option<Turn> {
         let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
-        spare.and_then(|(turn, until)| (Instant::now() <= until).then_some(turn))
+        spare.filter(|turn| turn.at().is_some_and(|at| Instant::now() <= at))
     }
 
     /// `op`'s rate; `None` for `ListUsers` with the index off.
@@ -321,17 +320,15 @@ impl<'p> Calls<'p> {
             // turns that came since (the account's bucket does not keep the token it
             // left unused), so another is taken.
             let taken = match turn.take().filter(|t| self.limits.in_time(t)) {
-                Some(turn) => {
-                    if let Some(at) = turn.at() {
-                        sleep_until(at).await;
-                    }
-                    Some(turn)
-                }
-                None => self.turn(op, self.budget.last_attempt).await,
+                Some(turn) => Some(turn),
+                None => self.claim(op, self.budget.last_attempt).await,
             };
             let Some(token) = taken else {
                 break;
             };
+            if let Some(at) = token.at() {
+                sleep_until(at).await;
+            }
             // A token that came (from the fleet's schedule, say) after the last start
             // is not used: the attempt would not end before the cutoff.
             if !self.budget.may_start() {
